@@ -1,0 +1,258 @@
+"""Recipes: YAML files validated by pydantic.
+
+A recipe has one section per stage of a run::
+
+    run:       name, output folder, seed
+    data:      where the text comes from and how it becomes token shards
+    tokenizer: train one (kind, vocab size, special tokens) or load one (path)
+    model:     ``arch`` plus that architecture's config dataclass fields
+    train:     objective, optimiser, schedule, precision, evaluation, checkpoints
+    sample:    prompts and decoding settings for the samples written after training
+
+Every section forbids unknown keys. A bad field becomes a one-line :class:`ConfigError`
+naming the field and what is allowed. Any field can be overridden from the command line
+with ``--set section.field=value``; the value is parsed as YAML (``3e-4``, ``true``,
+``[a, b]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(_Section):
+    name: str = "run"
+    out_dir: str | None = Field(None, description="run folder; default runs/<name>")
+    seed: int = 1337
+
+    @property
+    def path(self) -> Path:
+        return Path(self.out_dir or f"runs/{self.name}")
+
+
+class DataConfig(_Section):
+    corpus: Literal["world", "python-stdlib"] | None = Field(
+        None, description="a built-in corpus instead of (or besides) input files")
+    inputs: list[str] = Field(default_factory=list, description="files, folders or globs")
+    prepared: str | None = Field(None, description="an existing `lmforge data prepare` folder")
+    field: str = Field("text", description="JSONL field holding the text")
+    column: str = Field("text", description="CSV column holding the text")
+    clean: bool = True
+    dedup: bool = True
+    val_fraction: float = Field(0.05, gt=0.0, lt=1.0)
+    world_train_sentences: int = Field(200_000, ge=1)
+    world_eval_sentences: int = Field(1000, ge=1)
+
+
+class TokenizerConfig(_Section):
+    kind: Literal["char", "bpe", "wordpiece"] = "bpe"
+    vocab_size: int = Field(4096, ge=1)
+    min_frequency: int = Field(2, ge=1)
+    special_tokens: list[str] = Field(default_factory=list,
+                                      description="user-defined extra special tokens")
+    path: str | None = Field(None, description="load tokenizer.json or a HF folder instead")
+
+
+class TrainConfig(_Section):
+    objective: Literal["causal_lm"] = "causal_lm"
+    max_steps: int = Field(1000, ge=1)
+    batch_size: int = Field(32, ge=1)
+    block_size: int = Field(128, ge=2)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    min_lr: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False
+    threads: int | None = Field(None, ge=1)
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(200, ge=1)
+    eval_batches: int = Field(20, ge=1)
+    ckpt_every: int = Field(500, ge=1)
+    keep_last: int = Field(2, ge=1)
+    early_stop_patience: int | None = Field(None, ge=1,
+                                            description="evaluations without improvement")
+    early_stop_min_delta: float = Field(0.0, ge=0)
+
+
+class SampleConfig(_Section):
+    prompts: list[str] = Field(default_factory=list)
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.8, ge=0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+
+
+class Recipe(_Section):
+    run: RunConfig = Field(default_factory=RunConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: Any = Field(default_factory=lambda: {"arch": "gpt"})
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, v: Any) -> Any:
+        from .models import model_config_class
+
+        if dataclasses.is_dataclass(v):
+            return v
+        if not isinstance(v, dict):
+            raise ValueError("must be a mapping with an 'arch' key")
+        v = dict(v)
+        arch = v.pop("arch", "gpt")
+        cfg_cls = model_config_class(arch)
+        return TypeAdapter(cfg_cls).validate_python(v)
+
+    @property
+    def arch(self) -> str:
+        from .models import arch_of
+
+        return arch_of(self.model)
+
+    def to_dict(self) -> dict:
+        d = self.model_dump(mode="json", exclude={"model"})
+        return {**d, "model": {"arch": self.arch, **dataclasses.asdict(self.model)}}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+# ----------------------------------------------------------------------------- errors
+
+def _allowed_fields(model: type | None, loc: tuple) -> list[str]:
+    """Names allowed at ``loc`` (the parent of an unknown key)."""
+    from .models import model_config_class
+
+    node: Any = model
+    for part in loc:
+        if node is Recipe and part == "model":
+            return []
+        fields = getattr(node, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        node = fields[part].annotation
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
+
+
+def format_validation_error(err: ValidationError, root: type | None = None,
+                            raw: dict | None = None) -> str:
+    """Turn a pydantic error into one line: ``field: problem (allowed: ...)``."""
+    from .models import model_config_class
+
+    parts = []
+    for e in err.errors():
+        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        name = ".".join(str(x) for x in loc) or "(top level)"
+        if e["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+            parent, key = loc[:-1], loc[-1]
+            if parent[:1] == ("model",) and raw is not None:
+                arch = (raw.get("model") or {}).get("arch", "gpt")
+                allowed = ["arch"] + [f.name for f in dataclasses.fields(model_config_class(arch))]
+            else:
+                allowed = _allowed_fields(root, parent)
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            msg = f"{name}: unknown field"
+            if hint:
+                msg += f" (did you mean {hint[0]!r}?)"
+            if allowed:
+                msg += f"; allowed: {', '.join(allowed)}"
+        elif e["type"] == "literal_error":
+            msg = f"{name}: {e['input']!r} is not allowed; {e['msg'].lower()}"
+        else:
+            got = e.get("input")
+            got_s = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+            msg = f"{name}: {e['msg'][0].lower()}{e['msg'][1:]}{got_s}"
+        parts.append(msg)
+    return "config error: " + "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- loading
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` -> ``(["train", "lr"], 0.0003)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.lr=3e-4")
+    key, value = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    # YAML reads 3e-4 as a string (no dot); accept it as a float.
+    if isinstance(parsed, str):
+        try:
+            parsed = float(parsed) if any(c in parsed for c in "eE.") else parsed
+        except ValueError:
+            pass
+    return path, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set each ``a.b.c=value`` override into the nested dict ``raw`` (in place)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for p in path[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {text!r}: {p} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return raw
+
+
+def load_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recipe {p} not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"recipe {p} is not valid UTF-8 (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {p} must be a mapping of sections")
+    return raw
+
+
+def build_recipe(raw: dict) -> Recipe:
+    """Validate a raw dict into a :class:`Recipe`, raising a one-line ConfigError."""
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, Recipe, raw)) from None
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
+    """Load a recipe YAML (or the defaults when ``path`` is None) and apply overrides."""
+    raw = load_yaml(path) if path is not None else {}
+    apply_overrides(raw, overrides or [])
+    return build_recipe(raw)

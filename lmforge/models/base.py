@@ -1,0 +1,153 @@
+"""Saving and loading model folders (Hugging Face layout).
+
+A model folder holds ``config.json`` (the config dataclass plus ``arch``),
+``model.safetensors`` and ``lmforge.json`` (library version, architecture, SHA-256 of
+the weights, provenance). Loading checks the checksum, the tensor names and the shapes,
+and raises :class:`CheckpointError` naming the first problem; nothing loads partially.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
+from ..io import atomic_write_bytes, atomic_write_json
+
+WEIGHTS = "model.safetensors"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """State dict without tied duplicates (safetensors stores each storage once)."""
+    seen: dict[int, str] = {}
+    out = {}
+    for name, t in model.state_dict().items():
+        key = t.data_ptr()
+        if key in seen and t.numel():
+            continue
+        seen[key] = name
+        out[name] = t.detach().contiguous().cpu()
+    return out
+
+
+def save_model_folder(model: torch.nn.Module, path: str | Path,
+                      provenance: dict[str, Any] | None = None) -> None:
+    """Write config.json, model.safetensors and lmforge.json into ``path``."""
+    from .. import __version__
+    from . import arch_of
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    arch = arch_of(cfg)
+    atomic_write_json(path / "config.json", {"arch": arch, **dataclasses.asdict(cfg)})
+    tmp = path / f".{WEIGHTS}.staging"
+    save_file(_unique_state_dict(model), str(tmp), metadata={"format": "pt"})
+    atomic_write_bytes(path / WEIGHTS, tmp.read_bytes())
+    tmp.unlink()
+    meta = {"lmforge_version": __version__, "arch": arch,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "sha256": {WEIGHTS: sha256_file(path / WEIGHTS)}}
+    meta.update(provenance or {})
+    atomic_write_json(path / "lmforge.json", meta)
+
+
+def read_config(path: str | Path) -> tuple[str, object]:
+    """Read ``config.json`` of an lmforge model folder -> (arch, config dataclass)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from ..config import format_validation_error
+    from . import model_config_class
+
+    p = Path(path) / "config.json"
+    if not p.is_file():
+        raise CheckpointError(f"{path} is not a model folder (no config.json)")
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{p} is corrupt: {e}") from None
+    arch = raw.pop("arch", None)
+    if arch is None:
+        raise CheckpointError(f"{p} has no 'arch'; is this a Hugging Face folder? "
+                              "Convert it with `lmforge convert`")
+    try:
+        return arch, TypeAdapter(model_config_class(arch)).validate_python(raw)
+    except ValidationError as e:
+        raise CheckpointError(f"{p}: " + format_validation_error(e)) from None
+
+
+def load_state_checked(model: torch.nn.Module, path: str | Path) -> None:
+    """Load ``model.safetensors`` into ``model``; every tensor must match by name and shape."""
+    path = Path(path)
+    wfile = path / WEIGHTS
+    if not wfile.is_file():
+        raise CheckpointError(f"{path} has no {WEIGHTS}")
+    meta_file = path / "lmforge.json"
+    if meta_file.is_file():
+        try:
+            want = json.loads(meta_file.read_text(encoding="utf-8")).get("sha256", {}).get(WEIGHTS)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{meta_file} is corrupt: {e}") from None
+        if want and sha256_file(wfile) != want:
+            raise CheckpointError(f"{wfile} is corrupt or truncated (checksum mismatch)")
+    try:
+        state = load_file(str(wfile))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{wfile} is corrupt or truncated: {e}") from None
+    expected = model.state_dict()
+    tied = {n for n, t in expected.items()
+            if any(t.data_ptr() == o.data_ptr() and n != m and m in state
+                   for m, o in expected.items())}
+    for name, t in expected.items():
+        if name not in state:
+            if name in tied:
+                continue
+            raise CheckpointError(f"{wfile}: missing tensor {name} (expected shape "
+                                  f"{tuple(t.shape)})")
+        if tuple(state[name].shape) != tuple(t.shape):
+            raise CheckpointError(f"{wfile}: tensor {name} has shape "
+                                  f"{tuple(state[name].shape)}, model expects {tuple(t.shape)}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(f"{wfile}: unexpected tensor {extra[0]} "
+                              f"(shape {tuple(state[extra[0]].shape)})")
+    model.load_state_dict(state, strict=False)
+
+
+def load_model_folder(path: str | Path, map_location: str = "cpu") -> torch.nn.Module:
+    """Build the registered model from ``config.json`` and load its checked weights."""
+    from . import model_class
+
+    arch, cfg = read_config(path)
+    model = model_class(arch)(cfg)
+    load_state_checked(model, path)
+    return model.to(map_location).eval()
+
+
+class PretrainedMixin:
+    """``save_pretrained`` / ``from_pretrained`` for registered models."""
+
+    def save_pretrained(self, path: str | Path, provenance: dict | None = None) -> None:
+        save_model_folder(self, path, provenance)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str = "cpu"):
+        model = load_model_folder(path, map_location)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
