@@ -256,3 +256,32 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw = load_yaml(path) if path is not None else {}
     apply_overrides(raw, overrides or [])
     return build_recipe(raw)
+
+
+def build_section(cls: type[BaseModel], name: str, **values: Any) -> BaseModel:
+    """Validate one section (e.g. CLI flags) with the same one-line errors as a recipe."""
+    try:
+        return cls.model_validate(values)
+    except ValidationError as e:
+        msg = format_validation_error(e, cls)
+        raise ConfigError(msg.replace("config error: ", f"config error: {name}.", 1)) from None
+
+
+RECIPE_DIR = Path(__file__).parent / "configs"
+
+
+def builtin_recipes() -> list[str]:
+    """Names of the recipes shipped with lmforge (``lmforge/configs/*.yaml``)."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def resolve_recipe_path(name_or_path: str) -> Path:
+    """A recipe path, or the name of a built-in recipe (``gpt-world``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    builtin = RECIPE_DIR / f"{name_or_path}.yaml"
+    if p.suffix == "" and builtin.is_file():
+        return builtin
+    raise ConfigError(f"recipe {name_or_path} not found (built-in recipes: "
+                      f"{', '.join(builtin_recipes()) or 'none'})")

@@ -1,0 +1,298 @@
+"""The ``lmforge`` command line: one verb per step of a model's life.
+
+The CLI is thin: each verb parses its options and calls the library function that does
+the work. User errors (:class:`~lmforge.errors.LmforgeError`) print one line on stderr
+and exit with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import LmforgeError
+
+app = typer.Typer(
+    name="lmforge",
+    help="Language models from theory to practice: data, tokenizers, training, "
+         "evaluation and generation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
+corpus_app = typer.Typer(help="Write the built-in corpora to files.", no_args_is_help=True)
+tokenizer_app = typer.Typer(help="Train and inspect tokenizers.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(tokenizer_app, name="tokenizer")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False):
+    _state["debug"] = debug
+
+
+def _echo(msg: str = "") -> None:
+    typer.echo(msg)
+
+
+# ----------------------------------------------------------------------------- data
+
+@data_app.command("prepare", epilog="Example: lmforge data prepare corpus/*.txt --out data/my "
+                                    "--kind bpe --vocab-size 8000")
+def data_prepare(
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs (.txt, .jsonl, "
+                                                     ".csv, .parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    tokenizer: Annotated[Optional[str], typer.Option(
+        help="Use this tokenizer.json or model folder instead of training one.")] = None,
+    kind: Annotated[str, typer.Option(help="Tokenizer to train: char, bpe or wordpiece.")] = "bpe",
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size of the trained tokenizer.")]
+    = 4096,
+    min_frequency: Annotated[int, typer.Option(help="Minimum count of a merge/token.")] = 2,
+    special_token: Annotated[Optional[list[str]], typer.Option(
+        "--special-token", help="Extra special token (repeatable).")] = None,
+    field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
+    column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
+    val_fraction: Annotated[float, typer.Option(help="Share of documents for validation.")]
+    = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the document split.")] = 0,
+    clean: Annotated[bool, typer.Option("--clean/--no-clean", help="Normalise text.")] = True,
+    dedup: Annotated[bool, typer.Option("--dedup/--no-dedup",
+                                        help="Drop exact duplicate documents.")] = True,
+):
+    """Tokenize text into memory-mapped token shards with a train/val split."""
+    from .config import TokenizerConfig, build_section
+    from .data.prepare import prepare_data
+    from .tokenize import Tokenizer
+
+    if not 0.0 < val_fraction < 1.0:
+        raise LmforgeError(f"--val-fraction must be between 0 and 1 (got {val_fraction})")
+    tok = Tokenizer.load(tokenizer) if tokenizer else None
+    spec = build_section(TokenizerConfig, "tokenizer", kind=kind, vocab_size=vocab_size,
+                         min_frequency=min_frequency, special_tokens=special_token or [])
+    meta = prepare_data(inputs, out, tokenizer=tok, tokenizer_spec=spec, field=field,
+                        column=column, clean=clean, dedup=dedup, val_fraction=val_fraction,
+                        seed=seed)
+    for split, info in meta["splits"].items():
+        _echo(f"{split}: {info['documents']} documents, {info['tokens']} tokens")
+    _echo(f"wrote {out} ({meta['dtype']}, vocab {meta['vocab_size']})")
+
+
+# ----------------------------------------------------------------------------- corpora
+
+@corpus_app.command("world", epilog="Example: lmforge corpus world --out data/world "
+                                    "--train 100000")
+def corpus_world(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    train: Annotated[int, typer.Option(help="Training sentences.")] = 100_000,
+    val: Annotated[int, typer.Option(help="Validation sentences.")] = 2000,
+    test: Annotated[int, typer.Option(help="Test sentences.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+):
+    """Write the bilingual world corpus (train/val/test, with exact surprisal)."""
+    from .corpora import write_lm_corpus
+    from .io import ensure_writable_dir
+
+    ensure_writable_dir(out)
+    write_lm_corpus(out, train, val, test, seed)
+    _echo(f"wrote {out}/train.txt, val.txt, test.txt (+ .jsonl with exact bits)")
+
+
+@tokenizer_app.command("train", epilog="Example: lmforge tokenizer train corpus.txt "
+                                       "--kind bpe --vocab-size 8000 --out tok/")
+def tokenizer_train(
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    kind: Annotated[str, typer.Option(help="char, bpe or wordpiece.")] = "bpe",
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size.")] = 4096,
+    min_frequency: Annotated[int, typer.Option(help="Minimum count.")] = 2,
+    special_token: Annotated[Optional[list[str]], typer.Option(
+        "--special-token", help="Extra special token (repeatable).")] = None,
+    field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
+    column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
+):
+    """Train a tokenizer and save tokenizer.json."""
+    from .config import TokenizerConfig, build_section
+    from .data.readers import iter_documents
+    from .io import ensure_writable_dir
+    from .tokenize import train_tokenizer
+
+    spec = build_section(TokenizerConfig, "tokenizer", kind=kind, vocab_size=vocab_size,
+                         min_frequency=min_frequency, special_tokens=special_token or [])
+    ensure_writable_dir(out)
+    texts = (d.text for d in iter_documents(inputs, field=field, column=column))
+    tok = train_tokenizer(spec.kind, texts=texts, vocab_size=spec.vocab_size,
+                          min_frequency=spec.min_frequency, special_tokens=spec.special_tokens)
+    tok.save(out)
+    _echo(f"wrote {out}/tokenizer.json ({tok.kind}, vocab {tok.vocab_size})")
+
+
+@tokenizer_app.command("encode", epilog="Example: lmforge tokenizer encode runs/quickstart "
+                                        "--text '你好, world'")
+def tokenizer_encode(
+    path: Annotated[str, typer.Argument(help="tokenizer.json, a model folder or a run.")],
+    text: Annotated[str, typer.Option(help="Text to encode.")],
+):
+    """Show how a text is split into tokens."""
+    from .hub import load_tokenizer
+
+    tok = load_tokenizer(path)
+    ids = tok.encode(text)
+    _echo(f"{len(ids)} tokens: {ids}")
+    _echo(" | ".join(tok.decode([i], skip_special_tokens=False) for i in ids))
+
+
+# ----------------------------------------------------------------------------- training
+
+@app.command(epilog="Example: lmforge pretrain configs/gpt-world.yaml --set train.lr=3e-4 "
+                    "--set train.max_steps=2000")
+def pretrain(
+    config: Annotated[str, typer.Argument(help="Recipe YAML (a path, or a built-in name such "
+                                               "as gpt-world).")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a field: section.field=value (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (overrides run.out_dir).")]
+    = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the run folder exactly "
+                                              "where it stopped.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress",
+                                           help="Show the progress bar.")] = True,
+):
+    """Pretrain a model from a recipe: data -> tokenizer -> model -> trained checkpoints."""
+    from .config import load_recipe, resolve_recipe_path
+    from .pretrain import pretrain as run_pretrain
+
+    overrides = list(set_ or [])
+    if out is not None:
+        overrides.append(f"run.out_dir={out}")
+    recipe = load_recipe(resolve_recipe_path(config), overrides)
+    result = run_pretrain(recipe, resume=resume, show_progress=progress, log=_echo)
+    _echo(f"done: {result.summary()}")
+
+
+@app.command(epilog="Example: lmforge generate runs/quickstart --prompt 'Alice' "
+                    "--prompt '小明' --temperature 0.8")
+def generate(
+    model: Annotated[str, typer.Argument(help="A run folder or a model folder.")],
+    prompt: Annotated[Optional[list[str]], typer.Option(
+        help="Prompt (repeatable; batched).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 64,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(help="Keep the k most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling mass.")] = None,
+    repetition_penalty: Annotated[float, typer.Option(help="CTRL-style penalty (>1).")] = 1.0,
+    stop: Annotated[Optional[list[str]], typer.Option(help="Stop string (repeatable).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    stream: Annotated[bool, typer.Option(help="Print tokens as they are generated.")] = False,
+):
+    """Generate text from a trained model."""
+    from .generate import GenerationConfig
+    from .generate import generate as run_generate
+    from .generate import stream as run_stream
+    from .hub import load_pretrained
+
+    _check_sampling(temperature, top_k, top_p, repetition_penalty, max_new_tokens)
+    m, tok = load_pretrained(model)
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                           top_p=top_p, repetition_penalty=repetition_penalty,
+                           stop=list(stop or []), seed=seed)
+    prompts = list(prompt or [""])
+    if stream:
+        for p in prompts:
+            typer.echo(p, nl=False)
+            for piece in run_stream(m, tok, p, cfg):
+                typer.echo(piece, nl=False)
+            typer.echo()
+        return
+    for p, completion in zip(prompts, run_generate(m, tok, prompts, cfg)):
+        _echo(f"{p}{completion}")
+
+
+def _check_sampling(temperature, top_k, top_p, repetition_penalty, max_new_tokens) -> None:
+    if temperature < 0:
+        raise LmforgeError(f"--temperature must be >= 0 (got {temperature})")
+    if top_k is not None and top_k < 1:
+        raise LmforgeError(f"--top-k must be >= 1 (got {top_k})")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise LmforgeError(f"--top-p must be in (0, 1] (got {top_p})")
+    if repetition_penalty <= 0:
+        raise LmforgeError(f"--repetition-penalty must be > 0 (got {repetition_penalty})")
+    if max_new_tokens < 1:
+        raise LmforgeError(f"--max-new-tokens must be >= 1 (got {max_new_tokens})")
+
+
+@app.command(epilog="Example: lmforge evaluate runs/quickstart --data runs/quickstart/"
+                    "world/test.jsonl")
+def evaluate(
+    model: Annotated[str, typer.Argument(help="A run folder or a model folder.")],
+    data: Annotated[list[str], typer.Option(help="Text file(s): .txt, .jsonl, .csv, .parquet.")],
+    field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
+    column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
+    batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
+):
+    """Perplexity and bits per document of a model on held-out text."""
+    from .evaluate import evaluate_texts
+
+    report = evaluate_texts(model, data, field=field, column=column, batch_size=batch_size)
+    for line in report.lines():
+        _echo(line)
+
+
+@app.command(epilog="Example: lmforge quickstart --out runs/quickstart")
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/quickstart"),
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a recipe field, e.g. train.max_steps=200.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+):
+    """Build the world corpus, train a BPE tokenizer and a small GPT, evaluate and sample."""
+    from .quickstart import run_quickstart
+
+    run_quickstart(out, overrides=list(set_ or []), show_progress=progress, log=_echo)
+
+
+# ----------------------------------------------------------------------------- entry
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning user errors into one line + exit 2."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="lmforge", standalone_mode=False)
+    except LmforgeError as e:
+        if debug:
+            raise
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+        if debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        typer.echo(f"error: {e.strerror or e}{where}", err=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()
