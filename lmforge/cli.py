@@ -200,11 +200,10 @@ def generate(
     from .generate import stream as run_stream
     from .hub import load_pretrained
 
-    _check_sampling(temperature, top_k, top_p, repetition_penalty, max_new_tokens)
-    m, tok = load_pretrained(model)
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                            top_p=top_p, repetition_penalty=repetition_penalty,
                            stop=list(stop or []), seed=seed)
+    m, tok = load_pretrained(model)
     prompts = list(prompt or [""])
     if stream:
         for p in prompts:
@@ -215,19 +214,6 @@ def generate(
         return
     for p, completion in zip(prompts, run_generate(m, tok, prompts, cfg)):
         _echo(f"{p}{completion}")
-
-
-def _check_sampling(temperature, top_k, top_p, repetition_penalty, max_new_tokens) -> None:
-    if temperature < 0:
-        raise LmforgeError(f"--temperature must be >= 0 (got {temperature})")
-    if top_k is not None and top_k < 1:
-        raise LmforgeError(f"--top-k must be >= 1 (got {top_k})")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise LmforgeError(f"--top-p must be in (0, 1] (got {top_p})")
-    if repetition_penalty <= 0:
-        raise LmforgeError(f"--repetition-penalty must be > 0 (got {repetition_penalty})")
-    if max_new_tokens < 1:
-        raise LmforgeError(f"--max-new-tokens must be >= 1 (got {max_new_tokens})")
 
 
 @app.command(epilog="Example: lmforge evaluate runs/quickstart --data runs/quickstart/"

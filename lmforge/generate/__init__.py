@@ -1,0 +1,48 @@
+"""Text generation with a KV cache: greedy, temperature, top-k, top-p, repetition
+penalty, stop strings, batching with left padding, and streaming.
+
+Written by hand: generation is part of what lmforge teaches. The math of each rule is
+in :mod:`lmforge.generate.sampling` and ``docs/generation.md``.
+
+Modules: ``config`` (:class:`GenerationConfig`), ``sampling`` (logits to next token),
+``decode`` (the batched token loop on ids), ``text`` (prompts, detokenisation, stop
+strings, streaming).
+"""
+
+from .config import GenerationConfig
+from .decode import BatchDecoder, PromptTooLongError, generate_ids
+from .sampling import (
+    apply_repetition_penalty,
+    process_logits,
+    sample_next,
+    top_k_filter,
+    top_p_filter,
+)
+from .text import (
+    Completion,
+    IncrementalDetokenizer,
+    StopMatcher,
+    encode_prompt,
+    generate,
+    generate_completions,
+    stream,
+)
+
+__all__ = [
+    "BatchDecoder",
+    "Completion",
+    "GenerationConfig",
+    "IncrementalDetokenizer",
+    "PromptTooLongError",
+    "StopMatcher",
+    "apply_repetition_penalty",
+    "encode_prompt",
+    "generate",
+    "generate_completions",
+    "generate_ids",
+    "process_logits",
+    "sample_next",
+    "stream",
+    "top_k_filter",
+    "top_p_filter",
+]

@@ -1,0 +1,109 @@
+"""The CLI: help everywhere, and user errors as one line with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from lmforge.cli import main
+
+VERBS = [["data", "prepare"], ["corpus", "world"], ["tokenizer", "train"],
+         ["tokenizer", "encode"], ["pretrain"], ["generate"], ["evaluate"], ["quickstart"]]
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_top_level_help_lists_verbs(capsys):
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    for verb in ("pretrain", "generate", "evaluate", "quickstart", "data", "tokenizer"):
+        assert verb in out
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=" ".join)
+def test_every_verb_has_help_with_example(verb, capsys):
+    code, out, _ = run_cli([*verb, "--help"], capsys)
+    assert code == 0
+    assert "Example: lmforge" in out
+
+
+def assert_user_error(args, capsys, *fragments):
+    code, _out, err = run_cli(args, capsys)
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_nonexistent_input(tmp_path, capsys):
+    assert_user_error(["data", "prepare", str(tmp_path / "nope.txt"), "--out",
+                       str(tmp_path / "o")], capsys, "nope.txt")
+
+
+def test_empty_corpus(tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("\n   \n")
+    assert_user_error(["data", "prepare", str(tmp_path / "empty.txt"), "--out",
+                       str(tmp_path / "o")], capsys, "empty")
+
+
+def test_non_utf8_file(tmp_path, capsys):
+    (tmp_path / "bad.txt").write_bytes("好的\n".encode() + b"abc\xff\xfe\n")
+    assert_user_error(["data", "prepare", str(tmp_path / "bad.txt"), "--out",
+                       str(tmp_path / "o")], capsys, "bad.txt", "UTF-8", "10")
+
+
+def test_vocab_too_small(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("hello world\n你好世界\n")
+    assert_user_error(["data", "prepare", str(tmp_path / "a.txt"), "--out",
+                       str(tmp_path / "o"), "--vocab-size", "3"], capsys, "vocab_size")
+
+
+def test_unwritable_output(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("hello world\n你好世界\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_user_error(["data", "prepare", str(tmp_path / "a.txt"), "--out",
+                       str(blocker / "out")], capsys, "not writable")
+
+
+def test_unknown_config_key(tmp_path, capsys):
+    r = tmp_path / "r.yaml"
+    r.write_text("train:\n  lr: 0.001\n  lrr: 2\n")
+    assert_user_error(["pretrain", str(r)], capsys, "train.lrr", "unknown field")
+    assert_user_error(["pretrain", "quickstart", "--set", "model.n_layr=2"], capsys,
+                      "model.n_layr", "n_layer")
+
+
+def test_block_size_above_max_positions(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("".join(f"line {i} of text 文本\n" for i in range(200)))
+    r = tmp_path / "r.yaml"
+    r.write_text(f"""
+run: {{out_dir: {tmp_path / 'run'}}}
+data: {{inputs: [{tmp_path / 'a.txt'}]}}
+tokenizer: {{kind: char, vocab_size: 100}}
+model: {{n_layer: 1, n_head: 2, d_model: 16, max_seq_len: 32}}
+train: {{block_size: 64, max_steps: 1}}
+""")
+    assert_user_error(["pretrain", str(r), "--no-progress"], capsys, "block_size=64",
+                      "max_seq_len=32")
+
+
+def test_debug_shows_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lmforge.cli", "--debug", "data", "prepare",
+                           str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_generate_from_missing_run(tmp_path, capsys):
+    assert_user_error(["generate", str(tmp_path / "norun"), "--prompt", "x"], capsys,
+                      "does not exist")
