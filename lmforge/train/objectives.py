@@ -1,0 +1,67 @@
+r"""Training objectives: what loss a batch gives.
+
+An objective is any callable ``objective(model, batch) -> (loss, metrics, n_tokens)``:
+
+- ``loss``: a 0-d fp32 tensor, the **mean** loss over the ``n_tokens`` units of the batch
+  (tokens for language modelling, examples for classification);
+- ``metrics``: extra numbers to log (floats or 0-d tensors, averaged like the loss);
+- ``n_tokens``: how many units the mean is over (an ``int`` or a 0-d tensor). The trainer
+  weights micro-batches (gradient accumulation) and evaluation batches by it, so the
+  combined loss is the mean over all units, not a mean of means.
+
+The trainer knows nothing else about the objective, so MLM, span corruption, seq2seq or
+classification heads plug in as new objectives (with a matching batch source).
+
+Causal language modelling: for tokens :math:`x_1..x_T` and model logits :math:`z_t`,
+
+.. math::
+
+    \mathcal{L} = -\frac{1}{N}\sum_{t} \log \mathrm{softmax}(z_t)_{x_{t+1}},
+    \qquad \mathrm{PPL} = \exp(\mathcal{L})
+
+over the :math:`N` target positions whose label is not ``ignore_index``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Metrics = dict[str, "float | torch.Tensor"]
+
+
+@runtime_checkable
+class Objective(Protocol):
+    def __call__(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Metrics,
+                                                              int | torch.Tensor]: ...
+
+
+class CausalLMObjective:
+    """Next-token cross-entropy. A batch is ``{"input_ids": (B, T), "labels": (B, T)}``
+    where ``labels[b, t]`` is the token after ``input_ids[b, t]`` (or ``ignore_index``).
+    A ``(x, y)`` tuple is accepted too. The logits are cast to fp32 before the loss, so
+    under bf16 autocast the softmax and log still run in full precision."""
+
+    name = "causal_lm"
+
+    def __init__(self, ignore_index: int = -100):
+        self.ignore_index = ignore_index
+
+    def __call__(self, model: nn.Module, batch: Any):
+        if isinstance(batch, dict):
+            x, y = batch["input_ids"], batch["labels"]
+        else:
+            x, y = batch
+        logits = model(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                               ignore_index=self.ignore_index)
+        n_tokens = (y != self.ignore_index).sum()  # stays on the device: no host sync
+        if y.device.type == "cpu":
+            n_tokens = int(n_tokens)
+        return loss, {}, n_tokens
+
+    def __repr__(self) -> str:
+        return f"CausalLMObjective(ignore_index={self.ignore_index})"

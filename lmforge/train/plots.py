@@ -1,0 +1,46 @@
+"""The loss-curve picture of a run (``loss.png``), drawn from ``metrics.jsonl`` records.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no display needed) and writes
+the PNG atomically, so a reader never sees half a picture.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from ..io import atomic_write_bytes
+
+
+def plot_loss(records: list[dict], path: str | Path, title: str | None = None,
+              log_y: bool = True) -> bool:
+    """Train loss and val loss against step. Returns False when there is nothing to plot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    train = [(r["step"], r["loss"]) for r in records
+             if isinstance(r.get("loss"), (int, float)) and "step" in r]
+    val = [(r["step"], r["val_loss"]) for r in records
+           if isinstance(r.get("val_loss"), (int, float)) and "step" in r]
+    if not train and not val:
+        return False
+    fig = Figure(figsize=(7, 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1.0, alpha=0.85)
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="val loss", linewidth=1.5, markersize=3)
+    values = [v for _, v in train + val]
+    if log_y and min(values) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats / token)")
+    ax.set_title(title or "loss")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+    return True

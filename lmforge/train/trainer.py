@@ -1,0 +1,627 @@
+"""The training loop, written by hand (it is one of the things lmforge teaches).
+
+One update (``step`` counts completed updates)::
+
+    lr      = schedule(step)
+    for micro in range(grad_accum):
+        batch = train.batch(step, micro, default_rng([seed, step, micro]))
+        loss_m, metrics_m, n_m = objective(model, batch)        # under autocast
+        backward(loss_m * n_m)                                   # token-weighted sum
+    grads  /= sum(n_m)               # = gradient of the mean loss over all tokens
+    norm    = clip_grad_norm_(grads, grad_clip)
+    stop if loss or norm is not finite                           # nothing is applied
+    AdamW step; zero grads (set_to_none)
+
+then, as due: a ``metrics.jsonl`` line (``log_every``), callbacks, evaluation
+(``eval_every``, every checkpoint and the end), early stopping, a checkpoint
+(``ckpt_every`` and the end) and ``loss.png``.
+
+The trainer is generic: the objective turns a batch into a loss, the batch source makes
+the batches, callbacks and evaluators add behaviour. See ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..errors import CheckpointError, ConfigError, LmforgeError, TrainingError
+from . import checkpoint as ck
+from .callbacks import CallbackList
+from .metrics_log import MetricsLog, read_metrics, truncate_after
+from .objectives import CausalLMObjective, Objective
+from .optim import LRSchedule, build_optimizer, param_groups, set_lr
+from .plots import plot_loss
+from .precision import autocast, precision_name, resolve_device, resolve_precision
+from .sources import BatchSource
+
+METRICS = "metrics.jsonl"
+LOSS_PNG = "loss.png"
+
+# Train-config fields that may change on resume without changing what the run computes.
+_RESUME_SAFE = {"max_steps", "log_every", "eval_every", "eval_batches", "ckpt_every",
+                "keep_last", "early_stop_patience", "early_stop_min_delta", "threads",
+                "compile", "device"}
+
+
+@dataclass
+class TrainResult:
+    steps: int                      # completed optimizer updates
+    best_val_loss: float | None
+    best_step: int | None
+    last_checkpoint: Path | None
+    stopped_reason: str             # 'max_steps' | 'early_stop' | 'nan' | 'callback:<why>'
+    tokens_per_sec: float           # training throughput of this session
+    final_val_loss: float | None = None
+    tokens_seen: int = 0
+    elapsed: float = 0.0            # seconds, summed over resumed sessions
+    best_checkpoint: Path | None = None
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _as_float(v: Any) -> float:
+    return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class Trainer:
+    """Train ``model`` with ``objective`` on batches from ``train``.
+
+    Parameters: ``cfg`` holds every option (:class:`~lmforge.config.TrainConfig`);
+    ``val`` gives evaluation batches (None: no evaluation, no early stopping, no "best");
+    ``run_dir`` receives ``metrics.jsonl``, ``loss.png`` and ``checkpoints/``; ``seed``
+    fixes the data order and dropout; ``evaluators`` are ``fn(model) -> {name: float}``
+    run at every evaluation; ``callbacks`` see the hooks of
+    :mod:`lmforge.train.callbacks`; ``tokenizer`` (anything with ``.save(folder)``) is
+    saved in every checkpoint; ``provenance`` is merged into each checkpoint's
+    ``lmforge.json``; ``resume=True`` continues from the latest checkpoint in ``run_dir``.
+    """
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, train: BatchSource,
+                 val: BatchSource | None, run_dir: str | Path, *, seed: int,
+                 objective: Objective | None = None,
+                 evaluators: Sequence[Callable[[nn.Module], dict]] = (),
+                 callbacks: Iterable[Any] = (), tokenizer: Any = None,
+                 provenance: dict | None = None, resume: bool = False,
+                 show_progress: bool = True):
+        if not isinstance(cfg, TrainConfig):
+            raise ConfigError(f"Trainer needs a TrainConfig, got {type(cfg).__name__}")
+        if not callable(getattr(train, "batch", None)):
+            raise ConfigError(f"train must be a batch source with .batch(step, micro, rng); "
+                              f"got {type(train).__name__}")
+        if val is not None and not callable(getattr(val, "eval_batches", None)):
+            raise ConfigError(f"val must be a batch source with .eval_batches(); "
+                              f"got {type(val).__name__}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer (got {seed!r})")
+        self.cfg = cfg
+        self.train_source, self.val_source = train, val
+        self.run_dir = Path(run_dir)
+        self.seed = seed
+        self.objective = objective if objective is not None else CausalLMObjective()
+        self.evaluators = list(evaluators)
+        self.callbacks = CallbackList(callbacks)
+        self.tokenizer = tokenizer
+        self.provenance = dict(provenance or {})
+        self.resume = resume
+        self.show_progress = show_progress
+
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.amp_dtype = resolve_precision(cfg.precision, self.device)
+        # NaN/inf checks: every step on the CPU (a cheap sync); on GPUs only at logging
+        # steps and before evaluations/checkpoints, to keep the device queue full.
+        self.check_every_step = self.device.type != "cuda"
+        self._check_vocab(model, train)
+        model.to(self.device)
+        if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+            model.float()  # fp32 master weights; autocast does the low-precision compute
+        self.model = model
+        self.train_model: nn.Module = model
+        self.params = [p for g in param_groups(model, 0.0) for p in g["params"]]
+        self.optimizer = build_optimizer(model, cfg)
+        self.schedule = LRSchedule.from_config(cfg)
+
+        # Progress state (restored on resume).
+        self.step = 0
+        self.tokens_seen = 0
+        self.best_val_loss: float | None = None
+        self.best_step: int | None = None
+        self.es_reference: float | None = None
+        self.evals_without_improvement = 0
+        self.eval_history: list[dict] = []
+        self.elapsed_before = 0.0
+        self.last_checkpoint: Path | None = None
+        self.last_val_loss: float | None = None
+        self._ckpt_val: dict[Path, float | None] = {}
+        self._stop_reason: str | None = None
+        self._rng_to_restore: dict | None = None
+
+        ck.clean_stale(self.run_dir)
+        if resume:
+            self._restore()
+        else:
+            existing = ck.latest_checkpoint(self.run_dir)
+            if existing is not None:
+                raise TrainingError(f"{self.run_dir} already holds checkpoints (latest "
+                                    f"{existing.name}); resume it (--resume) or choose "
+                                    "another run folder")
+
+    # ------------------------------------------------------------------ setup
+
+    @staticmethod
+    def _check_vocab(model: nn.Module, train: Any) -> None:
+        data_vocab = getattr(train, "vocab_size", None)
+        model_vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+        if isinstance(data_vocab, int) and isinstance(model_vocab, int) \
+                and data_vocab > model_vocab:
+            raise ConfigError(f"model.vocab_size: the data uses {data_vocab} token ids but "
+                              f"the model has only {model_vocab}")
+
+    def _restore(self) -> None:
+        path = ck.latest_checkpoint(self.run_dir)
+        if path is None:
+            raise CheckpointError(f"cannot resume: {self.run_dir} has no checkpoint "
+                                     f"(nothing in {self.run_dir / ck.CHECKPOINTS}); start "
+                                     "the run without --resume")
+        try:
+            ck.verify_checkpoint(path)
+        except CheckpointError as e:
+            older = ck.list_checkpoints(self.run_dir)[:-1]
+            hint = (f"; delete {path.name} to resume from {older[-1].name}" if older else "")
+            raise CheckpointError(f"{e}{hint}") from None
+        ck.check_model_config(path, self.model)
+        state, payload = ck.load_checkpoint(path, self.model, self.optimizer, verify=False)
+        self.step = int(state["step"])
+        if self.step != ck.checkpoint_step(path):
+            raise CheckpointError(f"{path / ck.STATE} is corrupt: step {self.step} does "
+                                     f"not match the folder name")
+        self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.best_val_loss = state.get("best_val_loss")
+        self.best_step = state.get("best_step")
+        es = state.get("early_stopping", {})
+        self.es_reference = es.get("reference")
+        self.evals_without_improvement = int(es.get("evals_without_improvement", 0))
+        self.eval_history = list(state.get("eval_history", []))
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        self.last_val_loss = state.get("val_loss")
+        self.last_checkpoint = path
+        self._rng_to_restore = payload.get("rng")
+        if int(state["seed"]) != self.seed:
+            warnings.warn(f"resuming {path} with seed {self.seed}, but it was trained with "
+                          f"seed {state['seed']}; the data order will differ", stacklevel=3)
+        old = state.get("config") or {}
+        new = self.cfg.model_dump(mode="json")
+        changed = sorted(k for k in new if k in old and old[k] != new[k]
+                         and k not in _RESUME_SAFE)
+        if changed:
+            warnings.warn("resuming with changed train settings ("
+                          + ", ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed)
+                          + "); the run will not match an uninterrupted one", stacklevel=3)
+        for p in ck.list_checkpoints(self.run_dir):
+            try:
+                self._ckpt_val[p] = ck.read_trainer_state(p).get("val_loss")
+            except CheckpointError:
+                self._ckpt_val[p] = None
+
+    def _seed_everything(self) -> None:
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+        random.seed(self.seed)
+
+    def _maybe_compile(self) -> None:
+        if not self.cfg.compile:
+            return
+        try:
+            self.train_model = torch.compile(self.model)
+        except Exception as e:  # compile is optional: never fatal
+            warnings.warn(f"torch.compile is unavailable ({_first_line(e)}); training eagerly",
+                          stacklevel=3)
+            self.train_model = self.model
+
+    def _run_objective(self, batch: Any):
+        """objective(model, batch) under autocast; falls back to eager if compile fails."""
+        try:
+            with autocast(self.device, self.amp_dtype):
+                return self.objective(self.train_model, batch)
+        except (LmforgeError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            if self.train_model is self.model:
+                raise
+            warnings.warn(f"torch.compile failed ({_first_line(e)}); training eagerly",
+                          stacklevel=3)
+            self.train_model = self.model
+            with autocast(self.device, self.amp_dtype):
+                return self.objective(self.train_model, batch)
+
+    # ------------------------------------------------------------------ one update
+
+    def forward_backward(self, step: int) -> tuple[torch.Tensor, Any, dict]:
+        """Accumulate the gradient of update ``step`` (0-based) into ``.grad``.
+
+        Returns ``(mean loss, n_tokens, mean metrics)`` over all micro-batches; the
+        gradient is that of the token-weighted mean loss, so ``grad_accum`` micro-batches
+        of ``b`` give the gradient of one batch of ``grad_accum * b``.
+        """
+        accum = self.cfg.grad_accum
+        total_loss: Any = 0.0
+        total_n: Any = 0
+        sums: dict[str, Any] = {}
+        for micro in range(accum):
+            rng = np.random.default_rng([self.seed, step, micro])
+            batch = _to_device(self.train_source.batch(step, micro, rng), self.device)
+            loss, metrics, n = self._run_objective(batch)
+            loss = loss.float()
+            (loss if accum == 1 else loss * n).backward()
+            total_loss = total_loss + loss.detach() * n
+            total_n = total_n + n
+            for k, v in (metrics or {}).items():
+                v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
+                sums[k] = sums.get(k, 0.0) + v * n
+        if isinstance(total_n, int) and total_n == 0:
+            raise TrainingError(f"the training batch of step {step + 1} has no tokens to "
+                                "learn from (every label is ignored)")
+        if accum > 1:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            if grads:
+                if isinstance(total_n, torch.Tensor):
+                    torch._foreach_mul_(grads, (1.0 / total_n.float()).to(grads[0].device))
+                else:
+                    torch._foreach_mul_(grads, 1.0 / total_n)
+        mean = {k: v / total_n for k, v in sums.items()}
+        return total_loss / total_n, total_n, mean
+
+    def _grad_norm(self) -> torch.Tensor:
+        params = [p for p in self.params if p.grad is not None]
+        if self.cfg.grad_clip is not None:
+            return torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip, foreach=True)
+        get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
+        if get_total_norm is not None:
+            return get_total_norm([p.grad for p in params], foreach=True)
+        return torch.nn.utils.clip_grad_norm_(params, float("inf"))  # pragma: no cover
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation loss (token-weighted mean over the first ``cfg.eval_batches`` of
+        ``val.eval_batches()``), perplexity, the objective's metrics (prefixed ``val_``)
+        and every evaluator's metrics."""
+        out: dict[str, float] = {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if self.val_source is not None:
+                tot: Any = 0.0
+                n_tot: Any = 0
+                sums: dict[str, Any] = {}
+                batches = itertools.islice(self.val_source.eval_batches(),
+                                           self.cfg.eval_batches)
+                for batch in batches:
+                    loss, metrics, n = self._run_objective(_to_device(batch, self.device))
+                    tot = tot + loss.detach().float() * n
+                    n_tot = n_tot + n
+                    for k, v in (metrics or {}).items():
+                        sums[k] = sums.get(k, 0.0) + _as_float(v) * _as_float(n)
+                n_f = _as_float(n_tot)
+                if n_f == 0:
+                    raise TrainingError("the validation source gave no batches (or no "
+                                        "tokens); check the val split and block_size")
+                val_loss = _as_float(tot) / n_f
+                out["val_loss"] = val_loss
+                out["val_ppl"] = math.exp(val_loss) if val_loss < 700 else float("inf")
+                out.update({f"val_{k}": v / n_f for k, v in sums.items()})
+            for fn in self.evaluators:
+                extra = fn(self.model)
+                if not isinstance(extra, dict):
+                    raise TypeError(f"evaluator {fn!r} returned {type(extra).__name__}, "
+                                    "expected a dict of name -> float")
+                out.update({str(k): _as_float(v) for k, v in extra.items()})
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def _after_eval(self, step: int, metrics: dict) -> None:
+        """Track the best val loss and early stopping; may set the stop reason."""
+        val = metrics.get("val_loss")
+        if val is None:
+            return
+        if not math.isfinite(val):
+            self._raise_nonfinite("validation loss", val, step)
+        self.last_val_loss = val
+        self.eval_history.append({"step": step, "val_loss": val})
+        if self.best_val_loss is None or val < self.best_val_loss:
+            self.best_val_loss, self.best_step = val, step
+        min_delta = self.cfg.early_stop_min_delta
+        if self.es_reference is None or val < self.es_reference - min_delta:
+            self.es_reference = val
+            self.evals_without_improvement = 0
+        else:
+            self.evals_without_improvement += 1
+        patience = self.cfg.early_stop_patience
+        if patience is not None and self.evals_without_improvement >= patience:
+            self._stop_reason = "early_stop"
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _trainer_state(self, step: int, val_loss: float | None) -> dict:
+        return {
+            "step": step,
+            "seed": self.seed,
+            "val_loss": val_loss,  # of these weights; None when no evaluation ran here
+            "best_val_loss": self.best_val_loss,
+            "best_step": self.best_step,
+            "tokens_seen": self.tokens_seen,
+            "elapsed": self._elapsed(),
+            "early_stopping": {"reference": self.es_reference,
+                               "evals_without_improvement": self.evals_without_improvement},
+            "eval_history": self.eval_history,
+            "data": {"next_step": step, "seed": self.seed,
+                     "rule": "batch(step, micro) uses numpy default_rng([seed, step, micro])"},
+            "precision": precision_name(self.amp_dtype),
+            "device": str(self.device),
+            "config": self.cfg.model_dump(mode="json"),
+        }
+
+    def save_checkpoint(self, step: int, val_loss: float | None) -> Path:
+        """Write ``checkpoints/step_{step:07d}`` atomically and prune old ones."""
+        with torch.no_grad():
+            bad = [n for n, p in self.model.named_parameters()
+                   if not bool(torch.isfinite(p).all())]
+        if bad:
+            self._raise_nonfinite("weights", float("nan"), step, detail=f" ({bad[0]})")
+        self._log.sync()
+        payload = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"step": step, **self.schedule.state_dict()},
+            "rng": ck.get_rng_state(),
+        }
+        training = {"step": step, "tokens_seen": self.tokens_seen, "val_loss": val_loss,
+                    "seed": self.seed, "objective": getattr(self.objective, "name",
+                                                            type(self.objective).__name__)}
+        provenance = {**self.provenance, "training": training}
+        path = ck.save_checkpoint(ck.checkpoint_path(self.run_dir, step), self.model,
+                                  trainer_state=self._trainer_state(step, val_loss),
+                                  optimizer_payload=payload, tokenizer=self.tokenizer,
+                                  provenance=provenance)
+        self._ckpt_val[path] = val_loss
+        self.last_checkpoint = path
+        keep = set()
+        scored = [(v, p) for p, v in self._ckpt_val.items() if v is not None and p.exists()]
+        if scored:
+            keep.add(min(scored, key=lambda t: (t[0], ck.checkpoint_step(t[1])))[1])
+        for p in ck.prune_checkpoints(self.run_dir, self.cfg.keep_last, keep):
+            self._ckpt_val.pop(p, None)
+        self.callbacks("on_checkpoint", step, path)
+        return path
+
+    # ------------------------------------------------------------------ failures
+
+    def _raise_nonfinite(self, what: str, value: float, step: int, detail: str = "") -> None:
+        kind = "nan" if math.isnan(value) else "inf"
+        where = (f"the last good checkpoint is {self.last_checkpoint}"
+                 if self.last_checkpoint is not None else "no checkpoint was written yet")
+        err = TrainingError(f"{what} became {kind} at step {step}{detail}; {where}")
+        err.result = self._result("nan")  # type: ignore[attr-defined]
+        raise err
+
+    # ------------------------------------------------------------------ the loop
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self._t_session)
+
+    def _result(self, reason: str) -> TrainResult:
+        train_time = max(1e-9, self._train_time)
+        return TrainResult(
+            steps=self.step, best_val_loss=self.best_val_loss, best_step=self.best_step,
+            last_checkpoint=self.last_checkpoint, stopped_reason=reason,
+            tokens_per_sec=self._session_tokens / train_time if self._session_tokens else 0.0,
+            final_val_loss=self.last_val_loss, tokens_seen=self.tokens_seen,
+            elapsed=self._elapsed(), best_checkpoint=ck.best_checkpoint(self.run_dir))
+
+    def request_stop(self, reason: str = "callback") -> None:
+        """Stop after the current step (with a final evaluation and checkpoint)."""
+        self._stop_reason = reason if reason.startswith("callback") else f"callback:{reason}"
+
+    def _refresh_plot(self) -> None:
+        try:
+            plot_loss(read_metrics(self.run_dir / METRICS), self.run_dir / LOSS_PNG,
+                      title=f"{self.run_dir.name}: loss")
+        except (OSError, ValueError) as e:  # a plot must never kill a run
+            warnings.warn(f"could not draw {LOSS_PNG}: {_first_line(e)}", stacklevel=2)
+
+    def _count_tokens(self, n: Any) -> None:
+        if isinstance(n, torch.Tensor):
+            self._tokens_dev = n.detach() if self._tokens_dev is None else self._tokens_dev + n
+        else:
+            self.tokens_seen += int(n)
+            self._session_tokens += int(n)
+
+    def _flush_tokens(self) -> None:
+        if self._tokens_dev is not None:
+            n = int(_as_float(self._tokens_dev))
+            self.tokens_seen += n
+            self._session_tokens += n
+            self._tokens_dev = None
+
+    def fit(self) -> TrainResult:
+        """Train until ``max_steps`` (or early stopping / a callback's stop request)."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._t_session = time.perf_counter()
+        self._train_time = 0.0
+        self._session_tokens = 0
+        self._tokens_dev = None
+        self._stop_reason = None
+        metrics_path = self.run_dir / METRICS
+        if self.resume:
+            truncate_after(metrics_path, self.step)
+        self._log = MetricsLog(metrics_path, fresh=not self.resume)
+        if self._rng_to_restore is not None:
+            ck.set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+        else:
+            self._seed_everything()
+        self._maybe_compile()
+        self.model.train()
+        self.callbacks("on_train_start", self)
+
+        interactive = sys.stderr.isatty()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step",
+                   file=sys.stderr, disable=not self.show_progress, dynamic_ncols=True,
+                   mininterval=0.5 if interactive else 30.0, leave=True)
+        reason = "max_steps"
+        try:
+            if self.step >= cfg.max_steps:
+                return self._result("max_steps")
+            patience = cfg.early_stop_patience
+            if patience is not None and self.evals_without_improvement >= patience:
+                return self._result("early_stop")  # a resumed run that had stopped early
+            # The logging window: sums since the last metrics line.
+            win_loss: Any = 0.0
+            win_gn: Any = 0.0
+            win_metrics: dict[str, Any] = {}
+            win_steps = 0
+            win_tokens: Any = 0
+            t_win, win_paused = time.perf_counter(), 0.0
+            self._pending_bad, self._checked_step = None, self.step
+            while self.step < cfg.max_steps and self._stop_reason is None:
+                step = self.step
+                lr = self.schedule(step)
+                set_lr(self.optimizer, lr)
+                loss, n_tok, metrics = self.forward_backward(step)
+                grad_norm = self._grad_norm()
+                finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+                if self.check_every_step:
+                    if not bool(finite):  # checked before the update: weights stay good
+                        self._raise_finite_detail(loss, grad_norm, step + 1)
+                else:  # no host sync per step on GPUs: checked at logs and checkpoints
+                    bad = ~finite
+                    self._pending_bad = bad if self._pending_bad is None \
+                        else self._pending_bad | bad
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step = s = step + 1
+                self._count_tokens(n_tok)
+                win_loss = win_loss + loss.detach()
+                win_gn = win_gn + grad_norm.detach()
+                for k, v in metrics.items():
+                    win_metrics[k] = win_metrics.get(k, 0.0) + v
+                win_steps += 1
+                win_tokens = win_tokens + n_tok
+                bar.update(1)
+
+                is_last = s >= cfg.max_steps
+                record = None
+                # A line at every checkpoint too, so that a resumed run's windows (and
+                # so its lines) are those of an uninterrupted run.
+                ckpt_due = s % cfg.ckpt_every == 0 or is_last
+                if s % cfg.log_every == 0 or ckpt_due:
+                    self._check_pending(loss, grad_norm, s)
+                    now = time.perf_counter()
+                    win_time = max(1e-9, now - t_win - win_paused)
+                    toks = _as_float(win_tokens)
+                    self._train_time += win_time
+                    rate = toks / win_time
+                    record = {"step": s, "loss": _as_float(win_loss) / win_steps, "lr": lr,
+                              "tok_per_s": round(rate, 1),
+                              "grad_norm": _as_float(win_gn) / win_steps,
+                              "time": round(self._elapsed(), 3)}
+                    record.update({k: _as_float(v) / win_steps for k, v in win_metrics.items()})
+                    self._log.write(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}",
+                                    tok_s=f"{rate:,.0f}", refresh=False)
+                    win_loss, win_gn, win_metrics, win_steps, win_tokens = 0.0, 0.0, {}, 0, 0
+                    t_win, win_paused = time.perf_counter(), 0.0
+                self.callbacks("on_step_end", s, {"lr": lr, "loss": loss.detach(),
+                                                   "grad_norm": grad_norm.detach(),
+                                                   "log": record})
+
+                want_ckpt = ckpt_due or self._stop_reason is not None
+                want_eval = (self.val_source is not None or bool(self.evaluators)) and (
+                    s % cfg.eval_every == 0 or want_ckpt)
+                if not (want_eval or want_ckpt):
+                    continue
+                # Evaluation and checkpointing are left out of tok/s.
+                t_pause = time.perf_counter()
+                self._check_pending(loss, grad_norm, s)
+                val_here = None
+                if want_eval:
+                    ev = self.evaluate()
+                    val_here = ev.get("val_loss")
+                    self._after_eval(s, ev)
+                    self._log.write({"step": s, **ev, "time": round(self._elapsed(), 3)})
+                    self._log.sync()
+                    if self.show_progress:
+                        bar.write(f"step {s}: " + ", ".join(
+                            f"{k} {v:.4g}" for k, v in ev.items()), file=sys.stderr)
+                    self.callbacks("on_eval", s, ev)
+                    self._refresh_plot()
+                if want_ckpt or self._stop_reason is not None:
+                    self._flush_tokens()
+                    self.save_checkpoint(s, val_here)
+                win_paused += time.perf_counter() - t_pause
+            reason = self._stop_reason or "max_steps"
+        finally:
+            bar.close()
+            self._log.close()
+        self._flush_tokens()
+        self._refresh_plot()
+        result = self._result(reason)
+        self.callbacks("on_train_end", result)
+        return result
+
+    def _raise_finite_detail(self, loss: torch.Tensor, grad_norm: torch.Tensor,
+                             step: int) -> None:
+        lv, gv = _as_float(loss), _as_float(grad_norm)
+        if not math.isfinite(lv):
+            self._raise_nonfinite("loss", lv, step)
+        if not math.isfinite(gv):
+            self._raise_nonfinite("gradient norm", gv, step)
+
+    def _check_pending(self, loss: torch.Tensor, grad_norm: torch.Tensor, step: int) -> None:
+        """The deferred (GPU) check: did any step since the last check go non-finite?"""
+        pending, since = self._pending_bad, self._checked_step
+        self._pending_bad, self._checked_step = None, step
+        if pending is None or not bool(pending):
+            return
+        self._raise_finite_detail(loss, grad_norm, step)
+        where = (f"the last good checkpoint is {self.last_checkpoint}"
+                 if self.last_checkpoint is not None else "no checkpoint was written yet")
+        err = TrainingError(f"the loss or gradient norm became nan/inf between steps "
+                            f"{since + 1} and {step}; {where}")
+        err.result = self._result("nan")  # type: ignore[attr-defined]
+        raise err
+
+
+__all__ = ["Trainer", "TrainResult", "METRICS", "LOSS_PNG"]
