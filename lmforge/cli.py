@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -50,16 +50,16 @@ def _echo(msg: str = "") -> None:
                                     "--kind bpe --vocab-size 8000")
 def data_prepare(
     inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs (.txt, .jsonl, "
-                                                     ".csv, .parquet).")],
+                                                     ".csv, .parquet).", metavar="INPUT...")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    tokenizer: Annotated[Optional[str], typer.Option(
+    tokenizer: Annotated[str | None, typer.Option(
         help="Use this tokenizer.json or model folder instead of training one.")] = None,
     kind: Annotated[str, typer.Option(help="Tokenizer to train: char, bpe or wordpiece.")] = "bpe",
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size of the trained tokenizer.")]
     = 4096,
     min_frequency: Annotated[int, typer.Option(help="Minimum count of a merge/token.")] = 2,
-    special_token: Annotated[Optional[list[str]], typer.Option(
-        "--special-token", help="Extra special token (repeatable).")] = None,
+    special_token: Annotated[list[str] | None, typer.Option(
+        "--special-token", help="Extra special token (repeatable).", metavar="TOKEN")] = None,
     field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
     column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
     val_fraction: Annotated[float, typer.Option(help="Share of documents for validation.")]
@@ -110,13 +110,13 @@ def corpus_world(
 @tokenizer_app.command("train", epilog="Example: lmforge tokenizer train corpus.txt "
                                        "--kind bpe --vocab-size 8000 --out tok/")
 def tokenizer_train(
-    inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs.")],
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs.", metavar="INPUT...")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     kind: Annotated[str, typer.Option(help="char, bpe or wordpiece.")] = "bpe",
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size.")] = 4096,
     min_frequency: Annotated[int, typer.Option(help="Minimum count.")] = 2,
-    special_token: Annotated[Optional[list[str]], typer.Option(
-        "--special-token", help="Extra special token (repeatable).")] = None,
+    special_token: Annotated[list[str] | None, typer.Option(
+        "--special-token", help="Extra special token (repeatable).", metavar="TOKEN")] = None,
     field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
     column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
 ):
@@ -157,10 +157,11 @@ def tokenizer_encode(
                     "--set train.max_steps=2000")
 def pretrain(
     config: Annotated[str, typer.Argument(help="Recipe YAML (a path, or a built-in name such "
-                                               "as gpt-world).")],
-    set_: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override a field: section.field=value (repeatable).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run folder (overrides run.out_dir).")]
+                                               "as gpt-world).", metavar="CONFIG")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a field: section.field=value (repeatable).",
+        metavar="KEY=VALUE")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (overrides run.out_dir).")]
     = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run folder exactly "
                                               "where it stopped.")] = False,
@@ -182,16 +183,16 @@ def pretrain(
 @app.command(epilog="Example: lmforge generate runs/quickstart --prompt 'Alice' "
                     "--prompt '小明' --temperature 0.8")
 def generate(
-    model: Annotated[str, typer.Argument(help="A run folder or a model folder.")],
-    prompt: Annotated[Optional[list[str]], typer.Option(
-        help="Prompt (repeatable; batched).")] = None,
+    model: Annotated[str, typer.Argument(help="A run folder or a model folder.", metavar="RUN_OR_DIR")],
+    prompt: Annotated[list[str] | None, typer.Option(
+        help="Prompt (repeatable; batched).", metavar="TEXT")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 64,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.8,
-    top_k: Annotated[Optional[int], typer.Option(help="Keep the k most likely tokens.")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling mass.")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Keep the k most likely tokens.")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
     repetition_penalty: Annotated[float, typer.Option(help="CTRL-style penalty (>1).")] = 1.0,
-    stop: Annotated[Optional[list[str]], typer.Option(help="Stop string (repeatable).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).", metavar="TEXT")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     stream: Annotated[bool, typer.Option(help="Print tokens as they are generated.")] = False,
 ):
     """Generate text from a trained model."""
@@ -212,15 +213,16 @@ def generate(
                 typer.echo(piece, nl=False)
             typer.echo()
         return
-    for p, completion in zip(prompts, run_generate(m, tok, prompts, cfg)):
+    for p, completion in zip(prompts, run_generate(m, tok, prompts, cfg), strict=True):
         _echo(f"{p}{completion}")
 
 
 @app.command(epilog="Example: lmforge evaluate runs/quickstart --data runs/quickstart/"
                     "world/test.jsonl")
 def evaluate(
-    model: Annotated[str, typer.Argument(help="A run folder or a model folder.")],
-    data: Annotated[list[str], typer.Option(help="Text file(s): .txt, .jsonl, .csv, .parquet.")],
+    model: Annotated[str, typer.Argument(help="A run folder or a model folder.", metavar="RUN_OR_DIR")],
+    data: Annotated[list[str], typer.Option(help="Text file(s): .txt, .jsonl, .csv, .parquet.",
+                                                    metavar="FILE")],
     field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
     column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
@@ -236,8 +238,9 @@ def evaluate(
 @app.command(epilog="Example: lmforge quickstart --out runs/quickstart")
 def quickstart(
     out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/quickstart"),
-    set_: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override a recipe field, e.g. train.max_steps=200.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a recipe field, e.g. train.max_steps=200.",
+        metavar="KEY=VALUE")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ):
     """Build the world corpus, train a BPE tokenizer and a small GPT, evaluate and sample."""
