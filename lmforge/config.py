@@ -142,7 +142,6 @@ class Recipe(_Section):
 
 def _allowed_fields(model: type | None, loc: tuple) -> list[str]:
     """Names allowed at ``loc`` (the parent of an unknown key)."""
-    from .models import model_config_class
 
     node: Any = model
     for part in loc:

@@ -118,7 +118,9 @@ def build_run_model(recipe: Recipe, vocab_size: int) -> torch.nn.Module:
 
 
 def _check_run_dir(run_dir: Path, recipe: Recipe, resume: bool) -> None:
-    has_ckpt = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
+    from .train import latest_checkpoint
+
+    has_ckpt = latest_checkpoint(run_dir) is not None
     if resume:
         if not has_ckpt:
             raise LmforgeError(f"--resume: {run_dir} has no checkpoint to resume from")
@@ -139,7 +141,6 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
              log: Callable[[str], None] = print, evaluators: tuple = (),
              callbacks: tuple = ()) -> PretrainResult:
     """Run a recipe end to end and return the trained (best) model."""
-    from .data.shards import TokenShards
     from .hub import load_pretrained
     from .train import LMBatchSource, Trainer
 
@@ -160,10 +161,8 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
     log(f"model: {recipe.arch} with {n_params / 1e6:.2f}M parameters, "
         f"vocab {tokenizer.vocab_size}")
 
-    train_src = LMBatchSource(TokenShards(data_dir, "train"), recipe.train.batch_size,
-                              recipe.train.block_size)
-    val_src = LMBatchSource(TokenShards(data_dir, "val"), recipe.train.batch_size,
-                            recipe.train.block_size)
+    train_src = LMBatchSource.from_config(data_dir, "train", recipe.train)
+    val_src = LMBatchSource.from_config(data_dir, "val", recipe.train)
     evaluators = list(evaluators)
     if recipe.data.corpus == "world":
         from .corpora import lm_corpus
@@ -192,4 +191,4 @@ def _write_samples(recipe: Recipe, model, tokenizer, run_dir: Path) -> None:
                            top_k=s.top_k, top_p=s.top_p, seed=recipe.run.seed)
     outs = generate(model, tokenizer, list(s.prompts), cfg)
     atomic_write_text(run_dir / "samples.txt",
-                      "".join(f"{p}{o}\n" for p, o in zip(s.prompts, outs)))
+                      "".join(f"{p}{o}\n" for p, o in zip(s.prompts, outs, strict=True)))

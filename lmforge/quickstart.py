@@ -100,7 +100,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
     log("[6/6] samples (temperature 0.8)")
     prompts = _prompts(test)
     cfg = GenerationConfig(max_new_tokens=48, temperature=0.8, seed=recipe.run.seed)
-    for p, completion in zip(prompts, generate(model, tok, prompts, cfg)):
+    for p, completion in zip(prompts, generate(model, tok, prompts, cfg), strict=True):
         log(f"  {p} -> {p}{completion}")
     figures["seconds"] = time.time() - t0
     (res.run_dir / "quickstart.json").write_text(json.dumps(figures, indent=2) + "\n")
