@@ -20,7 +20,7 @@ _DP = "day:day part:part"
 _CLK = "day:day part:part hour:hour|part min:minute"
 _DP_EN = "{day} {part}"
 _DP_ZH = "{day}{part}"
-_CLK_EN = "{hour}{min} on {day} {part}"
+_CLK_EN = "{day} {part} at {hour}{min}"
 _CLK_ZH = "{day}{part}{hour}{min}"
 _MD = "month:month mday:mday|month"
 
@@ -33,11 +33,11 @@ CONSTRUCTIONS: list[tuple[str, str, str, str, str]] = [
      f"{{p}}{_DP_ZH}在{{city}}的{{pl}}买了{{n}}{{o.cl}}{{c}}的{{o}}。"),
     ("zoo", "statement",
      f"{_CLK} p:person n:number a:animal city:city",
-     f"At {_CLK_EN}, {{p}} saw {{n}} {{a.pl}} at the zoo in {{city}}, {{city.country}}.",
+     f"On {_CLK_EN}, {{p}} saw {{n}} {{a.pl}} at the zoo in {{city}}, {{city.country}}.",
      f"{_CLK_ZH},{{p}}在{{city.country}}{{city}}的动物园看到了{{n}}{{a.cl}}{{a}}。"),
     ("meet", "statement",
      f"p:person q:person!=p pl:place city:city {_CLK}",
-     f"{{p}} met {{q}} at the {{pl}} in {{city}} at {_CLK_EN}.",
+     f"{{p}} met {{q}} at the {{pl}} in {{city}} on {_CLK_EN}.",
      f"{{p}}{_CLK_ZH}在{{city}}的{{pl}}见到了{{q}}。"),
     ("gift", "statement",
      f"p:person q:person!=p pl:place {_DP} n:number c:color o:object",
@@ -45,7 +45,7 @@ CONSTRUCTIONS: list[tuple[str, str, str, str, str]] = [
      f"{{p}}{_DP_ZH}在{{pl}}见到了{{q}},送给{{q.obj}}{{n}}{{o.cl}}{{c}}的{{o}}。"),
     ("because", "statement",
      f"p:person pl:place {_CLK} act:activity q:person!=p",
-     f"{{p}} went to the {{pl}} at {_CLK_EN} because {{p.subj}} wanted to {{act}} with {{q}}.",
+     f"{{p}} went to the {{pl}} on {_CLK_EN} because {{p.subj}} wanted to {{act}} with {{q}}.",
      f"{{p}}{_CLK_ZH}去了{{pl}},因为{{p.subj}}想和{{q}}一起{{act}}。"),
     ("lost", "statement",
      f"p:person c:color o:object city:city {_DP} q:person!=p pl:place",
@@ -69,7 +69,7 @@ CONSTRUCTIONS: list[tuple[str, str, str, str, str]] = [
      f"{{p}}{_DP_ZH}在{{pl}}花{{n}}元买了一{{o.cl}}{{c}}的{{o}}。"),
     ("schedule", "statement",
      f"{_CLK} p:person act:activity q:person!=p city:city",
-     f"At {_CLK_EN}, {{p}} will {{act}} with {{q}} in {{city}}.",
+     f"On {_CLK_EN}, {{p}} will {{act}} with {{q}} in {{city}}.",
      f"{_CLK_ZH},{{p}}要和{{q}}一起在{{city}}{{act}}。"),
     ("birthday", "statement",
      f"{_MD} p:person q:person!=p n:number f:food",
@@ -77,7 +77,7 @@ CONSTRUCTIONS: list[tuple[str, str, str, str, str]] = [
      "{month}{mday},{p}送给{q}{n}{f.cl}{f}作为{q.poss}生日礼物。"),
     ("order", "statement",
      f"{_CLK} p:person dr:drink f:food city:city",
-     f"At {_CLK_EN}, {{p}} ordered {{dr.cup}} {{dr}} and {{f.art}} {{f}} at the cafe in {{city}}.",
+     f"On {_CLK_EN}, {{p}} ordered {{dr.cup}} {{dr}} and {{f.art}} {{f}} at the cafe in {{city}}.",
      f"{_CLK_ZH},{{p}}在{{city}}的咖啡馆点了一杯{{dr}}和一{{f.cl}}{{f}}。"),
     # ---------------------------------------------------------------- facts
     ("intro", "fact",

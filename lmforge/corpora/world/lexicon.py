@@ -404,33 +404,21 @@ Emma | 艾玛 | F | teacher | Paris | strawberry
 Lucy | 露西 | F | nurse | Sydney | mango
 Mary | 玛丽 | F | lawyer | New York | cake
 Anna | 安娜 | F | singer | Berlin | cherry
-Sophia | 索菲亚 | F | scientist | Rome | peach
-Linda | 琳达 | F | pilot | Toronto | sandwich
-Grace | 格蕾丝 | F | writer | Manchester | cookie
 Tom | 汤姆 | M | cook | Chicago | hamburger
 Jack | 杰克 | M | police officer | Melbourne | potato
 David | 大卫 | M | engineer | Munich | egg
 Peter | 彼得 | M | farmer | Vancouver | carrot
 James | 詹姆斯 | M | driver | Madrid | orange
-Henry | 亨利 | M | painter | Lyon | pear
-Daniel | 丹尼尔 | M | journalist | Barcelona | tomato
-Mike | 迈克 | M | actor | Milan | pumpkin
 Wang Fang | 王芳 | F | accountant | Beijing | dumpling
 Li Na | 李娜 | F | dentist | Shanghai | watermelon
 Chen Jing | 陈静 | F | architect | Tokyo | banana
 Zhao Li | 赵丽 | F | baker | Seoul | steamed bun
-Yang Xue | 杨雪 | F | teacher | Osaka | lemon
-Zhou Ting | 周婷 | F | doctor | Busan | mooncake
-Wu Mei | 吴梅 | F | singer | Delhi | cucumber
-Lin Hong | 林红 | F | journalist | Mumbai | onion
-Li Wei | 李伟 | M | engineer | Beijing | steamed bun
-Zhang Qiang | 张强 | M | driver | Shanghai | potato
-Liu Jun | 刘军 | M | police officer | Tokyo | apple
-Chen Gang | 陈刚 | M | cook | Seoul | dumpling
+Zhou Ting | 周婷 | F | journalist | Busan | mooncake
+Li Wei | 李伟 | M | painter | Beijing | steamed bun
+Zhang Qiang | 张强 | M | pilot | Shanghai | potato
+Liu Jun | 刘军 | M | actor | Tokyo | apple
 Wang Lei | 王磊 | M | scientist | Paris | cake
-Yang Yong | 杨勇 | M | farmer | Sydney | watermelon
-Huang Tao | 黄涛 | M | pilot | London | mango
-Zhao Peng | 赵鹏 | M | lawyer | New York | egg
+Yang Yong | 杨勇 | M | writer | Sydney | watermelon
 """)
 
 DAYS = _rows("""
