@@ -1,6 +1,6 @@
 """A bilingual (Chinese/English) world: a stochastic grammar with known entropy.
 
-The world is a fixed cast of entities (32 people with a gender, a job, a home city and a
+The world is a fixed cast of entities (20 people with a gender, a job, a home city and a
 favourite food; 24 cities in 12 countries; animals, objects, foods, places, activities)
 and 27 constructions (statements, facts, questions, opinions with negation, numbers,
 times and dates). Each derivation renders to one English and one Chinese sentence.
