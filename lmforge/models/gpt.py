@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from pydantic import ConfigDict
 from torch import nn
 
+from ..nn.positional import apply_rope, rope_tables
 from . import register_model
 from .base import PretrainedMixin
 
@@ -147,21 +148,6 @@ class KVCache:
         self.k = self.k[:, index]
         self.v = self.v[:, index]
         self.attention_mask = self.attention_mask[index]
-
-
-def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of shape (max_len, head_dim) for the rotate-half RoPE convention."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (i, i + d_h/2) of ``x`` (B, h, T, d_h); cos/sin (B, 1, T, d_h)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return (x * cos + rotated * sin).to(x.dtype)
 
 
 class CausalSelfAttention(nn.Module):
