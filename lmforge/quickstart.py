@@ -45,15 +45,20 @@ def _clear_previous(out: Path) -> None:
 
 
 def _prompts(items, per_lang: int = 3) -> list[str]:
-    """Sentence openings from held-out sentences: a few words (en) or characters (zh)."""
+    """Sentence openings from held-out sentences: the text up to the first content slot
+    (a name, a city, a day...), so a prompt never cuts a word in half."""
     out: dict[str, list[str]] = {"zh": [], "en": []}
     for it in items:
         bucket = out[it.lang]
         if len(bucket) >= per_lang:
             continue
-        p = it.text[:3] if it.lang == "zh" else " ".join(it.text.split()[:2])
-        if p not in bucket:
-            bucket.append(p)
+        prompt = ""
+        for seg in it.sentence.segments(it.lang):
+            prompt += seg.text
+            if seg.slot is not None:
+                break
+        if prompt not in bucket:
+            bucket.append(prompt)
     return out["zh"] + out["en"]
 
 
