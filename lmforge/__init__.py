@@ -13,6 +13,8 @@ _LAZY = {
     "embed_text": ("lmforge.embeddings", "embed_text"),
     "generate": ("lmforge.generate", "generate"),
     "GenerationConfig": ("lmforge.generate", "GenerationConfig"),
+    "convert": ("lmforge.convert", "convert"),
+    "plot_attention": ("lmforge.viz", "plot_attention"),
 }
 
 __all__ = ["__version__", *_LAZY]

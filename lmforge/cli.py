@@ -249,6 +249,47 @@ def quickstart(
     run_quickstart(out, overrides=list(set_ or []), show_progress=progress, log=_echo)
 
 
+# ----------------------------------------------------------------------------- models
+
+viz_app = typer.Typer(help="Pictures of what models compute.", no_args_is_help=True)
+app.add_typer(viz_app, name="viz")
+
+
+@app.command(epilog="Example: lmforge convert hf/gpt2 models/gpt2 --to lmforge")
+def convert(
+    src: Annotated[str, typer.Argument(help="Hugging Face folder, lmforge model folder or run.",
+                                       metavar="SRC")],
+    dst: Annotated[str, typer.Argument(help="Output folder.", metavar="DST")],
+    to: Annotated[str | None, typer.Option(help="hf or lmforge (default: the other format).")]
+    = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty DST.")] = False,
+):
+    """Convert a model between Hugging Face and lmforge folders."""
+    from .convert import convert as run_convert
+
+    _echo(f"wrote {run_convert(src, dst, to=to, overwrite=overwrite)}")
+
+
+@viz_app.command("attention", epilog="Example: lmforge viz attention runs/quickstart "
+                                      "--text '王芳星期天去了海边' --out runs/quickstart/attention")
+def viz_attention(
+    model: Annotated[str, typer.Argument(help="A run folder or a model folder.",
+                                         metavar="RUN_OR_DIR")],
+    text: Annotated[str, typer.Option(help="Text to show attention over.")],
+    out: Annotated[Path, typer.Option(help="Output folder for the PNGs.")],
+    layer: Annotated[list[int] | None, typer.Option(
+        help="Layer (repeatable; negative counts from the end).")] = None,
+    head: Annotated[list[int] | None, typer.Option(
+        help="Head (repeatable); one PNG per layer and head.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Cut the text to this many tokens.")] = 64,
+):
+    """Draw attention heatmaps of a GPT over a text, tokens on both axes."""
+    from .viz import plot_attention
+
+    for p in plot_attention(model, text, out, layers=layer, heads=head, max_tokens=max_tokens):
+        _echo(str(p))
+
+
 # ----------------------------------------------------------------------------- entry
 
 def main(argv: list[str] | None = None) -> None:

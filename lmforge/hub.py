@@ -1,24 +1,70 @@
-"""Loading models and tokenizers from folders.
+"""Loading models and tokenizers from folders: lmforge's own and Hugging Face's.
 
-``load_pretrained(path)`` accepts a model folder (``config.json`` + ``model.safetensors``
-+ ``tokenizer.json``) or a run folder, in which case the best checkpoint (lowest
-validation loss) is used, or the latest when no evaluation has run.
+``model, tokenizer = load_pretrained(path)`` accepts
+
+- an lmforge model folder (``config.json`` with ``arch`` + ``model.safetensors`` +
+  ``tokenizer.json``), such as one written by ``save_pretrained`` or ``lmforge convert``;
+- an lmforge run folder, in which case the best checkpoint (lowest validation loss) is
+  used, or the latest when no evaluation has run;
+- a Hugging Face model folder (``config.json`` with ``model_type``, weights as
+  safetensors or ``pytorch_model.bin``, sharded or not). The family's converter
+  (:mod:`lmforge.hf`) builds the lmforge model; the tokenizer comes from
+  ``tokenizer.json``, a WordPiece ``vocab.txt``, or GPT-2's ``vocab.json`` +
+  ``merges.txt``;
+- a Hugging Face model id (``gpt2``, ``org/name``) that is already in the local Hugging
+  Face cache. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
+
+import torch
 
 from .errors import CheckpointError
 
+__all__ = ["resolve_model_dir", "load_tokenizer", "load_pretrained", "load_hf_folder",
+           "hf_tokenizer", "hf_cache_snapshot", "model_kind"]
+
+
+def hf_cache_snapshot(repo_id: str) -> Path | None:
+    """The local snapshot folder of Hugging Face model ``repo_id``, or None.
+
+    Looks in ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``;
+    uses the snapshot ``refs/main`` points to, else the newest one.
+    """
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo_id) or repo_id.startswith("."):
+        return None
+    if os.environ.get("HF_HUB_CACHE"):
+        root = Path(os.environ["HF_HUB_CACHE"])
+    elif os.environ.get("HF_HOME"):
+        root = Path(os.environ["HF_HOME"]) / "hub"
+    else:
+        root = Path.home() / ".cache" / "huggingface" / "hub"
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        snap = repo / "snapshots" / ref.read_text(encoding="utf-8").strip()
+        if (snap / "config.json").is_file():
+            return snap
+    snaps = sorted((repo / "snapshots").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    return snaps[-1].parent if snaps else None
+
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """The model folder behind ``path``: itself, or a run's best/latest checkpoint."""
+    """The model folder behind ``path``: itself, a run's best/latest checkpoint, or the
+    cached snapshot of a Hugging Face model id."""
     from .train import best_checkpoint, latest_checkpoint
 
     p = Path(path)
     if not p.exists():
-        raise CheckpointError(f"{p} does not exist")
+        snap = hf_cache_snapshot(str(path))
+        if snap is not None:
+            return snap
+        raise CheckpointError(f"{p} does not exist (nor is it a model in the local Hugging "
+                              "Face cache; lmforge never downloads)")
     if (p / "config.json").is_file():
         return p
     if (p / "checkpoints").is_dir():
@@ -30,22 +76,111 @@ def resolve_model_dir(path: str | Path) -> Path:
                           "(checkpoints/)")
 
 
+def _gpt2_bpe_files(folder: Path):  # -> Tokenizer
+    """A tokenizer from GPT-2's original ``vocab.json`` + ``merges.txt`` (no
+    ``tokenizer.json``): byte-level BPE, no prefix space, ``<|endoftext|>`` special."""
+    from tokenizers import AddedToken, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    from .tokenize import Tokenizer
+
+    try:
+        bpe = models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    except Exception as e:  # the Rust side raises a plain Exception
+        raise CheckpointError(f"{folder}: vocab.json/merges.txt are not a valid BPE "
+                              f"vocabulary: {str(e).splitlines()[0] if str(e) else e}") from None
+    hf = HFTokenizer(bpe)
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    vocab = hf.get_vocab()
+    specials = [t for t in ("<|endoftext|>",) if t in vocab]
+    hf.add_special_tokens([AddedToken(t, special=True) for t in specials])
+    return Tokenizer.from_hf(hf)
+
+
+def hf_tokenizer(folder: str | Path):
+    """The tokenizer of a Hugging Face folder, or None when it has no tokenizer files."""
+    from .tokenize import Tokenizer
+
+    folder = Path(folder)
+    if (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file():
+        return Tokenizer.load(folder)
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        return _gpt2_bpe_files(folder)
+    return None
+
+
 def load_tokenizer(path: str | Path):
-    """The tokenizer of a tokenizer.json, a model folder or a run folder."""
+    """The tokenizer of a tokenizer.json, a model folder (lmforge or Hugging Face) or a
+    run folder."""
     from .tokenize import Tokenizer
 
     p = Path(path)
     if p.is_file() or (p / "tokenizer.json").is_file():
         return Tokenizer.load(p)
-    return Tokenizer.load(resolve_model_dir(p))
+    folder = resolve_model_dir(path)
+    tok = hf_tokenizer(folder)
+    if tok is None:
+        raise CheckpointError(f"{folder} has no tokenizer (tokenizer.json, vocab.txt or "
+                              "vocab.json + merges.txt)")
+    return tok
 
 
-def load_pretrained(path: str | Path, map_location: str = "cpu"):
-    """``model, tokenizer = load_pretrained(path_or_run)``; the model is in eval mode."""
+def load_hf_folder(folder: str | Path):
+    """``model, tokenizer`` from a Hugging Face folder, through the family's converter.
+
+    Raises :class:`CheckpointError` for an unsupported ``model_type`` (listing the
+    supported ones), a corrupt weight file, or a missing, unexpected or misshapen tensor
+    (naming it and both shapes).
+    """
+    from .hf import converter_for_model_type, read_hf_config
+    from .hf.io import read_hf_state
+
+    folder = Path(folder)
+    cfg = read_hf_config(folder)
+    model_type = cfg.get("model_type")
+    if not isinstance(model_type, str):
+        raise CheckpointError(f"{folder / 'config.json'} has no 'model_type'")
+    converter = converter_for_model_type(model_type)
+    state = read_hf_state(folder)
+    try:
+        model = converter.load(cfg, state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{folder}: {e}") from None
+    return model, hf_tokenizer(folder)
+
+
+def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None):
+    """``model, tokenizer = load_pretrained(path_or_run)``; the model is in eval mode.
+
+    ``path`` is an lmforge model or run folder, a Hugging Face folder, or a Hugging Face
+    model id in the local cache (see the module docstring). ``tokenizer`` is None when
+    the folder has none. ``dtype`` casts the weights (they load as stored: fp32).
+    """
+    from .hf.io import is_hf_folder
     from .models.base import load_model_folder
     from .tokenize import Tokenizer
 
     folder = resolve_model_dir(path)
-    model = load_model_folder(folder, map_location)
-    tokenizer = Tokenizer.load(folder) if (folder / "tokenizer.json").is_file() else None
-    return model, tokenizer
+    if is_hf_folder(folder):
+        model, tokenizer = load_hf_folder(folder)
+    else:
+        model = load_model_folder(folder, "cpu")
+        tokenizer = None
+        if (folder / "tokenizer.json").is_file():
+            tokenizer = Tokenizer.load(folder)
+        elif Path(path).is_dir() and (Path(path) / "tokenizer.json").is_file():
+            tokenizer = Tokenizer.load(path)  # a run folder with the tokenizer at its root
+    model = model.to(map_location)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval(), tokenizer
+
+
+def model_kind(path: str | Path) -> str:
+    """``"hf"`` or ``"lmforge"``: which kind of folder ``path`` resolves to."""
+    from .hf.io import is_hf_folder
+
+    return "hf" if is_hf_folder(resolve_model_dir(path)) else "lmforge"
+

@@ -8,7 +8,8 @@ import pytest
 from lmforge.cli import main
 
 VERBS = [["data", "prepare"], ["corpus", "world"], ["tokenizer", "train"],
-         ["tokenizer", "encode"], ["pretrain"], ["generate"], ["evaluate"], ["quickstart"]]
+         ["tokenizer", "encode"], ["pretrain"], ["generate"], ["evaluate"], ["quickstart"],
+         ["convert"], ["viz", "attention"]]
 
 
 def run_cli(args, capsys):

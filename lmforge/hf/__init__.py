@@ -1,0 +1,118 @@
+"""Hugging Face checkpoints in and out.
+
+Each model family registers an :class:`HFConverter` that maps between a Hugging Face
+``config.json`` + state dict and an lmforge model. ``lmforge.hub`` dispatches on the
+folder's ``model_type`` (loading) or the lmforge ``arch`` (exporting).
+
+Loading is strict: :func:`assign_state` checks that every tensor the lmforge model needs
+is present with the right shape and that no checkpoint tensor is left unused, raising a
+:class:`~lmforge.errors.CheckpointError` that names the tensor and both shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+
+HFState = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class HFConverter:
+    """How one family moves between Hugging Face and lmforge.
+
+    ``load(hf_config, hf_state) -> model`` builds the lmforge model with the weights in
+    place. ``export(model) -> (hf_config, hf_state)`` gives what ``transformers`` needs
+    to load it (None when the family is import-only).
+    """
+
+    model_types: tuple[str, ...]
+    archs: tuple[str, ...]
+    load: Callable[[dict, HFState], torch.nn.Module]
+    export: Callable[[torch.nn.Module], tuple[dict, HFState]] | None = None
+
+
+_CONVERTERS: list[HFConverter] = []
+
+
+def register_hf(converter: HFConverter) -> None:
+    _CONVERTERS.append(converter)
+
+
+def _ensure_builtin() -> None:
+    import importlib
+
+    for name in ("gpt", "bert", "t5", "deberta"):
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+
+
+def converter_for_model_type(model_type: str) -> HFConverter:
+    _ensure_builtin()
+    for c in _CONVERTERS:
+        if model_type in c.model_types:
+            return c
+    supported = sorted({t for c in _CONVERTERS for t in c.model_types})
+    raise CheckpointError(f"unsupported Hugging Face model_type {model_type!r}; "
+                          f"supported: {', '.join(supported)}")
+
+
+def converter_for_arch(arch: str) -> HFConverter:
+    _ensure_builtin()
+    for c in _CONVERTERS:
+        if arch in c.archs and c.export is not None:
+            return c
+    supported = sorted({a for c in _CONVERTERS if c.export for a in c.archs})
+    raise CheckpointError(f"lmforge arch {arch!r} cannot be exported to Hugging Face; "
+                          f"supported: {', '.join(supported)}")
+
+
+def assign_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
+                 source: str = "checkpoint") -> torch.nn.Module:
+    """Load ``state`` (already renamed to lmforge names) into ``model``, strictly.
+
+    Tied parameters (the same tensor under two names) need to be present only once.
+    """
+    expected = model.state_dict()
+    by_ptr: dict[int, list[str]] = {}
+    for name, t in expected.items():
+        by_ptr.setdefault(t.data_ptr(), []).append(name)
+    for name, t in expected.items():
+        if name in state:
+            got = tuple(state[name].shape)
+            if got != tuple(t.shape):
+                raise CheckpointError(f"{source}: tensor {name} has shape {got}, "
+                                      f"model expects {tuple(t.shape)}")
+            continue
+        aliases = [a for a in by_ptr[t.data_ptr()] if a in state] if t.numel() else []
+        if not aliases:
+            raise CheckpointError(f"{source}: missing tensor {name} "
+                                  f"(expected shape {tuple(t.shape)})")
+    unused = sorted(set(state) - set(expected))
+    if unused:
+        raise CheckpointError(f"{source}: unexpected tensor {unused[0]} with shape "
+                              f"{tuple(state[unused[0]].shape)} (not used by the model)")
+    with torch.no_grad():
+        for name, t in expected.items():
+            if name in state:
+                t.copy_(state[name].to(t.dtype))
+    return model
+
+
+def read_hf_config(path: str | Path) -> dict:
+    p = Path(path) / "config.json"
+    if not p.is_file():
+        raise CheckpointError(f"{path} has no config.json")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{p} is corrupt: {e}") from None
