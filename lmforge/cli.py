@@ -290,6 +290,47 @@ def viz_attention(
         _echo(str(p))
 
 
+@app.command("embed-text", epilog="Example: lmforge embed-text --text '今天天气很好' "
+                                   "--text 'The weather is nice today' --out emb.npy")
+def embed_text(
+    text: Annotated[list[str] | None, typer.Option(help="Text to embed (repeatable).",
+                                                   metavar="TEXT")] = None,
+    data: Annotated[list[str] | None, typer.Option(
+        help="File(s) of texts: .txt (a line each), .jsonl, .csv, .parquet.",
+        metavar="FILE")] = None,
+    field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
+    column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
+    model: Annotated[str | None, typer.Option(
+        help="BERT-family folder (default: the packaged all-MiniLM-L6-v2).")] = None,
+    pooling: Annotated[str | None, typer.Option(help="mean, cls or max (default: the "
+                                                     "model's own).")] = None,
+    normalize: Annotated[bool, typer.Option("--normalize/--no-normalize",
+                                            help="L2-normalise each row.")] = True,
+    out: Annotated[Path | None, typer.Option(help="Write .npy, .jsonl or .tsv instead of "
+                                                  "printing a summary.")] = None,
+):
+    """Sentence embeddings (one row per text) from a BERT-family encoder."""
+    from .embeddings import embed_text as run_embed
+    from .embeddings.export import summarize, write_embeddings
+
+    texts = list(text or [])
+    if data:
+        from .data.readers import iter_documents
+
+        texts += [d.text for d in iter_documents(data, field=field, column=column)]
+    if not texts:
+        raise LmforgeError("give --text or --data: there is nothing to embed")
+    if pooling is not None and pooling not in ("mean", "cls", "max"):
+        raise LmforgeError(f"--pooling must be mean, cls or max (got {pooling!r})")
+    vectors = run_embed(texts, model=model, normalize=normalize, pooling=pooling)
+    if out is not None:
+        write_embeddings(out, texts, vectors)
+        _echo(f"wrote {out} ({vectors.shape[0]} x {vectors.shape[1]})")
+        return
+    for line in summarize(texts, vectors):
+        _echo(line)
+
+
 # ----------------------------------------------------------------------------- entry
 
 def main(argv: list[str] | None = None) -> None:

