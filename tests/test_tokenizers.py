@@ -217,3 +217,18 @@ def test_load_errors(tmp_path):
     (bad / "tokenizer_config.json").write_text("{oops", encoding="utf-8")
     with pytest.raises(CheckpointError, match="tokenizer_config.json is corrupt"):
         Tokenizer.load(bad)
+
+
+def test_loading_a_checkpoint_tokenizer_drops_its_padding_and_truncation(tmp_path):
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers
+
+    hf = HFTokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "hello": 2, "world": 3},
+                                      unk_token="[UNK]"))
+    hf.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf.enable_padding(length=8, pad_id=0, pad_token="[PAD]")
+    hf.enable_truncation(max_length=8)
+    hf.save(str(tmp_path / "tokenizer.json"))
+    tok = Tokenizer.load(tmp_path)
+    assert tok.encode("hello world") == [2, 3]
+    assert len(tok.encode("hello " * 20)) == 20

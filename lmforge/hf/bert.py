@@ -211,6 +211,7 @@ def load(hf_config: dict, hf_state: HFState) -> BertModel:
     with torch.device("meta"):  # no random init: every tensor is overwritten below
         model = BertModel(cfg)
     model = model.to_empty(device="cpu")
+    model.tie_weights()
     names = hf_names(model, prefix)  # lmforge -> HF
     expected = model.state_dict()
     state = {}

@@ -307,6 +307,11 @@ class BertModel(PretrainedMixin, nn.Module):
         self.qa = SpanQAHead(cfg) if cfg.head == "qa" else None
         self.reset_parameters()
 
+    def tie_weights(self) -> None:
+        """Share the word table with the MLM decoder again (``to_empty`` unties them)."""
+        if self.mlm is not None and self.config.tie_embeddings:
+            self.mlm.decoder.weight = self.embeddings.word.weight
+
     def reset_parameters(self) -> None:
         """BERT init: N(0, init_std) weights, zero biases, zero padding embedding rows."""
         std = self.config.init_std

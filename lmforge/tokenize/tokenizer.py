@@ -97,6 +97,10 @@ class Tokenizer:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         self._tk = hf
+        # encode() returns a text's own ids: padding and truncation stored in a checkpoint's
+        # tokenizer.json (MiniLM pads to 128) are the caller's business, not the tokenizer's.
+        self._tk.no_padding()
+        self._tk.no_truncation()
         self._tk.encode_special_tokens = True  # special-token strings in text are text
         self._tk_special: HFTokenizer | None = None  # lazily: one that matches them
         self.kind = kind
