@@ -12,13 +12,14 @@ is present with the right shape and that no checkpoint tensor is left unused, ra
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
+from ..models.base import assign_state as assign_state  # re-exported for the converters
 
 HFState = dict[str, torch.Tensor]
 
@@ -74,38 +75,6 @@ def converter_for_arch(arch: str) -> HFConverter:
     supported = sorted({a for c in _CONVERTERS if c.export for a in c.archs})
     raise CheckpointError(f"lmforge arch {arch!r} cannot be exported to Hugging Face; "
                           f"supported: {', '.join(supported)}")
-
-
-def assign_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
-                 source: str = "checkpoint") -> torch.nn.Module:
-    """Load ``state`` (already renamed to lmforge names) into ``model``, strictly.
-
-    Tied parameters (the same tensor under two names) need to be present only once.
-    """
-    expected = model.state_dict()
-    by_ptr: dict[int, list[str]] = {}
-    for name, t in expected.items():
-        by_ptr.setdefault(t.data_ptr(), []).append(name)
-    for name, t in expected.items():
-        if name in state:
-            got = tuple(state[name].shape)
-            if got != tuple(t.shape):
-                raise CheckpointError(f"{source}: tensor {name} has shape {got}, "
-                                      f"model expects {tuple(t.shape)}")
-            continue
-        aliases = [a for a in by_ptr[t.data_ptr()] if a in state] if t.numel() else []
-        if not aliases:
-            raise CheckpointError(f"{source}: missing tensor {name} "
-                                  f"(expected shape {tuple(t.shape)})")
-    unused = sorted(set(state) - set(expected))
-    if unused:
-        raise CheckpointError(f"{source}: unexpected tensor {unused[0]} with shape "
-                              f"{tuple(state[unused[0]].shape)} (not used by the model)")
-    with torch.no_grad():
-        for name, t in expected.items():
-            if name in state:
-                t.copy_(state[name].to(t.dtype))
-    return model
 
 
 def read_hf_config(path: str | Path) -> dict:

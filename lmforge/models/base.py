@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,24 +110,40 @@ def load_state_checked(model: torch.nn.Module, path: str | Path) -> None:
         state = load_file(str(wfile))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{wfile} is corrupt or truncated: {e}") from None
+    assign_state(model, state, str(wfile))
+
+
+def assign_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
+                 source: str = "checkpoint") -> torch.nn.Module:
+    """Load ``state`` (already renamed to lmforge names) into ``model``, strictly.
+
+    Tied parameters (the same tensor under two names) need to be present only once.
+    """
     expected = model.state_dict()
-    tied = {n for n, t in expected.items()
-            if any(t.data_ptr() == o.data_ptr() and n != m and m in state
-                   for m, o in expected.items())}
+    by_ptr: dict[int, list[str]] = {}
     for name, t in expected.items():
-        if name not in state:
-            if name in tied:
-                continue
-            raise CheckpointError(f"{wfile}: missing tensor {name} (expected shape "
-                                  f"{tuple(t.shape)})")
-        if tuple(state[name].shape) != tuple(t.shape):
-            raise CheckpointError(f"{wfile}: tensor {name} has shape "
-                                  f"{tuple(state[name].shape)}, model expects {tuple(t.shape)}")
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        raise CheckpointError(f"{wfile}: unexpected tensor {extra[0]} "
-                              f"(shape {tuple(state[extra[0]].shape)})")
-    model.load_state_dict(state, strict=False)
+        by_ptr.setdefault(t.data_ptr(), []).append(name)
+    for name, t in expected.items():
+        if name in state:
+            got = tuple(state[name].shape)
+            if got != tuple(t.shape):
+                raise CheckpointError(f"{source}: tensor {name} has shape {got}, "
+                                      f"model expects {tuple(t.shape)}")
+            continue
+        aliases = [a for a in by_ptr[t.data_ptr()] if a in state] if t.numel() else []
+        if not aliases:
+            raise CheckpointError(f"{source}: missing tensor {name} "
+                                  f"(expected shape {tuple(t.shape)})")
+    unused = sorted(set(state) - set(expected))
+    if unused:
+        raise CheckpointError(f"{source}: unexpected tensor {unused[0]} with shape "
+                              f"{tuple(state[unused[0]].shape)} (not used by the model)")
+    with torch.no_grad():
+        for name, t in expected.items():
+            if name in state:
+                t.copy_(state[name].to(t.dtype))
+    return model
+
 
 
 def load_model_folder(path: str | Path, map_location: str = "cpu") -> torch.nn.Module:
