@@ -68,6 +68,7 @@ from ..nn.attention import AdditiveAttention, MultiplicativeAttention
 from ..nn.recurrent import GRU, LSTM, RNN
 from . import register_model
 from .base import PretrainedMixin
+from .beam import Hypothesis, beam_search, greedy_search
 
 CellName = Literal["rnn", "lstm", "gru"]
 _CELLS = ("rnn", "lstm", "gru")
@@ -323,15 +324,6 @@ class Encoded:
                        _index_state(self.state, index))
 
 
-@dataclass
-class Hypothesis:
-    """One beam-search result: ``tokens`` (after BOS; ends with EOS if it finished)."""
-
-    tokens: list[int]
-    score: float  # log_prob / lp(len(tokens))
-    log_prob: float
-
-
 class Seq2Seq(PretrainedMixin, nn.Module):
     """RNN encoder-decoder with attention; ``forward(src, src_lengths, tgt_in) -> logits``."""
 
@@ -441,11 +433,19 @@ class Seq2Seq(PretrainedMixin, nn.Module):
             out = self._readout(s, context)
         return (out, attn) if return_attention else out
 
-    def _log_probs(self, logits: Tensor) -> Tensor:
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        logp[:, self.config.pad_id] = float("-inf")  # never generate pad or bos
-        logp[:, self.config.bos_id] = float("-inf")
-        return logp
+    def _stepper(self, enc: Encoded):
+        """Callbacks for :mod:`lmforge.models.beam`: ``step`` advances the decoder state by
+        one token per row; ``reorder`` keeps (or repeats) rows of it."""
+        holder = {"state": enc.state}
+
+        def step(y: Tensor) -> Tensor:
+            logits, holder["state"], _ = self.decode_step(y, holder["state"], enc)
+            return logits
+
+        def reorder(rows: Tensor) -> None:
+            holder["state"] = _index_state(holder["state"], rows)
+
+        return step, reorder
 
     @torch.no_grad()
     def greedy_decode(self, src: Tensor, src_lengths: Tensor | None = None,
@@ -456,100 +456,24 @@ class Seq2Seq(PretrainedMixin, nn.Module):
         ``pad_id`` after it.
         """
         cfg = self.config
-        enc = self.encode(src, src_lengths)
-        B = src.shape[0]
-        y = torch.full((B,), cfg.bos_id, dtype=torch.long, device=src.device)
-        done = torch.zeros(B, dtype=torch.bool, device=src.device)
-        state, out = enc.state, []
-        for _ in range(max_len):
-            logits, state, _ = self.decode_step(y, state, enc)
-            y = self._log_probs(logits).argmax(dim=-1)
-            y = y.masked_fill(done, cfg.pad_id)
-            out.append(y)
-            done = done | (y == cfg.eos_id)
-            if bool(done.all()):
-                break
-        return torch.stack(out, dim=1) if out else src.new_zeros(B, 0)
-
-    @staticmethod
-    def length_penalty(length: int, alpha: float) -> float:
-        """GNMT: ``((5 + length) / 6) ** alpha``."""
-        return ((5.0 + length) / 6.0) ** alpha
+        step, _ = self._stepper(self.encode(src, src_lengths))
+        return greedy_search(step, src.shape[0], max_len=max_len, bos_id=cfg.bos_id,
+                             eos_id=cfg.eos_id, pad_id=cfg.pad_id,
+                             banned_ids=(cfg.pad_id, cfg.bos_id), device=src.device)
 
     @torch.no_grad()
     def beam_search(self, src: Tensor, src_lengths: Tensor | None = None, beam_size: int = 4,
                     max_len: int = 50, alpha: float = 0.6, n_best: int = 1
                     ) -> list[list[Hypothesis]]:
-        """Beam search; for each source the ``n_best`` hypotheses, best score first.
-
-        ``score = log P / ((5 + len) / 6) ** alpha`` (len includes EOS). Among the
-        ``2 * beam_size`` best extensions of the live beams, an EOS within the top
-        ``beam_size`` ends a hypothesis and the rest refill the beam; a source stops
-        when ``beam_size`` hypotheses have ended. At ``max_len`` the live beams are
-        added unfinished.
-        """
-        if beam_size < 1 or n_best < 1 or max_len < 1:
-            raise ValueError("beam_size, n_best and max_len must be >= 1")
-        cfg, K = self.config, beam_size
-        B, dev = src.shape[0], src.device
+        """Beam search with the GNMT length penalty (rules in :mod:`lmforge.models.beam`);
+        for each source the ``n_best`` hypotheses, best score first."""
+        cfg, B = self.config, src.shape[0]
         enc = self.encode(src, src_lengths).index(
-            torch.arange(B, device=dev).repeat_interleave(K))  # (B*K, ...)
-        state = enc.state
-        scores = torch.full((B, K), float("-inf"), device=dev)
-        scores[:, 0] = 0.0  # only one live beam at the start
-        tokens: list[list[int]] = [[] for _ in range(B * K)]
-        y = torch.full((B * K,), cfg.bos_id, dtype=torch.long, device=dev)
-        finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-        done = [False] * B
-        for step in range(max_len):
-            logits, state, _ = self.decode_step(y, state, enc)
-            V = logits.shape[-1]
-            cand = (scores.view(-1, 1) + self._log_probs(logits)).view(B, K * V)
-            top_s, top_i = cand.topk(min(2 * K, K * V), dim=1)
-            top_s, top_i = top_s.tolist(), top_i.tolist()
-            new_scores = torch.full((B, K), float("-inf"), device=dev)
-            src_rows = torch.arange(B * K).view(B, K)  # default: keep rows (dead beams)
-            new_tok = torch.full((B, K), cfg.eos_id, dtype=torch.long)
-            lp = self.length_penalty(step + 1, alpha)
-            for b in range(B):
-                if done[b]:
-                    continue
-                j = 0
-                for r, (s, idx) in enumerate(zip(top_s[b], top_i[b], strict=True)):
-                    if s == float("-inf") or j == K:
-                        break
-                    row, tok = b * K + idx // V, idx % V
-                    if tok == cfg.eos_id:
-                        if r < K:
-                            finished[b].append(Hypothesis(tokens[row] + [tok], s / lp, s))
-                        continue
-                    new_scores[b, j] = s
-                    src_rows[b, j] = row
-                    new_tok[b, j] = tok
-                    j += 1
-                if len(finished[b]) >= K or j == 0:
-                    done[b] = True
-                    new_scores[b] = float("-inf")
-            if all(done):
-                break
-            rows = src_rows.view(-1)
-            tokens = [tokens[r] + [t] for r, t in zip(rows.tolist(), new_tok.view(-1).tolist(),
-                                                      strict=True)]
-            rows = rows.to(dev)
-            state = _index_state(state, rows)
-            scores = new_scores
-            y = new_tok.view(-1).to(dev)
-        else:  # max_len reached: the live beams count, unfinished
-            for b in range(B):
-                if done[b]:
-                    continue
-                for j in range(K):
-                    s = float(scores[b, j])
-                    if s != float("-inf"):
-                        toks = tokens[b * K + j]
-                        finished[b].append(Hypothesis(toks, s / self.length_penalty(
-                            len(toks), alpha), s))
-        return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]
+            torch.arange(B, device=src.device).repeat_interleave(beam_size))  # (B*K, ...)
+        step, reorder = self._stepper(enc)
+        return beam_search(step, reorder, B, beam_size=beam_size, max_len=max_len,
+                           bos_id=cfg.bos_id, eos_id=cfg.eos_id, alpha=alpha, n_best=n_best,
+                           banned_ids=(cfg.pad_id, cfg.bos_id), device=src.device)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
