@@ -160,7 +160,8 @@ class CausalSelfAttention(nn.Module):
         self.proj.residual_out = True
         self.dropout = cfg.dropout
 
-    def forward(self, x, rope, mask, cache: KVCache | None, layer: int) -> torch.Tensor:
+    def forward(self, x, rope, mask, cache: KVCache | None, layer: int,
+                weights_out: list | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.qkv(x).split(
             [self.n_head * self.head_dim, self.n_kv_head * self.head_dim,
@@ -173,10 +174,19 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, k.to(cache.k.dtype), v.to(cache.v.dtype))
             k, v = k.to(q.dtype), v.to(q.dtype)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-            dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=self.n_kv_head != self.n_head)
+        if weights_out is not None:  # explicit softmax(q k^T / sqrt(d_h) + M) v, for pictures
+            from ..nn.attention import scaled_dot_product_attention_explicit
+
+            rep = self.n_head // self.n_kv_head  # query head j uses key/value head j // rep
+            y, w = scaled_dot_product_attention_explicit(
+                q, k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1),
+                mask=mask, causal=mask is None and T > 1)
+            weights_out.append(w)  # (B, h, T, S)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                dropout_p=self.dropout if self.training else 0.0,
+                enable_gqa=self.n_kv_head != self.n_head)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
         return self.proj(y)
 
@@ -211,8 +221,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, rope, mask, cache, layer):
-        x = x + self.drop(self.attn(self.norm1(x), rope, mask, cache, layer))
+    def forward(self, x, rope, mask, cache, layer, weights_out=None):
+        x = x + self.drop(self.attn(self.norm1(x), rope, mask, cache, layer, weights_out))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
@@ -268,12 +278,15 @@ class GPT(PretrainedMixin, nn.Module):
         return KVCache(self.config, batch_size, max_len, self.wte.weight.device, dtype)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
+                cache: KVCache | None = None, last_only: bool = False,
+                output_attentions: bool = False):
         """Logits for ``input_ids`` (B, T).
 
         ``attention_mask`` (B, T), 1 for real tokens and 0 for (left) padding; with a
         ``cache`` it covers only the new tokens and is appended to the cache's mask.
         ``last_only`` returns logits of the final position only, (B, 1, V).
+        ``output_attentions`` computes attention explicitly (slower) and returns
+        ``(logits, [weights (B, h, T, S) per layer])``.
         """
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
@@ -316,13 +329,15 @@ class GPT(PretrainedMixin, nn.Module):
         rope = None
         if self.config.pos == "rope":
             rope = (self.rope_cos[positions][:, None], self.rope_sin[positions][:, None])
+        weights: list[torch.Tensor] | None = [] if output_attentions else None
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, mask, cache, i)
+            x = block(x, rope, mask, cache, i, weights)
         if cache is not None:
             cache.length = end
         if last_only:
             x = x[:, -1:]
-        return self.lm_head(self.norm_f(x))  # (B, T, V)
+        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
+        return (logits, weights) if output_attentions else logits
 
 
 register_model("gpt", GPT, GPTConfig)

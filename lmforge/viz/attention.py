@@ -45,61 +45,15 @@ __all__ = ["gpt_attention", "token_labels", "plot_attention", "attention_figure_
 @torch.no_grad()
 def gpt_attention(model: torch.nn.Module, input_ids: Tensor,
                   attention_mask: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
-    """``(logits (B, T, V), [weights (B, h, T, T) per layer])`` of an lmforge GPT.
-
-    Reproduces ``GPT.forward`` (positions that skip left padding, the causal and padding
-    masks, RoPE, grouped-query attention) with explicit attention. Run it in eval mode:
-    dropout would make the weights random.
-    """
-    from ..models.gpt import GPT, apply_rope
-    from ..nn.attention import scaled_dot_product_attention_explicit
+    """``(logits (B, T, V), [weights (B, h, T, T) per layer])`` of an lmforge GPT
+    (``GPT.forward(..., output_attentions=True)``). Run it in eval mode: dropout would
+    make the weights random."""
+    from ..models.gpt import GPT
 
     if not isinstance(model, GPT):
         raise CheckpointError(f"attention maps support lmforge GPT models; got "
                               f"{type(model).__name__}")
-    cfg = model.config
-    B, T = input_ids.shape
-    if T > cfg.max_seq_len:
-        raise ValueError(f"sequence length {T} exceeds max_seq_len {cfg.max_seq_len}")
-    device = input_ids.device
-    key_valid = attention_mask.bool() if attention_mask is not None else None
-    padded = key_valid is not None and not bool(key_valid.all())
-    if padded:
-        positions = (key_valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        pos = torch.arange(T, device=device)
-        allowed = (pos[None, :] <= pos[:, None])[None] & key_valid[:, None, :]  # (B, T, T)
-        allowed = allowed | torch.eye(T, dtype=torch.bool, device=device)[None]
-        mask = allowed[:, None]  # (B, 1, T, T)
-    else:
-        positions = torch.arange(T, device=device).expand(B, T)
-        mask = None
-
-    x = model.wte(input_ids)  # (B, T, d)
-    if model.wpe is not None:
-        x = x + model.wpe(positions)
-    x = model.drop(x)
-    rope = None
-    if cfg.pos == "rope":
-        rope = (model.rope_cos[positions][:, None], model.rope_sin[positions][:, None])
-    h, h_kv, d_h = cfg.n_head, cfg.n_kv_head, cfg.head_dim
-    weights: list[Tensor] = []
-    for block in model.blocks:
-        attn = block.attn
-        q, k, v = attn.qkv(block.norm1(x)).split([h * d_h, h_kv * d_h, h_kv * d_h], dim=-1)
-        q = q.view(B, T, h, d_h).transpose(1, 2)  # (B, h, T, d_h)
-        k = k.view(B, T, h_kv, d_h).transpose(1, 2)  # (B, h_kv, T, d_h)
-        v = v.view(B, T, h_kv, d_h).transpose(1, 2)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if h_kv != h:  # query head j uses key/value head j // (h / h_kv), as SDPA's GQA
-            k = k.repeat_interleave(h // h_kv, dim=1)
-            v = v.repeat_interleave(h // h_kv, dim=1)
-        y, w = scaled_dot_product_attention_explicit(q, k, v, mask=mask, causal=mask is None)
-        weights.append(w)  # (B, h, T, T)
-        y = y.transpose(1, 2).reshape(B, T, h * d_h)
-        x = x + block.drop(attn.proj(y))
-        x = x + block.drop(block.mlp(block.norm2(x)))
-    return model.lm_head(model.norm_f(x)), weights
+    return model(input_ids, attention_mask=attention_mask, output_attentions=True)
 
 
 # ------------------------------------------------------------------- labels
