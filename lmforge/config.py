@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -54,6 +62,14 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.05, gt=0.0, lt=1.0)
     world_train_sentences: int = Field(200_000, ge=1)
     world_eval_sentences: int = Field(1000, ge=1)
+    src_lang: Literal["en", "zh"] = Field("en", description="translation: source language")
+    tgt_lang: Literal["en", "zh"] = Field("zh", description="translation: target language")
+
+    @model_validator(mode="after")
+    def _langs_differ(self) -> DataConfig:
+        if self.src_lang == self.tgt_lang:
+            raise ValueError(f"src_lang and tgt_lang must differ (both {self.src_lang!r})")
+        return self
 
 
 class TokenizerConfig(_Section):
@@ -66,7 +82,8 @@ class TokenizerConfig(_Section):
 
 
 class TrainConfig(_Section):
-    objective: Literal["causal_lm"] = "causal_lm"
+    objective: Literal["causal_lm", "mlm", "span_corruption", "translation"] = Field(
+        "causal_lm", description="the task; see lmforge.train.tasks")
     max_steps: int = Field(1000, ge=1)
     batch_size: int = Field(32, ge=1)
     block_size: int = Field(128, ge=2)
@@ -92,6 +109,15 @@ class TrainConfig(_Section):
     early_stop_patience: int | None = Field(None, ge=1,
                                             description="evaluations without improvement")
     early_stop_min_delta: float = Field(0.0, ge=0)
+    # objective options (ignored by the objectives that do not use them)
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="mlm: share of tokens chosen")
+    whole_word_mask: bool = Field(False, description="mlm: mask whole WordPiece words")
+    nsp: bool = Field(False, description="mlm: add next-sentence prediction (BERT only)")
+    noise_density: float = Field(0.15, gt=0, lt=1, description="span_corruption: noise share")
+    mean_span_length: float = Field(3.0, ge=1, description="span_corruption: mean span")
+    n_sentinels: int = Field(100, ge=1, description="span_corruption: sentinel ids added "
+                                                    "after the tokenizer's vocabulary")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="translation: smoothing")
 
 
 class SampleConfig(_Section):
@@ -123,6 +149,13 @@ class Recipe(_Section):
         arch = v.pop("arch", "gpt")
         cfg_cls = model_config_class(arch)
         return TypeAdapter(cfg_cls).validate_python(v)
+
+    @model_validator(mode="after")
+    def _objective_fits_arch(self) -> Recipe:
+        from .train.tasks import check_objective
+
+        check_objective(self.train.objective, self.arch, nsp=self.train.nsp)
+        return self
 
     @property
     def arch(self) -> str:

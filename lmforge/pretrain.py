@@ -17,7 +17,6 @@ other front ends (the quickstart, tests, notebooks) compose them the same way.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -99,16 +98,16 @@ def prepare_run_data(recipe: Recipe, run_dir: Path, show_progress: bool = True,
     return data_dir
 
 
-def build_run_model(recipe: Recipe, vocab_size: int) -> torch.nn.Module:
-    """Instantiate the recipe's model for a tokenizer of ``vocab_size`` (seeded init)."""
-    from .models import build_model
+def build_run_model(recipe: Recipe, tokenizer) -> torch.nn.Module:
+    """Instantiate the recipe's model for ``tokenizer``, with a seeded initialisation.
 
-    cfg = recipe.model
-    if getattr(cfg, "vocab_size", None) is None:
-        cfg = dataclasses.replace(cfg, vocab_size=vocab_size)
-    elif cfg.vocab_size < vocab_size:
-        raise ConfigError(f"model.vocab_size={cfg.vocab_size} is smaller than the "
-                          f"tokenizer's vocabulary ({vocab_size})")
+    Vocabulary sizes left unset and special ids come from the tokenizer
+    (:func:`lmforge.train.tasks.fill_from_tokenizer`)."""
+    from .models import build_model
+    from .train.tasks import extra_vocab, fill_from_tokenizer
+
+    cfg = fill_from_tokenizer(recipe.model, tokenizer, extra_ids=extra_vocab(recipe),
+                              objective=recipe.train.objective)
     max_pos = getattr(cfg, "max_seq_len", None)
     if max_pos is not None and recipe.train.block_size > max_pos:
         raise ConfigError(f"train.block_size={recipe.train.block_size} exceeds the model's "
@@ -142,7 +141,8 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
              callbacks: tuple = ()) -> PretrainResult:
     """Run a recipe end to end and return the trained (best) model."""
     from .hub import load_pretrained
-    from .train import LMBatchSource, Trainer
+    from .train import Trainer
+    from .train.tasks import build_task
 
     run_dir = ensure_writable_dir(recipe.run.path)
     _check_run_dir(run_dir, recipe, resume)
@@ -156,15 +156,15 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
     from .tokenize import Tokenizer
 
     tokenizer = Tokenizer.load(data_dir)
-    model = build_run_model(recipe, tokenizer.vocab_size)
+    model = build_run_model(recipe, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {recipe.arch} with {n_params / 1e6:.2f}M parameters, "
         f"vocab {tokenizer.vocab_size}")
 
-    train_src = LMBatchSource.from_config(data_dir, "train", recipe.train)
-    val_src = LMBatchSource.from_config(data_dir, "val", recipe.train)
+    train_src, val_src, objective = build_task(recipe, data_dir, tokenizer, model)
     evaluators = list(evaluators)
-    if recipe.data.corpus == "world":
+    if recipe.data.corpus == "world" and recipe.train.objective == "causal_lm" \
+            and recipe.arch == "gpt":
         from .corpora import lm_corpus
         from .eval.world import world_evaluator
 
@@ -172,7 +172,7 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
         evaluators.append(world_evaluator(tokenizer, items))
 
     trainer = Trainer(model, recipe.train, train_src, val_src, run_dir, seed=recipe.run.seed,
-                      evaluators=evaluators, callbacks=callbacks, tokenizer=tokenizer,
+                      objective=objective, evaluators=evaluators, callbacks=callbacks, tokenizer=tokenizer,
                       provenance={"recipe": recipe.to_dict()}, resume=resume,
                       show_progress=show_progress)
     result = trainer.fit()
@@ -185,7 +185,7 @@ def _write_samples(recipe: Recipe, model, tokenizer, run_dir: Path) -> None:
     from .generate import GenerationConfig, generate
 
     s = recipe.sample
-    if not s.prompts:
+    if not s.prompts or recipe.train.objective != "causal_lm":
         return
     cfg = GenerationConfig(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
                            top_k=s.top_k, top_p=s.top_p, seed=recipe.run.seed)
