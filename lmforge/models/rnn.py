@@ -60,11 +60,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import ConfigDict
 from torch import Tensor, nn
 
 from ..nn.attention import AdditiveAttention, MultiplicativeAttention
+from ..nn.losses import token_cross_entropy
 from ..nn.recurrent import GRU, LSTM, RNN
 from . import register_model
 from .base import PretrainedMixin
@@ -212,11 +212,7 @@ class TBPTTObjective:
                 state = None
         logits, state = model(x, state)
         self._state[key] = detach_state(state)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                               ignore_index=self.ignore_index)
-        n_tokens = (y != self.ignore_index).sum()
-        if y.device.type == "cpu":
-            n_tokens = int(n_tokens)
+        loss, n_tokens = token_cross_entropy(logits, y, self.ignore_index)
         return loss, {}, n_tokens
 
     def __repr__(self) -> str:
@@ -492,10 +488,8 @@ class Seq2SeqObjective:
         pad = model.config.pad_id
         logits = model(batch["src"], batch.get("src_lengths"), batch["tgt_in"])
         y = batch["tgt_out"]
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                               ignore_index=pad)
-        n = (y != pad).sum()
-        return loss, {}, int(n) if y.device.type == "cpu" else n
+        loss, n = token_cross_entropy(logits, y, pad)
+        return loss, {}, n
 
 
 def collate_pairs(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None = None,

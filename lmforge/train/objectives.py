@@ -27,8 +27,9 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..nn.losses import token_cross_entropy
 
 Metrics = dict[str, "float | torch.Tensor"]
 
@@ -56,11 +57,7 @@ class CausalLMObjective:
         else:
             x, y = batch
         logits = model(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                               ignore_index=self.ignore_index)
-        n_tokens = (y != self.ignore_index).sum()  # stays on the device: no host sync
-        if y.device.type == "cpu":
-            n_tokens = int(n_tokens)
+        loss, n_tokens = token_cross_entropy(logits, y, self.ignore_index)
         return loss, {}, n_tokens
 
     def __repr__(self) -> str:

@@ -48,10 +48,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DataError
+from ..nn.losses import token_cross_entropy
 
 __all__ = ["noise_span_counts", "random_spans_noise_mask", "default_sentinels",
            "span_corrupt", "corrupted_lengths", "reconstruct", "SpanCorruptionSource",
@@ -325,11 +325,7 @@ class Seq2SeqObjective:
         logits = model(batch["input_ids"], batch.get("attention_mask"),
                        batch["decoder_input_ids"])
         y = batch["labels"]
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                               ignore_index=self.ignore_index)
-        n_tokens = (y != self.ignore_index).sum()
-        if y.device.type == "cpu":
-            n_tokens = int(n_tokens)
+        loss, n_tokens = token_cross_entropy(logits, y, self.ignore_index)
         return loss, {}, n_tokens
 
     def __repr__(self) -> str:
