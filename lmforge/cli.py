@@ -331,6 +331,85 @@ def embed_text(
         _echo(line)
 
 
+# ----------------------------------------------------------------------------- embeddings
+
+embed_app = typer.Typer(help="Word embeddings: word2vec and GloVe.", no_args_is_help=True)
+app.add_typer(embed_app, name="embed")
+
+
+@embed_app.command("train", epilog="Example: lmforge embed train w2v-world-zh "
+                                   "--set word2vec.epochs=3")
+def embed_train(
+    config: Annotated[str, typer.Argument(help="Embedding recipe YAML (or a built-in name).",
+                                          metavar="CONFIG")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a field: section.field=value (repeatable).",
+        metavar="KEY=VALUE")] = None,
+):
+    """Train word vectors from a recipe; writes vectors.bin (word2vec format)."""
+    from .config import RECIPE_DIR, resolve_recipe_path
+    from .embeddings.recipe import load_embed_recipe, train_embeddings
+
+    recipe = load_embed_recipe(resolve_recipe_path(config, RECIPE_DIR / "embed"),
+                               list(set_ or []))
+    kv, stats = train_embeddings(recipe, log=_echo)
+    _echo(f"{len(kv)} words x {kv.vectors.shape[1]} dims -> {recipe.run.path}/vectors.bin")
+    for name, acc in stats.get("planted_analogies", {}).items():
+        _echo(f"analogy {name}: {acc:.3f}")
+
+
+@embed_app.command("query", epilog="Example: lmforge embed query runs/w2v-zh --word 北京 "
+                                   "--topn 10")
+def embed_query(
+    model: Annotated[str, typer.Argument(help="A word2vec file or an embed run folder.",
+                                         metavar="MODEL")],
+    word: Annotated[list[str], typer.Option(help="Query word (repeatable).", metavar="WORD")],
+    topn: Annotated[int, typer.Option(help="Neighbours to show.")] = 10,
+):
+    """Nearest neighbours of words by cosine similarity."""
+    from .embeddings.recipe import load_vectors
+
+    kv = load_vectors(model)
+    for w in word:
+        _echo(f"{w}:")
+        for other, cos in kv.most_similar(w, topn=topn):
+            _echo(f"  {other}\t{cos:.4f}")
+
+
+@embed_app.command("analogy", epilog="Example: lmforge embed analogy runs/w2v-zh 男人 国王 女人")
+def embed_analogy(
+    model: Annotated[str, typer.Argument(help="A word2vec file or an embed run folder.",
+                                         metavar="MODEL")],
+    a: Annotated[str, typer.Argument(help="a in a : b :: c : ?")],
+    b: Annotated[str, typer.Argument(help="b")],
+    c: Annotated[str, typer.Argument(help="c")],
+    topn: Annotated[int, typer.Option(help="Answers to show.")] = 5,
+    method: Annotated[str, typer.Option(help="add (3CosAdd) or mul (3CosMul).")] = "add",
+):
+    """Solve a : b :: c : ? with vector arithmetic."""
+    from .embeddings.recipe import load_vectors
+
+    for word, score in load_vectors(model).analogy(a, b, c, topn=topn, method=method):
+        _echo(f"{word}\t{score:.4f}")
+
+
+@embed_app.command("plot", epilog="Example: lmforge embed plot runs/w2v-world --word Paris "
+                                  "--word France --word Tokyo --word Japan --out words.png")
+def embed_plot(
+    model: Annotated[str, typer.Argument(help="A word2vec file or an embed run folder.",
+                                         metavar="MODEL")],
+    word: Annotated[list[str], typer.Option(help="Word to place (repeatable).",
+                                            metavar="WORD")],
+    out: Annotated[Path, typer.Option(help="PNG file to write.")],
+    method: Annotated[str, typer.Option(help="pca or tsne.")] = "pca",
+):
+    """A 2-D projection (PCA or t-SNE) of word vectors as a PNG, CJK labels rendered."""
+    from .embeddings.plot import plot_words
+    from .embeddings.recipe import load_vectors
+
+    _echo(f"wrote {plot_words(load_vectors(model), list(word), out, method)}")
+
+
 # ----------------------------------------------------------------------------- entry
 
 def main(argv: list[str] | None = None) -> None:

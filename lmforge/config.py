@@ -302,18 +302,19 @@ def build_section(cls: type[BaseModel], name: str, **values: Any) -> BaseModel:
 RECIPE_DIR = Path(__file__).parent / "configs"
 
 
-def builtin_recipes() -> list[str]:
-    """Names of the recipes shipped with lmforge (``lmforge/configs/*.yaml``)."""
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+def builtin_recipes(folder: Path = RECIPE_DIR) -> list[str]:
+    """Names of the recipes shipped with lmforge (``lmforge/configs/*.yaml``; embedding
+    recipes are in ``lmforge/configs/embed/``)."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def resolve_recipe_path(name_or_path: str) -> Path:
+def resolve_recipe_path(name_or_path: str, folder: Path = RECIPE_DIR) -> Path:
     """A recipe path, or the name of a built-in recipe (``gpt-world``)."""
     p = Path(name_or_path)
     if p.is_file():
         return p
-    builtin = RECIPE_DIR / f"{name_or_path}.yaml"
+    builtin = folder / f"{name_or_path}.yaml"
     if p.suffix == "" and builtin.is_file():
         return builtin
     raise ConfigError(f"recipe {name_or_path} not found (built-in recipes: "
-                      f"{', '.join(builtin_recipes()) or 'none'})")
+                      f"{', '.join(builtin_recipes(folder)) or 'none'})")

@@ -9,7 +9,8 @@ from lmforge.cli import main
 
 VERBS = [["data", "prepare"], ["corpus", "world"], ["tokenizer", "train"],
          ["tokenizer", "encode"], ["pretrain"], ["generate"], ["evaluate"], ["quickstart"],
-         ["convert"], ["viz", "attention"], ["embed-text"]]
+         ["convert"], ["viz", "attention"], ["embed-text"], ["embed", "train"],
+         ["embed", "query"], ["embed", "analogy"], ["embed", "plot"]]
 
 
 def run_cli(args, capsys):
