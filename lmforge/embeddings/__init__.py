@@ -16,6 +16,7 @@ from .evaluate import (
     read_analogies,
     read_similarity,
 )
+from .fasttext import FastText, FastTextConfig, FastTextKeyedVectors, train_fasttext
 from .glove import GloVe, GloVeConfig
 from .keyed_vectors import KeyedVectors
 from .vocab import EmbeddingError, Vocab, WordNotInVocabulary, tokenize
@@ -27,3 +28,4 @@ __all__ += [
     "format_analogies", "planted_analogies", "read_analogies", "read_similarity",
     "tokenize", "train_word2vec", "word_classes", "world_words",
 ]
+__all__ += ["FastText", "FastTextConfig", "FastTextKeyedVectors", "train_fasttext"]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -79,9 +80,11 @@ class Word2VecConfig:
     cbow_mean: bool = True
     chunk_words: int = 10000
 
+    _label: ClassVar[str] = "word2vec"  # prefix of validation messages
+
     def validate(self) -> None:
         def bad(msg: str) -> None:
-            raise ConfigError(f"word2vec: {msg}")
+            raise ConfigError(f"{self._label}: {msg}")
         if self.vector_size < 1:
             bad(f"vector_size must be >= 1, got {self.vector_size}")
         if self.window < 1:
