@@ -49,8 +49,10 @@ from .word2vec import (
     HAVE_NUMBA,
     Word2VecConfig,
     _chunks,
+    _decayed_alpha,
     _lcg,
     _out_layer,
+    _subsample,
     njit,
     numba,
     prange,
@@ -187,18 +189,9 @@ def _train_epoch_ft(syn0, syn1neg, sub_starts, sub_ids, tokens, starts, chunk_se
         for s in range(s0, s1):
             a = starts[s]
             b = starts[s + 1]
-            progress = (done_before + pos) / total_run
-            alpha = np.float32(max(alpha0 - (alpha0 - min_alpha) * progress, min_alpha))
+            alpha = _decayed_alpha(alpha0, min_alpha, done_before + pos, total_run)
             pos += b - a
-            n = 0
-            for t in range(a, b):
-                w = tokens[t]
-                if keep[w] < 1.0:
-                    rng = _lcg(rng)
-                    if keep[w] < np.float32(rng & np.uint64(0xFFFF)) / np.float32(65536.0):
-                        continue
-                buf[n] = w
-                n += 1
+            n, rng = _subsample(tokens, a, b, keep, rng, buf)
             ntr += n
             for i in range(n):
                 word = buf[i]

@@ -173,6 +173,28 @@ def _out_layer(h, e, word, alpha, syn1neg, syn1, table, codes, points, lengths,
     return rng
 
 
+@njit(inline="always", fastmath=True, cache=True)
+def _decayed_alpha(alpha0, min_alpha, done, total):
+    """Linear decay: ``alpha0 - (alpha0 - min_alpha) * done / total``, floored."""
+    return np.float32(max(alpha0 - (alpha0 - min_alpha) * (done / total), min_alpha))
+
+
+@njit(inline="always", fastmath=True, cache=True)
+def _subsample(tokens, a, b, keep, rng, buf):
+    """Copy ``tokens[a:b]`` into ``buf``, dropping word ``w`` with probability
+    ``1 - keep[w]``; returns (kept count, new rng state)."""
+    n = 0
+    for t in range(a, b):
+        w = tokens[t]
+        if keep[w] < 1.0:
+            rng = _lcg(rng)
+            if keep[w] < np.float32(rng & np.uint64(0xFFFF)) / np.float32(65536.0):
+                continue
+        buf[n] = w
+        n += 1
+    return n, rng
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _train_epoch(syn0, syn1neg, syn1, tokens, starts, chunk_sents, chunk_offsets,
                  keep, table, codes, points, lengths, sg, hs, negative, window,
@@ -193,18 +215,9 @@ def _train_epoch(syn0, syn1neg, syn1, tokens, starts, chunk_sents, chunk_offsets
         for s in range(s0, s1):
             a = starts[s]
             b = starts[s + 1]
-            progress = (done_before + pos) / total_run
-            alpha = np.float32(max(alpha0 - (alpha0 - min_alpha) * progress, min_alpha))
+            alpha = _decayed_alpha(alpha0, min_alpha, done_before + pos, total_run)
             pos += b - a
-            n = 0
-            for t in range(a, b):
-                w = tokens[t]
-                if keep[w] < 1.0:
-                    rng = _lcg(rng)
-                    if keep[w] < np.float32(rng & np.uint64(0xFFFF)) / np.float32(65536.0):
-                        continue
-                buf[n] = w
-                n += 1
+            n, rng = _subsample(tokens, a, b, keep, rng, buf)
             ntr += n
             for i in range(n):
                 word = buf[i]
