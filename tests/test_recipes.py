@@ -48,8 +48,10 @@ TINY = {
     "deberta-world": ["model.n_layer=2", "model.n_head=2", "model.d_model=64",
                       "model.d_ff=128", "model.max_seq_len=64", "model.position_buckets=16",
                       "train.eval_batches=12", *LONG],
+    # 600 steps left T5 at 0.79x the baseline, too close to the bound; it trains longer.
     "t5-world": ["model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.d_kv=32",
-                 "model.d_ff=128", *LONG],
+                 "model.d_ff=128", "train.max_steps=1200", "train.eval_every=1200",
+                 "train.ckpt_every=1200"],
     "rnn-world": ["model.d_embed=64", "model.d_hidden=128", "model.n_layer=1",
                   "model.dropout=0.0"],
     "transformer-mt": ["model.src_vocab_size=384", "model.tgt_vocab_size=384",
