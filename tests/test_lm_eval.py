@@ -7,24 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import ByteTokenizer
 
 from lmforge.errors import LmforgeError
 from lmforge.eval.lm import perplexity_of_texts, score_texts
 from lmforge.models.gpt import GPT, GPTConfig
-
-
-class ByteTokenizer:
-    """A byte-level tokenizer with the lmforge tokenizer interface (3 specials + bytes)."""
-
-    pad_id, bos_id, eos_id = 0, 1, 2
-    vocab_size = 259
-
-    def encode(self, text: str) -> list[int]:
-        return [b + 3 for b in text.encode("utf-8")]
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", errors="replace")
-
 
 TOK = ByteTokenizer()
 TEXTS = ["hello world", "", "你好，世界", "a longer sentence, with some more bytes in it."]

@@ -156,6 +156,18 @@ def load_model_folder(path: str | Path, map_location: str = "cpu") -> torch.nn.M
     return model.to(map_location).eval()
 
 
+def check_dims(config, names: tuple[str, ...]) -> None:
+    """Common config checks: each field in ``names`` >= 1, ``vocab_size`` (when set) >= 1,
+    and ``d_model`` divisible by ``n_head``; raises ValueError naming the field."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1")
+    if getattr(config, "vocab_size", None) is not None and config.vocab_size < 1:
+        raise ValueError("vocab_size must be >= 1")
+    if config.d_model % config.n_head:
+        raise ValueError(f"d_model={config.d_model} is not divisible by n_head={config.n_head}")
+
+
 class PretrainedMixin:
     """``save_pretrained`` / ``from_pretrained`` for registered models."""
 

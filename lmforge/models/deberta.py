@@ -75,7 +75,7 @@ from pydantic import ConfigDict
 from torch import nn
 
 from . import register_model
-from .base import PretrainedMixin
+from .base import PretrainedMixin, check_dims
 
 _ACT = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
         "relu": F.relu, "tanh": torch.tanh}
@@ -119,13 +119,7 @@ class DebertaV2Config:
         if self.max_relative_positions < 1:
             self.max_relative_positions = self.max_seq_len
         self.pos_att_type = list(dict.fromkeys(self.pos_att_type))  # no duplicates
-        for name in ("d_model", "n_layer", "n_head", "d_ff", "max_seq_len", "embedding_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.vocab_size is not None and self.vocab_size < 1:
-            raise ValueError("vocab_size must be >= 1")
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        check_dims(self, ("d_model", "n_layer", "n_head", "d_ff", "max_seq_len", "embedding_size"))
         if self.type_vocab_size < 0 or self.conv_kernel_size < 0:
             raise ValueError("type_vocab_size and conv_kernel_size must be >= 0")
         if self.conv_kernel_size and self.conv_kernel_size % 2 == 0:

@@ -57,7 +57,7 @@ from torch import nn
 
 from ..nn.positional import apply_rope, rope_tables
 from . import register_model
-from .base import PretrainedMixin
+from .base import PretrainedMixin, check_dims
 
 _STYLE_DEFAULTS = {
     "gpt2": {"pos": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True,
@@ -100,13 +100,7 @@ class GPTConfig:
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model if self.mlp == "gelu" else \
                 64 * math.ceil(8 * self.d_model / 3 / 64)
-        for name in ("n_layer", "n_head", "n_kv_head", "d_model", "d_ff", "max_seq_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.vocab_size is not None and self.vocab_size < 1:
-            raise ValueError("vocab_size must be >= 1")
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        check_dims(self, ("n_layer", "n_head", "n_kv_head", "d_model", "d_ff", "max_seq_len"))
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} is not divisible by "
                              f"n_kv_head={self.n_kv_head}")
