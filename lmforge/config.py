@@ -112,6 +112,9 @@ class TrainConfig(_Section):
     # objective options (ignored by the objectives that do not use them)
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="mlm: share of tokens chosen")
     whole_word_mask: bool = Field(False, description="mlm: mask whole WordPiece words")
+    whole_word_zh: Literal["jieba", "char"] = Field(
+        "jieba", description="mlm whole-word masking of Chinese: jieba words "
+        "(Chinese-BERT-wwm) or single characters")
     nsp: bool = Field(False, description="mlm: add next-sentence prediction (BERT only)")
     noise_density: float = Field(0.15, gt=0, lt=1, description="span_corruption: noise share")
     mean_span_length: float = Field(3.0, ge=1, description="span_corruption: mean span")

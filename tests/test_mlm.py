@@ -157,6 +157,41 @@ def test_wordpiece_word_starts_and_cjk(wordpiece):
     assert m.mask_id == wordpiece.mask_id and m.special[sorted(wordpiece.special_ids)].all()
 
 
+def test_chinese_whole_words_follow_jieba(wordpiece):
+    from lmforge.tokenize.zh import jieba_words
+    from lmforge.train.mlm import ChineseWordStarts
+
+    text = "机器学习是人工智能的一个分支。今天天气很好，我们去公园散步。"
+    ids = np.array([wordpiece.encode(text)] * 400)
+    chars = [wordpiece.id_to_token(i) for i in ids[0]]
+    assert "".join(chars) == text  # one token per character
+    # the reference: jieba's words of each punctuation-free run
+    word = np.zeros(len(chars), dtype=np.int64)
+    k, i = 0, 0
+    for run in ["机器学习是人工智能的一个分支", "。", "今天天气很好", "，", "我们去公园散步", "。"]:
+        for w in jieba_words(run):
+            word[i:i + len(w)] = k
+            k, i = k + 1, i + len(w)
+    assert i == len(chars) and k < len(chars)  # some words have several characters
+    starts = ChineseWordStarts(wordpiece)(ids)
+    assert np.array_equal(starts[0], np.r_[True, word[1:] != word[:-1]])
+
+    m = Masker.from_tokenizer(wordpiece, whole_word=True)  # zh_words="jieba" by default
+    _, labels = m(ids, np.random.default_rng(0))
+    chosen = labels.numpy() != IGNORE_INDEX
+    for b in range(ids.shape[0]):
+        for w in np.unique(word[chosen[b]]):
+            assert chosen[b][word == w].all(), "a jieba word was chosen only in part"
+    # per-character units split multi-character words
+    _, labels = Masker.from_tokenizer(wordpiece, whole_word=True, zh_words="char")(
+        ids, np.random.default_rng(0))
+    chosen = labels.numpy() != IGNORE_INDEX
+    assert any(not chosen[b][word == w].all() for b in range(ids.shape[0])
+               for w in np.unique(word[chosen[b]]))
+    with pytest.raises(ConfigError, match="zh_words"):
+        Masker.from_tokenizer(wordpiece, whole_word=True, zh_words="ltp")
+
+
 def test_whole_word_needs_wordpiece():
     from lmforge.tokenize import train_tokenizer
 

@@ -46,12 +46,9 @@ def tokenize(text: str, lang: str = "en", zh_mode: str = "char",
     character) or ``"jieba"`` (jieba's word segmentation, punctuation dropped)."""
     if lang == "zh":
         if zh_mode == "jieba":
-            try:
-                import jieba
-            except ImportError:  # pragma: no cover - dependency missing
-                raise EmbeddingError("zh_mode 'jieba' needs the jieba package "
-                                     "(pip install jieba)") from None
-            toks = [t for t in jieba.lcut(text) if _CJK_RE.match(t)]
+            from ..tokenize.zh import jieba_words
+
+            toks = [t for t in jieba_words(text) if _CJK_RE.match(t)]
         elif zh_mode == "char":
             toks = _CJK_RE.findall(text)
         else:

@@ -22,8 +22,12 @@ of them. Loss: the mean cross-entropy over the chosen positions,
 (``##ing``) belongs to the word before it, and the pieces of a chosen word are chosen
 together (the 80/10/10 draw is still per token, as in Google's release). Words are taken
 in random order until ``k`` tokens are covered; a word that would overshoot ``k`` is
-skipped. Chinese: the BERT normaliser splits every CJK character off, so each character
-is a word here. Chinese-BERT-wwm's words (jieba/LTP segments) are out of scope.
+skipped. Chinese: the BERT normaliser splits every CJK character off into a token of its
+own, so the ``##`` convention cannot see Chinese words. With ``zh_words="jieba"`` (the
+Chinese-BERT-wwm recipe, Cui et al. 2021) each run of consecutive one-character CJK
+tokens is decoded, segmented by jieba, and the characters after the first of each jieba
+word join that word (``北京大学`` is masked as one unit); ``zh_words="char"`` keeps every
+character a word of its own.
 
 **NSP.** A pair is ``[CLS] A [SEP] B [SEP]`` with token types 0 for ``[CLS] A [SEP]``
 and 1 for ``B [SEP]``. In half of the pairs B is the text that follows A in the same
@@ -48,7 +52,7 @@ sees different masks, the RoBERTa way) yet reproducible.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,7 @@ from torch import nn
 
 from ..data.shards import TokenShards
 from ..errors import ConfigError, DataError
+from ..tokenize.zh import jieba_words
 
 IGNORE_INDEX = -100
 
@@ -88,13 +93,17 @@ class Masker:
     ``special_ids`` are never chosen; ``random_ids`` are the candidates of the "random
     token" replacement (default: every id that is not special). ``word_start`` is a
     boolean table over the vocabulary, True where a token begins a word; it turns on
-    whole-word masking. Build one from a tokenizer with :meth:`from_tokenizer`.
+    whole-word masking. ``segmenter`` (optional, with ``word_start``) maps a (B, T) id
+    array to a (B, T) boolean array that is False where context makes a token continue
+    the word before it (:class:`ChineseWordStarts`). Build one from a tokenizer with
+    :meth:`from_tokenizer`.
     """
 
     def __init__(self, *, mask_id: int, vocab_size: int, special_ids: Sequence[int],
                  mlm_prob: float = 0.15, mask_frac: float = 0.8, random_frac: float = 0.1,
                  random_ids: Sequence[int] | None = None,
-                 word_start: np.ndarray | None = None):
+                 word_start: np.ndarray | None = None,
+                 segmenter: Callable[[np.ndarray], np.ndarray] | None = None):
         if not 0.0 < mlm_prob < 1.0:
             raise ConfigError(f"mlm_prob must be in (0, 1) (got {mlm_prob})")
         if mask_frac < 0 or random_frac < 0 or mask_frac + random_frac > 1:
@@ -116,7 +125,9 @@ class Masker:
             word_start = np.asarray(word_start, dtype=bool)
             if word_start.shape != (vocab_size,):
                 raise ConfigError(f"word_start must have shape ({vocab_size},)")
-        self.word_start = word_start
+        if segmenter is not None and word_start is None:
+            raise ConfigError("a word segmenter needs word_start (whole-word masking)")
+        self.word_start, self.segmenter = word_start, segmenter
 
     @property
     def whole_word(self) -> bool:
@@ -124,15 +135,23 @@ class Masker:
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any, *, mlm_prob: float = 0.15,
-                       whole_word: bool = False, **kw: Any) -> Masker:
+                       whole_word: bool = False, zh_words: str = "jieba",
+                       **kw: Any) -> Masker:
         """Masker for an lmforge :class:`~lmforge.tokenize.Tokenizer` (it needs a mask
-        token); ``whole_word`` uses the WordPiece ``##`` convention."""
+        token); ``whole_word`` uses the WordPiece ``##`` convention, and Chinese words
+        are jieba's (``zh_words="jieba"``) or single characters (``"char"``)."""
         if tokenizer.mask_id is None:
             raise ConfigError("the tokenizer has no mask token ([MASK]); MLM needs one")
-        word_start = wordpiece_word_starts(tokenizer) if whole_word else None
+        if zh_words not in ("jieba", "char"):
+            raise ConfigError(f"zh_words must be 'jieba' or 'char' (got {zh_words!r})")
+        word_start = segmenter = None
+        if whole_word:
+            word_start = wordpiece_word_starts(tokenizer)
+            if zh_words == "jieba":
+                segmenter = ChineseWordStarts(tokenizer)
         return cls(mask_id=tokenizer.mask_id, vocab_size=tokenizer.vocab_size,
                    special_ids=sorted(tokenizer.special_ids), mlm_prob=mlm_prob,
-                   word_start=word_start, **kw)
+                   word_start=word_start, segmenter=segmenter, **kw)
 
     def select(self, ids: np.ndarray, rng: np.random.Generator,
                valid: np.ndarray | None = None) -> np.ndarray:
@@ -147,8 +166,11 @@ class Masker:
             rank = np.argsort(np.argsort(scores, axis=1, kind="stable"), axis=1)
             return (rank < k[:, None]) & cand
         # Whole words: a unit starts at a word start or after a non-candidate token.
+        starts = self.word_start[ids]
+        if self.segmenter is not None:
+            starts &= self.segmenter(ids)
         prev_cand = np.concatenate([np.zeros_like(cand[:, :1]), cand[:, :-1]], axis=1)
-        unit = np.cumsum(self.word_start[ids] | ~prev_cand | ~cand, axis=1)  # (B, T)
+        unit = np.cumsum(starts | ~prev_cand | ~cand, axis=1)  # (B, T)
         chosen = np.zeros_like(cand)
         for b in range(ids.shape[0]):
             pos = np.flatnonzero(cand[b])
@@ -207,6 +229,37 @@ def wordpiece_word_starts(tokenizer: Any) -> np.ndarray:
         raise ConfigError("whole-word masking needs a WordPiece tokenizer (continuation "
                           "pieces start with '##'); this vocabulary has none")
     return table
+
+
+class ChineseWordStarts:
+    """Word starts of Chinese text in context: ``(B, T) ids -> (B, T) bool``.
+
+    Every maximal run of consecutive tokens that are one CJK character each (``猫`` or
+    ``##猫``) is decoded to a string and segmented by jieba; a character after the first
+    of its jieba word is not a word start. Every other position is True (the vocabulary
+    table of :func:`wordpiece_word_starts` decides those)."""
+
+    def __init__(self, tokenizer: Any):
+        self.chars = np.full(tokenizer.vocab_size, "", dtype=object)  # (V,) '' = not CJK
+        for tok, i in tokenizer.get_vocab().items():
+            text = tok[2:] if tok.startswith("##") else tok
+            if len(text) == 1 and _CJK_CHAR.match(text) and i < self.chars.size:
+                self.chars[i] = text
+        self.is_cjk = self.chars != ""
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        out = np.ones(ids.shape, dtype=bool)
+        cjk = self.is_cjk[ids]
+        for b in range(ids.shape[0]):
+            pos = np.flatnonzero(cjk[b])
+            for run in np.split(pos, np.flatnonzero(np.diff(pos) != 1) + 1):
+                if run.size < 2:
+                    continue
+                i = 0
+                for word in jieba_words("".join(self.chars[ids[b, run]])):
+                    out[b, run[i + 1:i + len(word)]] = False
+                    i += len(word)
+        return out
 
 
 # ------------------------------------------------------------------------------ corpus
@@ -361,9 +414,11 @@ class MLMBatchSource:
 
     @classmethod
     def from_tokenizer(cls, data: Any, tokenizer: Any, *, mlm_prob: float = 0.15,
-                       whole_word: bool = False, **kw: Any) -> MLMBatchSource:
+                       whole_word: bool = False, zh_words: str = "jieba",
+                       **kw: Any) -> MLMBatchSource:
         """Special ids, the masker and the sentence ends from an lmforge tokenizer."""
-        masker = Masker.from_tokenizer(tokenizer, mlm_prob=mlm_prob, whole_word=whole_word)
+        masker = Masker.from_tokenizer(tokenizer, mlm_prob=mlm_prob, whole_word=whole_word,
+                                       zh_words=zh_words)
         ids = {"cls_id": tokenizer.bos_id, "sep_id": tokenizer.eos_id,
                "pad_id": tokenizer.pad_id}
         missing = [k for k, v in ids.items() if v is None]

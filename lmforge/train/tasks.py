@@ -162,7 +162,7 @@ def _build_mlm(recipe, data_dir, tokenizer, model):
         raise ConfigError(f"train.block_size={t.block_size} exceeds the model's maximum "
                           f"positions ({max_len})")
     kw = dict(mlm_prob=t.mlm_probability, whole_word=t.whole_word_mask,
-              batch_size=t.batch_size, max_len=t.block_size, nsp=t.nsp,
+              zh_words=t.whole_word_zh, batch_size=t.batch_size, max_len=t.block_size, nsp=t.nsp,
               max_eval_batches=t.eval_batches, eval_seed=recipe.run.seed)
     train = MLMBatchSource.from_tokenizer(TokenShards(data_dir, "train"), tokenizer,
                                           split="train", **kw)
@@ -312,3 +312,23 @@ def build_task(recipe: Any, data_dir: str | Path, tokenizer: Any, model: Any
 def target_ids(objective: str, batch: dict, model: Any) -> torch.Tensor:
     """The ids a batch asks the model to predict (1-D), e.g. for a unigram baseline."""
     return get_task(objective).targets(batch, model)
+
+
+def unigram_baseline(recipe: Any, data_dir: str | Path, tokenizer: Any, model: Any) -> float:
+    """Entropy (nats) of the empirical unigram distribution of the validation targets.
+
+    ``H = -sum_w p(w) log p(w)`` over the target ids of the validation batches the
+    trainer scores (``train.eval_batches`` of them). No context-free predictor averages
+    less than ``H`` on those targets (the unigram model fitted to them scores exactly
+    ``H``), so a validation loss well below ``H`` shows the model uses its context."""
+    import itertools
+    from collections import Counter
+
+    _, val, _ = build_task(recipe, data_dir, tokenizer, model)
+    counts: Counter = Counter()
+    for batch in itertools.islice(val.eval_batches(), recipe.train.eval_batches):
+        counts.update(target_ids(recipe.train.objective, batch, model).tolist())
+    n = sum(counts.values())
+    if n == 0:
+        raise ConfigError("the validation batches have no prediction targets")
+    return -sum(c / n * np.log(c / n) for c in counts.values())

@@ -1,0 +1,30 @@
+"""Chinese word segmentation with jieba, loaded once and quietly.
+
+jieba's dictionary load (about a second) happens on the first call; its log lines
+("Building prefix dict ...") are silenced so progress bars and CLI output stay clean.
+Used by whole-word masking (:mod:`lmforge.train.mlm`) and the word-embedding tokeniser
+(:mod:`lmforge.embeddings.vocab`).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+__all__ = ["jieba_words"]
+
+
+@lru_cache(maxsize=1)
+def _tokenizer():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tok = jieba.Tokenizer()
+    tok.initialize()
+    return tok
+
+
+def jieba_words(text: str) -> list[str]:
+    """jieba's segmentation of ``text`` (precise mode with the HMM for unknown words);
+    the words concatenate back to ``text``."""
+    return _tokenizer().lcut(text)
