@@ -13,9 +13,7 @@ or model (no learning, shifted or leaked labels that the baseline would not see)
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections import Counter
 
 import pytest
 import torch
@@ -23,7 +21,7 @@ import torch
 from lmforge.config import load_recipe, resolve_recipe_path
 from lmforge.hub import load_pretrained
 from lmforge.pretrain import pretrain
-from lmforge.train.tasks import build_task, target_ids
+from lmforge.train.tasks import unigram_baseline
 
 COMMON = [
     "data.world_train_sentences=3000", "data.world_eval_sentences=200",
@@ -36,7 +34,7 @@ COMMON = [
 # the slow recipes (MLM learns past the unigram slowly; the GRU decoder runs step by step)
 LONG = ["train.max_steps=600", "train.eval_every=600", "train.ckpt_every=600"]
 #: recipes fast enough for the default test run (~10 s each); the rest are marked slow
-FAST = ("rnn-world", "transformer-mt")
+FAST = ("rnn-world", "transformer-mt", "ngram-world")
 
 TINY = {
     # A tiny post-LN BERT sits on the unigram plateau for a few hundred steps before MLM
@@ -52,28 +50,16 @@ TINY = {
     "t5-world": ["model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.d_kv=32",
                  "model.d_ff=128", "train.max_steps=1200", "train.eval_every=1200",
                  "train.ckpt_every=1200"],
+    "ngram-world": ["model.order=4"],  # counts: no training steps
     "rnn-world": ["model.d_embed=64", "model.d_hidden=128", "model.n_layer=1",
                   "model.dropout=0.0"],
-    "transformer-mt": ["model.src_vocab_size=384", "model.tgt_vocab_size=384",
-                       "model.d_model=64", "model.n_head=2", "model.n_encoder_layers=2",
+    "transformer-mt": ["model.d_model=64", "model.n_head=2", "model.n_encoder_layers=2",
                        "model.n_decoder_layers=2", "model.d_ff=128", "model.dropout=0.0",
                        "model.max_seq_len=64", "train.label_smoothing=0.0",
                        "train.block_size=48"],
-    "seq2seq-mt": ["model.src_vocab=384", "model.tgt_vocab=384", "model.d_embed=64",
+    "seq2seq-mt": ["model.d_embed=64",
                    "model.d_hidden=64", "train.block_size=40", *LONG],
 }
-
-
-def unigram_entropy(recipe, result) -> float:
-    """Entropy (nats) of the target ids of the validation batches the trainer scored."""
-    model = result.model
-    _, val, _ = build_task(recipe, result.run_dir / "data", result.tokenizer, model)
-    counts: Counter = Counter()
-    for batch in itertools.islice(val.eval_batches(), recipe.train.eval_batches):
-        counts.update(target_ids(recipe.train.objective, batch, model).tolist())
-    n = sum(counts.values())
-    assert n > 500, "too few targets for a meaningful baseline"
-    return -sum(c / n * math.log(c / n) for c in counts.values())
 
 
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
@@ -84,7 +70,7 @@ def test_recipe_beats_unigram_baseline(name, tmp_path):
                          [f"run.out_dir={tmp_path / name}", *COMMON, *TINY[name]])
     result = pretrain(recipe, show_progress=False, log=lambda _m: None)
     val_loss = result.train.final_val_loss
-    h = unigram_entropy(recipe, result)
+    h = unigram_baseline(recipe, result.run_dir / "data", result.tokenizer, result.model)
     print(f"{name}: val_loss {val_loss:.3f} nats, unigram {h:.3f} nats "
           f"({val_loss / h:.2f}x)")
     assert math.isfinite(val_loss)
@@ -131,3 +117,22 @@ def test_fill_from_tokenizer_sizes_and_ids():
     assert (tcfg.pad_id, tcfg.bos_id, tcfg.eos_id) == (tok.pad_id, tok.bos_id, tok.eos_id)
     with pytest.raises(ConfigError, match="smaller than the tokenizer"):
         fill_from_tokenizer(TransformerConfig(src_vocab_size=5, tgt_vocab_size=100), tok)
+
+
+@pytest.mark.parametrize("arch,fields", [("transformer", ("src_vocab_size", "tgt_vocab_size")),
+                                         ("seq2seq_rnn", ("src_vocab", "tgt_vocab"))])
+def test_seq2seq_vocab_sizes_come_from_the_tokenizer(arch, fields):
+    from lmforge.models import build_model, model_config_class
+    from lmforge.tokenize import train_tokenizer
+    from lmforge.train.tasks import fill_from_tokenizer
+
+    tok = train_tokenizer("bpe", texts=["the cat sat on the mat", "猫坐在垫子上"] * 5,
+                          vocab_size=300)
+    bare = model_config_class(arch)(share_embeddings=True) if arch == "transformer" else \
+        model_config_class(arch)()
+    with pytest.raises(ValueError, match=f"{fields[0]} must be set before building"):
+        build_model(bare)
+    cfg = fill_from_tokenizer(bare, tok)
+    assert [getattr(cfg, f) for f in fields] == [tok.vocab_size] * 2
+    model = build_model(cfg)
+    assert model.src_embed.num_embeddings == tok.vocab_size == model.tgt_embed.num_embeddings

@@ -168,6 +168,28 @@ def check_dims(config, names: tuple[str, ...]) -> None:
         raise ValueError(f"d_model={config.d_model} is not divisible by n_head={config.n_head}")
 
 
+def check_special_ids(config, *vocab_fields: str) -> None:
+    """``pad_id``, ``bos_id`` and ``eos_id`` differ and lie inside every vocabulary of
+    ``vocab_fields`` that is set (a field left ``None`` is filled from the tokenizer
+    later, and checked then); raises ValueError naming the id and the sizes."""
+    ids = {"pad_id": config.pad_id, "bos_id": config.bos_id, "eos_id": config.eos_id}
+    sizes = {f: getattr(config, f) for f in vocab_fields if getattr(config, f) is not None}
+    for name, v in ids.items():
+        if v < 0 or any(v >= n for n in sizes.values()):
+            shown = ", ".join(f"{f}={n}" for f, n in sizes.items())
+            raise ValueError(f"{name}={v} is outside the vocabularies ({shown})")
+    if len(set(ids.values())) != 3:
+        raise ValueError(f"pad_id, bos_id and eos_id must differ, got {ids}")
+
+
+def require_vocab(config, *vocab_fields: str) -> None:
+    """Raise ValueError when a vocabulary size is still ``None`` at model build time."""
+    for f in vocab_fields:
+        if getattr(config, f) is None:
+            raise ValueError(f"{type(config).__name__}.{f} must be set before building the "
+                             "model (a recipe run takes it from the tokenizer)")
+
+
 class PretrainedMixin:
     """``save_pretrained`` / ``from_pretrained`` for registered models."""
 

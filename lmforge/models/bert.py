@@ -62,7 +62,7 @@ from torch import Tensor, nn
 
 from ..nn.attention import MultiHeadAttention
 from . import register_model
-from .base import PretrainedMixin
+from .base import PretrainedMixin, require_vocab
 
 Head = Literal["none", "mlm", "pretraining", "seq_cls", "token_cls", "qa"]
 
@@ -290,8 +290,7 @@ class BertModel(PretrainedMixin, nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        if config.vocab_size is None:
-            raise ValueError("BertConfig.vocab_size must be set before building the model")
+        require_vocab(config, "vocab_size")
         self.config = cfg = config
         self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layer))

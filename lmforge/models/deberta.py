@@ -75,7 +75,7 @@ from pydantic import ConfigDict
 from torch import nn
 
 from . import register_model
-from .base import PretrainedMixin, check_dims
+from .base import PretrainedMixin, check_dims, require_vocab
 
 _ACT = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
         "relu": F.relu, "tanh": torch.tanh}
@@ -268,8 +268,7 @@ class DebertaV2(PretrainedMixin, nn.Module):
 
     def __init__(self, config: DebertaV2Config):
         super().__init__()
-        if config.vocab_size is None:
-            raise ValueError("DebertaV2Config.vocab_size must be set before building the model")
+        require_vocab(config, "vocab_size")
         self.config = cfg = config
         E = cfg.embedding_size
         self.word_embeddings = nn.Embedding(cfg.vocab_size, E)

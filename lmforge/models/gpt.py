@@ -57,7 +57,7 @@ from torch import nn
 
 from ..nn.positional import apply_rope, rope_tables
 from . import register_model
-from .base import PretrainedMixin, check_dims
+from .base import PretrainedMixin, check_dims, require_vocab
 
 _STYLE_DEFAULTS = {
     "gpt2": {"pos": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True,
@@ -225,8 +225,7 @@ class GPT(PretrainedMixin, nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        if config.vocab_size is None:
-            raise ValueError("GPTConfig.vocab_size must be set before building the model")
+        require_vocab(config, "vocab_size")
         self.config = cfg = config
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.pos == "learned" else None

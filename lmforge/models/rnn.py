@@ -67,7 +67,7 @@ from ..nn.attention import AdditiveAttention, MultiplicativeAttention
 from ..nn.losses import token_cross_entropy
 from ..nn.recurrent import GRU, LSTM, RNN
 from . import register_model
-from .base import PretrainedMixin
+from .base import PretrainedMixin, check_special_ids, require_vocab
 from .beam import Hypothesis, beam_search, greedy_search
 
 CellName = Literal["rnn", "lstm", "gru"]
@@ -138,8 +138,7 @@ class RNNLM(PretrainedMixin, nn.Module):
 
     def __init__(self, config: RNNLMConfig):
         super().__init__()
-        if config.vocab_size is None:
-            raise ValueError("RNNLMConfig.vocab_size must be set before building the model")
+        require_vocab(config, "vocab_size")
         self.config = cfg = config
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_embed)
         self.drop = nn.Dropout(cfg.dropout)
@@ -273,8 +272,8 @@ class Seq2SeqConfig:
 
     __pydantic_config__: ClassVar = ConfigDict(extra="forbid")
 
-    src_vocab: int
-    tgt_vocab: int
+    src_vocab: int | None = None  # None: taken from the tokenizer when the run is built
+    tgt_vocab: int | None = None
     cell: CellName = "gru"
     d_embed: int = 128
     d_hidden: int = 256
@@ -293,15 +292,9 @@ class Seq2SeqConfig:
             raise ValueError(f"attention must be one of bahdanau, luong, none; "
                              f"got {self.attention!r}")
         for name in ("src_vocab", "tgt_vocab"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
-        for name, v in ids.items():
-            if not 0 <= v < min(self.src_vocab, self.tgt_vocab):
-                raise ValueError(f"{name}={v} is outside the vocabularies "
-                                 f"(src_vocab={self.src_vocab}, tgt_vocab={self.tgt_vocab})")
-        if len(set(ids.values())) != 3:
-            raise ValueError(f"pad_id, bos_id and eos_id must differ, got {ids}")
+        check_special_ids(self, "src_vocab", "tgt_vocab")
 
 
 @dataclass
@@ -325,6 +318,7 @@ class Seq2Seq(PretrainedMixin, nn.Module):
 
     def __init__(self, config: Seq2SeqConfig):
         super().__init__()
+        require_vocab(config, "src_vocab", "tgt_vocab")
         self.config = cfg = config
         H, dirs = cfg.d_hidden, 2 if cfg.bidirectional else 1
         self.d_memory = H * dirs

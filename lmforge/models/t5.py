@@ -79,7 +79,7 @@ from torch import nn
 
 from ..nn.positional import T5RelativePositionBias
 from . import register_model
-from .base import PretrainedMixin
+from .base import PretrainedMixin, require_vocab
 
 
 @dataclass
@@ -286,8 +286,7 @@ class T5(PretrainedMixin, nn.Module):
 
     def __init__(self, config: T5Config):
         super().__init__()
-        if config.vocab_size is None:
-            raise ValueError("T5Config.vocab_size must be set before building the model")
+        require_vocab(config, "vocab_size")
         self.config = cfg = config
         self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.encoder = T5Stack(cfg, is_decoder=False)

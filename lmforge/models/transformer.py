@@ -79,7 +79,7 @@ from torch import Tensor, nn
 from ..nn.attention import MultiHeadAttention
 from ..nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from . import register_model
-from .base import PretrainedMixin
+from .base import PretrainedMixin, check_special_ids, require_vocab
 
 if TYPE_CHECKING:
     from .beam import Hypothesis
@@ -94,8 +94,8 @@ class TransformerConfig:
 
     __pydantic_config__: ClassVar = ConfigDict(extra="forbid")
 
-    src_vocab_size: int
-    tgt_vocab_size: int
+    src_vocab_size: int | None = None  # None: taken from the tokenizer when the run is built
+    tgt_vocab_size: int | None = None
     d_model: int = 512
     n_head: int = 8
     n_encoder_layers: int = 6
@@ -120,7 +120,7 @@ class TransformerConfig:
             self.final_norm = self.norm_first
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_head",
                      "n_encoder_layers", "n_decoder_layers", "d_ff", "max_seq_len"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
@@ -131,17 +131,11 @@ class TransformerConfig:
         if self.positional not in ("sinusoidal", "learned"):
             raise ValueError(f"positional must be 'sinusoidal' or 'learned', "
                              f"got {self.positional!r}")
-        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size \
+                and None not in (self.src_vocab_size, self.tgt_vocab_size):
             raise ValueError(f"share_embeddings needs one vocabulary, got src_vocab_size="
                              f"{self.src_vocab_size} and tgt_vocab_size={self.tgt_vocab_size}")
-        ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
-        for name, v in ids.items():
-            if not 0 <= v < min(self.src_vocab_size, self.tgt_vocab_size):
-                raise ValueError(f"{name}={v} is outside the vocabularies (src_vocab_size="
-                                 f"{self.src_vocab_size}, tgt_vocab_size="
-                                 f"{self.tgt_vocab_size})")
-        if len(set(ids.values())) != 3:
-            raise ValueError(f"pad_id, bos_id and eos_id must differ, got {ids}")
+        check_special_ids(self, "src_vocab_size", "tgt_vocab_size")
 
     @property
     def head_dim(self) -> int:
@@ -348,6 +342,7 @@ class Transformer(PretrainedMixin, nn.Module):
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
+        require_vocab(config, "src_vocab_size", "tgt_vocab_size")
         self.config = cfg = config
         self.src_embed = nn.Embedding(cfg.src_vocab_size, cfg.d_model)
         self.tgt_embed = self.src_embed if cfg.share_embeddings else \
