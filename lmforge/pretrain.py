@@ -161,6 +161,13 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
     log(f"model: {recipe.arch} with {n_params / 1e6:.2f}M parameters, "
         f"vocab {tokenizer.vocab_size}")
 
+    if recipe.arch == "ngram":  # a count model: no optimizer steps
+        from .train.ngram_fit import fit_ngram
+
+        model, result = fit_ngram(recipe, model.config, data_dir, tokenizer, run_dir, log)
+        _write_samples(recipe, model, tokenizer, run_dir)
+        return PretrainResult(run_dir, model, tokenizer, result)
+
     train_src, val_src, objective = build_task(recipe, data_dir, tokenizer, model)
     evaluators = list(evaluators)
     if recipe.data.corpus == "world" and recipe.train.objective == "causal_lm" \

@@ -148,6 +148,21 @@ class TokenShards:
     def vocab_size(self) -> int:
         return int(self.meta["vocab_size"])
 
+    def documents(self, eos_id: int, bos_id: int | None = None):
+        """Yield each stored document's ids (a list) without its ``[bos]`` and ``[eos]``.
+        A document is everything up to an ``eos``; a trailing piece without one (only in
+        hand-made shards) is yielded as well."""
+        for arr in self.arrays:
+            a = np.asarray(arr, dtype=np.int64)
+            start = 0
+            for end in [*np.flatnonzero(a == eos_id).tolist(), a.size]:
+                doc = a[start:end]
+                if bos_id is not None and doc.size and doc[0] == bos_id:
+                    doc = doc[1:]
+                if doc.size or end < a.size:
+                    yield doc.tolist()
+                start = end + 1
+
     def _check_block(self, block_size: int) -> None:
         if self._sizes.max() < block_size + 1:
             raise DataError(f"the {self.split!r} split has {self.tokens} tokens, fewer than "

@@ -20,7 +20,7 @@ def register_model(arch: str, model_cls: type, config_cls: type) -> None:
 
 
 def _ensure_builtin() -> None:
-    from . import bert, deberta, gpt, rnn, t5, transformer  # noqa: F401  (self-registering)
+    from . import bert, deberta, gpt, ngram_model, rnn, t5, transformer  # noqa: F401  (self-registering)
 
 
 def model_config_class(arch: str) -> type:
