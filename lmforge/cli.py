@@ -435,13 +435,25 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:
+        if isinstance(e, _usage_errors()):
             e.show()
             sys.exit(2)
         raise
+
+
+def _usage_errors() -> tuple[type, ...]:
+    """Click's usage-error classes: click's own and the copy recent typer versions vendor."""
+    import click
+
+    found: list[type] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # typer that uses click directly
+        pass
+    else:
+        found.append(ClickException)
+    return tuple(found)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,17 @@ def test_every_verb_has_help_with_example(verb, capsys):
     assert "Example: lmforge" in out
 
 
+@pytest.mark.parametrize("args,message", [
+    (["corpus", "world", "--n-test", "3"], "No such option: --n-test"),
+    (["pretrain"], "Missing argument 'CONFIG'"),
+    (["generate", "run", "--max-new-tokens", "many"], "Invalid value for '--max-new-tokens'"),
+])
+def test_usage_errors_exit_2_without_traceback(args, message, capsys):
+    code, _out, err = run_cli(args, capsys)
+    assert code == 2
+    assert message in err and "Try 'lmforge" in err and "Traceback" not in err
+
+
 def assert_user_error(args, capsys, *fragments):
     code, _out, err = run_cli(args, capsys)
     assert code == 2, err
