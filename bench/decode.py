@@ -4,7 +4,14 @@ The weights are random, created by ``transformers`` (``GPT2LMHeadModel(GPT2Confi
 12 layers, 12 heads, 768 dims, vocab 50257), saved with ``save_pretrained`` to a temp
 folder and loaded into lmforge with :func:`lmforge.hub.load_pretrained`, so both
 libraries decode the same weights. Each library runs in fp32 and with bf16 weights; the
-figure of each library is its best of the two.
+issue's targets compare the best lmforge variant with transformers' best of those two.
+
+lmforge also runs with int8 linear layers (:mod:`lmforge.compress.quantize`): ``int8``
+(weights only) and ``int8-dyn`` (weights and activations, fbgemm). For a like-for-like
+check, transformers runs with ``torch.ao.quantization.quantize_dynamic`` too
+(``transformers int8-dyn``, the same fbgemm kernels); the ``*_vs_int8_peer`` lines compare
+against the best transformers variant including that one. How much int8 changes the
+output is printed as the largest logit difference to fp32 along the same greedy path.
 
 Figures (medians over interleaved repetitions, all in this one process):
 
@@ -51,11 +58,14 @@ def read_bandwidth(gib: float = 1.0, reps: int = 5) -> float:
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes of the weights one decode step reads (shared tensors once, no wpe)."""
+    """Bytes of weights one decode step reads: every parameter and buffer except the
+    embedding tables (one row each is read), counting a tied head once."""
     seen = {}
-    for name, p in model.named_parameters():
-        if "wpe" not in name:
-            seen[id(p)] = p.numel() * p.element_size()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            continue
+        for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+            seen[t.data_ptr()] = t.numel() * t.element_size()
     return sum(seen.values())
 
 
@@ -72,6 +82,18 @@ def check_equivalence(hf, lmf, prompt: torch.Tensor, n_new: int) -> float:
         for tok in path[:-1]:
             ours.append(lmf(tok.view(1, 1), cache=cache, last_only=True)[0, -1])
         return (torch.stack(ours).float() - hf_logits.float()).abs().max().item()
+
+
+def greedy_logit_gap(ref, model, prompt: torch.Tensor, n_new: int) -> float:
+    """Max |logit difference| of ``model`` to ``ref`` along ``ref``'s greedy path."""
+    with torch.inference_mode():
+        path = prompt
+        gap = 0.0
+        for _ in range(n_new):
+            a, b = ref(path, last_only=True)[0, -1], model(path, last_only=True)[0, -1]
+            gap = max(gap, (a.float() - b.float()).abs().max().item())
+            path = torch.cat([path, a.argmax().view(1, 1)], dim=1)
+        return gap
 
 
 def main() -> None:
@@ -99,7 +121,11 @@ def main() -> None:
         hf32.save_pretrained(tmp)
         lmf32, _ = load_pretrained(tmp)
         lmf16, _ = load_pretrained(tmp, dtype=torch.bfloat16)
+        lmf8, _ = load_pretrained(tmp, quantize="int8")
+        lmf8d, _ = load_pretrained(tmp, quantize="int8-dynamic")
     hf16 = copy.deepcopy(hf32).to(torch.bfloat16).eval()
+    hf8d = torch.ao.quantization.quantize_dynamic(copy.deepcopy(hf32), {torch.nn.Linear},
+                                                  dtype=torch.qint8)
 
     gen = torch.Generator().manual_seed(1)
     vocab = hf32.config.vocab_size
@@ -126,8 +152,15 @@ def main() -> None:
         assert all(len(o) == n for o in out)
         return out
 
+    int8_diff = {name: greedy_logit_gap(lmf32, m, prompts[1], n_check)
+                 for name, m in (("int8", lmf8), ("int8-dyn", lmf8d))}
+    print("int8: max |logit diff| to lmforge fp32 along its greedy path: " +
+          ", ".join(f"{k} {v:.3f}" for k, v in int8_diff.items()))
+
     impls = {"transformers fp32": (run_hf, hf32), "transformers bf16": (run_hf, hf16),
-             "lmforge fp32": (run_lmf, lmf32), "lmforge bf16": (run_lmf, lmf16)}
+             "transformers int8-dyn": (run_hf, hf8d),
+             "lmforge fp32": (run_lmf, lmf32), "lmforge bf16": (run_lmf, lmf16),
+             "lmforge int8": (run_lmf, lmf8), "lmforge int8-dyn": (run_lmf, lmf8d)}
     tasks = {"b1": (prompts[1], n_new), "b8": (prompts[8], n_new), "ttft": (long_prompt, 1)}
     for fn, model in impls.values():  # warm-up
         fn(model, prompts[1], 2)
@@ -145,36 +178,42 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     rate = {(t, i): len(tasks[t][0]) * tasks[t][1] / med[t, i] for t in ("b1", "b8")
             for i in impls}
-    ceiling = {"fp32": bw / weight_bytes(lmf32), "bf16": bw / weight_bytes(lmf16)}
+    ceiling = {"fp32": bw / weight_bytes(lmf32), "bf16": bw / weight_bytes(lmf16),
+               "int8": bw / weight_bytes(lmf8), "int8-dyn": bw / weight_bytes(lmf8d)}
 
     print(f"GPT-2-small shape, random weights; prompt {PROMPT}, {n_new} new tokens, greedy; "
           f"TTFT prompt {TTFT_PROMPT}; {reps} interleaved reps (median), "
           f"{torch.get_num_threads()} threads")
     print(f"read bandwidth {bw / 1e9:.1f} GB/s; batch-1 ceiling "
           f"{ceiling['fp32']:.1f} tok/s fp32 weights ({weight_bytes(lmf32) / 1e6:.0f} MB), "
-          f"{ceiling['bf16']:.1f} tok/s bf16 weights")
-    print(f"{'implementation':<20}{'b1 tok/s':>10}{'of ceiling':>12}{'b8 tok/s':>10}"
+          f"{ceiling['bf16']:.1f} bf16, {ceiling['int8']:.1f} int8 "
+          f"({weight_bytes(lmf8) / 1e6:.0f} MB)")
+    print(f"{'implementation':<24}{'b1 tok/s':>10}{'of ceiling':>12}{'b8 tok/s':>10}"
           f"{'TTFT 512 (ms)':>15}")
     for name in impls:
         dt = name.split()[-1]
-        print(f"{name:<20}{rate['b1', name]:>10.1f}{rate['b1', name] / ceiling[dt]:>12.1%}"
+        print(f"{name:<24}{rate['b1', name]:>10.1f}{rate['b1', name] / ceiling[dt]:>12.1%}"
               f"{rate['b8', name]:>10.1f}{med['ttft', name] * 1e3:>15.0f}")
 
-    def best(lib: str, key, higher: bool = True):
-        names = [n for n in impls if n.startswith(lib)]
+    def best(lib: str, key, higher: bool = True, int8_peer: bool = False):
+        names = [n for n in impls if n.startswith(lib)
+                 and (int8_peer or lib == "lmforge" or "int8" not in n)]
         pick = (max if higher else min)(names, key=key)
         return pick, key(pick)
 
     lines = []
-    for metric, task, target in (("tok_per_s_b1", "b1", 2.0), ("tok_per_s_b8", "b8", 1.5)):
-        ln, lv = best("lmforge", lambda n, t=task: rate[t, n])
-        pn, pv = best("transformers", lambda n, t=task: rate[t, n])
-        lines.append({"metric": metric, "lmforge": lv, "peer": pv, "peer_name": pn,
-                      "ratio": lv / pv, "target": target, "lmforge_variant": ln})
-    ln, lv = best("lmforge", lambda n: med["ttft", n], higher=False)
-    pn, pv = best("transformers", lambda n: med["ttft", n], higher=False)
-    lines.append({"metric": "ttft_ms_512", "lmforge": lv * 1e3, "peer": pv * 1e3,
-                  "peer_name": pn, "ratio": pv / lv, "target": 1.5, "lmforge_variant": ln})
+    for suffix, int8_peer in (("", False), ("_vs_int8_peer", True)):
+        for metric, task, target in (("tok_per_s_b1", "b1", 2.0), ("tok_per_s_b8", "b8", 1.5)):
+            ln, lv = best("lmforge", lambda n, t=task: rate[t, n])
+            pn, pv = best("transformers", lambda n, t=task: rate[t, n], int8_peer=int8_peer)
+            lines.append({"metric": metric + suffix, "lmforge": lv, "peer": pv,
+                          "peer_name": pn, "ratio": lv / pv, "target": target,
+                          "lmforge_variant": ln})
+        ln, lv = best("lmforge", lambda n: med["ttft", n], higher=False)
+        pn, pv = best("transformers", lambda n: med["ttft", n], higher=False,
+                      int8_peer=int8_peer)
+        lines.append({"metric": "ttft_ms_512" + suffix, "lmforge": lv * 1e3, "peer": pv * 1e3,
+                      "peer_name": pn, "ratio": pv / lv, "target": 1.5, "lmforge_variant": ln})
     ln, _ = best("lmforge", lambda n: rate["b1", n] / ceiling[n.split()[-1]])
     dt = ln.split()[-1]
     lines.append({"metric": "b1_fraction_of_bandwidth_ceiling",

@@ -7,6 +7,7 @@ and exit with code 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 from pathlib import Path
@@ -33,6 +34,13 @@ app.add_typer(corpus_app, name="corpus")
 app.add_typer(tokenizer_app, name="tokenizer")
 
 _state = {"debug": False}
+
+
+class Quantize(str, enum.Enum):
+    """``--quantize`` choices (see :func:`lmforge.hub.load_pretrained`)."""
+
+    int8 = "int8"
+    int8_dynamic = "int8-dynamic"
 
 
 @app.callback()
@@ -194,6 +202,9 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).", metavar="TEXT")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     stream: Annotated[bool, typer.Option(help="Print tokens as they are generated.")] = False,
+    quantize: Annotated[Quantize | None, typer.Option(
+        help="int8 linear layers for faster CPU decoding: int8 (weights) or int8-dynamic "
+             "(weights and activations).")] = None,
 ):
     """Generate text from a trained model."""
     from .generate import GenerationConfig
@@ -204,7 +215,7 @@ def generate(
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                            top_p=top_p, repetition_penalty=repetition_penalty,
                            stop=list(stop or []), seed=seed)
-    m, tok = load_pretrained(model)
+    m, tok = load_pretrained(model, quantize=quantize.value if quantize else None)
     prompts = list(prompt or [""])
     if stream:
         for p in prompts:
@@ -226,11 +237,14 @@ def evaluate(
     field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
     column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
+    quantize: Annotated[Quantize | None, typer.Option(
+        help="Score with int8 linear layers (to measure what quantisation costs).")] = None,
 ):
     """Perplexity and bits per document of a model on held-out text."""
     from .evaluate import evaluate_texts
 
-    report = evaluate_texts(model, data, field=field, column=column, batch_size=batch_size)
+    report = evaluate_texts(model, data, field=field, column=column, batch_size=batch_size,
+                            quantize=quantize.value if quantize else None)
     for line in report.lines():
         _echo(line)
 

@@ -54,13 +54,15 @@ def _true_bits(paths: list[str], field: str) -> float | None:
 
 
 def evaluate_texts(model_path: str | Path, data: list[str], field: str = "text",
-                   column: str = "text", batch_size: int = 32) -> EvalReport:
-    """Score every document of ``data`` with the model at ``model_path``."""
+                   column: str = "text", batch_size: int = 32,
+                   quantize: str | None = None) -> EvalReport:
+    """Score every document of ``data`` with the model at ``model_path`` (``quantize``:
+    as :func:`lmforge.hub.load_pretrained`)."""
     from .data.readers import iter_documents
     from .eval.lm import perplexity_of_texts, score_texts
     from .hub import load_pretrained
 
-    model, tok = load_pretrained(model_path)
+    model, tok = load_pretrained(model_path, quantize=quantize)
     if tok is None:
         raise DataError(f"{model_path} has no tokenizer.json")
     texts = [d.text for d in iter_documents(data, field=field, column=column)]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 __all__ = ["resolve_model_dir", "load_tokenizer", "load_pretrained", "load_hf_folder",
            "hf_tokenizer", "hf_cache_snapshot", "model_kind"]
@@ -150,14 +150,22 @@ def load_hf_folder(folder: str | Path):
     return model, hf_tokenizer(folder)
 
 
+QUANTIZE_MODES = {"int8": "weight-only", "int8-dynamic": "dynamic"}
+
+
 def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None):
+                    dtype: torch.dtype | None = None, quantize: str | None = None):
     """``model, tokenizer = load_pretrained(path_or_run)``; the model is in eval mode.
 
     ``path`` is an lmforge model or run folder, a Hugging Face folder, or a Hugging Face
     model id in the local cache (see the module docstring). ``tokenizer`` is None when
     the folder has none. ``dtype`` casts the weights (they load as stored: fp32).
+    ``quantize`` (CPU inference only) turns every linear layer int8: ``"int8"`` weights
+    only, ``"int8-dynamic"`` weights and activations (:mod:`lmforge.compress.quantize`).
     """
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise ConfigError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, "
+                          f"got {quantize!r}")
     from .hf.io import is_hf_folder
     from .models.base import load_model_folder
     from .tokenize import Tokenizer
@@ -175,6 +183,12 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu",
     model = model.to(map_location)
     if dtype is not None:
         model = model.to(dtype)
+    if quantize is not None:
+        from .compress.quantize import quantize_int8
+
+        if torch.device(map_location).type != "cpu":
+            raise ConfigError("quantize: int8 layers run on the CPU only")
+        quantize_int8(model, QUANTIZE_MODES[quantize])
     return model.eval(), tokenizer
 
 

@@ -1,0 +1,107 @@
+r"""Int8 linear layers for fast CPU inference, and ``quantize_int8(model)``.
+
+Decoding one token at a time reads every weight once per token, so it is bound by memory
+bandwidth; int8 weights are a quarter of fp32's bytes. Two schemes, both with the same
+weights:
+
+**Weights** (both schemes): symmetric, one scale per output channel ``n``::
+
+    s_n = max_k |W_nk| / 127,     Q_nk = round(W_nk / s_n) in [-127, 127]
+
+so ``|W_nk - s_n Q_nk| <= s_n / 2``.
+
+``mode="weight-only"`` (W8A16): activations stay in floating point,
+``y = (x Q^T) * s + b``. Up to ``small_batch`` rows (decoding) it runs
+``aten._weight_int8pack_mm`` with bf16 activations, which reads the int8 weights
+directly. Longer inputs (a prompt's prefill, which is compute-bound) dequantise
+``W' = s Q`` to fp32 for one ``F.linear``. The only error is the weight rounding above
+(plus bf16 activations when decoding).
+
+``mode="dynamic"`` (W8A8, dynamic): activations are quantised too, per call, to uint8
+with a scale and zero point from that call's min and max, and the product runs as an int8
+GEMM (fbgemm, VNNI on x86) with int32 accumulation, dequantised to fp32. Faster for long
+inputs as well, but the activation rounding is coarser, and one outlier feature widens
+the step for every value of the call. It relies on PyTorch's quantized-tensor functions,
+which PyTorch has deprecated (pytorch/pytorch#184982); they work in the pinned 2.13.
+
+``quantize_int8`` replaces every ``nn.Linear`` of a model (a tied output head gets its
+own int8 copy; the embedding table stays fp32). It is for inference: the new layers have
+no gradients and are not saved in checkpoints.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Mode = Literal["weight-only", "dynamic"]
+MODES: tuple[str, ...] = ("weight-only", "dynamic")
+
+
+def quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """``(Q int8 (N, K), s float32 (N,))`` with ``W ≈ s[:, None] * Q`` (see module doc)."""
+    w = weight.detach().float()
+    scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q, scale
+
+
+class Int8Linear(nn.Module):
+    """A frozen ``nn.Linear`` with int8 weights: ``forward(x (..., K)) -> (..., N)``."""
+
+    def __init__(self, linear: nn.Linear, mode: Mode = "weight-only", small_batch: int = 16):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"int8 mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.mode, self.small_batch = mode, small_batch
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        q, scale = quantize_weight(linear.weight)
+        bias = None if linear.bias is None else linear.bias.detach().float().clone()
+        self.register_buffer("qweight", q)
+        self.register_buffer("scale", scale)
+        self.register_buffer("bias", bias)
+        self.register_buffer("scale_bf16", scale.to(torch.bfloat16))
+        if mode == "dynamic":
+            with warnings.catch_warnings():  # qint8 tensors are deprecated (torch #184982)
+                warnings.simplefilter("ignore", UserWarning)
+                wq = torch.quantize_per_channel(q.float() * scale[:, None], scale.double(),
+                                                torch.zeros_like(scale, dtype=torch.long), 0,
+                                                torch.qint8)
+            self._packed = torch.ops.quantized.linear_prepack(wq, bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        if self.mode == "dynamic":
+            y = torch.ops.quantized.linear_dynamic(x2.float(), self._packed, False)
+        elif x2.shape[0] <= self.small_batch:
+            y = torch.ops.aten._weight_int8pack_mm(x2.to(torch.bfloat16), self.qweight,
+                                                   self.scale_bf16).float()
+            if self.bias is not None:
+                y = y + self.bias
+        else:
+            y = F.linear(x2.float(), self.qweight.float() * self.scale[:, None], self.bias)
+        return y.to(x.dtype).reshape(*shape, self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"mode={self.mode}")
+
+
+def quantize_int8(model: nn.Module, mode: Mode = "weight-only") -> nn.Module:
+    """Replace every ``nn.Linear`` in ``model`` by an :class:`Int8Linear` (in place; the
+    model is returned in eval mode). CPU only."""
+    if mode not in MODES:
+        raise ValueError(f"int8 mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise ValueError("int8 quantisation runs on CPU; move the model to the CPU first")
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Linear):
+            setattr(model, name, Int8Linear(child, mode))
+        else:
+            quantize_int8(child, mode)
+    return model.eval()
