@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write_bytes
+from ..io import atomic_open
 from .fasttext import (
     MAX_BUCKET,
     FastText,
@@ -65,37 +65,40 @@ def _fb_head(model: FastText) -> bytes:
     return b"".join(parts)
 
 
-def _put_matrix(buf: bytearray, pos: int, rows: int, d: int) -> tuple[np.ndarray, int]:
-    """Write a matrix header at ``pos``; return a float32 view of its (zero) rows in
-    ``buf`` and the position after it."""
-    _MATRIX.pack_into(buf, pos, False, rows, d)
-    pos += _MATRIX.size
-    view = np.frombuffer(buf, dtype="<f4", count=rows * d, offset=pos).reshape(rows, d)
-    return view, pos + 4 * rows * d
+_ROWS_PER_WRITE = 65536  # bucket rows assembled in memory at a time
+
+
+def _write_buckets(f, kv: FastTextKeyedVectors) -> None:
+    """The ``bucket`` rows of the input matrix, in slices: zero except the used buckets."""
+    d = kv.vector_size
+    for lo in range(0, kv.bucket, _ROWS_PER_WRITE):
+        hi = min(lo + _ROWS_PER_WRITE, kv.bucket)
+        block = np.zeros((hi - lo, d), dtype="<f4")
+        rows = kv.bucket_rows[lo:hi]
+        used = np.flatnonzero(rows >= 0)
+        block[used] = kv.ngram_vectors[rows[used]]
+        f.write(block.tobytes())
 
 
 def save_facebook_model(model: FastText, path: str | Path) -> None:
     """Write ``model`` in Facebook's fastText ``.bin`` format (atomically), readable by
     fastText and ``gensim.models.fasttext.load_facebook_model/vectors``.
 
-    The input matrix has ``len(vocab) + bucket`` rows (``bucket × d × 4`` bytes: 800 MB
-    for the default 2M buckets and d = 100, built in memory); unused buckets are zero."""
+    The input matrix has ``len(vocab) + bucket`` rows (``bucket × d × 4`` bytes on disk:
+    800 MB for the default 2M buckets and d = 100), streamed in slices of 65,536 rows, so
+    memory stays small; unused buckets are zero."""
     if model.wv is None or model.syn1neg is None or model.vocab is None:
         raise EmbeddingError("the FastText model is not trained; call fit() first")
     kv = model.wv
     head = _fb_head(model)
     v, d = kv.vectors_vocab.shape
-    size = len(head) + 2 * _MATRIX.size + 4 * d * (2 * v + kv.bucket)
-    buf = bytearray(size)
-    buf[:len(head)] = head
-    inp, pos = _put_matrix(buf, len(head), v + kv.bucket, d)
-    inp[:v] = kv.vectors_vocab
-    used = np.flatnonzero(kv.bucket_rows >= 0)
-    inp[v + used] = kv.ngram_vectors[kv.bucket_rows[used]]
-    out, pos = _put_matrix(buf, pos, v, d)
-    out[:] = model.syn1neg
-    del inp, out  # release the views before the buffer is written
-    atomic_write_bytes(path, buf)
+    with atomic_open(path) as f:
+        f.write(head)
+        f.write(_MATRIX.pack(False, v + kv.bucket, d))
+        f.write(np.ascontiguousarray(kv.vectors_vocab, dtype="<f4").tobytes())
+        _write_buckets(f, kv)
+        f.write(_MATRIX.pack(False, v, d))
+        f.write(np.ascontiguousarray(model.syn1neg, dtype="<f4").tobytes())
 
 
 class _BinReader:
