@@ -1,8 +1,10 @@
-"""DeBERTa-v2/v3: parity with transformers, the disentangled attention against an explicit
-double loop, log buckets, padding, save/load and strict loading errors."""
+"""DeBERTa-v2/v3: parity with transformers (import and export), the disentangled attention
+against an explicit double loop, log buckets, padding, save/load and strict loading
+errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -109,9 +111,13 @@ def test_loading_errors_name_the_tensor():
     load(cfg, state)
     with pytest.raises(CheckpointError, match="pos_att_type"):
         load({**cfg, "pos_att_type": ["c2c"]}, hf.state_dict())
-    from lmforge.hf import converter_for_model_type
+    from lmforge.hf import converter_for_arch, converter_for_model_type
+    from lmforge.hf.deberta import export
 
-    assert converter_for_model_type("deberta-v2").export is None
+    assert converter_for_model_type("deberta-v2").export is export
+    assert converter_for_arch("deberta_v2").export is export
+    with pytest.raises(CheckpointError, match="cannot export a Linear as DeBERTa-v2"):
+        export(torch.nn.Linear(2, 2))
 
 
 def tiny(**kw):
@@ -223,3 +229,150 @@ def test_mlm_objective_trains_deberta():
         opt.step()
         losses.append(float(loss.detach()))
     assert n == int(chosen.sum()) and losses[-1] < losses[0] - 1.0
+
+
+# ------------------------------------------------------------------ export to transformers
+
+#: lmforge configs exported to transformers (on top of tiny()'s v3-style defaults).
+EXPORT_CASES = {
+    # DeBERTa-v2 style: absolute positions too, own position projections, no buckets
+    # (span 16 < T = 40: the clamp to the table's edge is exercised), token types.
+    "v2": dict(position_biased_input=True, share_att_key=False, position_buckets=-1,
+               norm_rel_ebd="none", type_vocab_size=2),
+    # DeBERTa-v3 style: log buckets, shared keys, normed table, plus the ConvLayer.
+    "v3-conv": dict(conv_kernel_size=3, conv_act="gelu"),
+    # A factorised embedding (embedding_size < d_model: embed_proj), c2p only.
+    "v3-embed-proj": dict(embedding_size=16, pos_att_type=["c2p"], hidden_act="gelu_new",
+                          norm_eps=1e-5, pad_token_id=3),
+    # No relative attention at all (a BERT with DeBERTa's layout).
+    "no-relative": dict(relative_attention=False, position_biased_input=True),
+}
+
+
+def perturbed(model):
+    """Non-trivial norms and biases (reset_parameters makes them 1 / 0)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.normal_(1.0, 0.3)
+        for n, p in model.named_parameters():
+            if n.endswith("bias"):
+                p.normal_(0.0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("head", ["mlm", "none"])
+@pytest.mark.parametrize("case", list(EXPORT_CASES))
+def test_export_matches_transformers(tmp_path, case, head):
+    transformers = pytest.importorskip("transformers")
+    from lmforge.convert import convert
+    from lmforge.hf.deberta import export, load
+
+    model = perturbed(tiny(head=head, **EXPORT_CASES[case]))
+    model.save_pretrained(tmp_path / "lm")
+    out = convert(tmp_path / "lm", tmp_path / "hf", to="hf")
+    auto = transformers.AutoModelForMaskedLM if head == "mlm" else transformers.AutoModel
+    hf, info = auto.from_pretrained(out, output_loading_info=True)
+    hf.eval()
+    cls_name = "DebertaV2ForMaskedLM" if head == "mlm" else "DebertaV2Model"
+    assert type(hf).__name__ == cls_name and hf.config.model_type == "deberta-v2"
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    ids, mask = inputs(5)
+    tt = torch.randint(0, 2, ids.shape) if model.config.type_vocab_size else None
+    with torch.no_grad():
+        hidden = model.encode(ids, mask, tt)
+        base = hf.deberta if head == "mlm" else hf
+        want = base(input_ids=ids, attention_mask=mask, token_type_ids=tt).last_hidden_state
+        torch.testing.assert_close(hidden, want, atol=1e-4, rtol=0)  # padding rows included
+        if head == "mlm":
+            # the decoder is the (re-tied) word embedding table, its bias cls.predictions.bias
+            dec = hf.cls.predictions.decoder
+            assert dec.weight.data_ptr() == base.embeddings.word_embeddings.weight.data_ptr()
+            assert torch.equal(dec.bias, model.mlm_bias)
+            want = hf(input_ids=ids, attention_mask=mask, token_type_ids=tt).logits
+            torch.testing.assert_close(model(ids, mask, tt), want, atol=1e-4, rtol=0)
+    # and back: the exported pair is the same lmforge model
+    hf_config, state = export(model)
+    again = load(hf_config, state)
+    cfg = model.config
+    if not cfg.relative_attention:  # norm_rel_ebd means nothing then; exported as "none"
+        cfg = dataclasses.replace(cfg, norm_rel_ebd="none")
+    assert again.config == cfg
+    for (n, a), b in zip(again.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), n
+
+
+#: transformers configs round-tripped HF -> lmforge -> HF (on top of HF_BASE).
+ROUND_TRIP = {
+    **{k: ("DebertaV2Model", v) for k, v in VARIANTS.items()},
+    "mlm-v3": ("DebertaV2ForMaskedLM", {}),
+    "mlm-embed-proj-conv": ("DebertaV2ForMaskedLM", dict(embedding_size=16, conv_kernel_size=3,
+                                                         position_biased_input=True,
+                                                         type_vocab_size=2)),
+}
+
+
+@pytest.mark.parametrize("case", list(ROUND_TRIP))
+def test_hf_round_trip_is_identical(tmp_path, case):
+    """save_pretrained -> lmforge convert -> lmforge convert --to hf: the same tensors under
+    the same names (save_pretrained drops the tied decoder too) and the same config."""
+    from safetensors.torch import load_file
+
+    from lmforge.convert import convert
+    from lmforge.hf import read_hf_config
+
+    cls_name, kw = ROUND_TRIP[case]
+    hf = hf_model(cls_name, **kw)
+    hf.save_pretrained(tmp_path / "hf")
+    convert(tmp_path / "hf", tmp_path / "lm")
+    convert(tmp_path / "lm", tmp_path / "hf2", to="hf")
+    want = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    got = load_file(str(tmp_path / "hf2" / "model.safetensors"))
+    assert sorted(got) == sorted(want)
+    for name, t in want.items():
+        assert torch.equal(got[name], t), name
+    a, b = read_hf_config(tmp_path / "hf"), read_hf_config(tmp_path / "hf2")
+    same = ("architectures", "model_type", "vocab_size", "hidden_size", "num_hidden_layers",
+            "num_attention_heads", "intermediate_size", "max_position_embeddings",
+            "type_vocab_size", "hidden_act", "layer_norm_eps", "relative_attention",
+            "max_relative_positions", "position_buckets", "pos_att_type", "share_att_key",
+            "norm_rel_ebd", "position_biased_input", "pad_token_id", "legacy",
+            "tie_word_embeddings")
+    assert {k: b[k] for k in same} == {k: a[k] for k in same}
+    assert b.get("embedding_size", b["hidden_size"]) == a.get("embedding_size", a["hidden_size"])
+    assert b["conv_kernel_size"] == a.get("conv_kernel_size", 0)
+
+
+def test_convert_run_writes_tokenizer(tmp_path):
+    """`lmforge convert RUN DST --to hf` on a DeBERTa run (tokenizer at the checkpoint, as the
+    deberta-world recipe writes it): transformers loads model and tokenizer, which agree
+    with lmforge's."""
+    transformers = pytest.importorskip("transformers")
+    from lmforge.cli import main
+    from lmforge.tokenize import train_tokenizer
+    from lmforge.train.checkpoint import checkpoint_path, save_checkpoint
+
+    text = "The river runs north. The old mill stands by the river, and the road runs west."
+    tok = train_tokenizer("bpe", texts=[text] * 10, vocab_size=300, show_progress=False)
+    model = perturbed(tiny(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id))
+    save_checkpoint(checkpoint_path(tmp_path / "run", 10), model, optimizer_payload={},
+                    trainer_state={"step": 10, "seed": 0, "config": {}, "val_loss": 1.0},
+                    tokenizer=tok)
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(tmp_path / "run"), str(tmp_path / "hf"), "--to", "hf"])
+        raise SystemExit(0)
+    assert e.value.code == 0
+    names = sorted(p.name for p in (tmp_path / "hf").iterdir())
+    assert names == ["config.json", "model.safetensors", "tokenizer.json",
+                     "tokenizer_config.json"]
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == tok.encode(text)
+    assert (hf_tok.mask_token_id, hf_tok.pad_token_id) == (tok.mask_id, tok.pad_id)
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "hf").eval()
+    cfg = hf.config
+    assert (cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id) == (
+        tok.pad_id, tok.bos_id, tok.eos_id)
+    ids = torch.tensor([[tok.bos_id, *tok.encode(text), tok.eos_id]])
+    ids[0, 3] = tok.mask_id
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), hf(input_ids=ids).logits, atol=1e-4, rtol=0)

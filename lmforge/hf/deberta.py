@@ -1,7 +1,7 @@
-"""DeBERTa-v2/v3 from Hugging Face (``model_type: deberta-v2``) into lmforge; import only.
+"""DeBERTa-v2/v3 between Hugging Face (``model_type: deberta-v2``) and lmforge.
 
-Reads ``DebertaV2Model`` and ``DebertaV2ForMaskedLM`` checkpoints (both MLM head
-layouts: the legacy ``cls.predictions.*`` of ``transformers`` and the original
+``load`` reads ``DebertaV2Model`` and ``DebertaV2ForMaskedLM`` checkpoints (both MLM
+head layouts: the legacy ``cls.predictions.*`` of ``transformers`` and the original
 ``lm_predictions.lm_head.*`` of microsoft/DeBERTa). Names, Hugging Face -> lmforge
 (the ``deberta.`` prefix of task models is stripped first)::
 
@@ -27,6 +27,15 @@ absolute ``position_embeddings`` when ``position_biased_input`` is false, the un
 relative-embedding LayerNorm of a model without ``relative_attention``, and
 DeBERTa-v3's replaced-token-detection head ``mask_predictions.*``. Anything else unknown
 is an error (strict loading).
+
+``export(model)`` goes back: a model with ``head: mlm`` becomes ``DebertaV2ForMaskedLM``
+(``deberta.``-prefixed, the head in the legacy ``cls.predictions.*`` layout, ``legacy:
+true``), one with ``head: none`` a bare ``DebertaV2Model``. Tied duplicates are not
+written, as ``save_pretrained`` does not write them: ``cls.predictions.decoder.weight``
+is the word embedding table and ``cls.predictions.decoder.bias`` is
+``cls.predictions.bias``, both re-tied by ``transformers`` on load
+(``tie_word_embeddings: true``). A checkpoint in the ``lm_predictions.*`` layout thus
+comes back in the ``cls.predictions.*`` one (same function, same numbers).
 """
 
 from __future__ import annotations
@@ -113,7 +122,8 @@ def _config_from_hf(c: dict, has_head: bool) -> DebertaV2Config:
             type_vocab_size=int(c.get("type_vocab_size", 0)),
             embedding_size=int(c.get("embedding_size") or c["hidden_size"]),
             hidden_act=act, norm_eps=float(c.get("layer_norm_eps", 1e-7)),
-            dropout=0.0, attention_dropout=0.0,
+            dropout=float(c.get("hidden_dropout_prob", 0.1)),
+            attention_dropout=float(c.get("attention_probs_dropout_prob", 0.1)),
             relative_attention=bool(c.get("relative_attention", False)),
             max_relative_positions=int(c.get("max_relative_positions", -1)),
             position_buckets=int(c.get("position_buckets", -1)),
@@ -178,5 +188,78 @@ def load(hf_config: dict, hf_state: HFState) -> DebertaV2:
     return model.eval()
 
 
+# lmforge -> Hugging Face: the inverse of the maps above (the head in transformers' legacy
+# cls.predictions layout, which DebertaV2ForMaskedLM builds by default).
+_SIMPLE_OUT = {lm: hf for hf, lm in _SIMPLE.items()}
+_HEAD_OUT = {lm: hf for hf, lm in _HEAD.items() if hf.startswith("cls.")}
+_LAYER_OUT = {lm: hf for hf, lm in _LAYER.items()}
+
+
+def _hf_name(name: str, prefix: str) -> str:
+    """The Hugging Face name of lmforge tensor ``name``; ``prefix`` is ``"deberta."`` for
+    ``DebertaV2ForMaskedLM`` (the head itself is never prefixed), else ``""``."""
+    if name in _HEAD_OUT:
+        return _HEAD_OUT[name]
+    if name in _SIMPLE_OUT:
+        return prefix + _SIMPLE_OUT[name]
+    module, _, leaf = name.rpartition(".")
+    if module.startswith("layers."):
+        _, i, sub = module.split(".", 2)
+        if sub in _LAYER_OUT:
+            return f"{prefix}encoder.layer.{i}.{_LAYER_OUT[sub]}.{leaf}"
+    raise AssertionError(f"no Hugging Face name for {name}")  # pragma: no cover
+
+
+def _config_to_hf(cfg: DebertaV2Config) -> dict:
+    """The ``config.json`` of ``transformers``' ``DebertaV2Config`` for ``cfg`` (every field
+    :func:`_config_from_hf` reads, plus dropout and init)."""
+    return {
+        "architectures": ["DebertaV2ForMaskedLM" if cfg.head == "mlm" else "DebertaV2Model"],
+        "model_type": "deberta-v2",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "num_hidden_layers": cfg.n_layer,
+        "num_attention_heads": cfg.n_head,
+        "intermediate_size": cfg.d_ff,
+        "max_position_embeddings": cfg.max_seq_len,
+        "type_vocab_size": cfg.type_vocab_size,
+        "embedding_size": cfg.embedding_size,
+        "hidden_act": cfg.hidden_act,
+        "layer_norm_eps": cfg.norm_eps,
+        "hidden_dropout_prob": cfg.dropout,
+        "attention_probs_dropout_prob": cfg.attention_dropout,
+        "initializer_range": cfg.init_std,
+        "relative_attention": cfg.relative_attention,
+        "max_relative_positions": cfg.max_relative_positions,  # resolved: >= 1
+        "position_buckets": cfg.position_buckets,
+        "pos_att_type": list(cfg.pos_att_type),
+        "share_att_key": cfg.share_att_key,
+        # transformers builds encoder.LayerNorm from norm_rel_ebd alone; without relative
+        # attention lmforge has no such norm, and saying "none" keeps the folder complete.
+        "norm_rel_ebd": cfg.norm_rel_ebd if cfg.relative_attention else "none",
+        "position_biased_input": cfg.position_biased_input,
+        "conv_kernel_size": cfg.conv_kernel_size,
+        "conv_groups": cfg.conv_groups,
+        "conv_act": cfg.conv_act,
+        "pad_token_id": cfg.pad_token_id,
+        "legacy": True,  # the cls.predictions.* MLM head
+        "tie_word_embeddings": True,  # the MLM decoder is the word embedding table
+    }
+
+
+def export(model: DebertaV2) -> tuple[dict, HFState]:
+    """``(config.json dict, state dict)`` that ``transformers`` loads into
+    ``DebertaV2ForMaskedLM`` (``head: mlm``) or ``DebertaV2Model`` (``head: none``).
+
+    The tensors are the model's own (detached, on the CPU), without tied duplicates."""
+    if not isinstance(model, DebertaV2):
+        raise CheckpointError(f"cannot export a {type(model).__name__} as DeBERTa-v2")
+    cfg = model.config
+    prefix = "deberta." if cfg.head == "mlm" else ""
+    state: HFState = {_hf_name(name, prefix): t.detach().cpu().contiguous()
+                      for name, t in model.state_dict().items()}
+    return _config_to_hf(cfg), state
+
+
 register_hf(HFConverter(model_types=("deberta-v2",), archs=("deberta_v2",), load=load,
-                        export=None))
+                        export=export))
