@@ -205,8 +205,10 @@ def generate(
     quantize: Annotated[Quantize | None, typer.Option(
         help="int8 linear layers for faster CPU decoding: int8 (weights) or int8-dynamic "
              "(weights and activations).")] = None,
+    beams: Annotated[int, typer.Option(
+        help="Encoder-decoder models (translation): beam size; 1 = greedy.")] = 1,
 ):
-    """Generate text from a trained model."""
+    """Generate text from a trained model; an encoder-decoder translates each prompt."""
     from .generate import GenerationConfig
     from .generate import generate as run_generate
     from .generate import stream as run_stream
@@ -217,6 +219,12 @@ def generate(
                            stop=list(stop or []), seed=seed)
     m, tok = load_pretrained(model, quantize=quantize.value if quantize else None)
     prompts = list(prompt or [""])
+    from .generate.seq2seq import is_encoder_decoder, translate
+
+    if is_encoder_decoder(m):  # greedy or beam search; sampling options do not apply
+        for target in translate(m, tok, prompts, beams=beams, max_new_tokens=max_new_tokens):
+            _echo(target)
+        return
     if stream:
         for p in prompts:
             typer.echo(p, nl=False)
