@@ -1,17 +1,28 @@
 """word2vec speed and quality: lmforge against gensim on the same corpus.
 
 Both train on the same token lists with the same settings (``workers`` threads,
-vector_size 100, window 5, negative 5, min_count 5, sample 1e-3, 1 epoch by default).
-Words/s counts corpus tokens per second of wall time *including* the vocabulary build
-(gensim: ``Word2Vec(sentences, ...)``; lmforge: ``Word2Vec(...).fit(sentences)``). numba
-compiles lmforge's kernel once before timing (its on-disk cache makes that a one-off);
-gensim's Cython is precompiled. Quality: accuracy on the world corpus's planted analogies
-(city-country, name-pronoun sections; 3CosAdd), and class purity (share of class words
-whose nearest class word shares the class). The stdlib identifier corpus has no gold
-analogies, so only its speed is reported. Prints a table, then one JSON line per run.
-``ratio`` is lmforge words/s ÷ gensim words/s.
+vector_size 100, window 5, negative 5, min_count 5, sample 1e-3, alpha 0.025, 1 epoch by
+default), once per seed (``--seeds N``: seeds 1..N). Words/s counts corpus tokens per
+second of wall time *including* the vocabulary build (gensim: ``Word2Vec(sentences,
+...)``; lmforge: ``Word2Vec(...).fit(sentences)``), best run of the seeds. numba compiles
+lmforge's kernel once before timing (its on-disk cache makes that a one-off); gensim's
+Cython is precompiled. Quality, mean over the seeds: accuracy on the world corpus's
+planted analogies (city-country and name-pronoun sections; 3CosAdd), and class purity
+(share of class words whose nearest class word shares the class). The stdlib identifier
+corpus has no gold analogies, so only its speed is reported.
 
-    python bench/word2vec.py [--world 200000] [--stdlib-tokens 2000000] [--workers 2]
+Prints a table, then one JSON line per figure::
+
+    {"bench": "word2vec", "metric": "words_per_s_world-en_sg", "lmforge": ..., "peer": ...,
+     "peer_name": "gensim 4.4.0", "ratio": ..., "target": 1.0, "met": true, ...}
+
+``ratio`` is lmforge ÷ gensim for every figure here (words/s and accuracies: higher is
+better, so ``ratio > 1`` means lmforge is better). Targets: speed ``>= 1.0``; quality
+``>= 0.97`` (lmforge's accuracy or purity at least 97 % of gensim's, about 2 points at an
+analogy accuracy of 0.7). ``met`` is ``ratio >= target`` (``ratio`` is 1.0 when both
+figures are 0 and ``null`` when only gensim's is, which counts as met).
+
+    python bench/word2vec.py [--world 200000] [--stdlib-tokens 2000000] [--workers 2] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
 import time
 
 from lmforge.corpora import lm_corpus, stdlib_identifiers
@@ -31,6 +43,10 @@ from lmforge.embeddings import (
     tokenize,
     word_classes,
 )
+
+SPEED_TARGET = 1.0
+QUALITY_TARGET = 0.97
+QUALITY = ("analogy_acc", "city_country_acc", "class_purity")
 
 
 def world_corpus(n: int) -> list[list[str]]:
@@ -46,14 +62,15 @@ def quality(kv: KeyedVectors) -> dict:
     an = planted_analogies("en", tokenize)
     an = {k: v for k, v in an.items() if k in ("city-country", "name-pronoun")}
     r = evaluate_analogies(kv, an)
-    return {"analogy_acc": round(r["accuracy"], 4),
-            "city_country_acc": round(r["sections"]["city-country"]["accuracy"], 4),
-            "class_purity": round(class_purity(kv, word_classes("en", tokenize)), 4)}
+    return {"analogy_acc": r["accuracy"],
+            "city_country_acc": r["sections"]["city-country"]["accuracy"],
+            "class_purity": class_purity(kv, word_classes("en", tokenize))}
 
 
-def run(impl: str, sents, sg: bool, args) -> tuple[float, KeyedVectors]:
+def train(impl: str, sents, sg: bool, seed: int, args) -> tuple[float, KeyedVectors]:
+    """Seconds (vocabulary build included) and the vectors of one training run."""
     kw = dict(vector_size=args.dim, window=5, negative=5, min_count=5, sample=1e-3,
-              epochs=args.epochs, workers=args.workers, seed=1, alpha=0.025,
+              epochs=args.epochs, workers=args.workers, seed=seed, alpha=0.025,
               min_alpha=1e-4)
     t0 = time.perf_counter()
     if impl == "gensim":
@@ -65,6 +82,59 @@ def run(impl: str, sents, sg: bool, args) -> tuple[float, KeyedVectors]:
     return time.perf_counter() - t0, m.wv
 
 
+def measure(impl: str, sents, sg: bool, with_quality: bool, args) -> dict:
+    """Best words/s over the seeds and, if asked, the mean quality figures."""
+    ntok = sum(map(len, sents))
+    times, quals = [], []
+    for seed in range(1, args.seeds + 1):
+        dt, kv = train(impl, sents, sg, seed, args)
+        times.append(dt)
+        if with_quality:
+            quals.append(quality(kv))
+    rec = {"tokens": ntok, "seconds": min(times), "words_per_s": ntok * args.epochs / min(times)}
+    for key in QUALITY if with_quality else ():
+        rec[key] = statistics.mean(q[key] for q in quals)
+        rec[key + "_seeds"] = [round(q[key], 4) for q in quals]
+    return rec
+
+
+def ratio(lm: float, peer: float) -> float | None:
+    """``lm / peer``; 1.0 when both are 0, ``None`` (undefined) when only ``peer`` is."""
+    if peer == 0:
+        return 1.0 if lm == 0 else None
+    return lm / peer
+
+
+def figure_lines(corpus: str, model: str, lm: dict, peer: dict, peer_name: str,
+                 args) -> list[dict]:
+    """One JSON record per figure (speed, and quality where measured)."""
+    lines = []
+    for key, target in (("words_per_s", SPEED_TARGET), *((q, QUALITY_TARGET) for q in QUALITY)):
+        if key not in lm:
+            continue
+        r = ratio(lm[key], peer[key])
+        line = {"bench": "word2vec", "metric": f"{key}_{corpus}_{model}",
+                "lmforge": round(lm[key], 4), "peer": round(peer[key], 4),
+                "peer_name": peer_name, "ratio": None if r is None else round(r, 4),
+                "target": target, "met": r is None or r >= target,
+                "corpus": corpus, "model": model, "tokens": lm["tokens"],
+                "epochs": args.epochs, "workers": args.workers, "dim": args.dim,
+                "seeds": args.seeds}
+        if key + "_seeds" in lm:
+            line.update(lmforge_seeds=lm[key + "_seeds"], peer_seeds=peer[key + "_seeds"])
+        lines.append(line)
+    return lines
+
+
+def print_table(results: list[tuple[str, str, str, dict]]) -> None:
+    print(f"{'corpus':14} {'model':5} {'impl':8} {'tokens':>9} {'words/s':>10} "
+          f"{'analogy':>8} {'city':>6} {'purity':>7}")
+    for corpus, model, impl, r in results:
+        q = [f"{r[k]:.3f}" if k in r else "-" for k in QUALITY]
+        print(f"{corpus:14} {model:5} {impl:8} {r['tokens']:9d} {r['words_per_s']:10.0f} "
+              f"{q[0]:>8} {q[1]:>6} {q[2]:>7}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", type=int, default=200000, help="world LM items (~half EN)")
@@ -72,40 +142,26 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dim", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--seeds", type=int, default=1, help="runs per library (seeds 1..N)")
     args = ap.parse_args()
+    import gensim
+
+    peer_name = f"gensim {gensim.__version__}"
     Word2Vec(min_count=1, window=2, vector_size=8, epochs=1).fit([["a", "b", "c"]] * 5)
     corpora = {"world-en": world_corpus(args.world)}
     if args.stdlib_tokens:
         corpora["python-stdlib"] = stdlib_corpus(args.stdlib_tokens)
-    rows = []
+    results, lines = [], []
     for cname, sents in corpora.items():
-        ntok = sum(map(len, sents))
         for sg in (True, False):
-            res = {}
-            for impl in ("gensim", "lmforge"):
-                best, kv = None, None
-                for _ in range(args.repeats):
-                    dt, kv = run(impl, sents, sg, args)
-                    best = dt if best is None else min(best, dt)
-                rec = {"bench": "word2vec", "corpus": cname, "model": "sg" if sg else "cbow",
-                       "impl": impl, "tokens": ntok, "epochs": args.epochs,
-                       "workers": args.workers, "dim": args.dim, "seconds": round(best, 3),
-                       "words_per_s": round(ntok * args.epochs / best)}
-                if cname == "world-en":
-                    rec.update(quality(kv))
-                res[impl] = rec
-            res["lmforge"]["ratio"] = round(res["lmforge"]["words_per_s"]
-                                            / res["gensim"]["words_per_s"], 3)
-            rows += [res["gensim"], res["lmforge"]]
-    print(f"{'corpus':14} {'model':5} {'impl':8} {'tokens':>9} {'words/s':>10} {'ratio':>6} "
-          f"{'analogy':>8} {'purity':>7}")
-    for r in rows:
-        print(f"{r['corpus']:14} {r['model']:5} {r['impl']:8} {r['tokens']:9d} "
-              f"{r['words_per_s']:10d} {r.get('ratio', ''):>6} {r.get('analogy_acc', '-'):>8} "
-              f"{r.get('class_purity', '-'):>7}")
-    for r in rows:
-        print(json.dumps(r))
+            model = "sg" if sg else "cbow"
+            res = {impl: measure(impl, sents, sg, cname == "world-en", args)
+                   for impl in ("gensim", "lmforge")}
+            results += [(cname, model, impl, r) for impl, r in res.items()]
+            lines += figure_lines(cname, model, res["lmforge"], res["gensim"], peer_name, args)
+    print_table(results)
+    for line in lines:
+        print(json.dumps(line))
 
 
 if __name__ == "__main__":

@@ -355,7 +355,7 @@ def embed_text(
 
 # ----------------------------------------------------------------------------- embeddings
 
-embed_app = typer.Typer(help="Word embeddings: word2vec and GloVe.", no_args_is_help=True)
+embed_app = typer.Typer(help="Word embeddings: word2vec, GloVe and FastText.", no_args_is_help=True)
 app.add_typer(embed_app, name="embed")
 
 

@@ -4,13 +4,16 @@ A recipe names the corpus, how Chinese is segmented, the algorithm and its setti
 
     run:      {name: w2v-world, out_dir: runs/w2v-world}
     data:     {corpus: world, lang: en, world_sentences: 100000}   # or inputs: [files]
-    algorithm: word2vec            # word2vec | glove
+    algorithm: word2vec            # word2vec | glove | fasttext
     word2vec: {vector_size: 100, window: 5, sg: true, negative: 5, epochs: 5}
     glove:    {vector_size: 50, epochs: 25}
+    fasttext: {vector_size: 100, min_n: 3, max_n: 6, bucket: 200000}
 
 Training writes ``vectors.bin`` (word2vec binary format, readable by gensim),
 ``config.yaml`` (the resolved recipe) and ``stats.json`` into the run folder, and, for the
-world corpus, the planted-analogy accuracy per section.
+world corpus, the planted-analogy accuracy per section. FastText also writes ``model.bin``
+(Facebook's fastText format); :func:`load_vectors` prefers it for a run folder, so that
+queries can use out-of-vocabulary words (vectors from their character n-grams).
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import apply_overrides, format_validation_error, load_yaml
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_text, ensure_writable_dir
+from .fasttext import FastText, FastTextConfig
 from .glove import GloVe, GloVeConfig
 from .keyed_vectors import KeyedVectors
 from .vocab import tokenize
 from .word2vec import Word2Vec, Word2VecConfig
 
 VECTORS = "vectors.bin"
+FASTTEXT_MODEL = "model.bin"
 
 
 class _Section(BaseModel):
@@ -76,9 +81,10 @@ def _dataclass_section(cls: type, value: Any, name: str) -> Any:
 class EmbedRecipe(_Section):
     run: EmbedRun = Field(default_factory=EmbedRun)
     data: EmbedData = Field(default_factory=EmbedData)
-    algorithm: Literal["word2vec", "glove"] = "word2vec"
+    algorithm: Literal["word2vec", "glove", "fasttext"] = "word2vec"
     word2vec: Any = Field(default_factory=Word2VecConfig)
     glove: Any = Field(default_factory=GloVeConfig)
+    fasttext: Any = Field(default_factory=FastTextConfig)
 
     @field_validator("word2vec", mode="before")
     @classmethod
@@ -90,10 +96,15 @@ class EmbedRecipe(_Section):
     def _glove(cls, v: Any) -> Any:
         return _dataclass_section(GloVeConfig, v, "glove")
 
+    @field_validator("fasttext", mode="before")
+    @classmethod
+    def _fasttext(cls, v: Any) -> Any:
+        return _dataclass_section(FastTextConfig, v, "fasttext")
+
     def to_dict(self) -> dict:
-        d = self.model_dump(mode="json", exclude={"word2vec", "glove"})
-        return {**d, "word2vec": dataclasses.asdict(self.word2vec),
-                "glove": dataclasses.asdict(self.glove)}
+        sections = ("word2vec", "glove", "fasttext")
+        d = self.model_dump(mode="json", exclude=set(sections))
+        return {**d, **{s: dataclasses.asdict(getattr(self, s)) for s in sections}}
 
 
 def load_embed_recipe(path: str | Path | None, overrides: list[str] | None = None
@@ -142,17 +153,30 @@ def train_embeddings(recipe: EmbedRecipe, log=print) -> tuple[KeyedVectors, dict
                       yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
     sents = recipe_sentences(recipe.data, seed=recipe.run.seed)
     log(f"corpus: {len(sents)} sentences, {sum(map(len, sents))} words")
-    if recipe.algorithm == "word2vec":
-        model = Word2Vec(recipe.word2vec).fit(sents)
-        kv, stats = model.wv, dict(model.stats)
-    else:
-        model = GloVe(recipe.glove).fit(sents)
-        kv, stats = model.wv, {"final_cost": model.history[-1], "vocab_size": len(kv)}
+    if recipe.algorithm != "fasttext":  # a stale model.bin would shadow vectors.bin
+        (out / FASTTEXT_MODEL).unlink(missing_ok=True)
+    kv, stats = _fit(recipe, sents, out)
     kv.save_word2vec_format(out / VECTORS, binary=True)
     if recipe.data.corpus == "world":
         stats["planted_analogies"] = _planted_accuracy(kv, recipe.data.lang)
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
     return kv, stats
+
+
+def _fit(recipe: EmbedRecipe, sents: list[list[str]], out: Path) -> tuple[KeyedVectors, dict]:
+    """Train ``recipe.algorithm``; FastText also writes its ``model.bin``."""
+    if recipe.algorithm == "word2vec":
+        model = Word2Vec(recipe.word2vec).fit(sents)
+        return model.wv, dict(model.stats)
+    if recipe.algorithm == "fasttext":
+        from .fasttext_bin import save_facebook_model
+
+        ft = FastText(recipe.fasttext).fit(sents)
+        save_facebook_model(ft, out / FASTTEXT_MODEL)
+        return ft.wv, dict(ft.stats)
+    g = GloVe(recipe.glove).fit(sents)
+    return g.wv, {"final_cost": g.history[-1], "vocab_size": len(g.wv),
+                  "cooccurrence_nonzeros": len(g.cooc[2])}
 
 
 def _planted_accuracy(kv: KeyedVectors, lang: str) -> dict:
@@ -167,11 +191,25 @@ def _planted_accuracy(kv: KeyedVectors, lang: str) -> dict:
 
 
 def load_vectors(path: str | Path) -> KeyedVectors:
-    """Vectors from a word2vec file (.bin binary, else text) or an embed run folder."""
+    """Vectors from an embed run folder (its fastText ``model.bin`` if present, which
+    answers out-of-vocabulary words, else ``vectors.bin``), a fastText ``.bin`` model, or
+    a word2vec file (``.bin`` binary, else text)."""
     p = Path(path)
     if p.is_dir():
-        p = p / VECTORS
+        p = p / FASTTEXT_MODEL if (p / FASTTEXT_MODEL).is_file() else p / VECTORS
     if not p.is_file():
         raise DataError(f"{path}: no word vectors found (expected a word2vec file or a "
                         f"folder with {VECTORS})")
+    if _is_fasttext_bin(p):
+        from .fasttext_bin import load_facebook_vectors
+
+        return load_facebook_vectors(p)
     return KeyedVectors.load_word2vec_format(p, binary=p.suffix == ".bin")
+
+
+def _is_fasttext_bin(path: Path) -> bool:
+    """Whether ``path`` starts with Facebook fastText's magic number (int32 LE)."""
+    from .fasttext_bin import _FB_MAGIC
+
+    with open(path, "rb") as f:
+        return f.read(4) == _FB_MAGIC.to_bytes(4, "little")
