@@ -10,7 +10,10 @@ lmforge also runs with int8 linear layers (:mod:`lmforge.compress.quantize`): ``
 (weights only) and ``int8-dyn`` (weights and activations, fbgemm). For a like-for-like
 check, transformers runs with ``torch.ao.quantization.quantize_dynamic`` too
 (``transformers int8-dyn``, the same fbgemm kernels); the ``*_vs_int8_peer`` lines compare
-against the best transformers variant including that one. How much int8 changes the
+against the best transformers variant including that one. GPT-2 in transformers computes
+its attention and MLP projections with ``Conv1D`` modules, which ``quantize_dynamic``
+does not touch, so the bench first swaps each for the equivalent ``nn.Linear``
+(:func:`conv1d_to_linear`) to make every projection of the peer int8. How much int8 changes the
 output is printed as the largest logit difference to fp32 along the same greedy path.
 
 Figures (medians over interleaved repetitions, all in this one process):
@@ -84,6 +87,24 @@ def check_equivalence(hf, lmf, prompt: torch.Tensor, n_new: int) -> float:
         return (torch.stack(ours).float() - hf_logits.float()).abs().max().item()
 
 
+def conv1d_to_linear(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace every transformers ``Conv1D`` (``y = x W + b``, W of shape (in, out)) by
+    the equivalent ``nn.Linear`` (weight ``W^T``), in place."""
+    from transformers.pytorch_utils import Conv1D
+
+    for name, child in list(model.named_children()):
+        if isinstance(child, Conv1D):
+            n_in, n_out = child.weight.shape
+            lin = torch.nn.Linear(n_in, n_out)
+            with torch.no_grad():
+                lin.weight.copy_(child.weight.T)
+                lin.bias.copy_(child.bias)
+            setattr(model, name, lin)
+        else:
+            conv1d_to_linear(child)
+    return model
+
+
 def greedy_logit_gap(ref, model, prompt: torch.Tensor, n_new: int) -> float:
     """Max |logit difference| of ``model`` to ``ref`` along ``ref``'s greedy path."""
     with torch.inference_mode():
@@ -124,8 +145,8 @@ def main() -> None:
         lmf8, _ = load_pretrained(tmp, quantize="int8")
         lmf8d, _ = load_pretrained(tmp, quantize="int8-dynamic")
     hf16 = copy.deepcopy(hf32).to(torch.bfloat16).eval()
-    hf8d = torch.ao.quantization.quantize_dynamic(copy.deepcopy(hf32), {torch.nn.Linear},
-                                                  dtype=torch.qint8)
+    hf8d = torch.ao.quantization.quantize_dynamic(conv1d_to_linear(copy.deepcopy(hf32)),
+                                                  {torch.nn.Linear}, dtype=torch.qint8)
 
     gen = torch.Generator().manual_seed(1)
     vocab = hf32.config.vocab_size
