@@ -17,10 +17,10 @@ Prints a table, then one JSON line per figure::
      "peer_name": "gensim 4.4.0", "ratio": ..., "target": 1.0, "met": true, ...}
 
 ``ratio`` is lmforge ÷ gensim for every figure here (words/s and accuracies: higher is
-better, so ``ratio > 1`` means lmforge is better). Targets: speed ``>= 1.0``; quality
-``>= 0.97`` (lmforge's accuracy or purity at least 97 % of gensim's, about 2 points at an
-analogy accuracy of 0.7). ``met`` is ``ratio >= target`` (``ratio`` is 1.0 when both
-figures are 0 and ``null`` when only gensim's is, which counts as met).
+better, so ``ratio > 1`` means lmforge is better; 1.0 when both figures are 0, ``null``
+when only gensim's is). Targets, as the issue states them: speed ``ratio >= 1.0``
+(``target: 1.0``); quality "within 2 points of gensim's or better", so a quality line's
+``target`` is the floor ``gensim − 0.02`` and ``met`` is ``lmforge >= target``.
 
     python bench/word2vec.py [--world 200000] [--stdlib-tokens 2000000] [--workers 2] [--seeds 3]
 """
@@ -45,7 +45,7 @@ from lmforge.embeddings import (
 )
 
 SPEED_TARGET = 1.0
-QUALITY_TARGET = 0.97
+QUALITY_POINTS = 0.02  # lmforge's accuracy may trail gensim's by at most 2 points
 QUALITY = ("analogy_acc", "city_country_acc", "class_purity")
 
 
@@ -109,14 +109,19 @@ def figure_lines(corpus: str, model: str, lm: dict, peer: dict, peer_name: str,
                  args) -> list[dict]:
     """One JSON record per figure (speed, and quality where measured)."""
     lines = []
-    for key, target in (("words_per_s", SPEED_TARGET), *((q, QUALITY_TARGET) for q in QUALITY)):
+    for key in ("words_per_s", *QUALITY):
         if key not in lm:
             continue
         r = ratio(lm[key], peer[key])
+        if key == "words_per_s":
+            target, met = SPEED_TARGET, r is None or r >= SPEED_TARGET
+        else:
+            target = round(peer[key] - QUALITY_POINTS, 4)
+            met = lm[key] >= target
         line = {"bench": "word2vec", "metric": f"{key}_{corpus}_{model}",
                 "lmforge": round(lm[key], 4), "peer": round(peer[key], 4),
                 "peer_name": peer_name, "ratio": None if r is None else round(r, 4),
-                "target": target, "met": r is None or r >= target,
+                "target": target, "met": met,
                 "corpus": corpus, "model": model, "tokens": lm["tokens"],
                 "epochs": args.epochs, "workers": args.workers, "dim": args.dim,
                 "seeds": args.seeds}
