@@ -35,6 +35,8 @@ import time
 
 from lmforge.corpora import lm_corpus, stdlib_identifiers
 from lmforge.embeddings import (
+    FastText,
+    GloVe,
     KeyedVectors,
     Word2Vec,
     class_purity,
@@ -44,6 +46,7 @@ from lmforge.embeddings import (
     word_classes,
 )
 
+FASTTEXT_BUCKETS = 200_000  # both libraries (gensim's 2M default allocates 800 MB at d=100)
 SPEED_TARGET = 1.0
 QUALITY_POINTS = 0.02  # lmforge's accuracy may trail gensim's by at most 2 points
 QUALITY = ("analogy_acc", "city_country_acc", "class_purity")
@@ -67,31 +70,41 @@ def quality(kv: KeyedVectors) -> dict:
             "class_purity": class_purity(kv, word_classes("en", tokenize))}
 
 
-def train(impl: str, sents, sg: bool, seed: int, args) -> tuple[float, KeyedVectors]:
-    """Seconds (vocabulary build included) and the vectors of one training run."""
+def train(impl: str, sents, model: str, seed: int, args) -> tuple[float, KeyedVectors]:
+    """Seconds (vocabulary build included) and the vectors of one training run of
+    ``model`` (sg, cbow, fasttext: skip-gram over subwords, or glove: lmforge only)."""
     kw = dict(vector_size=args.dim, window=5, negative=5, min_count=5, sample=1e-3,
               epochs=args.epochs, workers=args.workers, seed=seed, alpha=0.025,
               min_alpha=1e-4)
+    sub = dict(min_n=3, max_n=6, bucket=FASTTEXT_BUCKETS)
     t0 = time.perf_counter()
     if impl == "gensim":
+        from gensim.models import FastText as GFastText
         from gensim.models import Word2Vec as GWord2Vec
-        g = GWord2Vec(sents, sg=int(sg), hs=0, **kw)
+        g = GFastText(sents, sg=1, hs=0, **sub, **kw) if model == "fasttext" else \
+            GWord2Vec(sents, sg=int(model == "sg"), hs=0, **kw)
         dt = time.perf_counter() - t0
         return dt, KeyedVectors(list(g.wv.index_to_key), g.wv.vectors)
-    m = Word2Vec(sg=sg, hs=False, **kw).fit(sents)
+    if model == "glove":
+        m = GloVe(vector_size=args.dim, seed=seed, epochs=args.glove_epochs).fit(sents)
+    elif model == "fasttext":
+        m = FastText(**sub, **kw).fit(sents)
+    else:
+        m = Word2Vec(sg=model == "sg", hs=False, **kw).fit(sents)
     return time.perf_counter() - t0, m.wv
 
 
-def measure(impl: str, sents, sg: bool, with_quality: bool, args) -> dict:
+def measure(impl: str, sents, model: str, with_quality: bool, args) -> dict:
     """Best words/s over the seeds and, if asked, the mean quality figures."""
     ntok = sum(map(len, sents))
     times, quals = [], []
     for seed in range(1, args.seeds + 1):
-        dt, kv = train(impl, sents, sg, seed, args)
+        dt, kv = train(impl, sents, model, seed, args)
         times.append(dt)
         if with_quality:
             quals.append(quality(kv))
-    rec = {"tokens": ntok, "seconds": min(times), "words_per_s": ntok * args.epochs / min(times)}
+    epochs = args.glove_epochs if model == "glove" else args.epochs
+    rec = {"tokens": ntok, "seconds": min(times), "words_per_s": ntok * epochs / min(times)}
     for key in QUALITY if with_quality else ():
         rec[key] = statistics.mean(q[key] for q in quals)
         rec[key + "_seeds"] = [round(q[key], 4) for q in quals]
@@ -111,6 +124,12 @@ def figure_lines(corpus: str, model: str, lm: dict, peer: dict, peer_name: str,
     lines = []
     for key in ("words_per_s", *QUALITY):
         if key not in lm:
+            continue
+        if peer is None:  # GloVe: reported beside the others, no gensim counterpart
+            lines.append({"bench": "word2vec", "metric": f"{key}_{corpus}_{model}",
+                          "lmforge": round(lm[key], 4), "peer": None, "peer_name": peer_name,
+                          "ratio": None, "target": None, "met": None, "corpus": corpus,
+                          "model": model, "tokens": lm["tokens"], "seeds": args.seeds})
             continue
         r = ratio(lm[key], peer[key])
         if key == "words_per_s":
@@ -132,11 +151,11 @@ def figure_lines(corpus: str, model: str, lm: dict, peer: dict, peer_name: str,
 
 
 def print_table(results: list[tuple[str, str, str, dict]]) -> None:
-    print(f"{'corpus':14} {'model':5} {'impl':8} {'tokens':>9} {'words/s':>10} "
+    print(f"{'corpus':14} {'model':8} {'impl':8} {'tokens':>9} {'words/s':>10} "
           f"{'analogy':>8} {'city':>6} {'purity':>7}")
     for corpus, model, impl, r in results:
         q = [f"{r[k]:.3f}" if k in r else "-" for k in QUALITY]
-        print(f"{corpus:14} {model:5} {impl:8} {r['tokens']:9d} {r['words_per_s']:10.0f} "
+        print(f"{corpus:14} {model:8} {impl:8} {r['tokens']:9d} {r['words_per_s']:10.0f} "
               f"{q[0]:>8} {q[1]:>6} {q[2]:>7}")
 
 
@@ -148,6 +167,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=1, help="runs per library (seeds 1..N)")
+    ap.add_argument("--glove-epochs", type=int, default=10, help="GloVe AdaGrad epochs")
     args = ap.parse_args()
     import gensim
 
@@ -158,12 +178,14 @@ def main() -> None:
         corpora["python-stdlib"] = stdlib_corpus(args.stdlib_tokens)
     results, lines = [], []
     for cname, sents in corpora.items():
-        for sg in (True, False):
-            model = "sg" if sg else "cbow"
-            res = {impl: measure(impl, sents, sg, cname == "world-en", args)
-                   for impl in ("gensim", "lmforge")}
+        world = cname == "world-en"
+        for model in ("sg", "cbow", "fasttext", "glove") if world else ("sg", "cbow"):
+            impls = ("lmforge",) if model == "glove" else ("gensim", "lmforge")
+            res = {impl: measure(impl, sents, model, world, args) for impl in impls}
             results += [(cname, model, impl, r) for impl, r in res.items()]
-            lines += figure_lines(cname, model, res["lmforge"], res["gensim"], peer_name, args)
+            lines += figure_lines(cname, model, res["lmforge"], res.get("gensim"),
+                                  peer_name if "gensim" in res else "none (gensim has no GloVe)",
+                                  args)
     print_table(results)
     for line in lines:
         print(json.dumps(line))
