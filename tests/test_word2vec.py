@@ -1,5 +1,8 @@
 """word2vec on the world corpus: planted analogies and classes are recovered."""
 
+import random
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -162,3 +165,25 @@ def test_chinese_char_and_jieba_tokens():
     pytest.importorskip("jieba")
     toks = tokenize("周婷星期二在超市买了一张床。", "zh", "jieba")
     assert "超市" in toks and "。" not in toks
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_build_encoded_equals_a_naive_count_and_encode(seed):
+    """Vocabulary: count >= min_count, sorted by count, ties in first-seen order, cut at
+    max_vocab; ids: in-vocabulary words only; empty sentences dropped; long ones split."""
+    rng = random.Random(seed)
+    sents = [[rng.choice("abcdefgh") for _ in range(rng.randint(0, 25))] for _ in range(30)]
+    min_count, max_vocab, max_len = rng.randint(1, 4), rng.choice([None, 4]), rng.choice([5, 99])
+    counts = Counter(w for s in sents for w in s)
+    kept = [w for w in dict.fromkeys(w for s in sents for w in s) if counts[w] >= min_count]
+    words = sorted(kept, key=lambda w: -counts[w])[:max_vocab]
+    ids, starts = [], [0]
+    for s in sents:
+        row = [words.index(w) for w in s if w in words]
+        for a in range(0, len(row), max_len):
+            ids += row[a:a + max_len]
+            starts.append(len(ids))
+    vocab, got_ids, got_starts = Vocab.build_encoded(sents, min_count, max_vocab,
+                                                     max_len=max_len)
+    assert vocab.words == words and vocab.counts.tolist() == [counts[w] for w in words]
+    assert got_ids.tolist() == ids and got_starts.tolist() == starts

@@ -396,16 +396,6 @@ class FastText:
         self.syn1neg: np.ndarray | None = None
         self.stats: dict = {}
 
-    def build_vocab(self, sentences) -> Vocab:
-        cfg = self.config
-        vocab = Vocab.build(sentences, cfg.min_count, cfg.max_vocab)
-        if len(vocab) < max(2, cfg.window):
-            raise EmbeddingError(
-                f"vocabulary of {len(vocab)} word(s) is smaller than the window "
-                f"({cfg.window}); lower min_count or window, or use a larger corpus")
-        self.vocab = vocab
-        return vocab
-
     def _init_weights(self, rows: int, v: int) -> tuple[np.ndarray, np.ndarray]:
         """``z ~ U[−1/d, 1/d)`` for all input rows, ``u = 0`` (fastText, gensim)."""
         d = self.config.vector_size
@@ -416,8 +406,9 @@ class FastText:
     def fit(self, sentences: Sequence[list[str]]) -> FastText:
         cfg = self.config
         t0 = time.perf_counter()
-        vocab = self.build_vocab(sentences)
-        tokens, starts = vocab.encode(sentences)
+        vocab, tokens, starts = Vocab.build_encoded(list(sentences), cfg.min_count,
+                                                    cfg.max_vocab, cfg.window)
+        self.vocab = vocab
         if len(tokens) < 2:
             raise EmbeddingError("the corpus has fewer than 2 in-vocabulary tokens")
         sub = _compact_subwords(vocab.words, cfg.min_n, cfg.max_n, cfg.bucket)

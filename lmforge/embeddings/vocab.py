@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +58,19 @@ def tokenize(text: str, lang: str = "en", zh_mode: str = "char",
     return [t.lower() for t in toks] if lowercase else toks
 
 
+def _sentence_starts(lengths: np.ndarray, max_len: int) -> np.ndarray:
+    """int64 starts of the non-empty sentences of ``lengths``, each cut into pieces of at
+    most ``max_len`` (longer ones split, as the C tool's MAX_SENTENCE_LENGTH does)."""
+    lengths = lengths[lengths > 0]
+    if lengths.size == 0 or lengths.max() <= max_len:
+        return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    starts, pos = [0], 0
+    for n in lengths.tolist():
+        starts += [pos + a + min(max_len, n - a) for a in range(0, n, max_len)]
+        pos += n
+    return np.asarray(starts, dtype=np.int64)
+
+
 @dataclass
 class Vocab:
     """Words sorted by count (descending) with their counts."""
@@ -91,19 +104,46 @@ class Vocab:
         counts = np.array([k for _, k in items], dtype=np.int64)
         return cls(words, counts, {w: i for i, w in enumerate(words)}, n)
 
-    def encode(self, sentences: Iterable[list[str]], max_len: int = 10000
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Flat int32 token ids (out-of-vocabulary words dropped) and int64 sentence
-        starts (``len = n_sentences + 1``). Sentences longer than ``max_len`` are split."""
-        get = self.index.get
-        ids: list[int] = []
-        starts = [0]
-        for s in sentences:
-            row = [i for i in map(get, s) if i is not None]
-            for a in range(0, len(row), max_len):
-                ids.extend(row[a:a + max_len])
-                starts.append(len(ids))
-        return np.asarray(ids, dtype=np.int32), np.asarray(starts, dtype=np.int64)
+    @classmethod
+    def build_encoded(cls, sentences: Sequence[list[str]], min_count: int = 5,
+                      max_vocab: int | None = None, window: int = 1, max_len: int = 10000
+                      ) -> tuple[Vocab, np.ndarray, np.ndarray]:
+        """The vocabulary of :meth:`build` and the corpus as flat int32 ids (out-of-
+        vocabulary words dropped) with int64 sentence starts, in one pass over the words.
+
+        Every token gets a provisional id in first-seen order; ``np.bincount`` counts
+        them; a stable sort by descending count gives the same vocabulary as ``build``;
+        the provisional ids are then remapped and out-of-vocabulary ones dropped. Raises
+        ``EmbeddingError`` when the vocabulary is smaller than ``window`` (or 2)."""
+        index: dict[str, int] = {}
+        first_seen = index.setdefault
+        lens = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+        n = int(lens.sum())
+        if n == 0:
+            raise DataError("the corpus is empty: no tokens to train on")
+        codes = np.fromiter([first_seen(w, len(index)) for s in sentences for w in s],
+                            dtype=np.int64, count=n)
+        raw_counts = np.bincount(codes)
+        order = np.argsort(-raw_counts, kind="stable")
+        order = order[raw_counts[order] >= min_count][:max_vocab]
+        if order.size == 0:
+            raise EmbeddingError(f"no word occurs at least min_count={min_count} times "
+                                 f"(corpus has {n} tokens, {len(index)} distinct words)")
+        if order.size < max(2, window):
+            raise EmbeddingError(
+                f"vocabulary of {order.size} word(s) is smaller than the window "
+                f"({window}); lower min_count or window, or use a larger corpus")
+        words_by_code = list(index)
+        words = [words_by_code[c] for c in order.tolist()]
+        vocab = cls(words, raw_counts[order].astype(np.int64),
+                    {w: i for i, w in enumerate(words)}, n)
+        remap = np.full(len(index), -1, dtype=np.int32)
+        remap[order] = np.arange(order.size, dtype=np.int32)
+        ids = remap[codes]
+        kept = ids >= 0
+        sent_of = np.repeat(np.arange(len(sentences)), lens)
+        new_lens = np.bincount(sent_of[kept], minlength=len(sentences))
+        return vocab, ids[kept], _sentence_starts(new_lens, max_len)
 
     def keep_probs(self, sample: float) -> np.ndarray:
         """Subsampling keep probabilities (1.0 everywhere when ``sample <= 0``)."""

@@ -40,7 +40,7 @@ a fixed ``workers=1``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -308,21 +308,12 @@ class Word2Vec:
         self.wv: KeyedVectors | None = None
         self.stats: dict = {}
 
-    def build_vocab(self, sentences: Iterable[list[str]]) -> Vocab:
-        cfg = self.config
-        vocab = Vocab.build(sentences, cfg.min_count, cfg.max_vocab)
-        if len(vocab) < max(2, cfg.window):
-            raise EmbeddingError(
-                f"vocabulary of {len(vocab)} word(s) is smaller than the window "
-                f"({cfg.window}); lower min_count or window, or use a larger corpus")
-        self.vocab = vocab
-        return vocab
-
     def fit(self, sentences: Sequence[list[str]]) -> Word2Vec:
         cfg = self.config
         t0 = time.perf_counter()
-        vocab = self.build_vocab(sentences)
-        tokens, starts = vocab.encode(sentences)
+        vocab, tokens, starts = Vocab.build_encoded(list(sentences), cfg.min_count,
+                                                    cfg.max_vocab, cfg.window)
+        self.vocab = vocab
         if len(tokens) < 2:
             raise EmbeddingError("the corpus has fewer than 2 in-vocabulary tokens")
         t_vocab = time.perf_counter() - t0
