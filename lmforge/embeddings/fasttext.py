@@ -64,11 +64,11 @@ from .vocab import EmbeddingError, Vocab, WordNotInVocabulary
 from .word2vec import (
     HAVE_NUMBA,
     Word2VecConfig,
+    _chunk_rng,
     _chunks,
-    _decayed_alpha,
-    _lcg,
     _out_layer,
-    _subsample,
+    _sentence,
+    _window,
     njit,
     numba,
     prange,
@@ -335,27 +335,20 @@ def _train_epoch_ft(syn0, syn1neg, sub_starts, sub_ids, tokens, starts, chunk_se
     points = np.zeros((1, 1), dtype=np.int32)
     lengths = np.zeros(1, dtype=np.int32)
     for c in prange(n_chunks):
-        rng = np.uint64(seed) * np.uint64(1000003) + np.uint64(c) * np.uint64(7919) + np.uint64(1)
+        rng = _chunk_rng(seed, c)
         h = np.empty(d, dtype=np.float32)
         e = np.empty(d, dtype=np.float32)
         pos = chunk_offsets[c]
-        s0 = chunk_sents[c]
-        s1 = chunk_sents[c + 1]
-        buf = np.empty(max(1, starts[s1] - starts[s0]), dtype=np.int32)
+        buf = np.empty(max(1, starts[chunk_sents[c + 1]] - starts[chunk_sents[c]]),
+                       dtype=np.int32)
         ntr = 0
-        for s in range(s0, s1):
-            a = starts[s]
-            b = starts[s + 1]
-            alpha = _decayed_alpha(alpha0, min_alpha, done_before + pos, total_run)
-            pos += b - a
-            n, rng = _subsample(tokens, a, b, keep, rng, buf)
+        for s in range(chunk_sents[c], chunk_sents[c + 1]):
+            alpha, n, rng, pos = _sentence(tokens, starts, s, keep, rng, buf, pos, alpha0,
+                                           min_alpha, done_before, total_run)
             ntr += n
             for i in range(n):
                 word = buf[i]
-                rng = _lcg(rng)
-                red = np.int64(rng % np.uint64(window))
-                lo = max(0, i - window + red)
-                hi = min(n, i + window - red + 1)
+                lo, hi, rng = _window(rng, window, i, n)
                 g0 = sub_starts[word]
                 g1 = sub_starts[word + 1]
                 for j in range(lo, hi):

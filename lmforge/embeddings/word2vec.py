@@ -202,6 +202,33 @@ def _subsample(tokens, a, b, keep, rng, buf):
     return n, rng
 
 
+@njit(inline="always", fastmath=True, cache=True)
+def _chunk_rng(seed, c):
+    """The starting LCG state of chunk ``c`` (each chunk draws its own stream)."""
+    return np.uint64(seed) * np.uint64(1000003) + np.uint64(c) * np.uint64(7919) + np.uint64(1)
+
+
+@njit(inline="always", fastmath=True, cache=True)
+def _sentence(tokens, starts, s, keep, rng, buf, pos, alpha0, min_alpha, done_before,
+              total_run):
+    """Subsample sentence ``s`` into ``buf`` at the learning rate of corpus position
+    ``pos``; returns (alpha, kept count, rng, position after the sentence)."""
+    a = starts[s]
+    b = starts[s + 1]
+    alpha = _decayed_alpha(alpha0, min_alpha, done_before + pos, total_run)
+    n, rng = _subsample(tokens, a, b, keep, rng, buf)
+    return alpha, n, rng, pos + b - a
+
+
+@njit(inline="always", fastmath=True, cache=True)
+def _window(rng, window, i, n):
+    """The dynamic window around position ``i`` of ``n``: ``b ~ U{0..window-1}``, context
+    ``[i - window + b, i + window - b]``; returns (lo, hi exclusive, rng)."""
+    rng = _lcg(rng)
+    red = np.int64(rng % np.uint64(window))
+    return max(0, i - window + red), min(n, i + window - red + 1), rng
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _train_epoch(syn0, syn1neg, syn1, tokens, starts, chunk_sents, chunk_offsets,
                  keep, table, codes, points, lengths, sg, hs, negative, window,
@@ -211,27 +238,20 @@ def _train_epoch(syn0, syn1neg, syn1, tokens, starts, chunk_sents, chunk_offsets
     d = syn0.shape[1]
     trained = np.zeros(n_chunks, dtype=np.int64)
     for c in prange(n_chunks):
-        rng = np.uint64(seed) * np.uint64(1000003) + np.uint64(c) * np.uint64(7919) + np.uint64(1)
+        rng = _chunk_rng(seed, c)
         h = np.empty(d, dtype=np.float32)
         e = np.empty(d, dtype=np.float32)
         pos = chunk_offsets[c]
-        s0 = chunk_sents[c]
-        s1 = chunk_sents[c + 1]
-        buf = np.empty(max(1, starts[s1] - starts[s0]), dtype=np.int32)
+        buf = np.empty(max(1, starts[chunk_sents[c + 1]] - starts[chunk_sents[c]]),
+                       dtype=np.int32)
         ntr = 0
-        for s in range(s0, s1):
-            a = starts[s]
-            b = starts[s + 1]
-            alpha = _decayed_alpha(alpha0, min_alpha, done_before + pos, total_run)
-            pos += b - a
-            n, rng = _subsample(tokens, a, b, keep, rng, buf)
+        for s in range(chunk_sents[c], chunk_sents[c + 1]):
+            alpha, n, rng, pos = _sentence(tokens, starts, s, keep, rng, buf, pos, alpha0,
+                                           min_alpha, done_before, total_run)
             ntr += n
             for i in range(n):
                 word = buf[i]
-                rng = _lcg(rng)
-                red = np.int64(rng % np.uint64(window))
-                lo = max(0, i - window + red)
-                hi = min(n, i + window - red + 1)
+                lo, hi, rng = _window(rng, window, i, n)
                 if sg:
                     for j in range(lo, hi):
                         if j == i:
