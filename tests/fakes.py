@@ -1,4 +1,18 @@
-"""Test doubles shared by several test files."""
+"""Test doubles and helpers shared by several test files."""
+
+import pytest
+
+from lmforge.cli import main
+
+
+def run_cli(args, capsys=None):
+    """Run ``lmforge ARGS`` in-process: ``(exit code, stdout, stderr)`` (the outputs are
+    empty strings without ``capsys``)."""
+    with pytest.raises(SystemExit) as e:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr() if capsys is not None else None
+    return e.value.code, out.out if out else "", out.err if out else ""
 
 
 class ByteTokenizer:

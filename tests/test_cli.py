@@ -4,21 +4,12 @@ import subprocess
 import sys
 
 import pytest
-
-from lmforge.cli import main
+from fakes import run_cli
 
 VERBS = [["data", "prepare"], ["corpus", "world"], ["tokenizer", "train"],
          ["tokenizer", "encode"], ["pretrain"], ["generate"], ["evaluate"], ["quickstart"],
          ["convert"], ["viz", "attention"], ["embed-text"], ["embed", "train"],
          ["embed", "query"], ["embed", "analogy"], ["embed", "plot"]]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 def test_top_level_help_lists_verbs(capsys):

@@ -348,7 +348,8 @@ def test_convert_run_writes_tokenizer(tmp_path):
     deberta-world recipe writes it): transformers loads model and tokenizer, which agree
     with lmforge's."""
     transformers = pytest.importorskip("transformers")
-    from lmforge.cli import main
+    from fakes import run_cli
+
     from lmforge.tokenize import train_tokenizer
     from lmforge.train.checkpoint import checkpoint_path, save_checkpoint
 
@@ -358,10 +359,8 @@ def test_convert_run_writes_tokenizer(tmp_path):
     save_checkpoint(checkpoint_path(tmp_path / "run", 10), model, optimizer_payload={},
                     trainer_state={"step": 10, "seed": 0, "config": {}, "val_loss": 1.0},
                     tokenizer=tok)
-    with pytest.raises(SystemExit) as e:
-        main(["convert", str(tmp_path / "run"), str(tmp_path / "hf"), "--to", "hf"])
-        raise SystemExit(0)
-    assert e.value.code == 0
+    code, _, _ = run_cli(["convert", str(tmp_path / "run"), str(tmp_path / "hf"), "--to", "hf"])
+    assert code == 0
     names = sorted(p.name for p in (tmp_path / "hf").iterdir())
     assert names == ["config.json", "model.safetensors", "tokenizer.json",
                      "tokenizer_config.json"]

@@ -4,30 +4,20 @@ import json
 
 import numpy as np
 import pytest
+from fakes import run_cli
 
-from lmforge.cli import main
 from lmforge.embeddings.recipe import load_vectors
 
 pytest.importorskip("numba")
 
 
-def run(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("w2v")
-    with pytest.raises(SystemExit) as e:
-        main(["embed", "train", "w2v-world", "--set", f"run.out_dir={out}",
-              "--set", "data.world_sentences=8000", "--set", "word2vec.vector_size=48",
-              "--set", "word2vec.epochs=3"])
-        raise SystemExit(0)
-    assert e.value.code == 0
+    code, _, _ = run_cli(["embed", "train", "w2v-world", "--set", f"run.out_dir={out}",
+                          "--set", "data.world_sentences=8000",
+                          "--set", "word2vec.vector_size=48", "--set", "word2vec.epochs=3"])
+    assert code == 0
     return out
 
 
@@ -42,27 +32,27 @@ def test_train_writes_gensim_readable_vectors_that_learned_the_world(trained):
 
 
 def test_query_analogy_plot(trained, tmp_path, capsys):
-    code, out, err = run(["embed", "analogy", str(trained), "Paris", "France", "Tokyo",
+    code, out, err = run_cli(["embed", "analogy", str(trained), "Paris", "France", "Tokyo",
                           "--topn", "5"], capsys)
     assert code == 0, err
     countries = {"Japan", "China", "Korea", "India", "France", "Britain", "Germany", "Italy",
                  "Spain", "America", "Canada", "Australia"}
     assert out.split()[0] in countries  # the answer is a country
-    code, out, err = run(["embed", "query", str(trained), "--word", "teacher", "--topn", "3"],
+    code, out, err = run_cli(["embed", "query", str(trained), "--word", "teacher", "--topn", "3"],
                          capsys)
     assert code == 0 and out.startswith("teacher:")
     png = tmp_path / "w.png"
-    code, out, err = run(["embed", "plot", str(trained), "--word", "Paris", "--word", "France",
+    code, out, err = run_cli(["embed", "plot", str(trained), "--word", "Paris", "--word", "France",
                           "--word", "Tokyo", "--out", str(png)], capsys)
     assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_user_errors(trained, tmp_path, capsys):
-    code, _, err = run(["embed", "query", str(trained), "--word", "nosuchword"], capsys)
+    code, _, err = run_cli(["embed", "query", str(trained), "--word", "nosuchword"], capsys)
     assert code == 2 and "not in the vocabulary" in err
-    code, _, err = run(["embed", "train", "w2v-world", "--set", "word2vec.windo=3"], capsys)
+    code, _, err = run_cli(["embed", "train", "w2v-world", "--set", "word2vec.windo=3"], capsys)
     assert code == 2 and "windo" in err and "window" in err
-    code, _, err = run(["embed", "query", str(tmp_path / "none"), "--word", "x"], capsys)
+    code, _, err = run_cli(["embed", "query", str(tmp_path / "none"), "--word", "x"], capsys)
     assert code == 2 and "no word vectors" in err
 
 
@@ -86,7 +76,7 @@ def test_fasttext_recipe_writes_facebook_bin_and_answers_oov_queries(tmp_path, c
     from lmforge.embeddings import FastTextKeyedVectors, KeyedVectors
 
     out = tmp_path / "ft"
-    code, _, err = run(["embed", "train", "fasttext-world", "--set", f"run.out_dir={out}",
+    code, _, err = run_cli(["embed", "train", "fasttext-world", "--set", f"run.out_dir={out}",
                         "--set", "data.world_sentences=4000", "--set", "fasttext.vector_size=32",
                         "--set", "fasttext.epochs=5", "--set", "fasttext.min_count=2",
                         "--set", "fasttext.bucket=100000", "--set", "fasttext.workers=1",
@@ -105,7 +95,7 @@ def test_fasttext_recipe_writes_facebook_bin_and_answers_oov_queries(tmp_path, c
     args = ["embed", "query", str(out), "--topn", "1"]
     for wrong in MISSPELT:
         args += ["--word", wrong]
-    code, text, err = run(args, capsys)
+    code, text, err = run_cli(args, capsys)
     assert code == 0, err
     top = {w: ns[0] for w, ns in _neighbours(text).items()}
     assert all(w not in kv for w in MISSPELT)
@@ -114,7 +104,7 @@ def test_fasttext_recipe_writes_facebook_bin_and_answers_oov_queries(tmp_path, c
 
 def test_glove_recipe(tmp_path, capsys):
     out = tmp_path / "glove"
-    code, text, err = run(["embed", "train", "w2v-world", "--set", "algorithm=glove",
+    code, text, err = run_cli(["embed", "train", "w2v-world", "--set", "algorithm=glove",
                            "--set", f"run.out_dir={out}", "--set", "data.world_sentences=4000",
                            "--set", "glove.vector_size=30", "--set", "glove.window=5",
                            "--set", "glove.epochs=15", "--set", "glove.chunk_tokens=10000"],

@@ -15,8 +15,8 @@ random     0.004                       0.13          no
 
 import numpy as np
 import pytest
+from fakes import run_cli
 
-from lmforge.cli import main
 from lmforge.config import RECIPE_DIR
 from lmforge.embeddings import (
     KeyedVectors,
@@ -71,9 +71,8 @@ def test_chinese_analogies_and_classes_are_learned(trained):
 
 def test_cli_answers_the_chinese_analogy(trained, capsys):
     out, _kv, _stats = trained
-    with pytest.raises(SystemExit) as e:
-        main(["embed", "analogy", str(out), "巴黎", "法国", "东京", "--topn", "3"])
-        raise SystemExit(0)
-    assert e.value.code == 0
-    answers = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    code, stdout, _ = run_cli(["embed", "analogy", str(out), "巴黎", "法国", "东京", "--topn",
+                               "3"], capsys)
+    assert code == 0
+    answers = [line.split("\t")[0] for line in stdout.splitlines()]
     assert "日本" in answers, answers

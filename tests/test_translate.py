@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fakes import run_cli
 
-from lmforge.cli import main
 from lmforge.errors import LmforgeError
 from lmforge.generate.seq2seq import translate
 from lmforge.models.rnn import Seq2Seq, Seq2SeqConfig, collate_pairs, strip_ids
@@ -65,10 +65,8 @@ def test_cli_generate_translates(tok, tmp_path, capsys):
     model = models(tok)[1]
     model.save_pretrained(tmp_path / "m")
     tok.save(tmp_path / "m")
-    with pytest.raises(SystemExit) as e:
-        main(["generate", str(tmp_path / "m"), "--prompt", TEXTS[0], "--prompt", TEXTS[1],
-              "--max-new-tokens", "12"])
-        raise SystemExit(0)
-    assert e.value.code == 0
-    out = capsys.readouterr().out.splitlines()
+    code, stdout, _ = run_cli(["generate", str(tmp_path / "m"), "--prompt", TEXTS[0],
+                               "--prompt", TEXTS[1], "--max-new-tokens", "12"], capsys)
+    assert code == 0
+    out = stdout.splitlines()
     assert out == translate(model, tok, TEXTS[:2], max_new_tokens=12)
