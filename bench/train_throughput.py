@@ -17,7 +17,22 @@ load from other jobs on a shared machine hits them all alike:
   (:func:`lmforge.train.resolve_precision` with ``precision: auto``,
   :class:`lmforge.train.CausalLMObjective` under the trainer's autocast,
   :func:`lmforge.train.build_optimizer`, foreach gradient clipping), i.e. what
-  ``Trainer.fit`` runs per step minus logging; also forced to bf16 for reference.
+  ``Trainer.fit`` runs per step minus logging; also forced to bf16 for reference;
+- with ``--compile``, ``lmforge compiled``: the same step with the model wrapped in
+  ``torch.compile`` (default mode, inductor), as ``train.compile: true`` does; the
+  compile time (first step minus an eager step) is printed and reported.
+
+``--profile`` runs ``torch.profiler`` over lmforge's step and prints where the time goes
+(matmuls, attention, GELU, norms, optimizer, rest). The roofline line gives the fastest
+step the fp32 (or bf16) matmul peak allows: the FLOPs of a step / the peak.
+
+glibc's malloc gives freed blocks back to the kernel (trim, and mmap for large blocks),
+so an implementation that allocates many large temporaries pays page faults on every
+step, and how many depends on what ran before it in the same process: interleaved with
+the other models, ``transformers`` fp32 took 200k faults and ~1 s extra a step. The
+script therefore raises glibc's trim and mmap thresholds first (``mallopt``, what a
+jemalloc/tcmalloc preload also achieves), which helps the peers, not lmforge (0 faults a
+step either way).
 
 MFU = achieved FLOP/s / matmul peak, with FLOPs per token = 6 N + 12 L d T (Kaplan /
 PaLM: N parameters, attention scores and values over context T). The peaks are 2048^2
@@ -109,8 +124,9 @@ def make_plain_step(model: nn.Module, logits_fn, dtype):
     return step
 
 
-def make_lmforge_step(precision: str):
-    """The per-step work of ``Trainer.fit`` (forward_backward, clip, AdamW, zero_grad)."""
+def make_lmforge_step(precision: str, compile: bool = False):
+    """The per-step work of ``Trainer.fit`` (forward_backward, clip, AdamW, zero_grad);
+    ``compile`` wraps the model in ``torch.compile`` the way ``train.compile`` does."""
     from lmforge.config import TrainConfig
     from lmforge.models.gpt import GPT, GPTConfig
     from lmforge.train import CausalLMObjective, build_optimizer, param_groups, resolve_precision
@@ -127,10 +143,11 @@ def make_lmforge_step(precision: str):
         opt = build_optimizer(model, cfg)
     objective = CausalLMObjective()
     params = [p for g in param_groups(model, 0.0) for p in g["params"]]
+    net = torch.compile(model) if compile else model
 
     def step(x, y):
         with autocast(device, amp):
-            loss, _, _ = objective(model, (x, y))
+            loss, _, _ = objective(net, (x, y))
         loss.float().backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
         opt.step()
@@ -139,7 +156,7 @@ def make_lmforge_step(precision: str):
     return model, step, amp
 
 
-def build_impls(with_bf16_lmforge: bool):
+def build_impls(with_bf16_lmforge: bool, with_compiled: bool = False):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     impls = {}
@@ -162,10 +179,28 @@ def build_impls(with_bf16_lmforge: bool):
         torch.manual_seed(0)
         model, step, _ = make_lmforge_step("bf16")
         impls["lmforge bf16"] = (model, step)
+    if with_compiled:
+        torch.manual_seed(0)
+        model, step, _ = make_lmforge_step("auto", compile=True)
+        impls["lmforge compiled"] = (model, step)
     return impls, f"lmforge auto ({auto})", amp
 
 
 # ----------------------------------------------------------------- measurements
+
+def keep_freed_memory() -> None:
+    """Stop glibc returning freed heap to the kernel (M_TRIM_THRESHOLD) and serve blocks
+    up to 32 MiB from the heap (M_MMAP_THRESHOLD), so steps do not page-fault."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD (glibc's maximum on 64-bit)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
     """Best-of-``reps`` GFLOP/s of an n x n matmul in ``dtype``."""
@@ -183,6 +218,35 @@ def flops_per_token(n_params: int) -> float:
     return 6 * n_params + 12 * N_LAYER * D_MODEL * CONTEXT
 
 
+# aten op -> what it is, for the profile summary (first matching prefix wins)
+PROFILE_GROUPS = (("aten::mm", "matmul"), ("aten::addmm", "matmul"), ("aten::bmm", "matmul"),
+                  ("aten::_scaled_dot_product", "attention (SDPA)"),
+                  ("aten::gelu", "GELU fwd+bwd"), ("aten::native_layer_norm", "layer norm"),
+                  ("aten::_fused_adamw", "AdamW + clipping"),
+                  ("aten::linalg_vector_norm", "AdamW + clipping"),
+                  ("aten::copy_", "copies"), ("aten::cat", "copies"))
+
+
+def profile_step(step, x, y, steps: int = 3) -> None:
+    """torch.profiler over ``steps`` steps: self CPU time per op group, then the top ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step(x, y)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    groups: dict[str, float] = {}
+    for e in events:
+        group = next((g for prefix, g in PROFILE_GROUPS if e.key.startswith(prefix)),
+                     "everything else")
+        groups[group] = groups.get(group, 0.0) + e.self_cpu_time_total
+    print(f"torch.profiler, lmforge step ({steps} steps, self CPU time per step):")
+    for group, us in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"  {group:<20}{us / steps / 1e3:>9.1f} ms {us / total:>7.1%}")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=48))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps (for make bench)")
@@ -190,18 +254,26 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=None, help="rounds over all implementations")
     ap.add_argument("--no-lmforge-bf16", action="store_true",
                     help="skip the forced-bf16 lmforge row when auto picks fp32")
+    ap.add_argument("--compile", action="store_true",
+                    help="add lmforge with torch.compile (train.compile: true)")
+    ap.add_argument("--profile", action="store_true",
+                    help="print a torch.profiler breakdown of lmforge's step")
     args = ap.parse_args()
     steps = args.steps or (2 if args.quick else 4)
     reps = args.reps or (2 if args.quick else 3)
 
+    keep_freed_memory()
     torch.manual_seed(0)
-    impls, lmf_name, lmf_amp = build_impls(not args.no_lmforge_bf16)
+    impls, lmf_name, lmf_amp = build_impls(not args.no_lmforge_bf16, args.compile)
     x = torch.randint(0, VOCAB, (BATCH, CONTEXT))
     y = torch.randint(0, VOCAB, (BATCH, CONTEXT))
 
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    for _, step in impls.values():  # warm-up: allocator, oneDNN primitives, AdamW state
+    first: dict[str, float] = {}
+    for name, (_, step) in impls.items():  # warm-up: allocator, oneDNN, AdamW state, compile
+        t = time.perf_counter()
         step(x, y)
+        first[name] = time.perf_counter() - t
         step(x, y)
     times: dict[str, list[float]] = {k: [] for k in impls}
     for _ in range(reps):
@@ -245,6 +317,25 @@ def main() -> None:
 
     lmf = rows[lmf_name]
     own = "fp32" if lmf_amp is None else "bf16"
+    # Roofline: a step's FLOPs at the matmul peak, with nothing else costing any time.
+    hf_med = tokens / rows["transformers fp32"]["tok_s"]
+    hf_best = rows["transformers fp32"]["spread"][0]
+    for prec in ("fp32", "bf16"):
+        fastest = tokens * flops_per_token(lmf["n_params"]) / (peak[prec] * 1e9)
+        print(f"roofline {prec}: a step at the {prec} matmul peak takes {fastest:.2f} s "
+              f"({tokens / fastest:.0f} tok/s): at most {hf_med / fastest:.2f}x transformers "
+              f"fp32's median step, {hf_best / fastest:.2f}x its best step")
+    if "lmforge compiled" in rows:
+        compile_s = first["lmforge compiled"] - statistics.median(times["lmforge compiled"])
+        speedup = rows["lmforge compiled"]["tok_s"] / lmf["tok_s"]
+        print(f"torch.compile: {compile_s:.1f} s to compile, then {speedup:.2f}x "
+              f"{lmf_name}")
+        print(json.dumps({"bench": "train_throughput", "metric": "compile_speedup",
+                          "lmforge": round(rows["lmforge compiled"]["tok_s"], 1),
+                          "peer": round(lmf["tok_s"], 1), "peer_name": lmf_name,
+                          "ratio": round(speedup, 3), "compile_s": round(compile_s, 1)}))
+    if args.profile:
+        profile_step(impls[lmf_name][1], x, y)
     figures = [
         ("tok_per_s_vs_hf_fp32", lmf["tok_s"], rows["transformers fp32"]["tok_s"],
          "transformers fp32", 3.0),

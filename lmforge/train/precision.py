@@ -2,8 +2,9 @@
 
 ``precision="auto"`` trains under bf16 autocast where the hardware has fast bf16 matrix
 units (CUDA GPUs with bf16, CPUs with AMX tiles) and in plain fp32 elsewhere. AVX512-BF16
-alone is not enough: measured on such a CPU, a 1024² bf16 matmul ran slower than fp32
-(68 vs 89 GFLOP/s), while AMX makes it ~6x faster.
+alone is not enough: its ``vdpbf16ps`` does the FLOPs of two fp32 FMAs per cycle, and
+measured on such a CPU a 2048² bf16 matmul ran at half the fp32 rate (166 vs 331
+GFLOP/s), while AMX makes it ~6x faster.
 Under autocast only the matmul-heavy operations (linear layers, attention) run in bf16;
 the parameters, their gradients and the AdamW moments stay fp32 ("master weights"), and
 objectives cast logits to fp32 before the softmax/cross-entropy.
