@@ -22,8 +22,15 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=15
 
+# The speed benchmarks at quick sizes (a few minutes each); docs/benchmarks.md gives the
+# full-size commands, and bench/recipes.py (hours) is run by hand.
 bench: $(STAMP)
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+	@echo "== bench/train_throughput.py --quick"; $(PY) bench/train_throughput.py --quick
+	@echo "== bench/decode.py --quick"; $(PY) bench/decode.py --quick
+	@echo "== bench/word2vec.py (small corpora)"; \
+	  $(PY) bench/word2vec.py --world 50000 --stdlib-tokens 500000
+	@echo "== bench/recurrent.py"; $(PY) bench/recurrent.py
+	@echo "== bench/prepare_memory.py --sizes 50"; $(PY) bench/prepare_memory.py --sizes 50
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
