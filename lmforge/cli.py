@@ -217,7 +217,8 @@ def generate(
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                            top_p=top_p, repetition_penalty=repetition_penalty,
                            stop=list(stop or []), seed=seed)
-    m, tok = load_pretrained(model, quantize=quantize.value if quantize else None)
+    m, tok = load_pretrained(model, quantize=quantize.value if quantize else None,
+                             require_tokenizer=True)
     prompts = list(prompt or [""])
     from .generate.seq2seq import is_encoder_decoder, translate
 
@@ -333,13 +334,19 @@ def embed_text(
 ):
     """Sentence embeddings (one row per text) from a BERT-family encoder."""
     from .embeddings import embed_text as run_embed
-    from .embeddings.export import summarize, write_embeddings
+    from .embeddings.export import check_embeddings_path, summarize, write_embeddings
 
+    if out is not None:
+        check_embeddings_path(out)  # before the model runs, so no work is lost
     texts = list(text or [])
     if data:
         from .data.readers import iter_documents
+        from .errors import DataError
 
-        texts += [d.text for d in iter_documents(data, field=field, column=column)]
+        docs = [d.text for d in iter_documents(data, field=field, column=column)]
+        if not docs:
+            raise DataError(f"empty corpus: no documents in {' '.join(map(str, data))}")
+        texts += docs
     if not texts:
         raise LmforgeError("give --text or --data: there is nothing to embed")
     if pooling is not None and pooling not in ("mean", "cls", "max"):
@@ -392,9 +399,10 @@ def embed_query(
     from .embeddings.recipe import load_vectors
 
     kv = load_vectors(model)
-    for w in word:
+    answers = [(w, kv.most_similar(w, topn=topn)) for w in word]  # every word checked first
+    for w, neighbours in answers:
         _echo(f"{w}:")
-        for other, cos in kv.most_similar(w, topn=topn):
+        for other, cos in neighbours:
             _echo(f"  {other}\t{cos:.4f}")
 
 

@@ -135,7 +135,7 @@ class Recipe(_Section):
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    model: Any = Field(default_factory=lambda: {"arch": "gpt"})
+    model: Any = Field(default_factory=lambda: {"arch": "gpt"}, validate_default=True)
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
 
@@ -265,6 +265,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def load_yaml(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"recipe {p} is a folder, not a YAML file")
     if not p.is_file():
         raise ConfigError(f"recipe {p} not found")
     try:
@@ -316,6 +318,8 @@ def resolve_recipe_path(name_or_path: str, folder: Path = RECIPE_DIR) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p
+    if p.is_dir():
+        raise ConfigError(f"recipe {p} is a folder, not a YAML file")
     builtin = folder / f"{name_or_path}.yaml"
     if p.suffix == "" and builtin.is_file():
         return builtin

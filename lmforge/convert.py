@@ -44,8 +44,12 @@ def import_hf(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path
 
     src_dir, dst = resolve_model_dir(src), Path(dst)
     if not is_hf_folder(src_dir):
-        raise CheckpointError(f"{src_dir} is already an lmforge model (its config.json has "
-                              "'arch'); convert it with to='hf'")
+        cfg = read_hf_config(src_dir)  # a corrupt config.json is reported as such
+        if "arch" in cfg:
+            raise CheckpointError(f"{src_dir} is already an lmforge model (its config.json "
+                                  "has 'arch'); convert it with to='hf'")
+        raise CheckpointError(f"{src_dir / 'config.json'} has no 'model_type'; it is not a "
+                              "Hugging Face model folder")
     _check_dst(src_dir, dst, overwrite)
     model_type = read_hf_config(src_dir).get("model_type")
     model, tokenizer = load_hf_folder(src_dir)

@@ -147,6 +147,8 @@ def load_hf_folder(folder: str | Path):
         model = converter.load(cfg, state)
     except CheckpointError as e:
         raise CheckpointError(f"{folder}: {e}") from None
+    except (ValueError, TypeError) as e:  # int("x"), float([1]), ... on a config field
+        raise CheckpointError(f"{folder / 'config.json'} has an invalid value: {e}") from None
     return model, hf_tokenizer(folder)
 
 
@@ -154,7 +156,8 @@ QUANTIZE_MODES = {"int8": "weight-only", "int8-dynamic": "dynamic"}
 
 
 def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None, quantize: str | None = None):
+                    dtype: torch.dtype | None = None, quantize: str | None = None,
+                    require_tokenizer: bool = False):
     """``model, tokenizer = load_pretrained(path_or_run)``; the model is in eval mode.
 
     ``path`` is an lmforge model or run folder, a Hugging Face folder, or a Hugging Face
@@ -162,6 +165,8 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu",
     the folder has none. ``dtype`` casts the weights (they load as stored: fp32).
     ``quantize`` (CPU inference only) turns every linear layer int8: ``"int8"`` weights
     only, ``"int8-dynamic"`` weights and activations (:mod:`lmforge.compress.quantize`).
+    ``require_tokenizer=True`` raises :class:`CheckpointError` instead of returning None
+    for a folder without a tokenizer.
     """
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise ConfigError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, "
@@ -180,6 +185,9 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu",
             tokenizer = Tokenizer.load(folder)
         elif Path(path).is_dir() and (Path(path) / "tokenizer.json").is_file():
             tokenizer = Tokenizer.load(path)  # a run folder with the tokenizer at its root
+    if tokenizer is None and require_tokenizer:
+        raise CheckpointError(f"{folder} has no tokenizer (tokenizer.json, vocab.txt or "
+                              "vocab.json + merges.txt)")
     model = model.to(map_location)
     if dtype is not None:
         model = model.to(dtype)

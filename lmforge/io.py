@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import LmforgeError
+from .errors import CheckpointError, LmforgeError
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -33,6 +33,8 @@ def fsync_dir(path: str | os.PathLike) -> None:
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` (and parents) and check that files can be written in it."""
     p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise LmforgeError(f"output folder {p} is not writable: it is a file, not a folder")
     try:
         p.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
@@ -42,13 +44,56 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def read_json(path: str | os.PathLike, kind: type = dict,
+              error: type[LmforgeError] = CheckpointError) -> Any:
+    """The JSON value in ``path``, which must be a ``kind`` (an object by default).
+
+    An unreadable file, invalid JSON, text that is not UTF-8 or a value of another type
+    raises ``error`` with a one-line message that names the file.
+    """
+    p = Path(path)
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{p} is corrupt: {str(e).splitlines()[0]}") from None
+    if not isinstance(obj, kind):
+        want = "a JSON object" if kind is dict else f"a JSON {kind.__name__}"
+        raise error(f"{p} is corrupt: expected {want}, got {type(obj).__name__}")
+    return obj
+
+
+def torch_load_error(e: BaseException) -> str:
+    """A one-line reason for a failed ``torch.load(weights_only=True)``.
+
+    torch's message for a file that its safe unpickler refuses starts with advice to load
+    it with ``weights_only=False`` (which would run code from the file); lmforge never
+    does that, so the advice is dropped and the unpickler's own reason kept.
+    """
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        rest = text.split("WeightsUnpickler error:", 1)[1]
+        reason = next((ln.strip() for ln in rest.splitlines() if ln.strip()), "")
+        return (f"not a plain tensor file ({reason})" if reason
+                else "not a plain tensor file")
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through, in pieces: the data goes to a temp file
     in the same folder, which is fsync-ed and renamed over ``path`` when the block ends;
     an exception leaves ``path`` as it was and removes the temp file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise LmforgeError(f"cannot write {path}: it is a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        parent = path.parent
+        why = (f"folder {parent} does not exist" if not parent.exists()
+               else f"{parent} is not a folder" if not parent.is_dir()
+               else f"folder {parent} is not writable ({e.strerror or e})")
+        raise LmforgeError(f"cannot write {path}: {why}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from . import __version__
-from .config import Recipe
+from .config import Recipe, load_yaml
 from .errors import ConfigError, LmforgeError
 from .io import atomic_write_json, atomic_write_text, ensure_writable_dir
 
@@ -125,7 +124,7 @@ def _check_run_dir(run_dir: Path, recipe: Recipe, resume: bool) -> None:
             raise LmforgeError(f"--resume: {run_dir} has no checkpoint to resume from")
         old_file = run_dir / "config.yaml"
         if old_file.is_file():
-            old = yaml.safe_load(old_file.read_text(encoding="utf-8")) or {}
+            old = load_yaml(old_file)  # a damaged config.yaml is a ConfigError naming it
             new = recipe.to_dict()
             for section in ("model", "data", "tokenizer"):
                 if old.get(section) != new.get(section):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..io import read_json
 
 FORMAT = "lmforge-shards"
 VERSION = 1
@@ -109,10 +110,7 @@ def read_meta(data_dir: str | Path) -> dict:
     if not path.is_file():
         raise DataError(f"{data_dir} is not a prepared-data folder (no meta.json); "
                         "create one with `lmforge data prepare`")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is corrupt: {e}") from None
+    meta = read_json(path, error=DataError)
     if meta.get("format") != FORMAT:
         raise DataError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
     return meta

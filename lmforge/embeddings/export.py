@@ -13,15 +13,27 @@ from ..io import atomic_write_bytes, atomic_write_text
 FORMATS = (".npy", ".jsonl", ".tsv")
 
 
-def write_embeddings(path: str | Path, texts: list[str], vectors: np.ndarray) -> None:
-    """Save ``vectors`` (n, d) atomically as .npy, .jsonl ({"text", "embedding"}) or .tsv
-    (the text, a tab, then the d numbers separated by tabs)."""
+def check_embeddings_path(path: str | Path) -> Path:
+    """Raise a one-line error unless ``path`` can take an embeddings file (a known
+    suffix, an existing parent folder, not itself a folder); call it before the work."""
     path = Path(path)
     if path.suffix not in FORMATS:
         raise LmforgeError(f"--out {path}: unknown format {path.suffix!r}; "
                            f"use one of {', '.join(FORMATS)}")
-    if path.parent and not path.parent.exists():
-        raise LmforgeError(f"--out {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise LmforgeError(f"--out {path}: is a folder; give a file name")
+    parent = path.parent
+    if not parent.exists():
+        raise LmforgeError(f"--out {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise LmforgeError(f"--out {path}: {parent} is a file, not a folder")
+    return path
+
+
+def write_embeddings(path: str | Path, texts: list[str], vectors: np.ndarray) -> None:
+    """Save ``vectors`` (n, d) atomically as .npy, .jsonl ({"text", "embedding"}) or .tsv
+    (the text, a tab, then the d numbers separated by tabs)."""
+    path = check_embeddings_path(path)
     if path.suffix == ".npy":
         import io
 

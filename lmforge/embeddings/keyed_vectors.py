@@ -84,6 +84,8 @@ class KeyedVectors:
 
     def _top(self, scores: np.ndarray, exclude: Iterable[int], topn: int
              ) -> list[tuple[str, float]]:
+        if isinstance(topn, bool) or not isinstance(topn, int | np.integer) or topn < 1:
+            raise EmbeddingError(f"topn must be an integer >= 1, got {topn!r}")
         scores = scores.copy()
         ex = list(exclude)
         scores[ex] = -np.inf
@@ -210,8 +212,15 @@ class KeyedVectors:
         try:
             v, d = (int(x) for x in data[:nl].split())
         except ValueError:
-            raise EmbeddingError(f"{p}: bad header {data[:nl][:80]!r}; expected "
+            raise EmbeddingError(f"{p}: bad header {data[:nl][:40]!r}; expected "
                                  "'<vocab size> <dimension>'") from None
+        if v < 1 or d < 1:
+            raise EmbeddingError(f"{p}: bad header: {v} words x {d} dimensions (both must be "
+                                 ">= 1)")
+        if v * d > len(data):  # every number takes at least one byte (four in binary)
+            raise EmbeddingError(f"{p}: the header says {v} words x {d} dimensions, but the "
+                                 f"file has only {len(data)} bytes (truncated, or not a "
+                                 "word2vec file)")
         words: list[str] = []
         vecs = np.zeros((v, d), dtype=np.float32)
         try:

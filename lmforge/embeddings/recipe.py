@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from ..config import apply_overrides, format_validation_error, load_yaml
 from ..errors import ConfigError, DataError
@@ -73,7 +73,7 @@ def _dataclass_section(cls: type, value: Any, name: str) -> Any:
     unknown = sorted(set(value) - allowed)
     if unknown:
         raise ValueError(f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
-    cfg = cls(**value)
+    cfg = TypeAdapter(cls).validate_python(value)  # field types: "abc" is no vector_size
     cfg.validate()
     return cfg
 

@@ -45,6 +45,9 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     """``[bos] + tokenizer.encode(prompt)`` (without ``bos`` if the tokenizer has none)."""
     if not isinstance(prompt, str):
         raise LmforgeError(f"a prompt must be a string, got {type(prompt).__name__}")
+    if tokenizer is None:
+        raise LmforgeError("text generation needs a tokenizer, got None (the model folder "
+                           "has no tokenizer.json)")
     ids = list(tokenizer.encode(prompt))
     bos = getattr(tokenizer, "bos_id", None)
     return ([bos] if bos is not None else []) + ids

@@ -11,7 +11,6 @@ is present with the right shape and that no checkpoint tensor is left unused, ra
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..io import read_json
 from ..models.base import assign_state as assign_state  # re-exported for the converters
 
 HFState = dict[str, torch.Tensor]
@@ -81,7 +81,4 @@ def read_hf_config(path: str | Path) -> dict:
     p = Path(path) / "config.json"
     if not p.is_file():
         raise CheckpointError(f"{path} has no config.json")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{p} is corrupt: {e}") from None
+    return read_json(p)

@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..io import atomic_dir, atomic_write_json
+from ..io import atomic_dir, atomic_write_json, torch_load_error
 
 __all__ = ["SAFETENSORS", "SAFETENSORS_INDEX", "PT_BIN", "PT_BIN_INDEX", "is_hf_folder",
            "hf_weight_files", "read_hf_state", "write_hf_folder", "dedupe_shared"]
@@ -93,8 +93,7 @@ def _read_one(file: Path) -> dict[str, torch.Tensor]:
         state = torch.load(str(file), map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
             pickle.UnpicklingError) as e:
-        raise CheckpointError(f"{file} is corrupt or truncated: "
-                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        raise CheckpointError(f"{file} is corrupt or truncated: {torch_load_error(e)}"
                               ) from None
     if not isinstance(state, Mapping) or not all(
             isinstance(v, torch.Tensor) for v in state.values()):

@@ -25,7 +25,7 @@ def _ensure_builtin() -> None:
 
 def model_config_class(arch: str) -> type:
     _ensure_builtin()
-    if arch not in _REGISTRY:
+    if not isinstance(arch, str) or arch not in _REGISTRY:
         raise ConfigError(f"model.arch: unknown architecture {arch!r}; "
                           f"allowed: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[arch][1]

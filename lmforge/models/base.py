@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError
-from ..io import atomic_write_bytes, atomic_write_json
+from ..errors import CheckpointError, ConfigError
+from ..io import atomic_write_bytes, atomic_write_json, read_json
 
 WEIGHTS = "model.safetensors"
 
@@ -78,16 +77,17 @@ def read_config(path: str | Path) -> tuple[str, object]:
     p = Path(path) / "config.json"
     if not p.is_file():
         raise CheckpointError(f"{path} is not a model folder (no config.json)")
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{p} is corrupt: {e}") from None
+    raw = read_json(p)
     arch = raw.pop("arch", None)
     if arch is None:
         raise CheckpointError(f"{p} has no 'arch'; is this a Hugging Face folder? "
                               "Convert it with `lmforge convert`")
     try:
-        return arch, TypeAdapter(model_config_class(arch)).validate_python(raw)
+        cfg_cls = model_config_class(arch)
+    except ConfigError as e:
+        raise CheckpointError(f"{p}: {e}") from None
+    try:
+        return arch, TypeAdapter(cfg_cls).validate_python(raw)
     except ValidationError as e:
         raise CheckpointError(f"{p}: " + format_validation_error(e)) from None
 
@@ -100,10 +100,11 @@ def load_state_checked(model: torch.nn.Module, path: str | Path) -> None:
         raise CheckpointError(f"{path} has no {WEIGHTS}")
     meta_file = path / "lmforge.json"
     if meta_file.is_file():
-        try:
-            want = json.loads(meta_file.read_text(encoding="utf-8")).get("sha256", {}).get(WEIGHTS)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{meta_file} is corrupt: {e}") from None
+        sums = read_json(meta_file).get("sha256", {})
+        if not isinstance(sums, dict):
+            raise CheckpointError(f"{meta_file} is corrupt: expected a JSON object with a "
+                                  "'sha256' mapping")
+        want = sums.get(WEIGHTS)
         if want and sha256_file(wfile) != want:
             raise CheckpointError(f"{wfile} is corrupt or truncated (checksum mismatch)")
     try:

@@ -13,7 +13,6 @@ and treats special-token strings in the text as plain text (so byte-level BPE ro
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -23,7 +22,7 @@ from typing import Any
 from tokenizers import Tokenizer as HFTokenizer
 
 from ..errors import CheckpointError, DataError
-from ..io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from ..io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_json
 
 #: The special-token roles, in the order of their ids for the ``char`` and ``bpe`` kinds.
 SPECIAL_ROLES: tuple[str, ...] = ("bos", "eos", "pad", "unk", "mask")
@@ -74,14 +73,6 @@ def _token_content(value: Any) -> str | None:
     return None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt: {str(e).splitlines()[0]}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} is corrupt: expected a JSON object")
-    return obj
 
 
 class Tokenizer:
@@ -153,7 +144,7 @@ class Tokenizer:
         if file.name == "tokenizer.json" or p.is_dir():
             for name in ("special_tokens_map.json", "tokenizer_config.json"):
                 if (folder / name).is_file():
-                    configs.update(_read_json(folder / name))
+                    configs.update(read_json(folder / name))
         if file.is_file():
             try:
                 hf = HFTokenizer.from_file(str(file))

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io import atomic_dir, fsync_dir
+from ..io import atomic_dir, fsync_dir, read_json, torch_load_error
 from ..models.base import WEIGHTS, load_state_checked, read_config, save_model_folder, sha256_file
 
 CHECKPOINTS = "checkpoints"
@@ -96,16 +96,45 @@ def read_trainer_state(path: str | Path) -> dict:
     f = Path(path) / STATE
     if not f.is_file():
         raise CheckpointError(f"checkpoint {path} is incomplete: {STATE} is missing")
-    try:
-        state = json.loads(f.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{f} is corrupt: {e}") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+    state = read_json(f)
+    if state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{f} is corrupt: not an lmforge trainer state")
     missing = [k for k in _REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{f} is corrupt: missing {', '.join(missing)}")
+    for key, ok, want in _FIELD_TYPES:
+        if key in state and not ok(state[key]):
+            raise CheckpointError(f"{f} is corrupt: {key} should be {want}, "
+                                  f"got {state[key]!r}")
     return state
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# (key, check, what it should be) for the trainer-state fields that are read back.
+_FIELD_TYPES: tuple[tuple[str, Any, str], ...] = (
+    ("step", _is_int, "an integer"),
+    ("seed", _is_int, "an integer"),
+    ("sha256", lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
+     "a mapping of file names to checksums"),
+    ("config", lambda v: v is None or isinstance(v, dict), "a mapping"),
+    ("val_loss", lambda v: v is None or _is_num(v), "a number or null"),
+    ("best_val_loss", lambda v: v is None or _is_num(v), "a number or null"),
+    ("best_step", lambda v: v is None or _is_int(v), "an integer or null"),
+    ("tokens_seen", _is_int, "an integer"),
+    ("elapsed", _is_num, "a number"),
+    ("early_stopping", lambda v: isinstance(v, dict) and (
+        v.get("reference") is None or _is_num(v["reference"])) and _is_int(
+        v.get("evals_without_improvement", 0)), "a mapping of numbers"),
+    ("eval_history", lambda v: isinstance(v, list), "a list"),
+)
 
 
 def verify_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict:
@@ -118,10 +147,10 @@ def verify_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict:
     for name in ("config.json", WEIGHTS, "lmforge.json", OPTIMIZER):
         if not (path / name).is_file():
             raise CheckpointError(f"checkpoint {path} is incomplete: {name} is missing")
+    meta = read_json(path / "lmforge.json")
     try:
-        meta = json.loads((path / "lmforge.json").read_text(encoding="utf-8"))
         want_w = meta["sha256"][WEIGHTS]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         raise CheckpointError(f"{path / 'lmforge.json'} is corrupt: {e}") from None
     if sha256_file(path / WEIGHTS) != want_w:
         raise CheckpointError(f"{path / WEIGHTS} is corrupt or truncated (checksum mismatch)")
@@ -220,8 +249,7 @@ def load_optimizer_payload(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is incomplete: {OPTIMIZER} is missing") \
             from None
     except Exception as e:  # torch raises many types for a damaged zip/pickle
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"{f} is corrupt or truncated: {msg}") from None
+        raise CheckpointError(f"{f} is corrupt or truncated: {torch_load_error(e)}") from None
     if not isinstance(payload, dict) or "optimizer" not in payload:
         raise CheckpointError(f"{f} is corrupt: no optimizer state")
     return payload

@@ -232,6 +232,8 @@ def plot_attention(model_path_or_run: str | Path, text: str, out_dir: str | Path
     from ..io import atomic_write_bytes, ensure_writable_dir
     from .fonts import readable_labels
 
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ConfigError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
     model, tokenizer = load_pretrained(model_path_or_run)
     if tokenizer is None:
         raise CheckpointError(f"{model_path_or_run} has no tokenizer; attention maps need one "
