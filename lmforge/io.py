@@ -21,6 +21,20 @@ from typing import Any, BinaryIO
 from .errors import CheckpointError, LmforgeError
 
 
+def _read_umask() -> int:
+    """The process umask (reading it means setting it, so it is set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create private (0600/0700) entries; what lmforge writes gets the modes
+# a plain open()/mkdir() would give (0666/0777 less the umask), so shared models stay
+# readable by the group/others the umask allows. Read once, at import.
+_UMASK = _read_umask()
+_FILE_MODE, _DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
+
+
 def fsync_dir(path: str | os.PathLike) -> None:
     """Flush a folder's entry table so that a rename inside it survives a crash."""
     fd = os.open(path, os.O_RDONLY)
@@ -95,6 +109,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
                else f"folder {parent} is not writable ({e.strerror or e})")
         raise LmforgeError(f"cannot write {path}: {why}") from None
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -147,6 +162,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
+        tmp.chmod(_DIR_MODE)
         yield tmp
         fsync_tree(tmp)
         if path.exists():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import stat
+
 import pytest
 
-from lmforge.io import atomic_open, atomic_write_bytes
+from lmforge.io import atomic_dir, atomic_open, atomic_write_bytes, atomic_write_text
 
 
 def test_atomic_open_streams_and_replaces(tmp_path):
@@ -26,3 +28,19 @@ def test_atomic_open_failure_keeps_the_old_file(tmp_path):
         raise RuntimeError("killed mid-write")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_written_files_and_folders_get_the_usual_modes(tmp_path):
+    """Atomic writes go through mkstemp/mkdtemp (private 0600/0700), but the result must
+    have the modes open()/mkdir() give, or other users cannot read a shared model."""
+    plain_file, plain_dir = tmp_path / "plain.txt", tmp_path / "plain"
+    plain_file.write_text("x")
+    plain_dir.mkdir()
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    with atomic_dir(tmp_path / "model") as d:
+        (d / "config.json").write_text("{}")
+    def mode(p):
+        return stat.S_IMODE(p.stat().st_mode)
+
+    assert mode(tmp_path / "atomic.txt") == mode(plain_file)
+    assert mode(tmp_path / "model") == mode(plain_dir)
