@@ -23,6 +23,7 @@ wordpiece  BERT: ``BertNormalizer`` (case kept, accents kept, each CJK character
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -132,7 +133,9 @@ def train_tokenizer(kind: str, texts: Iterable[str] | None = None,
                 seen["n"] += 1
                 yield t
 
-    tk, trainer = _build(kind, specials, vocab_size, min_frequency, show_progress)
+    # The Rust trainer's bars only print blank lines when stderr is not a terminal.
+    bars = show_progress and sys.stderr.isatty()
+    tk, trainer = _build(kind, specials, vocab_size, min_frequency, bars)
     tk.train_from_iterator(counted(), trainer=trainer)
     if seen["n"] == 0:
         raise DataError("no text to train the tokenizer on (the input is empty)")
