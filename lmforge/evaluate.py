@@ -37,19 +37,28 @@ class EvalReport:
 
 
 def _true_bits(paths: list[str], field: str) -> float | None:
-    """Mean of a numeric ``bits`` field when every JSONL record has one."""
+    """Mean of a numeric ``bits`` field when every JSONL record that is a document has one.
+
+    The files are read as :mod:`lmforge.data.readers` reads them (a UTF-8 byte-order mark
+    is dropped; a record whose ``field`` is null or blank is no document).
+    """
+    from .data.readers import iter_lines
+
     if not paths or not all(str(p).endswith(".jsonl") and Path(p).is_file() for p in paths):
         return None
     values = []
     for p in paths:
-        with open(p, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                if not isinstance(rec.get("bits"), (int, float)) or not rec.get(field):
-                    return None
-                values.append(float(rec["bits"]))
+        for line in iter_lines(p):
+            if not line.strip():
+                continue
+            rec = json.loads(line)  # valid: the reader has read the file already
+            text = rec.get(field)
+            if not isinstance(text, str) or not text.strip():
+                continue
+            bits = rec.get("bits")
+            if isinstance(bits, bool) or not isinstance(bits, (int, float)):
+                return None
+            values.append(float(bits))
     return sum(values) / len(values) if values else None
 
 

@@ -16,6 +16,9 @@ Formats
 ``.csv``      a header row, then one document per row in ``column``.
 ``.parquet``  one document per row of the string ``column`` (needs ``pyarrow``).
 
+A ``.csv`` quote left open at the end of the file, a JSON string holding an unpaired
+surrogate (``"\\ud800"``) and a corrupt Parquet data page are errors, not data.
+
 Every user mistake raises :class:`~lmforge.errors.DataError` with a one-line message that
 names the file (and line, row or byte offset).
 """
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import glob
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +63,50 @@ def _supported(path: Path) -> bool:
     return _suffix(path) in SUFFIXES
 
 
+def _walk_error(e: OSError) -> None:
+    raise DataError(f"cannot read folder {e.filename}: {e.strerror or e}")
+
+
 def _walk_dir(root: Path) -> list[Path]:
-    """Supported files below ``root``, recursively, sorted; hidden entries skipped."""
+    """Supported files below ``root``, recursively, sorted; hidden entries skipped.
+
+    Symbolic links to folders are followed (a folder reached twice, e.g. through a link
+    back to a parent, is read once); a folder that cannot be listed raises
+    :class:`DataError` instead of being skipped.
+    """
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_walk_error, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link loop, or two links to the same folder
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             p = Path(dirpath) / name
             if not name.startswith(".") and _supported(p):
                 found.append(p)
     return sorted(found)
+
+
+def _not_readable(p: Path, given: str) -> DataError:
+    """The error for an input that is neither a file nor a folder nor a glob."""
+    if not given:
+        return DataError("input path is empty")
+    if not given.strip():
+        return DataError(f"input path {given!r} is blank")
+    if os.path.islink(p):
+        try:
+            os.stat(p)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return DataError(f"input {given} is a broken symbolic link (to "
+                                 f"{os.readlink(p)})")
+            return DataError(f"cannot read {given}: {e.strerror or e}")
+    if os.path.lexists(p):
+        return DataError(f"input {given} is not a regular file or folder")
+    return DataError(f"input not found: {given}")
 
 
 def _check_file(path: Path) -> Path:
@@ -80,14 +119,19 @@ def _check_file(path: Path) -> Path:
 def resolve_inputs(inputs: Iterable[str | os.PathLike] | str | os.PathLike) -> list[Path]:
     """Expand files, folders (recursively, sorted) and glob patterns (sorted) into files.
 
-    Raises :class:`DataError` for a path that does not exist, a glob that matches nothing,
-    a folder with no supported files, or a file with an unsupported suffix.
+    A pattern reads each file it reaches once, however many of its matches lead to it
+    (``corpus/**`` matches both ``corpus/sub`` and the files in it). Raises
+    :class:`DataError` for an empty path, a path that does not exist (or is a broken or
+    looping link, or neither a file nor a folder), a glob that matches nothing, a folder
+    with no supported files, or a file with an unsupported suffix.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files: list[Path] = []
     for item in inputs:
         s = os.fspath(item)
+        if not s:  # Path("") is ".", which would read the whole current folder
+            raise _not_readable(Path(s), s)
         p = Path(s).expanduser()
         if p.is_dir():
             found = _walk_dir(p)
@@ -100,14 +144,18 @@ def resolve_inputs(inputs: Iterable[str | os.PathLike] | str | os.PathLike) -> l
             matches = sorted(glob.glob(os.path.expanduser(s), recursive=True))
             if not matches:
                 raise DataError(f"input pattern {s} matches no files")
+            # "**" matches folders and the files in them, and follows links: read each
+            # file the pattern reaches once.
+            seen: set[str] = set()
             for m in matches:
                 mp = Path(m)
-                if mp.is_dir():
-                    files.extend(_walk_dir(mp))
-                else:
-                    files.append(_check_file(mp))
+                for f in _walk_dir(mp) if mp.is_dir() else [_check_file(mp)]:
+                    real = os.path.realpath(f)
+                    if real not in seen:
+                        seen.add(real)
+                        files.append(f)
         else:
-            raise DataError(f"input not found: {s}")
+            raise _not_readable(p, s)
     return files
 
 
@@ -206,6 +254,16 @@ def _read_txt(path: Path, mode: str) -> Iterator[Document]:
             yield Document(text, str(path))
 
 
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number",
+               float: "a number", bool: "a boolean (true/false)", type(None): "null"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def _read_jsonl(path: Path, field: str) -> Iterator[Document]:
     for n, line in enumerate(iter_lines(path), 1):
         if not line.strip():
@@ -215,9 +273,14 @@ def _read_jsonl(path: Path, field: str) -> Iterator[Document]:
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:line {n}: invalid JSON ({e.msg} at column {e.colno})"
                             ) from None
+        except RecursionError:
+            raise DataError(f"{path}:line {n}: invalid JSON (nested too deeply)") from None
+        except ValueError as e:  # e.g. an integer of more than 4300 digits
+            raise DataError(f"{path}:line {n}: invalid JSON ({str(e).split(';')[0]})"
+                            ) from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:line {n}: expected a JSON object, got "
-                            f"{type(obj).__name__}")
+                            f"{_json_type(obj)}")
         if field not in obj:
             keys = ", ".join(map(str, obj)) or "none"
             raise DataError(f"{path}:line {n}: field {field!r} is missing (fields: {keys}); "
@@ -226,34 +289,62 @@ def _read_jsonl(path: Path, field: str) -> Iterator[Document]:
         if value is None:
             continue
         if not isinstance(value, str):
-            raise DataError(f"{path}:line {n}: field {field!r} is a "
-                            f"{type(value).__name__}, expected a string")
+            raise DataError(f"{path}:line {n}: field {field!r} is {_json_type(value)}, "
+                            "expected a string")
+        # The line was valid UTF-8, so a lone surrogate can only come from an escape such
+        # as "\ud800" (half of an emoji cut in two); no tokenizer or file can hold it.
+        if _SURROGATE_ESCAPE.search(line) and (bad := _SURROGATE.search(value)):
+            raise DataError(f"{path}:line {n}: field {field!r} holds the unpaired surrogate "
+                            f"\\u{ord(bad.group()):04x}, which is not valid Unicode")
         if value.strip():
             yield Document(value, f"{path}:line {n}")
 
 
+def _csv_problem(e: csv.Error) -> str:
+    msg = str(e)
+    if msg == "unexpected end of data":
+        return "a quoted field is not closed before the end of the file"
+    if msg.startswith("new-line character seen in unquoted field"):
+        return ("a carriage return (\\r) inside an unquoted field; convert old Mac "
+                "line endings to \\n")
+    return msg
+
+
 def _read_csv(path: Path, column: str) -> Iterator[Document]:
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
-    reader = csv.reader(iter_lines(path))
+    # strict: a quote left open at the end of the file (a truncated file) or text after a
+    # closing quote is an error, not silently taken as data.
+    reader = csv.reader(iter_lines(path), strict=True)
+    start = 1  # the line where the current record starts (a quoted field may span lines)
     try:
         header = next(reader, None)
         if header is None:
             return
+        if not header:
+            raise DataError(f"{path}:line 1: the header row is empty; the first line must "
+                            "name the columns")
         if column not in header:
             raise DataError(f"{path}: column {column!r} not found (columns: "
                             f"{', '.join(header) or 'none'}); choose one with --column")
+        if header.count(column) > 1:
+            raise DataError(f"{path}: column {column!r} appears {header.count(column)} "
+                            "times in the header, so which one holds the text is unclear")
         idx = header.index(column)
-        for row in reader:
+        while True:
+            start = reader.line_num + 1
+            row = next(reader, None)
+            if row is None:
+                break
             if not row:
                 continue
             if len(row) != len(header):
-                raise DataError(f"{path}:line {reader.line_num}: row has {len(row)} fields, "
+                raise DataError(f"{path}:line {start}: row has {len(row)} fields, "
                                 f"the header has {len(header)}")
             value = row[idx]
             if value.strip():
-                yield Document(value, f"{path}:line {reader.line_num}")
+                yield Document(value, f"{path}:line {start}")
     except csv.Error as e:
-        raise DataError(f"{path}:line {reader.line_num}: malformed CSV ({e})") from None
+        raise DataError(f"{path}:line {start}: malformed CSV ({_csv_problem(e)})") from None
 
 
 def _read_parquet(path: Path, column: str) -> Iterator[Document]:
@@ -274,11 +365,23 @@ def _read_parquet(path: Path, column: str) -> Iterator[Document]:
     typ = pf.schema_arrow.field(column).type
     import pyarrow as pa
 
-    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+    # a dictionary of strings is e.g. a pandas category column; string_view: pyarrow>=16
+    vt = typ.value_type if pa.types.is_dictionary(typ) else typ
+    if not (pa.types.is_string(vt) or pa.types.is_large_string(vt)
+            or getattr(pa.types, "is_string_view", lambda t: False)(vt)):
         raise DataError(f"{path}: column {column!r} has type {typ}, expected a string")
     row = 0
-    for batch in pf.iter_batches(batch_size=1024, columns=[column]):
-        for value in batch.column(0).to_pylist():
+    batches = pf.iter_batches(batch_size=1024, columns=[column])
+    while True:
+        try:
+            batch = next(batches, None)
+            values = None if batch is None else batch.column(0).to_pylist()
+        except (OSError, pa.ArrowException) as e:  # corrupt or truncated data pages
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(f"{path} is corrupt after row {row}: {msg}") from None
+        if values is None:
+            break
+        for value in values:
             row += 1
             if value is not None and value.strip():
                 yield Document(value, f"{path}:row {row}")

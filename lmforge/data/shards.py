@@ -100,7 +100,11 @@ def write_meta(out_dir: str | Path, *, dtype: np.dtype, vocab_size: int,
                    for k, v in splits.items()},
     }
     meta.update(extra or {})
-    (Path(out_dir) / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    try:
+        data = json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # an input path that is not UTF-8 (held as "\udcXX" escapes)
+        data = json.dumps(meta, indent=2).encode("ascii")
+    (Path(out_dir) / "meta.json").write_bytes(data)
     return meta
 
 
@@ -113,7 +117,39 @@ def read_meta(data_dir: str | Path) -> dict:
     meta = read_json(path, error=DataError)
     if meta.get("format") != FORMAT:
         raise DataError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
+    _check_meta(path, meta)
     return meta
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """The fields that reading the shards relies on, with one-line errors naming them."""
+    def bad(what: str) -> DataError:
+        return DataError(f"{path} is corrupt: {what}")
+
+    if meta.get("dtype") not in ("uint16", "uint32"):
+        raise bad(f"dtype is {meta.get('dtype')!r}, expected 'uint16' or 'uint32'")
+    if not _is_count(meta.get("vocab_size")) or meta["vocab_size"] < 1:
+        raise bad(f"vocab_size is {meta.get('vocab_size')!r}, expected a positive integer")
+    splits = meta.get("splits")
+    if not isinstance(splits, dict):
+        raise bad("splits is missing or not an object")
+    for name, info in splits.items():
+        shards = info.get("shards") if isinstance(info, dict) else None
+        if not isinstance(shards, list):
+            raise bad(f"splits.{name}.shards is missing or not a list")
+        for i, sh in enumerate(shards):
+            where = f"splits.{name}.shards[{i}]"
+            if not isinstance(sh, dict):
+                raise bad(f"{where} is not an object")
+            file = sh.get("file")
+            if not isinstance(file, str) or not file or Path(file).name != file:
+                raise bad(f"{where}.file is {file!r}, expected a file name in the folder")
+            if not _is_count(sh.get("tokens")):
+                raise bad(f"{where}.tokens is {sh.get('tokens')!r}, expected an integer >= 0")
 
 
 class TokenShards:
