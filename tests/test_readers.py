@@ -42,6 +42,16 @@ def test_lines_split_only_on_newline_and_across_chunks(tmp_path):
     assert len(lines) == 51 and lines[0] == "你好\u2028世界\x0cx\n"
 
 
+def test_lines_longer_than_many_chunks(tmp_path):
+    """A line spanning hundreds of chunks comes back whole (its pieces are kept in a
+    list and joined once), with the lines around it intact."""
+    p = tmp_path / "long.txt"
+    text = "first\n" + "长" * 3000 + "x" * 1001 + "\nlast"
+    p.write_text(text, encoding="utf-8")
+    assert list(iter_lines(p, chunk_bytes=5)) == ["first\n", "长" * 3000 + "x" * 1001 + "\n",
+                                                  "last"]
+
+
 def test_jsonl(tmp_path):
     p = tmp_path / "a.jsonl"
     rows = [{"text": "你好", "id": 1}, {"text": "hello"}, {"text": None}, {"content": "x",

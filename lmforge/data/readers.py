@@ -174,7 +174,7 @@ def iter_lines(path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES) -> Itera
     path = Path(path)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
     pos = 0  # bytes of the file consumed before the current chunk
-    carry = ""
+    carry: list[str] = []  # the pieces of the line not yet ended
     first = True
     try:
         f = open(path, "rb")
@@ -195,7 +195,7 @@ def iter_lines(path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES) -> Itera
                 valid = e.object[:e.start].decode("utf-8")
                 if first and valid.startswith("\ufeff"):
                     valid = valid[1:]
-                parts = (carry + valid).split("\n")
+                parts = ("".join(carry) + valid).split("\n")
                 for line in parts[:-1]:
                     yield line + "\n"
                 raise DataError(f"{path} is not valid UTF-8: invalid byte 0x{bad} at byte "
@@ -206,15 +206,17 @@ def iter_lines(path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES) -> Itera
                 if text[0] == "\ufeff":
                     text = text[1:]
                 first = False
-            if text:
-                parts = (carry + text).split("\n")
-                carry = parts.pop()
+            if "\n" in text:
+                parts = ("".join(carry) + text).split("\n")
+                carry = [parts.pop()]
                 for line in parts:
                     yield line + "\n"
+            elif text:  # inside a long line: keep the pieces, join once (linear time)
+                carry.append(text)
             if final:
                 break
-    if carry:
-        yield carry
+    if carry and (rest := "".join(carry)):
+        yield rest
 
 
 def _strip_eol(line: str) -> str:
