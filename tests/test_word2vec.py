@@ -16,6 +16,7 @@ from lmforge.embeddings import (
     format_analogies,
     planted_analogies,
     read_analogies,
+    read_similarity,
     tokenize,
     word_classes,
 )
@@ -158,6 +159,27 @@ def test_analogy_file_round_trip(tmp_path, analogies):
     back = read_analogies(p)
     assert back == {k: list(v) for k, v in analogies.items()}
     assert "Paris France Tokyo Japan" in p.read_text()
+
+
+def test_evaluation_files_bad_input_names_the_file_and_line(tmp_path):
+    """Missing files, non-UTF-8 bytes, short lines and non-finite scores are one-line
+    LmforgeErrors that say which file (and line), never raw OSError/UnicodeDecodeError."""
+    with pytest.raises(DataError, match="cannot read .*missing.txt"):
+        read_analogies(tmp_path / "missing.txt")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b": s\ncaf\xe9 a b c\n")
+    with pytest.raises(DataError, match="latin.txt is not valid UTF-8"):
+        read_analogies(latin)
+    short = tmp_path / "q.txt"
+    short.write_text(": s\na b c d\na b c\n", encoding="utf-8")
+    with pytest.raises(EmbeddingError, match=r"q.txt:line 3: an analogy needs 4 words, got 3"):
+        read_analogies(short)
+    sim = tmp_path / "sim.tsv"
+    sim.write_text("word1\tword2\tscore\ncat\tdog\t7.5\r\ncat\tcar\tnan\n", encoding="utf-8")
+    with pytest.raises(EmbeddingError, match=r"sim.tsv:line 3: the score must be a finite"):
+        read_similarity(sim)
+    sim.write_text("word1\tword2\tscore\ncat\tdog\t7.5\r\n", encoding="utf-8")
+    assert read_similarity(sim) == [("cat", "dog", 7.5)]
 
 
 def test_chinese_char_and_jieba_tokens():

@@ -11,21 +11,31 @@
 
 from __future__ import annotations
 
+import math
 import os
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 
+from ..data.readers import iter_lines
 from .keyed_vectors import KeyedVectors
 from .vocab import EmbeddingError
 
 
+def _numbered_lines(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """``(where, line)`` for each line of a UTF-8 file, ``where`` = ``"FILE:line N"``;
+    a missing or non-UTF-8 file raises :class:`~lmforge.errors.DataError` naming it."""
+    for n, line in enumerate(iter_lines(path), 1):
+        yield f"{path}:line {n}", line.rstrip("\r\n")
+
+
 def read_analogies(path_or_text: str | os.PathLike, is_text: bool = False
                    ) -> dict[str, list[tuple[str, ...]]]:
-    text = str(path_or_text) if is_text else Path(path_or_text).read_text(encoding="utf-8")
+    lines = (((f"line {n}", ln) for n, ln in enumerate(str(path_or_text).splitlines(), 1))
+             if is_text else _numbered_lines(path_or_text))
     out: dict[str, list[tuple[str, ...]]] = {}
     sec = "default"
-    for n, line in enumerate(text.splitlines(), 1):
+    for where, line in lines:
         line = line.strip()
         if not line:
             continue
@@ -35,7 +45,7 @@ def read_analogies(path_or_text: str | os.PathLike, is_text: bool = False
             continue
         parts = line.split()
         if len(parts) != 4:
-            raise EmbeddingError(f"analogy line {n}: expected 4 words, got {len(parts)}")
+            raise EmbeddingError(f"{where}: an analogy needs 4 words, got {len(parts)}")
         out.setdefault(sec, []).append(tuple(parts))
     return out
 
@@ -80,18 +90,21 @@ def evaluate_analogies(kv: KeyedVectors, sections: dict[str, list[tuple[str, ...
 
 def read_similarity(path: str | os.PathLike) -> list[tuple[str, str, float]]:
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, (where, line) in enumerate(_numbered_lines(path), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t") if "\t" in line else line.split()
         if len(parts) < 3:
-            raise EmbeddingError(f"similarity line {n}: expected word1, word2, score")
+            raise EmbeddingError(f"{where}: expected word1, word2, score")
         try:
-            rows.append((parts[0], parts[1], float(parts[2])))
+            score = float(parts[2])
         except ValueError:
             if n == 1:
                 continue  # header
-            raise EmbeddingError(f"similarity line {n}: bad score {parts[2]!r}") from None
+            raise EmbeddingError(f"{where}: bad score {parts[2]!r}") from None
+        if not math.isfinite(score):
+            raise EmbeddingError(f"{where}: the score must be a finite number, got {parts[2]!r}")
+        rows.append((parts[0], parts[1], score))
     return rows
 
 
