@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .config import RECIPE_DIR, load_recipe
 from .errors import LmforgeError
-from .io import atomic_write_text
+from .io import atomic_write_json, atomic_write_text
 
 KEEP_ON_RERUN = {"data", "data.json"}
 
@@ -108,7 +108,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
     for p, completion in zip(prompts, generate(model, tok, prompts, cfg), strict=True):
         log(f"  {p} -> {p}{completion}")
     figures["seconds"] = time.time() - t0
-    (res.run_dir / "quickstart.json").write_text(json.dumps(figures, indent=2) + "\n")
+    atomic_write_json(res.run_dir / "quickstart.json", figures)
     log(f"done in {figures['seconds']:.0f} s. Try next:")
     log(f"  lmforge generate {out} --prompt '{prompts[0]}' --stream")
     log(f"  lmforge evaluate {out} --data {out}/world/test.jsonl")
