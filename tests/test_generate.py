@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from fakes import ByteTokenizer
@@ -121,6 +122,15 @@ def test_config_validation():
         GenerationConfig(stop=[""])
     with pytest.raises(ConfigError, match="unknown generation option"):
         generate(tiny(), TOK, "x", max_tokens=3)
+    # wrong types are ConfigErrors too, not TypeErrors from a comparison deep inside
+    for bad, msg in ((dict(seed="a"), "seed must be an integer or None, got 'a'"),
+                     (dict(max_new_tokens="5"), "max_new_tokens must be an integer"),
+                     (dict(top_k=2.5), "top_k must be an integer or None"),
+                     (dict(temperature="hot"), "temperature must be a number"),
+                     (dict(batch_size=True), "batch_size must be an integer")):
+        with pytest.raises(ConfigError, match=msg):
+            GenerationConfig(**bad)
+    GenerationConfig(seed=np.int64(3), temperature=np.float32(0.5))  # numpy scalars are fine
 
 
 # -- batching, caching, seeds --------------------------------------------------------------

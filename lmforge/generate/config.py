@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 
 import torch
 
@@ -12,6 +13,13 @@ from ..errors import ConfigError
 
 _AUTOCAST = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
              "fp16": torch.float16, "float16": torch.float16}
+
+
+# (field, accepted types, may be None): checked before the range checks below
+_FIELD_KINDS = (("max_new_tokens", Integral, False), ("temperature", Real, False),
+                ("top_k", Integral, True), ("top_p", Real, True),
+                ("repetition_penalty", Real, False), ("seed", Integral, True),
+                ("batch_size", Integral, False))
 
 
 @dataclass
@@ -44,6 +52,14 @@ class GenerationConfig:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
         self.stop = list(self.stop)
+        for name, kinds, optional in _FIELD_KINDS:
+            value = getattr(self, name)
+            if (value is None and optional) or (
+                    isinstance(value, kinds) and not isinstance(value, bool)):
+                continue
+            want = "an integer" if kinds is Integral else "a number"
+            raise ConfigError(f"{name} must be {want}{' or None' if optional else ''}, "
+                              f"got {value!r}")
         if self.max_new_tokens < 0:
             raise ConfigError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
         if not self.temperature >= 0:
