@@ -130,18 +130,17 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert [s for s, _ in got_train] == list(range(1, MAX_STEPS + 1))  # no dups, no gaps
     assert [s for s, _ in want_train] == list(range(1, MAX_STEPS + 1))
     for (s, a), (_, b) in zip(got_train, want_train, strict=True):
-        assert abs(a - b) <= 1e-6, f"step {s}: resumed loss {a} != uninterrupted {b}"
+        assert a == b, f"step {s}: resumed loss {a} != uninterrupted {b}"
     got_val = [(r["step"], r["val_loss"]) for r in got if "val_loss" in r]
     want_val = [(r["step"], r["val_loss"]) for r in want if "val_loss" in r]
     assert [s for s, _ in got_val] == [s for s, _ in want_val] == [5, 10, 15, 20, 25, 30]
-    for (_, a), (_, b) in zip(got_val, want_val, strict=True):
-        assert abs(a - b) <= 1e-6
+    assert got_val == want_val  # bit-identical, not merely close
 
     # The final weights agree too (dropout RNG and AdamW state were restored).
     wa = load_file(str(resumed.last_checkpoint / "model.safetensors"))
     wb = load_file(str(reference.last_checkpoint / "model.safetensors"))
     for k in wb:
-        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
+        assert torch.equal(wa[k], wb[k]), k
 
 
 def test_truncate_after_drops_later_and_torn_lines(tmp_path):

@@ -198,6 +198,16 @@ class TBPTTObjective:
     def reset(self) -> None:
         self._state.clear()
 
+    def state_dict(self) -> dict:
+        """The carried states (training and evaluation stream). The trainer saves them in
+        every checkpoint and restores them on resume, so a resumed run continues the
+        stream from the state an uninterrupted run has there, not from zeros."""
+        return {"train": self._state.get(True), "eval": self._state.get(False)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._state = {key: s for key, s in ((True, state.get("train")),
+                                             (False, state.get("eval"))) if s is not None}
+
     def __call__(self, model: nn.Module, batch: Any):
         if isinstance(batch, dict):
             x, y, reset = batch["input_ids"], batch["labels"], bool(batch.get("reset", False))

@@ -9,7 +9,8 @@ Layout of a run folder::
         tokenizer.json       # when the trainer was given a tokenizer
         trainer_state.json   # step, best/val loss, tokens seen, early-stopping history,
                              #   data position, train config, SHA-256 of the other files
-        optimizer.pt         # AdamW state, schedule, RNG states (torch, CUDA, numpy, random)
+        optimizer.pt         # AdamW state, schedule, RNG states (torch, CUDA, numpy, random),
+                             #   the objective's state when it has one (TBPTT's hidden state)
 
 Each folder is staged under a hidden temporary name, fsync-ed and renamed into place
 (:func:`lmforge.io.atomic_dir`), so a folder named ``step_*`` is always complete: a kill

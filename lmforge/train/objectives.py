@@ -9,6 +9,11 @@ An objective is any callable ``objective(model, batch) -> (loss, metrics, n_toke
   weights micro-batches (gradient accumulation) and evaluation batches by it, so the
   combined loss is the mean over all units, not a mean of means.
 
+An objective that carries state from one batch to the next (truncated BPTT carries the
+recurrent state) also has ``state_dict() -> dict`` (tensors and plain values) and
+``load_state_dict(state)``: the trainer saves that state in every checkpoint and restores
+it on resume, so the resumed run continues exactly.
+
 The trainer knows nothing else about the objective, so MLM, span corruption, seq2seq or
 classification heads plug in as new objectives (with a matching batch source).
 

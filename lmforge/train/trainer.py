@@ -22,6 +22,7 @@ the batches, callbacks and evaluators add behaviour. See ``docs/training.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -71,13 +72,15 @@ class TrainResult:
     best_checkpoint: Path | None = None
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
+def _to_device(batch: Any, device: torch.device, non_blocking: bool = True) -> Any:
+    """The tensors in nested dicts/lists/tuples moved to ``device`` (blocking copies for
+    what is about to be saved: a non-blocking copy to the host may not have landed)."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
+        return {k: _to_device(v, device, non_blocking) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
+        return type(batch)(_to_device(v, device, non_blocking) for v in batch)
     return batch
 
 
@@ -214,6 +217,7 @@ class Trainer:
         self.last_val_loss = state.get("val_loss")
         self.last_checkpoint = path
         self._rng_to_restore = payload.get("rng")
+        self._restore_objective(path, payload.get("objective"))
         if int(state["seed"]) != self.seed:
             warnings.warn(f"resuming {path} with seed {self.seed}, but it was trained with "
                           f"seed {state['seed']}; the data order will differ", stacklevel=3)
@@ -221,15 +225,43 @@ class Trainer:
         new = self.cfg.model_dump(mode="json")
         changed = sorted(k for k in new if k in old and old[k] != new[k]
                          and k not in _RESUME_SAFE)
-        if changed:
-            warnings.warn("resuming with changed train settings ("
-                          + ", ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed)
+        reasons = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed]
+        old_max = old.get("max_steps")
+        if isinstance(old_max, int) and old_max != self.cfg.max_steps \
+                and self._schedule_differs(old_max):
+            # max_steps sets the length of a cosine/linear decay: the steps already taken
+            # followed another schedule than an uninterrupted run to the new max_steps.
+            reasons.append(f"max_steps: {old_max} -> {self.cfg.max_steps}, which changes "
+                           f"the {self.schedule.kind} learning-rate schedule of the "
+                           f"{self.step} steps already taken")
+        if reasons:
+            warnings.warn("resuming with changed train settings (" + ", ".join(reasons)
                           + "); the run will not match an uninterrupted one", stacklevel=3)
         for p in ck.list_checkpoints(self.run_dir):
             try:
                 self._ckpt_val[p] = ck.read_trainer_state(p).get("val_loss")
             except CheckpointError:
                 self._ckpt_val[p] = None
+
+    def _schedule_differs(self, old_max_steps: int) -> bool:
+        """Would a run with ``max_steps=old_max_steps`` have used other learning rates for
+        the steps already taken than the current schedule gives them?"""
+        if self.schedule.kind == "constant":
+            return False
+        before = dataclasses.replace(self.schedule, max_steps=old_max_steps)
+        return any(before(s) != self.schedule(s) for s in range(self.step))
+
+    def _restore_objective(self, path: Path, state: Any) -> None:
+        """Give a stateful objective (e.g. TBPTT's carried hidden state) its saved state."""
+        if state is None:
+            return
+        load = getattr(self.objective, "load_state_dict", None)
+        if not callable(load):
+            warnings.warn(f"{path / ck.OPTIMIZER} holds objective state, but the objective "
+                          f"{type(self.objective).__name__} cannot load it; the run will not "
+                          "match an uninterrupted one", stacklevel=4)
+            return
+        load(_to_device(state, self.device))
 
     def _seed_everything(self) -> None:
         torch.manual_seed(self.seed)
@@ -404,6 +436,9 @@ class Trainer:
             "scheduler": {"step": step, **self.schedule.state_dict()},
             "rng": ck.get_rng_state(),
         }
+        objective_state = getattr(self.objective, "state_dict", None)
+        if callable(objective_state):  # e.g. the hidden state TBPTT carries across steps
+            payload["objective"] = _to_device(objective_state(), torch.device("cpu"), False)
         training = {"step": step, "tokens_seen": self.tokens_seen, "val_loss": val_loss,
                     "seed": self.seed, "objective": getattr(self.objective, "name",
                                                             type(self.objective).__name__)}
