@@ -4,6 +4,8 @@ import pytest
 
 from lmforge.cli import main
 
+TEXT = "hello world this is a test\nanother line of text 你好\n"
+
 
 def run_cli(args, capsys=None):
     """Run ``lmforge ARGS`` in-process: ``(exit code, stdout, stderr)`` (the outputs are
@@ -13,6 +15,38 @@ def run_cli(args, capsys=None):
         raise SystemExit(0)
     out = capsys.readouterr() if capsys is not None else None
     return e.value.code, out.out if out else "", out.err if out else ""
+
+
+def assert_user_error(args, capsys, *fragments, not_in=()):
+    """``lmforge ARGS`` fails with exit code 2, no traceback and one ``error:`` line that
+    holds every fragment and none of ``not_in``; returns ``(stdout, that line)``."""
+    code, out, err = run_cli(args, capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    for f in not_in:
+        assert f not in lines[0], lines[0]
+    return out, lines[0]
+
+
+def tiny_gpt_folder(folder):
+    """Save an untrained 1-layer GPT with a char tokenizer (trained on ``TEXT``) as an
+    lmforge model folder: config.json, model.safetensors, lmforge.json, tokenizer.json."""
+    import torch
+
+    from lmforge.models.gpt import GPT, GPTConfig
+    from lmforge.tokenize import train_tokenizer
+
+    tok = train_tokenizer("char", texts=TEXT.splitlines() * 3, vocab_size=60,
+                          show_progress=False)
+    torch.manual_seed(0)
+    GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=16,
+                  max_seq_len=32)).save_pretrained(folder)
+    tok.save(folder)
+    return folder
 
 
 class ByteTokenizer:

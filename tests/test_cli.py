@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from fakes import run_cli
+from fakes import assert_user_error, run_cli
 
 VERBS = [["data", "prepare"], ["corpus", "world"], ["tokenizer", "train"],
          ["tokenizer", "encode"], ["pretrain"], ["generate"], ["evaluate"], ["quickstart"],
@@ -35,17 +35,6 @@ def test_usage_errors_exit_2_without_traceback(args, message, capsys):
     code, _out, err = run_cli(args, capsys)
     assert code == 2
     assert message in err and "Try 'lmforge" in err and "Traceback" not in err
-
-
-def assert_user_error(args, capsys, *fragments):
-    code, _out, err = run_cli(args, capsys)
-    assert code == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def test_nonexistent_input(tmp_path, capsys):

@@ -10,43 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakes import run_cli
+from fakes import TEXT, assert_user_error, run_cli, tiny_gpt_folder
 
 from lmforge.models.bert import BertConfig, BertModel
-from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.tokenize import train_tokenizer
-
-TEXT = "hello world this is a test\nanother line of text 你好\n"
-
-
-def assert_user_error(args, capsys, *fragments, not_in=()):
-    """``lmforge ARGS`` fails with one ``error:`` line holding every fragment."""
-    code, out, err = run_cli(args, capsys)
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    for f in not_in:
-        assert f not in lines[0], lines[0]
-    return out, lines[0]
-
 
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
 def gpt_folder(tmp_path_factory) -> Path:
-    """A tiny lmforge GPT model folder (config.json, model.safetensors, lmforge.json,
-    tokenizer.json): no training needed to load it."""
-    folder = tmp_path_factory.mktemp("gpt") / "model"
-    tok = train_tokenizer("char", texts=TEXT.splitlines() * 3, vocab_size=60,
-                          show_progress=False)
-    torch.manual_seed(0)
-    GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=16,
-                  max_seq_len=32)).save_pretrained(folder)
-    tok.save(folder)
-    return folder
+    return tiny_gpt_folder(tmp_path_factory.mktemp("gpt") / "model")
 
 
 @pytest.fixture

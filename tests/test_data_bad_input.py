@@ -10,26 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
-from fakes import run_cli
+from fakes import TEXT, assert_user_error, run_cli, tiny_gpt_folder
 
 from lmforge.data.readers import iter_documents
 from lmforge.errors import DataError
-
-TEXT = "hello world this is a test\nanother line of text 你好\n"
-
-
-def assert_user_error(args, capsys, *fragments):
-    """``lmforge ARGS`` fails with exit code 2 and one ``error:`` line holding every
-    fragment."""
-    code, _out, err = run_cli(args, capsys)
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
 
 
 def read_error(inputs, **kw) -> str:
@@ -221,17 +205,7 @@ def test_prepare_with_non_utf8_file_name(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def gpt_folder(tmp_path_factory) -> Path:
-    from lmforge.models.gpt import GPT, GPTConfig
-    from lmforge.tokenize import train_tokenizer
-
-    folder = tmp_path_factory.mktemp("gpt") / "model"
-    tok = train_tokenizer("char", texts=TEXT.splitlines() * 3, vocab_size=60,
-                          show_progress=False)
-    torch.manual_seed(0)
-    GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=16,
-                  max_seq_len=32)).save_pretrained(folder)
-    tok.save(folder)
-    return folder
+    return tiny_gpt_folder(tmp_path_factory.mktemp("gpt") / "model")
 
 
 def test_evaluate_jsonl_with_byte_order_mark(gpt_folder, tmp_path, capsys):
