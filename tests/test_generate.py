@@ -298,3 +298,19 @@ def test_stop_matcher_any_split(text, stops, cuts):
     if not stopped:
         out += m.flush()
     assert out == expected
+
+
+def test_top_level_generate_and_convert_are_the_functions():
+    """``from lmforge import generate`` must give the function even after the subpackage
+    ``lmforge.generate`` has been imported (the import system binds submodule names on
+    the package, which shadowed the lazy export and broke the README snippet)."""
+    import lmforge.convert
+    import lmforge.generate.decode  # noqa: F401
+    from lmforge import convert as top_convert
+    from lmforge import generate as top_generate
+    from lmforge.convert import convert
+    from lmforge.generate import generate as gen_fn
+
+    assert top_generate is gen_fn and top_convert is convert
+    out = top_generate(tiny(), TOK, ["ab"], max_new_tokens=3, temperature=0)
+    assert isinstance(out, list) and len(out) == 1
