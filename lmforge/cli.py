@@ -188,13 +188,18 @@ def pretrain(
     _echo(f"done: {result.summary()}")
 
 
+DEFAULT_NEW_TOKENS = 64
+
+
 @app.command(epilog="Example: lmforge generate runs/quickstart --prompt 'Alice' "
                     "--prompt '小明' --temperature 0.8")
 def generate(
     model: Annotated[str, typer.Argument(help="A run folder or a model folder.", metavar="RUN_OR_DIR")],
     prompt: Annotated[list[str] | None, typer.Option(
         help="Prompt (repeatable; batched).", metavar="TEXT")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 64,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        help=f"Tokens to generate [default: {DEFAULT_NEW_TOKENS}, fewer when the longest "
+             "prompt plus that would pass the model's context]")] = None,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.8,
     top_k: Annotated[int | None, typer.Option(help="Keep the k most likely tokens.")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
@@ -212,20 +217,31 @@ def generate(
     from .generate import GenerationConfig
     from .generate import generate as run_generate
     from .generate import stream as run_stream
+    from .generate.decode import check_prompts
+    from .generate.seq2seq import is_encoder_decoder, translate
+    from .generate.text import encode_prompt
     from .hub import load_pretrained
 
-    cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, repetition_penalty=repetition_penalty,
-                           stop=list(stop or []), seed=seed)
+    # the options are checked before the (slow) model load
+    GenerationConfig(max_new_tokens=max_new_tokens or 0, temperature=temperature,
+                     top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                     stop=list(stop or []), seed=seed)
     m, tok = load_pretrained(model, quantize=quantize.value if quantize else None,
                              require_tokenizer=True)
     prompts = list(prompt or [""])
-    from .generate.seq2seq import is_encoder_decoder, translate
-
     if is_encoder_decoder(m):  # greedy or beam search; sampling options do not apply
-        for target in translate(m, tok, prompts, beams=beams, max_new_tokens=max_new_tokens):
+        for target in translate(m, tok, prompts, beams=beams,
+                                max_new_tokens=max_new_tokens or DEFAULT_NEW_TOKENS):
             _echo(target)
         return
+    ids = [encode_prompt(tok, p) for p in prompts]
+    if max_new_tokens is None:  # the default fits the context; an explicit value must
+        room = m.config.max_seq_len - max(map(len, ids))
+        max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, room))
+    check_prompts(ids, max_new_tokens, m.config.max_seq_len)  # before anything is printed
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                           top_p=top_p, repetition_penalty=repetition_penalty,
+                           stop=list(stop or []), seed=seed)
     if stream:
         for p in prompts:
             typer.echo(p, nl=False)

@@ -324,3 +324,18 @@ def test_output_folder_that_is_a_file(tmp_path, capsys):
     _, line = assert_user_error(["tokenizer", "train", str(tmp_path / "a.txt"), "--out",
                                  str(tmp_path / "a.txt")], capsys, "a.txt", "is a file")
     assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "hello world\n"
+
+
+def test_generate_default_length_fits_the_context_and_explicit_overflow_prints_nothing(
+        gpt_folder, capsys):
+    """The tiny model's context is 32: the default (64 new tokens) shrinks to fit the
+    prompt; an explicit --max-new-tokens that does not fit is an error that says what
+    fits, before anything (not even the streamed prompt) is printed."""
+    code, out, err = run_cli(["generate", str(gpt_folder), "--prompt", "hello",
+                              "--seed", "0"], capsys)
+    assert code == 0, err
+    assert out.startswith("hello") and len(out.strip()) > len("hello")
+    out, line = assert_user_error(["generate", str(gpt_folder), "--prompt", "hello",
+                                   "--max-new-tokens", "40", "--stream"], capsys,
+                                  "with max_new_tokens=40", "Lower max_new_tokens to")
+    assert out == ""

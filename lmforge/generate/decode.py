@@ -57,10 +57,16 @@ def check_prompts(prompts_ids: Sequence[Sequence[int]], max_new_tokens: int,
             raise LmforgeError(f"prompt {i} has token ids outside [0, {vocab_size})")
         need = len(ids) + max_new_tokens
         if need > max_seq_len:
+            room, excess = max_seq_len - len(ids), need - max_seq_len
+            fixes = [f"lower max_new_tokens to {room}"] if room >= 1 else []
+            if excess < len(ids):  # shortening alone can make it fit
+                fixes.append(f"shorten the prompt by {excess} tokens")
+            fix = " or ".join(fixes).capitalize() + "." if fixes else \
+                "Shorten the prompt and lower max_new_tokens."
             raise PromptTooLongError(
                 f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} "
                 f"it needs {need} positions but the model's max_seq_len is {max_seq_len}. "
-                f"Shorten the prompt by {need - max_seq_len} tokens or lower max_new_tokens.")
+                + fix)
 
 
 class BatchDecoder:
