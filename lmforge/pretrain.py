@@ -97,6 +97,14 @@ def prepare_run_data(recipe: Recipe, run_dir: Path, show_progress: bool = True,
     return data_dir
 
 
+def check_block_size(block_size: int, model_config: object) -> None:
+    """Training windows must fit the model's positions (``max_seq_len``, where it has one)."""
+    max_pos = getattr(model_config, "max_seq_len", None)
+    if max_pos is not None and block_size > max_pos:
+        raise ConfigError(f"train.block_size={block_size} exceeds the model's maximum "
+                          f"positions (model.max_seq_len={max_pos})")
+
+
 def build_run_model(recipe: Recipe, tokenizer) -> torch.nn.Module:
     """Instantiate the recipe's model for ``tokenizer``, with a seeded initialisation.
 
@@ -107,10 +115,7 @@ def build_run_model(recipe: Recipe, tokenizer) -> torch.nn.Module:
 
     cfg = fill_from_tokenizer(recipe.model, tokenizer, extra_ids=extra_vocab(recipe),
                               objective=recipe.train.objective)
-    max_pos = getattr(cfg, "max_seq_len", None)
-    if max_pos is not None and recipe.train.block_size > max_pos:
-        raise ConfigError(f"train.block_size={recipe.train.block_size} exceeds the model's "
-                          f"maximum positions (model.max_seq_len={max_pos})")
+    check_block_size(recipe.train.block_size, cfg)
     torch.manual_seed(recipe.run.seed)
     return build_model(cfg)
 
@@ -143,6 +148,7 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
     from .train import Trainer
     from .train.tasks import build_task
 
+    check_block_size(recipe.train.block_size, recipe.model)  # before the data is prepared
     run_dir = ensure_writable_dir(recipe.run.path)
     _check_run_dir(run_dir, recipe, resume)
     atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())

@@ -339,3 +339,11 @@ def test_generate_default_length_fits_the_context_and_explicit_overflow_prints_n
                                    "--max-new-tokens", "40", "--stream"], capsys,
                                   "with max_new_tokens=40", "Lower max_new_tokens to")
     assert out == ""
+
+
+def test_block_size_longer_than_the_context_fails_before_any_data_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert_user_error(["pretrain", "quickstart", "--no-progress", "--set",
+                       "train.block_size=512", "--set", f"run.out_dir={out}"], capsys,
+                      "train.block_size=512", "model.max_seq_len=64")
+    assert not out.exists()  # the corpus was not built, the tokenizer not trained
