@@ -82,8 +82,9 @@ def data_prepare(
     from .data.prepare import prepare_data
     from .tokenize import Tokenizer
 
-    if not 0.0 < val_fraction < 1.0:
-        raise LmforgeError(f"--val-fraction must be between 0 and 1 (got {val_fraction})")
+    if not 0.0 <= val_fraction < 1.0:  # the library's rule, with the flag's name
+        raise LmforgeError(f"--val-fraction must be in [0, 1) (0 = no validation split), "
+                           f"got {val_fraction}")
     tok = Tokenizer.load(tokenizer) if tokenizer else None
     spec = build_section(TokenizerConfig, "tokenizer", kind=kind, vocab_size=vocab_size,
                          min_frequency=min_frequency, special_tokens=special_token or [])
@@ -403,7 +404,7 @@ def embed_train(
         _echo(f"analogy {name}: {acc:.3f}")
 
 
-@embed_app.command("query", epilog="Example: lmforge embed query runs/w2v-zh --word 北京 "
+@embed_app.command("query", epilog="Example: lmforge embed query runs/w2v-world-zh --word 北京 "
                                    "--topn 10")
 def embed_query(
     model: Annotated[str, typer.Argument(help="A word2vec file or an embed run folder.",
@@ -422,7 +423,7 @@ def embed_query(
             _echo(f"  {other}\t{cos:.4f}")
 
 
-@embed_app.command("analogy", epilog="Example: lmforge embed analogy runs/w2v-zh 男人 国王 女人")
+@embed_app.command("analogy", epilog="Example: lmforge embed analogy runs/w2v-world-zh 男人 国王 女人")
 def embed_analogy(
     model: Annotated[str, typer.Argument(help="A word2vec file or an embed run folder.",
                                          metavar="MODEL")],

@@ -255,3 +255,17 @@ def test_memory_does_not_grow_with_corpus_size(tmp_path):
         peaks[mb] = json.loads(res.stdout.strip().splitlines()[-1])["peak_kb"] / 1024
     # Measured: about 5 MB (allocator and tokenizer-cache warm-up, and the dedup table).
     assert peaks[7] - peaks[2] < 20, peaks
+
+
+def test_cli_val_fraction_zero_means_no_validation_split(tmp_path, capsys):
+    from fakes import assert_user_error, run_cli
+
+    src = tmp_path / "c.txt"
+    src.write_text("\n".join(corpus_lines(40)), encoding="utf-8")
+    code, _, err = run_cli(["data", "prepare", str(src), "--out", str(tmp_path / "o"),
+                            "--kind", "char", "--val-fraction", "0"], capsys)
+    assert code == 0, err
+    meta = read_meta(tmp_path / "o")
+    assert meta["splits"]["val"]["documents"] == 0 and meta["splits"]["train"]["documents"] > 0
+    assert_user_error(["data", "prepare", str(src), "--out", str(tmp_path / "p"),
+                       "--val-fraction", "1"], capsys, "--val-fraction must be in [0, 1)")
