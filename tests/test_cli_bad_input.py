@@ -347,3 +347,18 @@ def test_block_size_longer_than_the_context_fails_before_any_data_work(tmp_path,
                        "train.block_size=512", "--set", f"run.out_dir={out}"], capsys,
                       "train.block_size=512", "model.max_seq_len=64")
     assert not out.exists()  # the corpus was not built, the tokenizer not trained
+
+
+def test_embed_text_takes_a_run_folder_like_the_other_verbs(bert_folder, tmp_path, capsys):
+    """``--model RUN`` means the run's checkpoint, as for generate/evaluate/convert; the
+    vectors equal those from the checkpoint folder itself."""
+    run = tmp_path / "run"
+    shutil.copytree(bert_folder, run / "checkpoints" / "step_0000002")
+    rows = []
+    for model in (run, run / "checkpoints" / "step_0000002"):
+        out = tmp_path / f"e{len(rows)}.jsonl"
+        code, _, err = run_cli(["embed-text", "--text", "你好 hello", "--model", str(model),
+                                "--out", str(out)], capsys)
+        assert code == 0, err
+        rows.append(json.loads(out.read_text(encoding="utf-8").splitlines()[0])["embedding"])
+    assert rows[0] == rows[1] and len(rows[0]) == 16

@@ -95,10 +95,15 @@ class SentenceEncoder:
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu"
              ) -> SentenceEncoder:
-        """From a sentence-transformers / Hugging Face BERT folder or an lmforge one."""
+        """From a sentence-transformers / Hugging Face BERT folder, an lmforge model folder,
+        or an lmforge run folder (its best, else latest, checkpoint)."""
         path = Path(path).expanduser() if path is not None else default_model_path()
         if not path.exists():
             raise DataError(f"model folder {path} does not exist")
+        if not (path / "config.json").is_file() and (path / "checkpoints").is_dir():
+            from ..hub import resolve_model_dir
+
+            path = resolve_model_dir(path)  # a run folder: its best (or latest) checkpoint
         if not (path / "config.json").is_file():
             raise DataError(f"{path} is not a model folder (no config.json)")
         raw = read_json(path / "config.json")
