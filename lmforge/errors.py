@@ -27,3 +27,8 @@ class CheckpointError(LmforgeError):
 
 class TrainingError(LmforgeError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+class ModelInputError(DataError, ValueError):
+    """A tensor given to a model's ``forward`` has the wrong type, shape or dtype, or holds
+    token ids outside the vocabulary. Also a ``ValueError`` for library callers."""

@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, ModelInputError
 from ..io import atomic_write_bytes, atomic_write_json, read_json
 
 WEIGHTS = "model.safetensors"
@@ -203,3 +203,48 @@ class PretrainedMixin:
         if not isinstance(model, cls):
             raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+def check_ids(ids, name: str = "input_ids") -> tuple[int, int]:
+    """``(B, T)`` of a token-id tensor; raise :class:`ModelInputError` naming ``name`` when
+    it is not a 2-D integer tensor. Reads only metadata: no device sync."""
+    if not isinstance(ids, torch.Tensor):
+        raise ModelInputError(f"{name} must be a torch.Tensor of token ids (batch, seq_len), "
+                              f"got {type(ids).__name__}")
+    if ids.dim() != 2:
+        hint = "; add a batch dimension with ids[None]" if ids.dim() == 1 else ""
+        raise ModelInputError(f"{name} must have shape (batch, seq_len), got "
+                              f"{tuple(ids.shape)}{hint}")
+    if ids.dtype not in (torch.long, torch.int32):
+        raise ModelInputError(f"{name} must hold integer token ids (torch.long or torch.int), "
+                              f"got {ids.dtype}")
+    return ids.shape[0], ids.shape[1]
+
+
+def check_mask(mask, shape: tuple[int, int], name: str = "attention_mask") -> None:
+    """A mask, when given, must be a tensor of exactly ``shape`` (no broadcasting)."""
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor):
+        raise ModelInputError(f"{name} must be a torch.Tensor of shape {tuple(shape)} "
+                              f"(1 real token, 0 padding), got {type(mask).__name__}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ModelInputError(f"{name} must have the shape of the ids {tuple(shape)}, "
+                              f"got {tuple(mask.shape)}")
+
+
+def embed_ids(table: torch.nn.Embedding, ids: torch.Tensor, name: str = "input_ids",
+              size_field: str = "vocab_size") -> torch.Tensor:
+    """``table(ids)``, turning the lookup's bare ``IndexError`` (CPU) for an id outside
+    ``[0, num_embeddings)`` into a :class:`ModelInputError`. Costs nothing when the ids
+    are valid: the range is read only after the lookup failed. (On CUDA an invalid id is
+    a device-side assert, which cannot be caught; checking first would need a sync.)"""
+    if torch.compiler.is_compiling():
+        return table(ids)
+    try:
+        return table(ids)
+    except IndexError:
+        n = table.num_embeddings
+        lo, hi = int(ids.min()), int(ids.max())
+        raise ModelInputError(f"{name} holds token ids in [{lo}, {hi}] but they must lie in "
+                              f"[0, {n}) ({size_field}={n})") from None

@@ -60,9 +60,10 @@ import torch.nn.functional as F
 from pydantic import ConfigDict
 from torch import Tensor, nn
 
+from ..errors import ModelInputError
 from ..nn.attention import MultiHeadAttention
 from . import register_model
-from .base import PretrainedMixin, require_vocab
+from .base import PretrainedMixin, check_ids, check_mask, embed_ids, require_vocab
 
 Head = Literal["none", "mlm", "pretraining", "seq_cls", "token_cls", "qa"]
 
@@ -176,8 +177,9 @@ class Embeddings(nn.Module):
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = self.word(input_ids) + self.position(self.positions(input_ids)) \
-            + self.token_type(token_type_ids)  # (B, T, d)
+        x = embed_ids(self.word, input_ids) + self.position(self.positions(input_ids)) \
+            + embed_ids(self.token_type, token_type_ids, "token_type_ids",
+                        "type_vocab_size")  # (B, T, d)
         return self.drop(self.norm(x))
 
 
@@ -339,9 +341,13 @@ class BertModel(PretrainedMixin, nn.Module):
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                token_type_ids: Tensor | None = None, output_attentions: bool = False):
         """Final hidden states (B, T, d), plus the per-layer weights when asked."""
-        B, T = input_ids.shape
+        B, T = check_ids(input_ids)
+        check_mask(attention_mask, (B, T))
+        if token_type_ids is not None:
+            check_ids(token_type_ids, "token_type_ids")
+            check_mask(token_type_ids, (B, T), "token_type_ids")
         if T > self.config.max_len:
-            raise ValueError(f"sequence length {T} exceeds the {self.config.max_len} "
+            raise ModelInputError(f"sequence length {T} exceeds the {self.config.max_len} "
                              f"positions of this model (max_position="
                              f"{self.config.max_position})")
         key_mask = None

@@ -75,7 +75,7 @@ from pydantic import ConfigDict
 from torch import nn
 
 from . import register_model
-from .base import PretrainedMixin, check_dims, require_vocab
+from .base import PretrainedMixin, check_dims, check_ids, check_mask, embed_ids, require_vocab
 
 _ACT = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
         "relu": F.relu, "tanh": torch.tanh}
@@ -317,17 +317,19 @@ class DebertaV2(PretrainedMixin, nn.Module):
                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states (B, T, d). ``attention_mask`` (B, T): 1 real, 0 padding."""
         cfg = self.config
-        B, T = input_ids.shape
+        B, T = check_ids(input_ids)
+        check_mask(attention_mask, (B, T))
         if T > cfg.max_seq_len and cfg.position_biased_input:
             raise ValueError(f"sequence length {T} exceeds max_seq_len {cfg.max_seq_len}")
         valid = torch.ones(B, T, dtype=torch.bool, device=input_ids.device) \
             if attention_mask is None else attention_mask.bool()
-        x = self.word_embeddings(input_ids)  # (B, T, E)
+        x = embed_ids(self.word_embeddings, input_ids)  # (B, T, E)
         if self.position_embeddings is not None:
             x = x + self.position_embeddings(torch.arange(T, device=x.device))
         if self.token_type_embeddings is not None:
             tt = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-            x = x + self.token_type_embeddings(tt)
+            x = x + embed_ids(self.token_type_embeddings, tt, "token_type_ids",
+                              "type_vocab_size")
         if self.embed_proj is not None:
             x = self.embed_proj(x)  # (B, T, d)
         x = self.drop(self.embed_norm(x) * valid[..., None].to(x.dtype))

@@ -55,9 +55,10 @@ import torch.nn.functional as F
 from pydantic import ConfigDict
 from torch import nn
 
+from ..errors import ModelInputError
 from ..nn.positional import apply_rope, rope_tables
 from . import register_model
-from .base import PretrainedMixin, check_dims, require_vocab
+from .base import PretrainedMixin, check_dims, check_ids, check_mask, embed_ids, require_vocab
 
 _STYLE_DEFAULTS = {
     "gpt2": {"pos": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True,
@@ -281,11 +282,15 @@ class GPT(PretrainedMixin, nn.Module):
         ``output_attentions`` computes attention explicitly (slower) and returns
         ``(logits, [weights (B, h, T, S) per layer])``.
         """
-        B, T = input_ids.shape
+        B, T = check_ids(input_ids)
+        check_mask(attention_mask, (B, T))
+        if cache is not None and cache.k.shape[1] != B:
+            raise ModelInputError(f"input_ids has batch size {B} but the cache holds "
+                                  f"{cache.k.shape[1]} rows")
         start = cache.length if cache is not None else 0
         end = start + T
         if end > self.config.max_seq_len:
-            raise ValueError(f"sequence length {end} exceeds max_seq_len "
+            raise ModelInputError(f"sequence length {end} exceeds max_seq_len "
                              f"{self.config.max_seq_len}")
         # Key validity over all positions seen so far (B, S).
         if cache is not None:
@@ -315,7 +320,7 @@ class GPT(PretrainedMixin, nn.Module):
                 allowed = allowed | (k_pos[None, None, :] == q_pos[None, :, None])
             mask = allowed[:, None] if allowed.dim() == 3 else allowed
 
-        x = self.wte(input_ids)  # (B, T, d)
+        x = embed_ids(self.wte, input_ids)  # (B, T, d)
         if self.wpe is not None:
             x = x + self.wpe(positions)
         x = self.drop(x)

@@ -63,11 +63,12 @@ import torch
 from pydantic import ConfigDict
 from torch import Tensor, nn
 
+from ..errors import ModelInputError
 from ..nn.attention import AdditiveAttention, MultiplicativeAttention
 from ..nn.losses import token_cross_entropy
 from ..nn.recurrent import GRU, LSTM, RNN
 from . import register_model
-from .base import PretrainedMixin, check_special_ids, require_vocab
+from .base import PretrainedMixin, check_ids, check_special_ids, embed_ids, require_vocab
 from .beam import Hypothesis, beam_search, greedy_search
 
 CellName = Literal["rnn", "lstm", "gru"]
@@ -167,7 +168,10 @@ class RNNLM(PretrainedMixin, nn.Module):
         None for zeros. ``lengths`` (B,): real lengths of right-padded rows; the
         returned state is then the one after each row's last real token.
         """
-        x = self.drop(self.embed(input_ids))  # (B, T, d_embed)
+        if check_ids(input_ids)[1] == 0:
+            raise ModelInputError("input_ids has no time steps (shape (B, 0)); give at "
+                                  "least one token per row")
+        x = self.drop(embed_ids(self.embed, input_ids))  # (B, T, d_embed)
         h, state = self.rnn(x, state, lengths=lengths)  # (B, T, d_hidden)
         h = self.drop(h)
         if self.proj is not None:

@@ -79,7 +79,7 @@ from torch import nn
 
 from ..nn.positional import T5RelativePositionBias
 from . import register_model
-from .base import PretrainedMixin, require_vocab
+from .base import PretrainedMixin, check_ids, check_mask, embed_ids, require_vocab
 
 
 @dataclass
@@ -333,8 +333,9 @@ class T5(PretrainedMixin, nn.Module):
         """Encoder output (B, S, d). ``attention_mask`` (B, S): 1 real token, 0 padding
         (padding may be on either side: positions are relative)."""
         enc = self.encoder
-        B, S = input_ids.shape
-        x = enc.drop(self.shared(input_ids))  # (B, S, d)
+        B, S = check_ids(input_ids)
+        check_mask(attention_mask, (B, S))
+        x = enc.drop(embed_ids(self.shared, input_ids))  # (B, S, d)
         bias = enc.rel_bias(S, S)  # (1, h, S, S), bidirectional buckets
         if attention_mask is not None:
             bias = bias + _additive_mask(attention_mask.bool()[:, None, None, :], bias.dtype)
@@ -352,10 +353,10 @@ class T5(PretrainedMixin, nn.Module):
         earlier ones).
         """
         dec = self.decoder
-        B, T = decoder_input_ids.shape
+        B, T = check_ids(decoder_input_ids, "decoder_input_ids")
         start = cache.length if cache is not None else 0
         end = start + T
-        y = dec.drop(self.shared(decoder_input_ids))  # (B, T, d)
+        y = dec.drop(embed_ids(self.shared, decoder_input_ids, "decoder_input_ids"))  # (B, T, d)
         self_bias = dec.rel_bias(T, end, query_offset=start)  # (1, h, T, end)
         causal = torch.arange(end, device=y.device)[None, :] \
             <= torch.arange(start, end, device=y.device)[:, None]  # (T, end)

@@ -79,7 +79,7 @@ from torch import Tensor, nn
 from ..nn.attention import MultiHeadAttention
 from ..nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from . import register_model
-from .base import PretrainedMixin, check_special_ids, require_vocab
+from .base import PretrainedMixin, check_ids, check_special_ids, embed_ids, require_vocab
 
 if TYPE_CHECKING:
     from .beam import Hypothesis
@@ -391,6 +391,7 @@ class Transformer(PretrainedMixin, nn.Module):
         return src != self.config.pad_id
 
     def _check_mask(self, src: Tensor, src_mask: Tensor | None) -> Tensor:
+        check_ids(src, "src")
         mask = self.source_mask(src) if src_mask is None else src_mask
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(src.shape):
             raise ValueError(f"src_mask must be a boolean tensor of shape {tuple(src.shape)}, "
@@ -399,10 +400,12 @@ class Transformer(PretrainedMixin, nn.Module):
             raise ValueError("every source row needs at least one real (non-pad) token")
         return mask
 
-    def _embed(self, table: nn.Embedding, pos: nn.Module, ids: Tensor, start: int = 0
-               ) -> Tensor:
+    def _embed(self, table: nn.Embedding, pos: nn.Module, ids: Tensor, start: int = 0,
+               name: str = "src") -> Tensor:
+        check_ids(ids, name)
         positions = torch.arange(start, start + ids.shape[1], device=ids.device)  # (T,)
-        return self.drop(table(ids) * self.embed_scale + pos(positions))  # (B, T, d)
+        vocab = "src_vocab_size" if name == "src" else "tgt_vocab_size"
+        return self.drop(embed_ids(table, ids, name, vocab) * self.embed_scale + pos(positions))  # (B, T, d)
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """Memory (B, S, d) for source ids ``src`` (B, S)."""
@@ -416,7 +419,7 @@ class Transformer(PretrainedMixin, nn.Module):
         ``causal=False`` drops the causal mask (each position then sees the whole
         target: only for experiments, teacher forcing would read the answer).
         """
-        y = self._embed(self.tgt_embed, self.tgt_pos, tgt_in)
+        y = self._embed(self.tgt_embed, self.tgt_pos, tgt_in, name="tgt_in")
         return self.decoder(y, memory, src_mask, tgt_mask, causal)
 
     def forward(self, src: Tensor, tgt_in: Tensor, src_mask: Tensor | None = None,
@@ -455,7 +458,7 @@ class Transformer(PretrainedMixin, nn.Module):
         if start + tgt_new.shape[1] > self.config.max_seq_len:
             raise ValueError(f"target length {start + tgt_new.shape[1]} exceeds "
                              f"max_seq_len {self.config.max_seq_len}")
-        y = self._embed(self.tgt_embed, self.tgt_pos, tgt_new, start)
+        y = self._embed(self.tgt_embed, self.tgt_pos, tgt_new, start, "tgt_in")
         y = self.decoder(y, None, None, cache=cache)
         cache.length = start + tgt_new.shape[1]
         return self.lm_head(y)

@@ -186,18 +186,32 @@ class Tokenizer:
         A special-token string inside ``text`` (``"<|eos|>"``) is encoded as ordinary text
         unless ``allow_special=True``, in which case it becomes the special id.
         """
+        if not isinstance(text, str):
+            raise DataError(f"Tokenizer.encode: text must be a str, got {type(text).__name__}")
         return self._matcher(allow_special).encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str], *,
                      allow_special: bool = False) -> list[list[int]]:
         """:meth:`encode` for many texts at once (parallel in Rust)."""
+        texts = list(texts)
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise DataError(f"Tokenizer.encode_batch: texts[{bad}] must be a str, got "
+                            f"{type(texts[bad]).__name__}")
         tk = self._matcher(allow_special)
-        encs = tk.encode_batch_fast(list(texts), add_special_tokens=False)
+        encs = tk.encode_batch_fast(texts, add_special_tokens=False)
         return [e.ids for e in encs]
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         """The text of ``ids`` (special tokens dropped unless ``skip_special_tokens=False``)."""
+        if isinstance(ids, (str, bytes)):
+            raise DataError(f"Tokenizer.decode: ids must be a sequence of ints, got "
+                            f"{type(ids).__name__}")
         ids = [int(i) for i in ids]
+        if ids and (min(ids) < 0 or max(ids) >= self._vocab_size):
+            bad = next(i for i in ids if i < 0 or i >= self._vocab_size)
+            raise DataError(f"Tokenizer.decode: id {bad} is outside the vocabulary "
+                            f"[0, {self._vocab_size})")
         text = self._tk.decode(ids, skip_special_tokens=skip_special_tokens)
         if self.kind == "wordpiece" and " " in text:
             # The BERT normaliser splits every CJK character off, so the decoder joins them
