@@ -74,6 +74,7 @@ import torch.nn.functional as F
 from pydantic import ConfigDict
 from torch import nn
 
+from ..errors import ModelInputError
 from . import register_model
 from .base import PretrainedMixin, check_dims, check_ids, check_mask, embed_ids, require_vocab
 
@@ -320,7 +321,7 @@ class DebertaV2(PretrainedMixin, nn.Module):
         B, T = check_ids(input_ids)
         check_mask(attention_mask, (B, T))
         if T > cfg.max_seq_len and cfg.position_biased_input:
-            raise ValueError(f"sequence length {T} exceeds max_seq_len {cfg.max_seq_len}")
+            raise ModelInputError(f"sequence length {T} exceeds max_seq_len {cfg.max_seq_len}")
         valid = torch.ones(B, T, dtype=torch.bool, device=input_ids.device) \
             if attention_mask is None else attention_mask.bool()
         x = embed_ids(self.word_embeddings, input_ids)  # (B, T, E)
