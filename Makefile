@@ -22,8 +22,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=15
 
-# The speed benchmarks at quick sizes (a few minutes each); docs/benchmarks.md gives the
-# full-size commands, and bench/recipes.py (hours) is run by hand.
+# The speed benchmarks at quick sizes: under 10 minutes in all on 2 cores, also on CPUs
+# where bf16 is emulated (AVX2 only), whose bf16 rows are then skipped with the reason.
+# Every JSON line carries the machine (cpu, isa, isa_caps, threads). docs/benchmarks.md
+# gives the full-size commands, and bench/recipes.py (hours) is run by hand.
 bench: $(STAMP)
 	@echo "== bench/train_throughput.py --quick"; $(PY) bench/train_throughput.py --quick
 	@echo "== bench/decode.py --quick"; $(PY) bench/decode.py --quick

@@ -17,7 +17,10 @@ Usage::
     python bench/prepare_memory.py                     # 50 MB and 300 MB
     python bench/prepare_memory.py --sizes 5,20 --workdir /tmp/pm
 
-The table is followed by one JSON object per figure (``make bench | grep '^{'``).
+The table, headed by the machine (CPU, ISA, threads), is followed by one JSON object per
+figure (``make bench | grep '^{'``), each with the machine tag (``cpu``, ``isa``,
+``isa_caps``, ``threads``). No matmul precision is involved, so nothing is skipped on any
+CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import emit, machine_line
 
 EN = ("the of and to in is was for on that with as by at from his her it an were are which "
       "this be or has had not but one they their new after first two also its who been more "
@@ -156,6 +160,7 @@ def main() -> None:
 
     head = (f"{'corpus':>8} {'MiB':>6} {'mode':>6} {'docs':>10} {'tokens':>12} {'time s':>7} "
             f"{'baseline MB':>11} {'peak MB':>8} {'peak-base':>9}")
+    print(machine_line())
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -164,9 +169,9 @@ def main() -> None:
               f"{r['seconds']:>7} {r['baseline_mb']:>11} {r['peak_mb']:>8} "
               f"{r['peak_mb'] - r['baseline_mb']:>9.1f}")
     for r in rows:
-        print(json.dumps({"bench": "prepare_memory", "metric": f"peak_rss_mb_{r['mb']}mb_{r['mode']}",
-                          "lmforge": r["peak_mb"], "peer": None, "peer_name": None,
-                          "ratio": None, "target": None, "met": None}))
+        emit({"bench": "prepare_memory", "metric": f"peak_rss_mb_{r['mb']}mb_{r['mode']}",
+              "lmforge": r["peak_mb"], "peer": None, "peer_name": None,
+              "ratio": None, "target": None, "met": None, "seconds": r["seconds"]})
     for mode in modes:
         by = {r["mb"]: r for r in rows if r["mode"] == mode}
         if len(by) >= 2:
@@ -174,10 +179,10 @@ def main() -> None:
             growth = round(by[hi]["peak_mb"] - by[lo]["peak_mb"], 1)
             # budget: the dedup table (<= 23 bytes per document, x1.35 while it grows) + 32 MB
             budget = round(by[hi]["documents"] * 23 * 1.35 / 2**20 + 32, 1)
-            print(json.dumps({"bench": "prepare_memory",
-                              "metric": f"peak_rss_growth_mb_{lo}mb_to_{hi}mb_{mode}",
-                              "lmforge": growth, "peer": None, "peer_name": None,
-                              "ratio": None, "target": budget, "met": growth <= budget}))
+            emit({"bench": "prepare_memory",
+                  "metric": f"peak_rss_growth_mb_{lo}mb_to_{hi}mb_{mode}",
+                  "lmforge": growth, "peer": None, "peer_name": None,
+                  "ratio": None, "target": budget, "met": growth <= budget})
 
 
 if __name__ == "__main__":

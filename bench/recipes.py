@@ -5,7 +5,15 @@ trainer, checkpoints, samples) exactly as ``lmforge pretrain NAME`` runs it. The
 gives the parameter count, steps, wall time, the final validation loss (nats per
 predicted target token) and the unigram entropy ``H`` of the same validation targets
 (:func:`lmforge.train.tasks.unigram_baseline`), with the ratio ``loss / H``. One JSON
-line per recipe follows the table.
+line per recipe is printed as each finishes (``bench``, ``metric``, ``lmforge`` = the
+validation loss, ``peer`` = ``H``, ``ratio`` = ``loss / H``, the row's fields, and the
+machine tag ``cpu``, ``isa``, ``isa_caps``, ``threads``); the table, headed by the
+machine, follows.
+
+Not a timed benchmark and not run by ``make bench``: each recipe trains at full size
+(5-10 minutes each on 2 cores), so the run takes as long as the recipes named. Recipes
+use ``precision: auto`` (:func:`lmforge.train.resolve_precision`), which trains in fp32
+where bf16 is emulated.
 
     python bench/recipes.py bert-world t5-world --out /tmp/recipes [--set train.max_steps=300]
 """
@@ -13,9 +21,10 @@ line per recipe follows the table.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from _common import emit, machine_line
 
 from lmforge.config import load_recipe, resolve_recipe_path
 from lmforge.pretrain import pretrain
@@ -45,9 +54,14 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for name in args.recipes:
-        rows.append(run_one(name, args.out, args.overrides))
-        print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{'recipe':<16}{'arch':<13}{'params':>8}{'steps':>7}{'wall s':>8}"
+        r = run_one(name, args.out, args.overrides)
+        rows.append(r)
+        emit({"bench": "recipes", "metric": f"val_loss_over_unigram_{name}",
+              "lmforge": r["val_loss"], "peer": r["unigram_nats"],
+              "peer_name": "unigram entropy (nats)", "target": None, "met": None, **r})
+    print()
+    print(machine_line())
+    print(f"{'recipe':<16}{'arch':<13}{'params':>8}{'steps':>7}{'wall s':>8}"
           f"{'val loss':>10}{'unigram':>9}{'ratio':>7}")
     for r in rows:
         print(f"{r['recipe']:<16}{r['arch']:<13}{r['params_M']:>7.2f}M{r['steps']:>7}"

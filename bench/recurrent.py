@@ -4,7 +4,14 @@ Times one forward + backward pass of lmforge's LSTM and GRU (batch 32, 64 steps,
 and hidden 256, 2 layers by default) with ``fused=True`` (PyTorch's fused kernels,
 oneDNN on CPU / cuDNN on GPU) and ``fused=False`` (the per-step loop of the equations),
 plus ``torch.nn.LSTM``/``GRU`` as a check that the fused path adds no overhead. Prints
-a table, then one JSON line per figure. ``ratio`` is a speed-up: peer ms / lmforge ms.
+a table headed by the machine (CPU, ISA, threads), then one JSON line per figure with the
+machine tag (``cpu``, ``isa``, ``isa_caps``, ``threads``) and the device. ``ratio`` is a
+speed-up: peer ms / lmforge ms. Everything runs in fp32, so nothing is skipped on CPUs
+without bf16 instructions.
+
+Time bounds: the three variants of a cell run in turn, ``--reps`` times (15) or until
+``--budget`` seconds (12) per cell are spent, after one warm-up pass each: 10-15 s for
+both cells on 2 cores, about a minute when other jobs load them heavily.
 
     python bench/recurrent.py [--batch 32 --seq 64 --hidden 256 --layers 2 --threads N]
 """
@@ -12,13 +19,13 @@ a table, then one JSON line per figure. ``ratio`` is a speed-up: peer ms / lmfor
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 from functools import partial
 
 import torch
+from _common import emit, machine_line
 
 from lmforge.nn.recurrent import GRU, LSTM
 
@@ -81,12 +88,14 @@ def main() -> None:
         rows.append((name, fused, loop, torch_ms))
         lines.append({"bench": "recurrent", "metric": f"{name}_fwd_bwd_ms_fused",
                       "lmforge": round(fused, 2), "peer": round(loop, 2),
-                      "peer_name": "readable loop", "ratio": round(loop / fused, 2)})
+                      "peer_name": "readable loop", "ratio": round(loop / fused, 2),
+                      "target": None, "met": None})
         lines.append({"bench": "recurrent", "metric": f"{name}_fwd_bwd_ms_fused_vs_torch",
                       "lmforge": round(fused, 2), "peer": round(torch_ms, 2),
                       "peer_name": f"torch.nn.{ref_cls.__name__}",
-                      "ratio": round(torch_ms / fused, 2)})
+                      "ratio": round(torch_ms / fused, 2), "target": None, "met": None})
 
+    print(machine_line())
     print(f"forward+backward, batch {args.batch}, seq {args.seq}, hidden {H}, "
           f"{args.layers} layers, {device}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
@@ -95,7 +104,7 @@ def main() -> None:
     for name, fused, loop, torch_ms in rows:
         print(f"{name:<6}{fused:>10.2f}{loop:>13.2f}{loop / fused:>15.2f}x{torch_ms:>13.2f}")
     for line in lines:
-        print(json.dumps(line))
+        emit({**line, "device": device})
 
 
 if __name__ == "__main__":

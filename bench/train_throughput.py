@@ -26,6 +26,19 @@ load from other jobs on a shared machine hits them all alike:
 (matmuls, attention, GELU, norms, optimizer, rest). The roofline line gives the fastest
 step the fp32 (or bf16) matmul peak allows: the FLOPs of a step / the peak.
 
+**bf16 where it is emulated.** On a CPU without bf16 instructions (AVX2 only, or oneDNN
+capped with ``ONEDNN_MAX_CPU_ISA=AVX2``) a bf16 matmul is emulated, ~100x slower than
+fp32 (0.9 against ~100 GFLOP/s), and one bf16 step of this model takes minutes. Where
+:func:`lmforge.hardware.bf16_speed` (the same cached measurement ``precision: auto``
+uses) reports bf16 as emulated, the script therefore does not run the ``transformers
+bf16``, ``nanogpt bf16`` and forced ``lmforge bf16`` rows, nor the bf16 matmul peak, bf16
+MFU and bf16 roofline: the table shows ``skipped: bf16 is emulated on this CPU (X GFLOP/s
+vs Y fp32)`` for each, and the JSON lines that compare against them
+(``tok_per_s_vs_hf_bf16``, ``mfu_bf16_peak``) carry ``"skipped": "<reason>"`` with
+``lmforge``, ``peer``, ``ratio`` and ``met`` null. lmforge's ``auto`` row is whatever
+:func:`lmforge.train.resolve_precision` picks (fp32 there); the forced-bf16 row is only
+added where ``auto`` picks fp32 and bf16 is not emulated.
+
 glibc's malloc gives freed blocks back to the kernel (trim, and mmap for large blocks),
 so an implementation that allocates many large temporaries pays page faults on every
 step, and how many depends on what ran before it in the same process: interleaved with
@@ -36,24 +49,36 @@ step either way).
 
 MFU = achieved FLOP/s / matmul peak, with FLOPs per token = 6 N + 12 L d T (Kaplan /
 PaLM: N parameters, attention scores and values over context T). The peaks are 2048^2
-matmuls measured in this script (fp32 and bf16).
+matmuls measured in this script (fp32, and bf16 where it is not emulated) with
+:func:`lmforge.hardware.matmul_rate` (time-bounded: the best product of ~1 s of them),
+before the timed rounds and after each; the best is kept.
 
-Run ``python bench/train_throughput.py`` (``--quick`` for fewer steps). Prints a table,
-then one JSON object per figure.
+Time bounds: ``--budget`` seconds (default 600, 240 with ``--quick``) of timed steps;
+after the first round no further cycle (one step of each implementation) starts once it
+is spent, and the rounds and steps actually run are printed and reported (``rounds``,
+``steps`` in each JSON line). A step takes ~1-6 s on 2 cores, so the defaults (3 rounds
+x 4 steps, ``--quick`` 2 x 3) normally end well within the budget: on 2 cores shared
+with two other busy jobs the whole script took 4-5 minutes at full size and 1-3 with
+``--quick``, with bf16 native or emulated (fewer rows run there).
+
+Run ``python bench/train_throughput.py`` (``--quick`` for fewer steps). Prints a table
+headed by the machine (CPU, ISA, threads), then one JSON object per figure, each with the
+machine tag (``cpu``, ``isa``, ``isa_caps``, ``threads``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import statistics
 import time
 import warnings
 
 import torch
 import torch.nn.functional as F
+from _common import Budget, bf16_skip_reason, emit, machine_line, skipped_row
 from torch import nn
+
+from lmforge.hardware import matmul_rate
 
 N_LAYER, N_HEAD, D_MODEL, CONTEXT, VOCAB, BATCH = 6, 6, 384, 256, 166, 16
 
@@ -156,34 +181,47 @@ def make_lmforge_step(precision: str, compile: bool = False):
     return model, step, amp
 
 
-def build_impls(with_bf16_lmforge: bool, with_compiled: bool = False):
+def build_impls(with_bf16_lmforge: bool, with_compiled: bool = False,
+                bf16_skip: str | None = None):
+    """``(rows, lmforge auto row's name, its autocast dtype)``; ``rows`` maps each
+    implementation to ``(model, step)``, or to the reason it is skipped (``bf16_skip``:
+    bf16 is emulated here, so no bf16 row is built)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    impls = {}
+    rows: dict[str, tuple | str] = {}
     for name, dtype in (("transformers fp32", None), ("transformers bf16", torch.bfloat16)):
+        if dtype is not None and bf16_skip:
+            rows[name] = bf16_skip
+            continue
         torch.manual_seed(0)
         hf = GPT2LMHeadModel(GPT2Config(
             vocab_size=VOCAB, n_positions=CONTEXT, n_embd=D_MODEL, n_layer=N_LAYER,
             n_head=N_HEAD, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
             bos_token_id=0, eos_token_id=0, use_cache=False)).train()
-        impls[name] = (hf, make_plain_step(hf, lambda m, x: m(input_ids=x).logits, dtype))
+        rows[name] = (hf, make_plain_step(hf, lambda m, x: m(input_ids=x).logits, dtype))
     for name, dtype in (("nanogpt fp32", None), ("nanogpt bf16", torch.bfloat16)):
+        if dtype is not None and bf16_skip:
+            rows[name] = bf16_skip
+            continue
         torch.manual_seed(0)
         nano = NanoGPT().train()
-        impls[name] = (nano, make_plain_step(nano, lambda m, x: m(x), dtype))
+        rows[name] = (nano, make_plain_step(nano, lambda m, x: m(x), dtype))
     torch.manual_seed(0)
-    model, step, amp = make_lmforge_step("auto")
+    model, step, amp = make_lmforge_step("auto")  # lmforge's resolve_precision decides
     auto = "fp32" if amp is None else "bf16"
-    impls[f"lmforge auto ({auto})"] = (model, step)
+    rows[f"lmforge auto ({auto})"] = (model, step)
     if with_bf16_lmforge and amp is None:
-        torch.manual_seed(0)
-        model, step, _ = make_lmforge_step("bf16")
-        impls["lmforge bf16"] = (model, step)
+        if bf16_skip:
+            rows["lmforge bf16"] = bf16_skip
+        else:
+            torch.manual_seed(0)
+            model, step, _ = make_lmforge_step("bf16")
+            rows["lmforge bf16"] = (model, step)
     if with_compiled:
         torch.manual_seed(0)
         model, step, _ = make_lmforge_step("auto", compile=True)
-        impls["lmforge compiled"] = (model, step)
-    return impls, f"lmforge auto ({auto})", amp
+        rows["lmforge compiled"] = (model, step)
+    return rows, f"lmforge auto ({auto})", amp
 
 
 # ----------------------------------------------------------------- measurements
@@ -202,16 +240,11 @@ def keep_freed_memory() -> None:
         pass
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """Best-of-``reps`` GFLOP/s of an n x n matmul in ``dtype``."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
-    best = math.inf
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
+def matmul_peaks(bf16: bool) -> dict[str, float]:
+    """GFLOP/s of 2048^2 matmuls, fp32 and (``bf16``) bf16: best product of ~1 s each,
+    time-bounded by :func:`lmforge.hardware.matmul_rate`."""
+    dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if bf16 else {})}
+    return {k: matmul_rate(dt, 2048, 1.0) for k, dt in dtypes.items()}
 
 
 def flops_per_token(n_params: int) -> float:
@@ -252,6 +285,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer steps (for make bench)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per round")
     ap.add_argument("--reps", type=int, default=None, help="rounds over all implementations")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds of timed steps; after the first round no new cycle "
+                         "starts once spent (default 600, --quick 240)")
     ap.add_argument("--no-lmforge-bf16", action="store_true",
                     help="skip the forced-bf16 lmforge row when auto picks fp32")
     ap.add_argument("--compile", action="store_true",
@@ -259,16 +295,21 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="print a torch.profiler breakdown of lmforge's step")
     args = ap.parse_args()
-    steps = args.steps or (2 if args.quick else 4)
+    t_start = time.perf_counter()
+    steps = args.steps or (3 if args.quick else 4)
     reps = args.reps or (2 if args.quick else 3)
+    budget_s = args.budget if args.budget is not None else (240.0 if args.quick else 600.0)
 
     keep_freed_memory()
+    bf16_skip = bf16_skip_reason()  # lmforge.hardware.bf16_speed(), cached for the process
     torch.manual_seed(0)
-    impls, lmf_name, lmf_amp = build_impls(not args.no_lmforge_bf16, args.compile)
+    all_rows, lmf_name, lmf_amp = build_impls(not args.no_lmforge_bf16, args.compile,
+                                              bf16_skip)
+    impls = {k: v for k, v in all_rows.items() if not isinstance(v, str)}
     x = torch.randint(0, VOCAB, (BATCH, CONTEXT))
     y = torch.randint(0, VOCAB, (BATCH, CONTEXT))
 
-    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peak = matmul_peaks(bf16=not bf16_skip)
     first: dict[str, float] = {}
     for name, (_, step) in impls.items():  # warm-up: allocator, oneDNN, AdamW state, compile
         t = time.perf_counter()
@@ -276,14 +317,24 @@ def main() -> None:
         first[name] = time.perf_counter() - t
         step(x, y)
     times: dict[str, list[float]] = {k: [] for k in impls}
-    for _ in range(reps):
+    budget = Budget(budget_s)
+    setup_s = budget.start - t_start
+    rounds_run = 0
+    for r in range(reps):
+        if r and budget.spent():
+            break
         for _ in range(steps):  # one step of each implementation in turn
+            if r and budget.spent():
+                break
             for name, (_, step) in impls.items():
                 t = time.perf_counter()
                 step(x, y)
                 times[name].append(time.perf_counter() - t)
-        again = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+        rounds_run += 1
+        again = matmul_peaks(bf16=not bf16_skip)
         peak = {k: max(peak[k], again[k]) for k in peak}  # best seen: least disturbed
+    samples = len(times[lmf_name])
+    timed_s = time.perf_counter() - budget.start
 
     tokens = BATCH * CONTEXT
     rows = {}
@@ -296,24 +347,36 @@ def main() -> None:
         # other jobs); the median-step MFU is printed beside it.
         best = tokens / min(times[name]) * flops_per_token(n_params) / 1e9
         rows[name] = {"tok_s": tps, "gflops": achieved, "n_params": n_params,
-                      "mfu_fp32": best / peak["fp32"], "mfu_bf16": best / peak["bf16"],
-                      "mfu_med_fp32": achieved / peak["fp32"],
-                      "mfu_med_bf16": achieved / peak["bf16"],
                       "spread": (min(times[name]), max(times[name]))}
+        for prec in peak:
+            rows[name][f"mfu_{prec}"] = best / peak[prec]
+            rows[name][f"mfu_med_{prec}"] = achieved / peak[prec]
 
+    print(machine_line())
+    cut = "" if samples == reps * steps else \
+        f" (cut by the {budget_s:.0f} s budget from {reps} x {steps})"
     print(f"baby GPT {N_LAYER}L {N_HEAD}H {D_MODEL}d, context {CONTEXT}, vocab {VOCAB}, "
-          f"batch {BATCH}; {reps} rounds x {steps} steps, {torch.get_num_threads()} threads")
-    print(f"matmul 2048^2 peak: fp32 {peak['fp32']:.0f} GFLOP/s, "
-          f"bf16 {peak['bf16']:.0f} GFLOP/s")
+          f"batch {BATCH}; {samples} timed steps per implementation in {rounds_run} "
+          f"rounds{cut}; {setup_s:.0f} s setup and warm-up, {timed_s:.0f} s timed")
+    print(f"matmul 2048^2 peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 " +
+          (f"{peak['bf16']:.0f} GFLOP/s" if "bf16" in peak else f"skipped: {bf16_skip}"))
     print("MFU = best step's FLOP/s / best matmul peak (median step's in brackets)")
     print(f"{'implementation':<24}{'tok/s':>8}{'GFLOP/s':>9}{'MFU fp32':>16}"
           f"{'MFU bf16':>16}{'step min-max (s)':>18}")
-    for name, r in rows.items():
+
+    def mfu(r: dict, prec: str) -> str:
+        if prec not in peak:
+            return f"{'-':>16}"
+        return f"{r[f'mfu_{prec}']:>8.1%} ({r[f'mfu_med_{prec}']:>5.1%})"
+
+    for name, entry in all_rows.items():
+        if isinstance(entry, str):
+            print(skipped_row(name, entry))
+            continue
+        r = rows[name]
         lo, hi = r["spread"]
-        print(f"{name:<24}{r['tok_s']:>8.0f}{r['gflops']:>9.1f}"
-              f"{r['mfu_fp32']:>8.1%} ({r['mfu_med_fp32']:>5.1%})"
-              f"{r['mfu_bf16']:>8.1%} ({r['mfu_med_bf16']:>5.1%})"
-              f"{lo:>10.2f}-{hi:.2f}")
+        print(f"{name:<24}{r['tok_s']:>8.0f}{r['gflops']:>9.1f}{mfu(r, 'fp32')}"
+              f"{mfu(r, 'bf16')}{lo:>10.2f}-{hi:.2f}")
 
     lmf = rows[lmf_name]
     own = "fp32" if lmf_amp is None else "bf16"
@@ -321,43 +384,51 @@ def main() -> None:
     hf_med = tokens / rows["transformers fp32"]["tok_s"]
     hf_best = rows["transformers fp32"]["spread"][0]
     for prec in ("fp32", "bf16"):
+        if prec not in peak:
+            print(f"roofline {prec}: skipped: {bf16_skip}")
+            continue
         fastest = tokens * flops_per_token(lmf["n_params"]) / (peak[prec] * 1e9)
         print(f"roofline {prec}: a step at the {prec} matmul peak takes {fastest:.2f} s "
               f"({tokens / fastest:.0f} tok/s): at most {hf_med / fastest:.2f}x transformers "
               f"fp32's median step, {hf_best / fastest:.2f}x its best step")
+    run = {"lmforge_variant": lmf_name, "rounds": rounds_run, "steps": samples}
     if "lmforge compiled" in rows:
         compile_s = first["lmforge compiled"] - statistics.median(times["lmforge compiled"])
         speedup = rows["lmforge compiled"]["tok_s"] / lmf["tok_s"]
         print(f"torch.compile: {compile_s:.1f} s to compile, then {speedup:.2f}x "
               f"{lmf_name}")
-        print(json.dumps({"bench": "train_throughput", "metric": "compile_speedup",
-                          "lmforge": round(rows["lmforge compiled"]["tok_s"], 1),
-                          "peer": round(lmf["tok_s"], 1), "peer_name": lmf_name,
-                          "ratio": round(speedup, 3), "compile_s": round(compile_s, 1)}))
+        emit({"bench": "train_throughput", "metric": "compile_speedup",
+              "lmforge": round(rows["lmforge compiled"]["tok_s"], 1),
+              "peer": round(lmf["tok_s"], 1), "peer_name": lmf_name,
+              "ratio": round(speedup, 3), "target": None, "met": None,
+              "compile_s": round(compile_s, 1), **run})
     if args.profile:
         profile_step(impls[lmf_name][1], x, y)
-    figures = [
-        ("tok_per_s_vs_hf_fp32", lmf["tok_s"], rows["transformers fp32"]["tok_s"],
-         "transformers fp32", 3.0),
-        ("tok_per_s_vs_hf_bf16", lmf["tok_s"], rows["transformers bf16"]["tok_s"],
-         "transformers bf16", 1.35),
-    ]
-    for metric, ours, peer, peer_name, target in figures:
+    for metric, peer_name, target in (("tok_per_s_vs_hf_fp32", "transformers fp32", 3.0),
+                                      ("tok_per_s_vs_hf_bf16", "transformers bf16", 1.35)):
+        line = {"bench": "train_throughput", "metric": metric, "lmforge": None, "peer": None,
+                "peer_name": peer_name, "ratio": None, "target": target, "met": None}
+        if peer_name not in rows:
+            emit({**line, "ratio_best_step": None, **run}, skipped=all_rows[peer_name])
+            continue
+        ours, peer = lmf["tok_s"], rows[peer_name]["tok_s"]
         ratio = ours / peer
         # ratio of the best steps too: on a loaded machine the medians can drift apart
         best_ratio = rows[peer_name]["spread"][0] / lmf["spread"][0]
-        print(json.dumps({"bench": "train_throughput", "metric": metric,
-                          "lmforge": round(ours, 1), "peer": round(peer, 1),
-                          "peer_name": peer_name, "ratio": round(ratio, 3),
-                          "target": target, "met": ratio >= target,
-                          "ratio_best_step": round(best_ratio, 3)}))
+        emit({**line, "lmforge": round(ours, 1), "peer": round(peer, 1),
+              "ratio": round(ratio, 3), "met": ratio >= target,
+              "ratio_best_step": round(best_ratio, 3), **run})
     # MFU against the peak of the precision lmforge trains in here, and against bf16.
-    for metric, value in ((f"mfu_{own}_peak", lmf[f"mfu_{own}"]),
-                          ("mfu_bf16_peak", lmf["mfu_bf16"])):
-        print(json.dumps({"bench": "train_throughput", "metric": metric,
-                          "lmforge": round(value, 4), "peer": round(peak[metric[4:8]], 1),
-                          "peer_name": f"{metric[4:8]} matmul GFLOP/s (2048^2)",
-                          "ratio": round(value, 4), "target": 0.35, "met": value >= 0.35}))
+    for prec in dict.fromkeys((own, "bf16")):
+        line = {"bench": "train_throughput", "metric": f"mfu_{prec}_peak", "lmforge": None,
+                "peer": None, "peer_name": f"{prec} matmul GFLOP/s (2048^2)", "ratio": None,
+                "target": 0.35, "met": None, **run}
+        if prec not in peak:
+            emit(line, skipped=bf16_skip)
+            continue
+        value = lmf[f"mfu_{prec}"]
+        emit({**line, "lmforge": round(value, 4), "peer": round(peak[prec], 1),
+              "ratio": round(value, 4), "met": value >= 0.35})
 
 
 if __name__ == "__main__":

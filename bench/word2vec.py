@@ -11,10 +11,15 @@ planted analogies (city-country and name-pronoun sections; 3CosAdd), and class p
 (share of class words whose nearest class word shares the class). The stdlib identifier
 corpus has no gold analogies, so only its speed is reported.
 
-Prints a table, then one JSON line per figure::
+Prints a table headed by the machine (CPU, ISA, threads), then one JSON line per figure,
+each with the machine tag (``cpu``, ``isa``, ``isa_caps``, ``threads``)::
 
     {"bench": "word2vec", "metric": "words_per_s_world-en_sg", "lmforge": ..., "peer": ...,
-     "peer_name": "gensim 4.4.0", "ratio": ..., "target": 1.0, "met": true, ...}
+     "peer_name": "gensim 4.4.0", "ratio": ..., "target": 1.0, "met": true, ...,
+     "cpu": "AMD EPYC", "isa": "avx2 avx512f ...", "isa_caps": "none", "threads": 2}
+
+No matmul precision is involved (both libraries train in fp32 with their own kernels),
+so nothing is skipped on any CPU.
 
 ``ratio`` is lmforge ÷ gensim for every figure here (words/s and accuracies: higher is
 better, so ``ratio > 1`` means lmforge is better; 1.0 when both figures are 0, ``null``
@@ -29,9 +34,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import time
+
+from _common import emit, machine_line
 
 from lmforge.corpora import lm_corpus, stdlib_identifiers
 from lmforge.embeddings import (
@@ -151,6 +157,7 @@ def figure_lines(corpus: str, model: str, lm: dict, peer: dict, peer_name: str,
 
 
 def print_table(results: list[tuple[str, str, str, dict]]) -> None:
+    print(machine_line())
     print(f"{'corpus':14} {'model':8} {'impl':8} {'tokens':>9} {'words/s':>10} "
           f"{'analogy':>8} {'city':>6} {'purity':>7}")
     for corpus, model, impl, r in results:
@@ -188,7 +195,7 @@ def main() -> None:
                                   args)
     print_table(results)
     for line in lines:
-        print(json.dumps(line))
+        emit(line)
 
 
 if __name__ == "__main__":

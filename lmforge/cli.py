@@ -281,12 +281,39 @@ def quickstart(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a recipe field, e.g. train.max_steps=200.",
         metavar="KEY=VALUE")] = None,
+    steps: Annotated[int | None, typer.Option(
+        help="Train exactly this many steps (replays a printed plan) instead of fitting "
+             "the run to --budget.")] = None,
+    budget: Annotated[float, typer.Option(
+        help="Seconds the whole command may take; the number of steps is planned from "
+             "the speed measured in the first steps.")] = 240.0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ):
     """Build the world corpus, train a BPE tokenizer and a small GPT, evaluate and sample."""
     from .quickstart import run_quickstart
 
-    run_quickstart(out, overrides=list(set_ or []), show_progress=progress, log=_echo)
+    run_quickstart(out, overrides=list(set_ or []), show_progress=progress, log=_echo,
+                   steps=steps, budget=budget)
+
+
+@app.command(epilog="Example: lmforge info --json")
+def info(
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    measure: Annotated[bool, typer.Option(
+        "--measure/--no-measure", help="Time fp32 and bf16 matmuls (about 0.5 s).")] = True,
+):
+    """Versions, CPU model and ISA, threads, matmul speed, and what precision: auto and
+    each --quantize mode use on this machine."""
+    import json
+
+    from .hardware import describe
+
+    report = describe(measure=measure)
+    if json_:
+        _echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for line in report.lines():
+            _echo(line)
 
 
 # ----------------------------------------------------------------------------- models

@@ -13,19 +13,22 @@ Every section forbids unknown keys. A bad field becomes a one-line :class:`Confi
 naming the field and what is allowed. Any field can be overridden from the command line
 with ``--set section.field=value``; the value is parsed as YAML (``3e-4``, ``true``,
 ``[a, b]``).
+
+This module knows the registries (models, tasks); nothing below it imports it back. The
+``train:`` section, :class:`~lmforge.train.config.TrainConfig`, lives next to the trainer
+(and is re-exported here); the strict section base and the one-line errors are in
+:mod:`lmforge.validation`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
@@ -33,11 +36,10 @@ from pydantic import (
     model_validator,
 )
 
+from . import validation
 from .errors import ConfigError
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from .train.config import TrainConfig  # the train: section, re-exported here
+from .validation import Section as _Section
 
 
 class RunConfig(_Section):
@@ -79,48 +81,6 @@ class TokenizerConfig(_Section):
     special_tokens: list[str] = Field(default_factory=list,
                                       description="user-defined extra special tokens")
     path: str | None = Field(None, description="load tokenizer.json or a HF folder instead")
-
-
-class TrainConfig(_Section):
-    objective: Literal["causal_lm", "mlm", "span_corruption", "translation"] = Field(
-        "causal_lm", description="the task; see lmforge.train.tasks")
-    max_steps: int = Field(1000, ge=1)
-    batch_size: int = Field(32, ge=1)
-    block_size: int = Field(128, ge=2)
-    grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    min_lr: float = Field(1e-4, ge=0)
-    warmup_steps: int = Field(100, ge=0)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.95, ge=0, lt=1)
-    eps: float = Field(1e-8, gt=0)
-    grad_clip: float | None = Field(1.0, gt=0)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: bool = False
-    threads: int | None = Field(None, ge=1)
-    log_every: int = Field(10, ge=1)
-    eval_every: int = Field(200, ge=1)
-    eval_batches: int = Field(20, ge=1)
-    ckpt_every: int = Field(500, ge=1)
-    keep_last: int = Field(2, ge=1)
-    early_stop_patience: int | None = Field(None, ge=1,
-                                            description="evaluations without improvement")
-    early_stop_min_delta: float = Field(0.0, ge=0)
-    # objective options (ignored by the objectives that do not use them)
-    mlm_probability: float = Field(0.15, gt=0, lt=1, description="mlm: share of tokens chosen")
-    whole_word_mask: bool = Field(False, description="mlm: mask whole WordPiece words")
-    whole_word_zh: Literal["jieba", "char"] = Field(
-        "jieba", description="mlm whole-word masking of Chinese: jieba words "
-        "(Chinese-BERT-wwm) or single characters")
-    nsp: bool = Field(False, description="mlm: add next-sentence prediction (BERT only)")
-    noise_density: float = Field(0.15, gt=0, lt=1, description="span_corruption: noise share")
-    mean_span_length: float = Field(3.0, ge=1, description="span_corruption: mean span")
-    n_sentinels: int = Field(100, ge=1, description="span_corruption: sentinel ids added "
-                                                    "after the tokenizer's vocabulary")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="translation: smoothing")
 
 
 class SampleConfig(_Section):
@@ -176,52 +136,26 @@ class Recipe(_Section):
 
 # ----------------------------------------------------------------------------- errors
 
-def _allowed_fields(model: type | None, loc: tuple) -> list[str]:
-    """Names allowed at ``loc`` (the parent of an unknown key)."""
-
-    node: Any = model
-    for part in loc:
-        if node is Recipe and part == "model":
-            return []
-        fields = getattr(node, "model_fields", None)
-        if fields is None or part not in fields:
-            return []
-        node = fields[part].annotation
-    if isinstance(node, type) and issubclass(node, BaseModel):
-        return list(node.model_fields)
-    return []
-
-
 def format_validation_error(err: ValidationError, root: type | None = None,
                             raw: dict | None = None) -> str:
-    """Turn a pydantic error into one line: ``field: problem (allowed: ...)``."""
-    from .models import model_config_class
+    """Turn a pydantic error into one line: ``field: problem (allowed: ...)``.
 
-    parts = []
-    for e in err.errors():
-        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
-        name = ".".join(str(x) for x in loc) or "(top level)"
-        if e["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            parent, key = loc[:-1], loc[-1]
-            if parent[:1] == ("model",) and raw is not None:
-                arch = (raw.get("model") or {}).get("arch", "gpt")
-                allowed = ["arch"] + [f.name for f in dataclasses.fields(model_config_class(arch))]
-            else:
-                allowed = _allowed_fields(root, parent)
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            msg = f"{name}: unknown field"
-            if hint:
-                msg += f" (did you mean {hint[0]!r}?)"
-            if allowed:
-                msg += f"; allowed: {', '.join(allowed)}"
-        elif e["type"] == "literal_error":
-            msg = f"{name}: {e['input']!r} is not allowed; {e['msg'].lower()}"
-        else:
-            got = e.get("input")
-            got_s = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-            msg = f"{name}: {e['msg'][0].lower()}{e['msg'][1:]}{got_s}"
-        parts.append(msg)
-    return "config error: " + "; ".join(parts)
+    The generic formatting is :func:`lmforge.validation.format_validation_error`; this
+    adds what only a recipe knows: the fields allowed in its ``model:`` section depend on
+    the ``arch`` of the ``raw`` recipe.
+    """
+
+    def allowed_at(parent: tuple) -> list[str] | None:
+        if parent[:1] != ("model",):
+            return None
+        if raw is None:  # a validated Recipe.model is a dataclass, not a pydantic section
+            return [] if root is Recipe else None
+        from .models import model_config_class
+
+        arch = (raw.get("model") or {}).get("arch", "gpt")
+        return ["arch"] + [f.name for f in dataclasses.fields(model_config_class(arch))]
+
+    return validation.format_validation_error(err, root, allowed_at)
 
 
 # ----------------------------------------------------------------------------- loading

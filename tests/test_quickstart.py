@@ -1,13 +1,17 @@
 """``lmforge quickstart`` end to end at a tiny size: every stage runs, the figures it
-prints agree with the file it writes, and a rerun replaces its outputs but keeps the
-prepared data."""
+prints agree with the file it writes, a rerun replaces its outputs but keeps the
+prepared data, and a run sized to a time budget prints a plan that ``--steps`` replays
+bit for bit."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
+import torch
 from fakes import run_cli
+from safetensors.torch import load_file
 
 TINY = {"data.world_train_sentences": 3000, "data.world_eval_sentences": 40,
         "tokenizer.vocab_size": 300, "model.n_layer": 1, "model.d_model": 32,
@@ -56,3 +60,50 @@ def test_quickstart_refuses_a_folder_that_is_not_a_quickstart_run(tmp_path, caps
     code, _, err = run_cli(_args(out), capsys)
     assert code == 2 and "is not a quickstart run folder" in err
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+PLANNED = {k: v for k, v in TINY.items() if k not in ("train.max_steps", "train.eval_every",
+                                                       "train.ckpt_every", "train.warmup_steps")}
+
+
+def _planned_args(out, *extra):
+    return ["quickstart", "--out", str(out), "--no-progress", *extra,
+            *[a for k, v in PLANNED.items() for a in ("--set", f"{k}={v}")]]
+
+
+def _weights(run):
+    ckpt = sorted((run / "checkpoints").glob("step_*"))[-1]
+    return load_file(str(ckpt / "model.safetensors"))
+
+
+def test_quickstart_plan_fits_the_budget_and_replays(tmp_path, capsys):
+    """Without a fixed length the run measures itself and prints its plan; the plan is
+    in config.yaml and quickstart.json; --steps N replays it bit for bit."""
+    out = tmp_path / "planned"
+    code, stdout, err = run_cli(_planned_args(out, "--budget", "12"), capsys)
+    assert code == 0, err
+    m = re.search(r"plan: (\d+) steps.*replay it with: lmforge quickstart --steps (\d+)",
+                  stdout)
+    assert m and m.group(1) == m.group(2), stdout
+    steps = int(m.group(1))
+    figures = json.loads((out / "quickstart.json").read_text(encoding="utf-8"))
+    assert figures["steps"] == steps and figures["planned_tokens_per_s"] > 0
+    assert f"max_steps: {steps}" in (out / "config.yaml").read_text(encoding="utf-8")
+
+    again = tmp_path / "replay"
+    code, stdout, err = run_cli(_planned_args(again, "--steps", str(steps)), capsys)
+    assert code == 0, err
+    assert "plan:" not in stdout and f"{steps} steps" in stdout
+    a, b = _weights(out), _weights(again)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_quickstart_bad_plan_options(tmp_path, capsys):
+    from fakes import assert_user_error
+
+    assert_user_error(["quickstart", "--out", str(tmp_path / "a"), "--steps", "0"], capsys,
+                      "--steps must be a positive number")
+    assert_user_error(["quickstart", "--out", str(tmp_path / "b"), "--steps", "5", "--set",
+                       "train.max_steps=5"], capsys, "given once")
+    assert_user_error(["quickstart", "--out", str(tmp_path / "c"), "--budget", "-1"], capsys,
+                      "--budget must be a positive number of seconds")

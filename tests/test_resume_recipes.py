@@ -8,7 +8,7 @@ divide max_steps). Each case trains tiny models three times: uninterrupted to
 ``max_steps``, interrupted (an exception from a callback, like a kill, right after a
 checkpoint or in the middle of the next logging window) and resumed to ``max_steps``.
 The resumed run must end bit for bit where the uninterrupted one does: weights, AdamW
-and RNG state, trainer state, every metrics line (except wall-clock fields) and samples.
+(or Muon) and RNG state, trainer state, every metrics line (except wall-clock fields) and samples.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ CASES = {
     "gpt-llama-bf16": ("gpt-world", GPT + ["model.style=llama", "model.n_kv_head=1",
                                            "model.dropout=0.1", "train.grad_accum=2",
                                            "train.precision=bf16"], 4, "step"),
+    # Muon for the hidden matrices + AdamW for the rest: both states saved and restored.
+    "gpt-muon": ("gpt-world", GPT + ["train.optimizer=muon"], 3, "ckpt"),
     # The early-stopping counter is 1 at the checkpoint; the resumed run stops at step 4.
     "gpt-early-stop": ("gpt-world", GPT + ["train.max_steps=8", "train.eval_every=2",
                                            "train.early_stop_patience=2",

@@ -19,10 +19,20 @@ directly. Longer inputs (a prompt's prefill, which is compute-bound) dequantise
 
 ``mode="dynamic"`` (W8A8, dynamic): activations are quantised too, per call, to uint8
 with a scale and zero point from that call's min and max, and the product runs as an int8
-GEMM (fbgemm, VNNI on x86) with int32 accumulation, dequantised to fp32. Faster for long
-inputs as well, but the activation rounding is coarser, and one outlier feature widens
-the step for every value of the call. It relies on PyTorch's quantized-tensor functions,
-which PyTorch has deprecated (pytorch/pytorch#184982); they work in the pinned 2.13.
+GEMM (fbgemm) with int32 accumulation, dequantised to fp32. Faster for long inputs as
+well, but the activation rounding is coarser, and one outlier feature widens the step for
+every value of the call. With step ``d = (max(x, 0) - min(x, 0)) / L`` and
+``|x_k - d (q_k - z)| <= d / 2``, the error of an output is at most
+
+    |y_n - (x W^T)_n| <= sum_k (d / 2) |s_n Q_nk| + |x_k| s_n / 2
+
+``L = 255`` on CPUs whose int8 GEMM accumulates in int32 (VNNI's ``vpdpbusd``). Without
+VNNI, fbgemm's ``vpmaddubsw`` adds u8 x s8 pairs in a saturating int16, which 255 x 127 x
+2 overflows: the layer then quantises activations to 7 bits (``L = 127``, "reduced
+range", 127 x 127 x 2 < 32767), checked once per process by
+:func:`lmforge.hardware.int8_dynamic_saturates`, and says so once on stderr. It relies on
+PyTorch's quantized-tensor functions, which PyTorch has deprecated
+(pytorch/pytorch#184982); they work in the pinned 2.13.
 
 ``quantize_int8`` replaces every ``nn.Linear`` of a model (a tied output head gets its
 own int8 copy; the embedding table stays fp32). It is for inference: the new layers have
@@ -31,6 +41,8 @@ no gradients and are not saved in checkpoints.
 
 from __future__ import annotations
 
+import functools
+import sys
 import warnings
 from typing import Literal
 
@@ -38,8 +50,35 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..hardware import int8_dynamic_saturates
+
 Mode = Literal["weight-only", "dynamic"]
 MODES: tuple[str, ...] = ("weight-only", "dynamic")
+
+
+def int8_weight_only_kernel() -> str:
+    """What ``--quantize int8`` runs on this machine (for ``lmforge info``)."""
+    return ("int8 weights x bf16 activations (aten._weight_int8pack_mm) up to 16 rows, "
+            "dequantised fp32 matmul beyond")
+
+
+def int8_dynamic_kernel() -> str:
+    """What ``--quantize int8-dynamic`` runs on this machine (for ``lmforge info``)."""
+    if int8_dynamic_saturates():
+        return ("fbgemm u8 x s8 without VNNI: activations in 7 bits (reduced range), "
+                "since 8-bit products would saturate")
+    return "fbgemm u8 x s8 with int32 accumulation (VNNI): activations in 8 bits"
+
+
+@functools.lru_cache(maxsize=1)
+def _reduce_range() -> bool:
+    """Whether dynamic int8 must use 7-bit activations here; says so once on stderr."""
+    if not int8_dynamic_saturates():
+        return False
+    print("lmforge: int8-dynamic: this CPU's int8 kernels have no VNNI (or it is capped by "
+          "FBGEMM_ENABLE_INSTRUCTIONS), so 8-bit activations would saturate; using 7-bit "
+          "activations (reduced range), which keeps the results correct", file=sys.stderr)
+    return True
 
 
 def quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -77,7 +116,7 @@ class Int8Linear(nn.Module):
         shape = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         if self.mode == "dynamic":
-            y = torch.ops.quantized.linear_dynamic(x2.float(), self._packed, False)
+            y = torch.ops.quantized.linear_dynamic(x2.float(), self._packed, _reduce_range())
         elif x2.shape[0] <= self.small_batch:
             y = torch.ops.aten._weight_int8pack_mm(x2.to(torch.bfloat16), self.qweight,
                                                    self.scale_bf16).float()

@@ -71,7 +71,7 @@ def read_config(path: str | Path) -> tuple[str, object]:
     """Read ``config.json`` of an lmforge model folder -> (arch, config dataclass)."""
     from pydantic import TypeAdapter, ValidationError
 
-    from ..config import format_validation_error
+    from ..validation import format_validation_error
     from . import model_config_class
 
     p = Path(path) / "config.json"

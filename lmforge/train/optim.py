@@ -12,13 +12,23 @@ Which tensors decay (the GPT-2 / nanoGPT rule): every parameter with ``dim >= 2`
 matrices and embedding tables) decays; 1-D parameters (biases, LayerNorm/RMSNorm gains)
 do not, because shrinking them towards zero only fights the normalisation.
 
+``train.optimizer: muon`` updates the hidden weight matrices with Muon (orthogonalised
+momentum, :mod:`lmforge.train.muon`) and everything else with the AdamW above, under the
+same learning rate and schedule.
+
 Schedule (``step`` counts optimizer updates from 0)::
 
     warmup  (step < W):  lr_t = lr * (step + 1) / W
     then progress p = (step - W) / max(1, S - W)  in [0, 1]
     cosine:   lr_t = min_lr + 0.5 (lr - min_lr) (1 + cos(pi p))
     linear:   lr_t = min_lr + (lr - min_lr) (1 - p)
+    wsd:      lr_t = lr until the last D = ceil(decay_fraction * S) steps, then
+              lr_t = min_lr + (lr - min_lr) (S - step) / D      (warmup-stable-decay)
     constant: lr_t = lr
+
+Cosine and linear decay depend on ``S`` from the first step after the warmup; WSD
+(Hägele et al. 2024, matching cosine with a 20% decay) only in its last ``D`` steps, so a
+run can fix its length late (:mod:`lmforge.train.budget`).
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from .config import TrainConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -49,19 +59,37 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`; the fused kernel where the device has one, else
-    the multi-tensor (foreach) one."""
+def _adamw(groups: list[dict], cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over ``groups``: the fused kernel where the device has one, else foreach."""
     kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
-    groups = param_groups(model, cfg.weight_decay)
-    if not groups:
-        raise ValueError("the model has no trainable parameters")
     try:
         return torch.optim.AdamW(groups, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError) as e:
         warnings.warn(f"fused AdamW is not available here ({e}); using foreach AdamW",
-                      stacklevel=2)
+                      stacklevel=3)
         return torch.optim.AdamW(groups, foreach=True, **kwargs)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig):
+    """``train.optimizer``: AdamW over :func:`param_groups`, or (``muon``)
+    :class:`~lmforge.train.muon.Muon` over the hidden matrices and AdamW over the rest."""
+    if cfg.optimizer == "muon":
+        from .muon import Muon, MuonAdamW, muon_params, ns_dtype
+
+        hidden, rest = muon_params(model)
+        if not hidden:
+            raise ValueError("train.optimizer=muon: the model has no hidden weight matrices")
+        device = hidden[0].device
+        muon = Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                    momentum=cfg.muon_momentum, ns_dtype=ns_dtype(device))
+        rest_ids = {id(p) for p in rest}
+        groups = [{**g, "params": [p for p in g["params"] if id(p) in rest_ids]}
+                  for g in param_groups(model, cfg.weight_decay)]
+        return MuonAdamW(muon, _adamw([g for g in groups if g["params"]], cfg))
+    groups = param_groups(model, cfg.weight_decay)
+    if not groups:
+        raise ValueError("the model has no trainable parameters")
+    return _adamw(groups, cfg)
 
 
 @dataclass(frozen=True)
@@ -72,12 +100,19 @@ class LRSchedule:
     min_lr: float
     warmup_steps: int
     max_steps: int
-    kind: str = "cosine"  # "cosine" | "linear" | "constant"
+    kind: str = "cosine"  # "cosine" | "linear" | "wsd" | "constant"
+    decay_fraction: float = 0.2  # wsd only
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> LRSchedule:
         return cls(lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
-                   max_steps=cfg.max_steps, kind=cfg.schedule)
+                   max_steps=cfg.max_steps, kind=cfg.schedule,
+                   decay_fraction=cfg.decay_fraction)
+
+    @property
+    def decay_steps(self) -> int:
+        """WSD: the number of final steps that decay (``D`` in the module doc)."""
+        return max(1, math.ceil(self.decay_fraction * self.max_steps))
 
     def __call__(self, step: int) -> float:
         """The learning rate of update number ``step`` (0-based)."""
@@ -85,13 +120,19 @@ class LRSchedule:
             return self.lr * (step + 1) / self.warmup_steps
         if self.kind == "constant":
             return self.lr
+        if self.kind == "wsd":
+            left = self.max_steps - step
+            if left >= self.decay_steps:
+                return self.lr
+            return self.min_lr + (self.lr - self.min_lr) * max(0, left) / self.decay_steps
         span = max(1, self.max_steps - self.warmup_steps)
         progress = min(1.0, max(0.0, (step - self.warmup_steps) / span))
         if self.kind == "cosine":
             return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * progress))
         if self.kind == "linear":
             return self.min_lr + (self.lr - self.min_lr) * (1 - progress)
-        raise ValueError(f"unknown schedule {self.kind!r}; allowed: cosine, linear, constant")
+        raise ValueError(f"unknown schedule {self.kind!r}; allowed: cosine, linear, wsd, "
+                         "constant")
 
     def state_dict(self) -> dict:
         return asdict(self)

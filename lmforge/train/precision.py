@@ -1,10 +1,13 @@
 """Device and numeric precision.
 
-``precision="auto"`` trains under bf16 autocast where the hardware has fast bf16 matrix
-units (CUDA GPUs with bf16, CPUs with AMX tiles) and in plain fp32 elsewhere. AVX512-BF16
-alone is not enough: its ``vdpbf16ps`` does the FLOPs of two fp32 FMAs per cycle, and
-measured on such a CPU a 2048² bf16 matmul ran at half the fp32 rate (166 vs 331
-GFLOP/s), while AMX makes it ~6x faster.
+``precision="auto"`` trains under bf16 autocast where bf16 matmuls are measurably faster
+than fp32: on CUDA GPUs with bf16, and on CPUs whose bf16 matmul measures at least
+:data:`lmforge.hardware.BF16_FASTER` times the fp32 rate (:func:`lmforge.hardware.bf16_speed`,
+measured once per process). It trains in plain fp32 elsewhere. The flags alone do not
+decide it: measured on 2-core machines, a 1024² bf16 matmul ran at half the fp32 rate
+on a Xeon with AVX512-BF16 but no AMX, 2.3x the fp32 rate on an AMD EPYC with
+AVX512-BF16, ~6x with AMX, and 100x slower where bf16 is emulated (AVX2 only, or oneDNN
+capped with ``ONEDNN_MAX_CPU_ISA``).
 Under autocast only the matmul-heavy operations (linear layers, attention) run in bf16;
 the parameters, their gradients and the AdamW moments stay fp32 ("master weights"), and
 objectives cast logits to fp32 before the softmax/cross-entropy.
@@ -13,35 +16,17 @@ objectives cast logits to fp32 before the softmax/cross-entropy.
 from __future__ import annotations
 
 import contextlib
-import functools
-from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_flags() -> frozenset[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has AMX-BF16 tiles (where bf16 matmuls beat fp32 several-fold)."""
-    try:
-        cap = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # pragma: no cover - very old builds
-        cap = ""
-    if "AMX" in str(cap).upper():
-        return True
-    return "amx_bf16" in _cpu_flags()
+    """True when this CPU's bf16 matmul is measurably faster than fp32 (see module doc)."""
+    from ..hardware import bf16_speed
+
+    return bf16_speed().faster
 
 
 def resolve_device(device: str) -> torch.device:
@@ -82,3 +67,19 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 def precision_name(dtype: torch.dtype | None) -> str:
     return "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+
+
+def describe_auto_precision(measure: bool = True) -> str:
+    """What ``precision: auto`` picks here, and why (for ``lmforge info``)."""
+    if torch.cuda.is_available():
+        return ("bf16 autocast on cuda" if torch.cuda.is_bf16_supported()
+                else "fp32 on cuda (no bf16)")
+    if not measure:
+        return "measured at the start of training (bf16 where its matmul is faster)"
+    from ..hardware import BF16_FASTER, bf16_speed
+
+    speed = bf16_speed()
+    if speed.faster:
+        return f"bf16 autocast (bf16 matmul {speed.ratio:.2f}x fp32)"
+    why = "emulated" if speed.emulated else f"{speed.ratio:.2f}x fp32, under {BF16_FASTER}x"
+    return f"fp32 (bf16 matmul {why})"

@@ -20,8 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..config import TrainConfig
 from ..data.shards import TokenShards
+from .config import TrainConfig
 
 
 @runtime_checkable

@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import TrainConfig
 from ..errors import CheckpointError, ConfigError, LmforgeError, TrainingError
 from . import checkpoint as ck
 from .callbacks import CallbackList
+from .config import TrainConfig
 from .metrics_log import MetricsLog, read_metrics, truncate_after
 from .objectives import CausalLMObjective, Objective
 from .optim import LRSchedule, build_optimizer, param_groups, set_lr
@@ -96,7 +96,7 @@ def _first_line(e: BaseException) -> str:
 class Trainer:
     """Train ``model`` with ``objective`` on batches from ``train``.
 
-    Parameters: ``cfg`` holds every option (:class:`~lmforge.config.TrainConfig`);
+    Parameters: ``cfg`` holds every option (:class:`~lmforge.train.config.TrainConfig`);
     ``val`` gives evaluation batches (None: no evaluation, no early stopping, no "best");
     ``run_dir`` receives ``metrics.jsonl``, ``loss.png`` and ``checkpoints/``; ``seed``
     fixes the data order and dropout; ``evaluators`` are ``fn(model) -> {name: float}``
@@ -166,6 +166,7 @@ class Trainer:
         self._ckpt_val: dict[Path, float | None] = {}
         self._stop_reason: str | None = None
         self._rng_to_restore: dict | None = None
+        self._bar: Any = None
 
         ck.clean_stale(self.run_dir)
         if resume:
@@ -246,10 +247,13 @@ class Trainer:
     def _schedule_differs(self, old_max_steps: int) -> bool:
         """Would a run with ``max_steps=old_max_steps`` have used other learning rates for
         the steps already taken than the current schedule gives them?"""
-        if self.schedule.kind == "constant":
-            return False
-        before = dataclasses.replace(self.schedule, max_steps=old_max_steps)
-        return any(before(s) != self.schedule(s) for s in range(self.step))
+        return not self._same_rates(old_max_steps, self.step)
+
+    def _same_rates(self, max_steps: int, steps: int) -> bool:
+        """Does the schedule with ``max_steps`` give updates ``0 .. steps-1`` the same
+        learning rates as the current one?"""
+        other = dataclasses.replace(self.schedule, max_steps=max_steps)
+        return all(self.schedule(s) == other(s) for s in range(steps))
 
     def _restore_objective(self, path: Path, state: Any) -> None:
         """Give a stateful objective (e.g. TBPTT's carried hidden state) its saved state."""
@@ -482,6 +486,30 @@ class Trainer:
             final_val_loss=self.last_val_loss, tokens_seen=self.tokens_seen,
             elapsed=self._elapsed(), best_checkpoint=ck.best_checkpoint(self.run_dir))
 
+    def can_replan(self, max_steps: int) -> bool:
+        """Would a run of ``max_steps`` have taken the steps so far (and the next one)
+        with the same learning rates, and is it longer than them?"""
+        return max_steps > self.step and self._same_rates(max_steps, self.step + 1)
+
+    def replan(self, max_steps: int, **fields: int) -> None:
+        """Change the run's length (and e.g. ``eval_every``/``ckpt_every``) mid-run, for
+        a callback that sizes the run as it goes (:class:`~lmforge.train.budget.StepPlanner`).
+        Allowed only while the learning rates of the updates taken so far stay the same
+        (during the warmup; for ``schedule: wsd`` until its decay), so the run equals one
+        started with the new ``max_steps``."""
+        if not self.can_replan(max_steps):
+            raise TrainingError(f"replan: max_steps={max_steps} would change the learning "
+                                f"rate of steps already taken (step {self.step}) or is not "
+                                "after them")
+        for name, value in {"max_steps": max_steps, **fields}.items():
+            if name not in _RESUME_SAFE:
+                raise TrainingError(f"replan: {name} cannot change during a run")
+            setattr(self.cfg, name, value)
+        self.schedule = dataclasses.replace(self.schedule, max_steps=max_steps)
+        if self._bar is not None:
+            self._bar.total = max_steps
+            self._bar.refresh()
+
     def request_stop(self, reason: str = "callback") -> None:
         """Stop after the current step (with a final evaluation and checkpoint)."""
         self._stop_reason = reason if reason.startswith("callback") else f"callback:{reason}"
@@ -532,7 +560,7 @@ class Trainer:
         self.callbacks("on_train_start", self)
 
         interactive = sys.stderr.isatty()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step",
+        self._bar = bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step",
                    file=sys.stderr, disable=not self.show_progress, dynamic_ncols=True,
                    mininterval=0.5 if interactive else 30.0, leave=True)
         reason = "max_steps"
@@ -629,6 +657,7 @@ class Trainer:
             reason = self._stop_reason or "max_steps"
         finally:
             bar.close()
+            self._bar = None
             self._log.close()
         self._flush_tokens()
         self._refresh_plot()
