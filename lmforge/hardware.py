@@ -131,7 +131,7 @@ def isa_features(flags: frozenset[str], caps: dict[str, str] | None = None) -> l
 BF16_FASTER = 1.3
 """``precision: auto`` trains in bf16 on a CPU when its bf16 matmul is at least this many
 times as fast as fp32 (measured: 0.5x on a Xeon without AMX, 2.3x on an AMD EPYC with
-avx512_bf16, ~6x with AMX, 0.005x where bf16 is emulated)."""
+avx512_bf16, ~6x with AMX, over 100x slower where bf16 is emulated)."""
 
 
 def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 1024,
@@ -139,8 +139,9 @@ def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 1024,
     """GFLOP/s of an ``n x n`` matmul in ``dtype`` on the CPU: one warm-up product, then
     as many as fit in ``seconds`` (at least one), best time. Bounded: at most about
     ``seconds`` plus two products."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
+    gen = torch.Generator().manual_seed(0)  # not the global RNG: measuring changes nothing
+    a = torch.randn(n, n, generator=gen).to(dtype)
+    b = torch.randn(n, n, generator=gen).to(dtype)
     torch.mm(a, b)
     best, start = float("inf"), time.perf_counter()
     while True:
@@ -173,35 +174,68 @@ class Bf16Speed:
         return self.ratio >= BF16_FASTER
 
 
+def _interleaved_rates(n: int, seconds: float) -> tuple[float, float]:
+    """GFLOP/s of an ``n x n`` fp32 and bf16 matmul, timed alternately (one product of
+    each in turn, best time of each), so that load from other jobs hits both alike."""
+    gen = torch.Generator().manual_seed(0)
+    a32, b32 = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    best = [float("inf"), float("inf")]
+    torch.mm(a32, b32)
+    torch.mm(a16, b16)
+    start = time.perf_counter()
+    while True:
+        for i, (a, b) in enumerate(((a32, b32), (a16, b16))):
+            t = time.perf_counter()
+            torch.mm(a, b)
+            best[i] = min(best[i], time.perf_counter() - t)
+        if time.perf_counter() - start >= seconds:
+            break
+    return 2 * n ** 3 / best[0] / 1e9, 2 * n ** 3 / best[1] / 1e9
+
+
 @functools.lru_cache(maxsize=1)
 def bf16_speed() -> Bf16Speed:
-    """bf16 against fp32 matmul speed on this CPU, measured once per process (~0.5 s).
+    """bf16 against fp32 matmul speed on this CPU, measured once per process (~0.5 s),
+    the two precisions alternately (:func:`_interleaved_rates`).
 
-    A 256² product first: where bf16 is emulated it is already 100x slower there, and the
-    1024² product (2 s when emulated) is skipped."""
-    small = Bf16Speed(matmul_rate(torch.float32, 256, 0.03),
-                      matmul_rate(torch.bfloat16, 256, 0.03), 256)
+    A 256² pair first: where bf16 is emulated it is already 100x slower there, and the
+    1024² products (2 s each when emulated) are skipped."""
+    small = Bf16Speed(*_interleaved_rates(256, 0.05), 256)
     if small.emulated:
         return small
-    return Bf16Speed(matmul_rate(torch.float32), matmul_rate(torch.bfloat16), 1024)
+    return Bf16Speed(*_interleaved_rates(1024, 0.4), 1024)
+
+
+def int8_engine() -> str:
+    """The quantized engine torch's int8 layers run on (``x86``/``fbgemm`` on x86,
+    ``qnnpack`` on ARM), or ``"none"`` in a build without one."""
+    engine = str(torch.backends.quantized.engine)
+    return engine if engine in torch.backends.quantized.supported_engines else "none"
 
 
 @functools.lru_cache(maxsize=1)
 def int8_dynamic_saturates() -> bool:
-    """Does fbgemm's dynamic int8 linear layer saturate on this CPU (no VNNI, or VNNI
-    turned off with ``FBGEMM_ENABLE_INSTRUCTIONS``)?
+    """Does the dynamic int8 linear layer saturate on this CPU (fbgemm without VNNI, or
+    with VNNI turned off by ``FBGEMM_ENABLE_INSTRUCTIONS``)?
 
     The check: x = 1 (quantised to u8 255), W = 1 (s8 127), K = 64. Exact, the output
-    is 64; a kernel whose u8 x s8 pair sums saturate in int16 gives about half."""
+    is 64; a kernel whose u8 x s8 pair sums saturate in int16 gives about half. False
+    where there is no int8 engine to check."""
     import warnings
 
+    if int8_engine() == "none":
+        return False
     k = 64
     w = torch.ones(1, k)
-    with warnings.catch_warnings():  # qint8 tensors are deprecated (torch #184982)
-        warnings.simplefilter("ignore", UserWarning)
-        wq = torch.quantize_per_tensor(w, 1 / 127, 0, torch.qint8)
-        packed = torch.ops.quantized.linear_prepack(wq, None)
-        y = torch.ops.quantized.linear_dynamic(torch.ones(1, k), packed, False)
+    try:
+        with warnings.catch_warnings():  # qint8 tensors are deprecated (torch #184982)
+            warnings.simplefilter("ignore", UserWarning)
+            wq = torch.quantize_per_tensor(w, 1 / 127, 0, torch.qint8)
+            packed = torch.ops.quantized.linear_prepack(wq, None)
+            y = torch.ops.quantized.linear_dynamic(torch.ones(1, k), packed, False)
+    except RuntimeError:  # an engine that cannot run the op
+        return False
     return abs(float(y[0, 0]) - k) > 1.0
 
 
@@ -221,7 +255,8 @@ class Machine:
     aten_kernels: str
     fp32_gflops: float | None = None
     bf16_gflops: float | None = None
-    bf16: str = ""  # "native" | "emulated"
+    matmul_n: int | None = None  # the size the rates were measured at
+    bf16: str = ""  # "native, ..." | "emulated, ..."
     precision_auto: str = ""
     int8: str = ""
     int8_dynamic: str = ""
@@ -238,7 +273,7 @@ class Machine:
                f"isa (in use): {' '.join(self.isa) or 'baseline'}; "
                f"ATen kernels: {self.aten_kernels}"]
         if self.fp32_gflops is not None:
-            out.append(f"matmul 1024²: fp32 {self.fp32_gflops:.0f} GFLOP/s, bf16 "
+            out.append(f"matmul {self.matmul_n}²: fp32 {self.fp32_gflops:.0f} GFLOP/s, bf16 "
                        f"{self.bf16_gflops:.1f} GFLOP/s ({self.bf16})")
         out += [f"precision: auto -> {self.precision_auto}",
                 f"--quantize int8 -> {self.int8}",
@@ -250,12 +285,24 @@ class Machine:
         return asdict(self)
 
 
+def _usable_cores() -> int:
+    """CPUs this process may run on (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _cpu_name(model: str) -> str:
+    return model or platform.processor() or platform.machine() or "unknown"
+
+
 def machine_tag() -> dict:
     """The fields every benchmark JSON line carries, so that figures from different
     machines are never compared by mistake: CPU model, ISA in use, caps, threads."""
     model, flags = read_cpuinfo()
     caps = isa_caps()
-    return {"cpu": model or platform.processor() or platform.machine(),
+    return {"cpu": _cpu_name(model),
             "isa": " ".join(isa_features(flags, caps)) or "baseline",
             "isa_caps": " ".join(f"{k}={v}" for k, v in caps.items()) or "none",
             "threads": torch.get_num_threads()}
@@ -270,8 +317,8 @@ def describe(measure: bool = True) -> Machine:
 
     model, flags = read_cpuinfo()
     caps = isa_caps()
-    m = Machine(cpu=model or platform.processor() or platform.machine() or "unknown",
-                arch=platform.machine(), cores=os.cpu_count() or 1,
+    m = Machine(cpu=_cpu_name(model),
+                arch=platform.machine(), cores=_usable_cores(),
                 threads=torch.get_num_threads(),
                 isa_hardware=isa_features(flags), caps=caps, isa=isa_features(flags, caps),
                 aten_kernels=str(torch.backends.cpu.get_cpu_capability()),
@@ -279,7 +326,8 @@ def describe(measure: bool = True) -> Machine:
                           "python": sys.version.split()[0]})
     if measure:
         speed = bf16_speed()
-        m.fp32_gflops, m.bf16_gflops = speed.fp32_gflops, speed.bf16_gflops
+        m.fp32_gflops, m.bf16_gflops, m.matmul_n = (speed.fp32_gflops, speed.bf16_gflops,
+                                                    speed.n)
         m.bf16 = (f"emulated, {1 / speed.ratio:.0f}x slower than fp32" if speed.emulated
                   else f"native, {speed.ratio:.2f}x fp32")
     m.precision_auto = describe_auto_precision(measure)

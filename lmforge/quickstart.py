@@ -75,12 +75,14 @@ def _prompts(items, per_lang: int = 3) -> list[str]:
     return out["zh"] + out["en"]
 
 
-def _fixed_length(steps: int | None, overrides: list[str]) -> list[str]:
+def _fixed_length(steps: int | None) -> list[str]:
     """Overrides that fix the run's length to ``steps``, evaluating half way and at the
-    end as a plan does (none for ``steps=None``)."""
+    end as a plan does (none for ``steps=None``); the user's own overrides come after."""
     if steps is None:
         return []
-    half = max(1, math.ceil(steps / 2))
+    from .train.budget import half_way
+
+    half = half_way(steps)
     return [f"train.max_steps={steps}", f"train.eval_every={half}", f"train.ckpt_every={half}"]
 
 
@@ -100,7 +102,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
     from .generate import GenerationConfig, generate
     from .pretrain import pretrain
     from .train import resolve_device, resolve_precision
-    from .train.budget import StepPlanner
+    from .train.budget import StepPlanner, half_way
     from .train.precision import precision_name
 
     t0, t0_mono = time.time(), time.monotonic()
@@ -109,10 +111,10 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
     if steps is not None and (steps < 1 or _sets_max_steps(overrides)):
         raise ConfigError("--steps must be a positive number of steps, given once (not "
                           "also as --set train.max_steps)")
-    if not budget > 0:
+    if not (budget > 0 and math.isfinite(budget)):
         raise ConfigError(f"--budget must be a positive number of seconds (got {budget})")
     recipe = load_recipe(RECIPE_DIR / "quickstart.yaml",
-                         [f"run.out_dir={out}", *overrides, *_fixed_length(steps, overrides)])
+                         [f"run.out_dir={out}", *_fixed_length(steps), *overrides])
     _clear_previous(out)
     planned = steps is None and not _sets_max_steps(overrides)
     tr = recipe.train
@@ -129,7 +131,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: list[str] | N
     if planned:
         def on_plan(plan) -> None:
             recipe.train.max_steps = plan.steps
-            recipe.train.eval_every = recipe.train.ckpt_every = max(1, math.ceil(plan.steps / 2))
+            recipe.train.eval_every = recipe.train.ckpt_every = half_way(plan.steps)
             atomic_write_text(recipe.run.path / "config.yaml", recipe.to_yaml())
             plan_note.update(steps=plan.steps, tokens_per_s=plan.tokens_per_second)
             log(f"      {plan.line()}; replay it with: lmforge quickstart --steps {plan.steps}")

@@ -112,6 +112,15 @@ def test_planner_with_cosine_plans_at_the_end_of_the_warmup(monkeypatch):
     assert _drive(monkeypatch, trainer, planner, 0.1, 1200) == 60
 
 
+def test_planner_when_the_warmup_fills_the_run(monkeypatch):
+    """warmup >= max_steps: the plan comes before the last step and never extends it."""
+    for kind in ("wsd", "cosine"):
+        trainer = FakeTrainer(LRSchedule(3e-3, 1e-4, 2000, 2000, kind))
+        planner = StepPlanner(1e6, tokens_per_step=1)
+        k = _drive(monkeypatch, trainer, planner, 0.01, 2000)
+        assert k == 1999 and planner.plan.steps == 2000
+
+
 def test_planner_needs_enough_steps_before_the_length_matters():
     trainer = FakeTrainer(LRSchedule(3e-3, 1e-4, 10, 1200, "cosine"))
     with pytest.raises(ConfigError, match="warmup_steps >= 30"):

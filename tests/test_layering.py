@@ -19,7 +19,20 @@ CONFIG = "lmforge.config"
 
 # Packages that are below the recipe layer: none of their modules may reach config.
 LOWER = ("lmforge.models", "lmforge.nn", "lmforge.train", "lmforge.generate", "lmforge.hf",
-         "lmforge.tokenize", "lmforge.data")
+         "lmforge.tokenize", "lmforge.data", "lmforge.compress", "lmforge.hardware",
+         "lmforge.validation")
+
+
+def _lazy_names() -> dict[str, dict[str, str]]:
+    """Packages that resolve names lazily (module ``__getattr__``): package -> {name:
+    module}. ``from lmforge.train import Trainer`` imports ``lmforge.train.trainer``."""
+    import lmforge.train
+
+    return {"lmforge": {n: m for n, (m, _attr) in lmforge._LAZY.items()},
+            "lmforge.train": {n: f"lmforge.train.{m}" for n, m in lmforge.train._WHERE.items()}}
+
+
+LAZY = _lazy_names()
 
 
 def _modules() -> dict[str, Path]:
@@ -53,9 +66,12 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 base = ".".join(base_parts + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            # ``from pkg import sub`` imports the submodule when there is one.
+            # ``from pkg import sub`` imports the submodule when there is one, and a
+            # lazily resolved name imports the module that defines it.
+            lazy = LAZY.get(base, {})
             targets = [base] + [f"{base}.{alias.name}" for alias in node.names
-                                if f"{base}.{alias.name}" in modules]
+                                if f"{base}.{alias.name}" in modules] + [
+                lazy[alias.name] for alias in node.names if alias.name in lazy]
         else:
             continue
         for target in targets:

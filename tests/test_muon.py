@@ -81,6 +81,16 @@ def test_which_parameters_are_hidden_matrices():
     assert len(hidden) + len(rest) == len(list(gpt2.parameters())) == len(names)
 
 
+def test_muon_needs_hidden_matrices():
+    from lmforge.errors import ConfigError
+
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 8), torch.nn.Linear(8, 10))
+    hidden, rest = muon_params(model)  # no stacked blocks: an embedding and a head
+    assert hidden == [] and len(rest) == 3
+    with pytest.raises(ConfigError, match="muon needs hidden weight matrices"):
+        build_optimizer(model, TrainConfig(optimizer="muon"))
+
+
 def test_build_optimizer_muon_state_round_trip():
     from lmforge.models.gpt import GPT, GPTConfig
 

@@ -105,5 +105,6 @@ def test_quickstart_bad_plan_options(tmp_path, capsys):
                       "--steps must be a positive number")
     assert_user_error(["quickstart", "--out", str(tmp_path / "b"), "--steps", "5", "--set",
                        "train.max_steps=5"], capsys, "given once")
-    assert_user_error(["quickstart", "--out", str(tmp_path / "c"), "--budget", "-1"], capsys,
-                      "--budget must be a positive number of seconds")
+    for bad in ("-1", "inf", "nan"):
+        assert_user_error(["quickstart", "--out", str(tmp_path / "c"), "--budget", bad],
+                          capsys, "--budget must be a positive number of seconds")

@@ -189,6 +189,28 @@ def test_bf16_autocast_keeps_fp32_master_weights(data_dir, tmp_path):
     assert all(s["exp_avg"].dtype == torch.float32 for s in state.values())
 
 
+def test_resume_keeps_the_precision_auto_measured_when_the_run_began(data_dir, tmp_path,
+                                                                      monkeypatch):
+    """precision: auto is measured; a run resumed where it measures otherwise (another
+    machine, or a borderline one) continues in the precision it was trained in."""
+    import lmforge.train.trainer as trainer_module
+
+    here = resolve_precision("auto", torch.device("cpu"))
+    other = None if here is torch.bfloat16 else torch.bfloat16
+    real = trainer_module.resolve_precision
+    monkeypatch.setattr(trainer_module, "resolve_precision",
+                        lambda p, d: other if p == "auto" else real(p, d))
+    cfg = tiny_cfg(max_steps=6, precision="auto", eval_every=3, ckpt_every=3,
+                   optimizer="muon")
+    run = tmp_path / "run"
+    make_trainer(data_dir, run, cfg).fit()
+    monkeypatch.setattr(trainer_module, "resolve_precision", real)
+    with pytest.warns(UserWarning, match="resuming in"):
+        resumed = make_trainer(data_dir, run, cfg, resume=True)
+    assert resumed.amp_dtype is other
+    assert resumed.optimizer.muon.ns_dtype is (other or torch.float32)
+
+
 class PoisonAfter(Callback):
     """Fill the weights with NaN after step ``n`` (simulates a diverging run)."""
 

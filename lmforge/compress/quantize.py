@@ -21,10 +21,11 @@ directly. Longer inputs (a prompt's prefill, which is compute-bound) dequantise
 with a scale and zero point from that call's min and max, and the product runs as an int8
 GEMM (fbgemm) with int32 accumulation, dequantised to fp32. Faster for long inputs as
 well, but the activation rounding is coarser, and one outlier feature widens the step for
-every value of the call. With step ``d = (max(x, 0) - min(x, 0)) / L`` and
-``|x_k - d (q_k - z)| <= d / 2``, the error of an output is at most
+every value of the call. With step ``d = (max(x, 0) - min(x, 0)) / L``, each activation
+is off by at most ``d`` (``d / 2`` of rounding plus up to ``d / 2`` from rounding the zero
+point), so the error of an output is at most
 
-    |y_n - (x W^T)_n| <= sum_k (d / 2) |s_n Q_nk| + |x_k| s_n / 2
+    |y_n - (x W^T)_n| <= sum_k d |s_n Q_nk| + |x_k| s_n / 2
 
 ``L = 255`` on CPUs whose int8 GEMM accumulates in int32 (VNNI's ``vpdpbusd``). Without
 VNNI, fbgemm's ``vpmaddubsw`` adds u8 x s8 pairs in a saturating int16, which 255 x 127 x
@@ -50,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..hardware import int8_dynamic_saturates
+from ..hardware import int8_dynamic_saturates, int8_engine
 
 Mode = Literal["weight-only", "dynamic"]
 MODES: tuple[str, ...] = ("weight-only", "dynamic")
@@ -64,10 +65,13 @@ def int8_weight_only_kernel() -> str:
 
 def int8_dynamic_kernel() -> str:
     """What ``--quantize int8-dynamic`` runs on this machine (for ``lmforge info``)."""
+    engine = int8_engine()
+    if engine == "none":
+        return "not available (this torch build has no quantized engine)"
     if int8_dynamic_saturates():
-        return ("fbgemm u8 x s8 without VNNI: activations in 7 bits (reduced range), "
-                "since 8-bit products would saturate")
-    return "fbgemm u8 x s8 with int32 accumulation (VNNI): activations in 8 bits"
+        return (f"{engine} engine, u8 x s8 without VNNI: activations in 7 bits (reduced "
+                "range), since 8-bit products would saturate")
+    return f"{engine} engine, u8 x s8 with int32 accumulation: activations in 8 bits"
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ whatever length it will have. :class:`StepPlanner` times the real run's steps an
     plan at step k, the first of:  k >= latest   (the last step the recipe's schedule,
                                                    at its full length, leaves open)
                                    elapsed >= plan_fraction * (deadline - start)
+                                   (start: when training starts)
     t_step = (wall time of steps skip+1 .. k) / (k - skip)
     steps  = k + floor((deadline - now) / (safety * t_step) - reserve_steps)
     steps  = min(steps, the recipe's max_steps), raised if needed to the shortest length
@@ -56,6 +57,11 @@ class Plan:
                 f"{self.seconds_left:.0f} s left in the budget")
 
 
+def half_way(steps: int) -> int:
+    """``eval_every``/``ckpt_every`` for a run of ``steps``: half way and at the end."""
+    return max(1, math.ceil(steps / 2))
+
+
 def latest_plan_step(schedule: Any) -> int:
     """The last step after which a run of ``schedule`` (at its full length) can still be
     shortened without changing a learning rate already used."""
@@ -90,7 +96,7 @@ class StepPlanner:
         if trainer.step > 0:
             raise ConfigError("a time-budget plan cannot resume a run; give its "
                               "train.max_steps instead")
-        self._latest = latest_plan_step(trainer.schedule)
+        self._latest = min(latest_plan_step(trainer.schedule), trainer.cfg.max_steps - 1)
         if self._latest < self.skip + self.min_timed:
             raise ConfigError(f"a time-budget plan times the first steps of the run, whose "
                               f"learning rates must not depend on its length: with "
@@ -106,7 +112,7 @@ class StepPlanner:
         now = time.monotonic()
         if step == self.skip:
             self._t_skip = now
-        if step < self.skip + self.min_timed:
+        if step < self.skip + self.min_timed or step >= self._trainer.cfg.max_steps:
             return
         due = now - self._t_start >= self.plan_fraction * (self.deadline - self._t_start)
         if not (due or step >= self._latest):
@@ -115,12 +121,11 @@ class StepPlanner:
         step_seconds = (now - self._t_skip) / (step - self.skip)
         fit = (self.deadline - now) / (self.safety * step_seconds) - self.reserve_steps
         cap = trainer.cfg.max_steps
-        steps = min(cap, step + max(1, math.floor(fit)))
-        while not trainer.can_replan(steps):  # too short to keep the rates used so far
-            steps += 1
+        steps = min(cap, step + max(1, math.floor(min(fit, cap))))
+        # too short to keep the rates used so far: the shortest length that keeps them
+        steps = next((n for n in range(steps, cap) if trainer.can_replan(n)), cap)
         self.plan = Plan(steps, cap, step_seconds, self.tokens_per_step,
                          (self.skip + 1, step), self.deadline - now)
-        half = max(1, math.ceil(steps / 2))
-        trainer.replan(steps, eval_every=half, ckpt_every=half)
+        trainer.replan(steps, eval_every=half_way(steps), ckpt_every=half_way(steps))
         if self.on_plan is not None:
             self.on_plan(self.plan)

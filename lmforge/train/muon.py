@@ -24,13 +24,14 @@ small), and that trains as well. The factor
 update the root-mean-square size of an AdamW update, so the AdamW learning rate, its
 schedule and its weight decay carry over unchanged.
 
-Embedding tables, the output layer (vocabulary logits) and 1-D gains and biases are not
-hidden matrices: they stay with AdamW (:func:`muon_params`).
+Embedding tables, output heads and 1-D gains and biases are not hidden matrices: they
+stay with AdamW (:func:`muon_params`).
 
-The Newton-Schulz products run in bf16 on a GPU and on CPUs whose bf16 matmul is
-measurably faster (:func:`lmforge.hardware.bf16_speed`), and in fp32 elsewhere: where
-bf16 is emulated (AVX2-only CPUs) a bf16 iteration would cost seconds a step. PyTorch's
-own ``torch.optim.Muon`` always uses bf16, hence this implementation (tested against it).
+The Newton-Schulz products run in bf16 when the run trains under bf16 autocast (GPUs,
+CPUs whose bf16 matmul is measurably faster: ``precision: auto``) and in fp32 otherwise:
+where bf16 is emulated (AVX2-only CPUs) a bf16 iteration would cost seconds a step.
+PyTorch's own ``torch.optim.Muon`` always uses bf16, hence this implementation (tested
+against it).
 """
 
 from __future__ import annotations
@@ -64,15 +65,6 @@ def newton_schulz(m: Tensor, steps: int = 5, dtype: torch.dtype = torch.float32,
         gram = x @ x.mT
         x = mm(x, mm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return (x.mT if tall else x).to(m.dtype)
-
-
-def ns_dtype(device: torch.device) -> torch.dtype:
-    """bf16 where its matmuls are fast (CUDA, or a CPU measured so), else fp32."""
-    if device.type == "cuda":
-        return torch.bfloat16
-    from ..hardware import bf16_speed
-
-    return torch.bfloat16 if bf16_speed().faster else torch.float32
 
 
 class Muon(torch.optim.Optimizer):
@@ -128,17 +120,17 @@ class Muon(torch.optim.Optimizer):
 
 
 def muon_params(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """``(hidden matrices, the rest)``: the weights of the ``nn.Linear`` layers, except
-    layers that produce vocabulary logits (``out_features`` equal to a vocabulary size
-    of ``model.config``) and weights shared with an ``nn.Embedding``; everything else
-    (embeddings, output layers, gains, biases, other tensors) is "the rest"."""
-    cfg = getattr(model, "config", None)
-    vocab = {getattr(cfg, f, None) for f in ("vocab_size", "tgt_vocab_size", "tgt_vocab")}
-    vocab.discard(None)
+    """``(hidden matrices, the rest)``. Hidden matrices are the weights of the
+    ``nn.Linear`` layers inside the model's stacked blocks (the children of any
+    ``nn.ModuleList``: attention and MLP projections), unless shared with an
+    ``nn.Embedding``. Everything else is "the rest": embeddings, output heads and final
+    projections (outside the blocks), gains, biases and other tensors."""
     embedded = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    hidden_ids = {id(m.weight) for m in model.modules()
-                  if isinstance(m, nn.Linear) and m.out_features not in vocab
-                  and id(m.weight) not in embedded and m.weight.requires_grad}
+    hidden_ids = {id(layer.weight)
+                  for stack in model.modules() if isinstance(stack, nn.ModuleList)
+                  for layer in stack.modules()
+                  if isinstance(layer, nn.Linear) and id(layer.weight) not in embedded
+                  and layer.weight.requires_grad}
     hidden, rest, seen = [], [], set()
     for p in model.parameters():
         if not p.requires_grad or id(p) in seen:

@@ -40,7 +40,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .config import TrainConfig
+from .muon import Muon, MuonAdamW, muon_params
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -70,18 +72,21 @@ def _adamw(groups: list[dict], cfg: TrainConfig) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, foreach=True, **kwargs)
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig):
+def build_optimizer(model: nn.Module, cfg: TrainConfig,
+                    ns_dtype: torch.dtype = torch.float32) -> torch.optim.Optimizer | MuonAdamW:
     """``train.optimizer``: AdamW over :func:`param_groups`, or (``muon``)
-    :class:`~lmforge.train.muon.Muon` over the hidden matrices and AdamW over the rest."""
+    :class:`~lmforge.train.muon.Muon` over the hidden matrices and AdamW over the rest,
+    its Newton-Schulz products in ``ns_dtype`` (the trainer passes bf16 when it trains
+    under bf16 autocast)."""
     if cfg.optimizer == "muon":
-        from .muon import Muon, MuonAdamW, muon_params, ns_dtype
 
         hidden, rest = muon_params(model)
         if not hidden:
-            raise ValueError("train.optimizer=muon: the model has no hidden weight matrices")
-        device = hidden[0].device
+            raise ConfigError("train.optimizer: muon needs hidden weight matrices (nn.Linear "
+                              f"layers in stacked blocks) and {type(model).__name__} has "
+                              "none; allowed: adamw, muon")
         muon = Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                    momentum=cfg.muon_momentum, ns_dtype=ns_dtype(device))
+                    momentum=cfg.muon_momentum, ns_dtype=ns_dtype)
         rest_ids = {id(p) for p in rest}
         groups = [{**g, "params": [p for p in g["params"] if id(p) in rest_ids]}
                   for g in param_groups(model, cfg.weight_decay)]

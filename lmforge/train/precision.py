@@ -6,7 +6,7 @@ than fp32: on CUDA GPUs with bf16, and on CPUs whose bf16 matmul measures at lea
 measured once per process). It trains in plain fp32 elsewhere. The flags alone do not
 decide it: measured on 2-core machines, a 1024² bf16 matmul ran at half the fp32 rate
 on a Xeon with AVX512-BF16 but no AMX, 2.3x the fp32 rate on an AMD EPYC with
-AVX512-BF16, ~6x with AMX, and 100x slower where bf16 is emulated (AVX2 only, or oneDNN
+AVX512-BF16, ~6x with AMX, and over 100x slower where bf16 is emulated (AVX2 only, or oneDNN
 capped with ``ONEDNN_MAX_CPU_ISA``).
 Under autocast only the matmul-heavy operations (linear layers, attention) run in bf16;
 the parameters, their gradients and the AdamW moments stay fp32 ("master weights"), and
@@ -67,6 +67,14 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 def precision_name(dtype: torch.dtype | None) -> str:
     return "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+
+
+def precision_from_name(name: str) -> torch.dtype | None:
+    """The inverse of :func:`precision_name` (``"fp32"`` -> None); ValueError if unknown."""
+    for dtype in (None, torch.bfloat16, torch.float16):
+        if precision_name(dtype) == name:
+            return dtype
+    raise ValueError(f"unknown precision {name!r}")
 
 
 def describe_auto_precision(measure: bool = True) -> str:

@@ -43,10 +43,17 @@ from . import checkpoint as ck
 from .callbacks import CallbackList
 from .config import TrainConfig
 from .metrics_log import MetricsLog, read_metrics, truncate_after
+from .muon import MuonAdamW
 from .objectives import CausalLMObjective, Objective
 from .optim import LRSchedule, build_optimizer, param_groups, set_lr
 from .plots import plot_loss
-from .precision import autocast, precision_name, resolve_device, resolve_precision
+from .precision import (
+    autocast,
+    precision_from_name,
+    precision_name,
+    resolve_device,
+    resolve_precision,
+)
 from .sources import BatchSource
 
 METRICS = "metrics.jsonl"
@@ -149,7 +156,8 @@ class Trainer:
         self.model = model
         self.train_model: nn.Module = model
         self.params = [p for g in param_groups(model, 0.0) for p in g["params"]]
-        self.optimizer = build_optimizer(model, cfg)
+        # Muon's Newton-Schulz products in bf16 exactly when the run trains under bf16
+        self.optimizer = build_optimizer(model, cfg, ns_dtype=self.amp_dtype or torch.float32)
         self.schedule = LRSchedule.from_config(cfg)
 
         # Progress state (restored on resume).
@@ -219,6 +227,7 @@ class Trainer:
         self.last_checkpoint = path
         self._rng_to_restore = payload.get("rng")
         self._restore_objective(path, payload.get("objective"))
+        self._restore_auto_precision(path, state.get("precision"))
         if int(state["seed"]) != self.seed:
             warnings.warn(f"resuming {path} with seed {self.seed}, but it was trained with "
                           f"seed {state['seed']}; the data order will differ", stacklevel=3)
@@ -243,6 +252,24 @@ class Trainer:
                 self._ckpt_val[p] = ck.read_trainer_state(p).get("val_loss")
             except CheckpointError:
                 self._ckpt_val[p] = None
+
+    def _restore_auto_precision(self, path: Path, saved: Any) -> None:
+        """``precision: auto`` is measured (bf16 where its matmul is faster), so it could
+        come out otherwise on resume; the run keeps the precision it was trained in."""
+        if self.cfg.precision != "auto" or not isinstance(saved, str) \
+                or saved == precision_name(self.amp_dtype):
+            return
+        try:
+            dtype = precision_from_name(saved)
+        except ValueError:
+            return
+        warnings.warn(f"precision: auto gives {precision_name(self.amp_dtype)} here, but "
+                      f"{path.name} was trained in {saved}; resuming in {saved} so that the "
+                      "run continues as it began (set train.precision to choose)",
+                      stacklevel=4)
+        self.amp_dtype = dtype
+        if isinstance(self.optimizer, MuonAdamW):
+            self.optimizer.muon.ns_dtype = dtype or torch.float32
 
     def _schedule_differs(self, old_max_steps: int) -> bool:
         """Would a run with ``max_steps=old_max_steps`` have used other learning rates for
@@ -506,6 +533,9 @@ class Trainer:
                 raise TrainingError(f"replan: {name} cannot change during a run")
             setattr(self.cfg, name, value)
         self.schedule = dataclasses.replace(self.schedule, max_steps=max_steps)
+        recipe = self.provenance.get("recipe")  # what checkpoints record as their recipe
+        if isinstance(recipe, dict) and isinstance(recipe.get("train"), dict):
+            recipe["train"].update({"max_steps": max_steps, **fields})
         if self._bar is not None:
             self._bar.total = max_steps
             self._bar.refresh()
