@@ -266,8 +266,8 @@ class Machine:
     def lines(self) -> list[str]:
         v = self.versions
         out = [f"lmforge {v['lmforge']}, torch {v['torch']}, Python {v['python']}",
-               f"cpu: {self.cpu} ({self.arch}), {self.cores} cores, {self.threads} "
-               "torch threads",
+               f"cpu: {self.cpu} ({self.arch}), {self.cores} cores, {self.threads} torch "
+               + ("thread" if self.threads == 1 else "threads"),
                f"isa (hardware): {' '.join(self.isa_hardware) or 'none of ' + ', '.join(X86_FEATURES)}",
                "isa caps: " + (" ".join(f"{k}={v}" for k, v in self.caps.items()) or "none"),
                f"isa (in use): {' '.join(self.isa) or 'baseline'}; "
