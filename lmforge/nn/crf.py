@@ -49,7 +49,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["CRF"]
+__all__ = ["CRF", "viterbi"]
 
 
 class CRF(nn.Module):
@@ -185,31 +185,16 @@ class CRF(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def decode(self, emissions: torch.Tensor,
-               mask: torch.Tensor | None = None) -> list[list[int]]:
-        """Most likely tag sequence of each sequence (Viterbi), trimmed to its length."""
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None,
+               allowed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+               ) -> list[list[int]]:
+        """Most likely tag sequence of each sequence (Viterbi), trimmed to its length.
+
+        ``allowed`` = (may start (K,), may follow (K, K), may end (K,)) booleans restricts
+        the search to legal sequences (e.g. no ``I-X`` after ``O`` in IOB2)."""
         em, _, mask = self._prepare(emissions, None, mask)
-        B, L, K = em.shape
-        score = self.start_transitions + em[:, 0]                      # (B, K)
-        trans = self.transitions.unsqueeze(0)
-        identity = torch.arange(K, device=em.device).expand(B, K)
-        backptrs = []
-        for t in range(1, L):
-            best, idx = (score.unsqueeze(2) + trans).max(dim=1)       # (B, K) each
-            m = mask[:, t].unsqueeze(1)
-            score = torch.where(m, best + em[:, t], score)
-            # at padded steps the back-pointer is the identity, so backtracking walks
-            # through the padding unchanged and reaches the real last tag
-            backptrs.append(torch.where(m, idx, identity))
-        cur = (score + self.end_transitions).argmax(dim=1, keepdim=True)  # (B, 1)
-        path = [cur]
-        for bp in reversed(backptrs):
-            cur = bp.gather(1, cur)
-            path.append(cur)
-        path.reverse()
-        tags = torch.cat(path, dim=1).cpu().tolist()                  # (B, L)
-        lengths = mask.sum(1).cpu().tolist()
-        return [row[:n] for row, n in zip(tags, lengths, strict=True)]
+        return viterbi(em, mask, self.start_transitions, self.transitions,
+                       self.end_transitions, allowed)
 
     def marginals(self, emissions: torch.Tensor,
                   mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -234,3 +219,45 @@ class CRF(nn.Module):
         log_marg = torch.stack(alphas, 1) + torch.stack(betas, 1) - log_z[:, None, None]
         marg = torch.where(mask.unsqueeze(2), log_marg.exp(), torch.zeros_like(log_marg))
         return marg if self.batch_first else marg.transpose(0, 1)
+
+
+NEG_INF = -1e4  # a score no legal path reaches, finite so that max/argmax stay defined
+
+
+@torch.no_grad()
+def viterbi(em: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
+            end: torch.Tensor, allowed: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+            | None = None) -> list[list[int]]:
+    """Viterbi on batch-first emissions ``em`` (B, L, K) with a right-padded ``mask``.
+
+    ``delta_1 = s + E_1``, ``delta_t(j) = max_i delta_{t-1}(i) + T[i, j] + E_t(j)``, best
+    last tag ``argmax_j delta_n(j) + e(j)``, then the back-pointers. ``allowed`` adds
+    ``NEG_INF`` to every forbidden start, transition and end (constrained decoding).
+    Also serves a softmax tagger: log-probabilities as ``em`` and zero ``s``, ``T``, ``e``.
+    """
+    if allowed is not None:
+        ok_s, ok_t, ok_e = (a.to(em.device) for a in allowed)
+        start = torch.where(ok_s, start, start.new_tensor(NEG_INF))
+        trans = torch.where(ok_t, trans, trans.new_tensor(NEG_INF))
+        end = torch.where(ok_e, end, end.new_tensor(NEG_INF))
+    B, L, K = em.shape
+    score = start + em[:, 0]                                       # (B, K)
+    trans = trans.unsqueeze(0)
+    identity = torch.arange(K, device=em.device).expand(B, K)
+    backptrs = []
+    for t in range(1, L):
+        best, idx = (score.unsqueeze(2) + trans).max(dim=1)       # (B, K) each
+        m = mask[:, t].unsqueeze(1)
+        score = torch.where(m, best + em[:, t], score)
+        # at padded steps the back-pointer is the identity, so backtracking walks
+        # through the padding unchanged and reaches the real last tag
+        backptrs.append(torch.where(m, idx, identity))
+    cur = (score + end).argmax(dim=1, keepdim=True)                # (B, 1)
+    path = [cur]
+    for bp in reversed(backptrs):
+        cur = bp.gather(1, cur)
+        path.append(cur)
+    path.reverse()
+    tags = torch.cat(path, dim=1).cpu().tolist()                   # (B, L)
+    lengths = mask.sum(1).cpu().tolist()
+    return [row[:n] for row, n in zip(tags, lengths, strict=True)]

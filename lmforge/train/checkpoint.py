@@ -79,14 +79,17 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def best_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint with the lowest validation loss (earliest on ties), or None when no
-    checkpoint has one. Unreadable checkpoints are skipped."""
+    """The checkpoint with the lowest selection score (earliest on ties), or None when no
+    checkpoint has one. The score is the validation loss, or ``±best_metric`` for runs
+    that select on another metric (``score`` in the trainer state: lower is better).
+    Unreadable checkpoints are skipped."""
     best, best_loss = None, None
     for p in list_checkpoints(run_dir):
         try:
-            loss = read_trainer_state(p).get("val_loss")
+            state = read_trainer_state(p)
         except CheckpointError:
             continue
+        loss = state.get("score", state.get("val_loss"))
         if isinstance(loss, (int, float)) and (best_loss is None or loss < best_loss):
             best, best_loss = p, float(loss)
     return best
@@ -127,6 +130,7 @@ _FIELD_TYPES: tuple[tuple[str, Any, str], ...] = (
      "a mapping of file names to checksums"),
     ("config", lambda v: v is None or isinstance(v, dict), "a mapping"),
     ("val_loss", lambda v: v is None or _is_num(v), "a number or null"),
+    ("score", lambda v: v is None or _is_num(v), "a number or null"),
     ("best_val_loss", lambda v: v is None or _is_num(v), "a number or null"),
     ("best_step", lambda v: v is None or _is_int(v), "an integer or null"),
     ("tokens_seen", _is_int, "an integer"),

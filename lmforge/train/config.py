@@ -48,6 +48,11 @@ class TrainConfig(Section):
     early_stop_patience: int | None = Field(None, ge=1,
                                             description="evaluations without improvement")
     early_stop_min_delta: float = Field(0.0, ge=0)
+    best_metric: str = Field("val_loss", description="the evaluation metric that picks the "
+                             "best checkpoint and drives early stopping (e.g. val_f1_macro)")
+    best_mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="lower or higher best_metric is better; auto: min for names "
+        "containing loss or ppl, else max")
     # objective options (ignored by the objectives that do not use them)
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="mlm: share of tokens chosen")
     whole_word_mask: bool = Field(False, description="mlm: mask whole WordPiece words")

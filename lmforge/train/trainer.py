@@ -77,6 +77,7 @@ class TrainResult:
     tokens_seen: int = 0
     elapsed: float = 0.0            # seconds, summed over resumed sessions
     best_checkpoint: Path | None = None
+    best_value: float | None = None  # the best value of cfg.best_metric (val_loss by default)
 
 
 def _to_device(batch: Any, device: torch.device, non_blocking: bool = True) -> Any:
@@ -165,6 +166,7 @@ class Trainer:
         self.tokens_seen = 0
         self.best_val_loss: float | None = None
         self.best_step: int | None = None
+        self.best_score: float | None = None  # of cfg.best_metric, lower is better
         self.es_reference: float | None = None
         self.evals_without_improvement = 0
         self.eval_history: list[dict] = []
@@ -218,6 +220,7 @@ class Trainer:
         self.tokens_seen = int(state.get("tokens_seen", 0))
         self.best_val_loss = state.get("best_val_loss")
         self.best_step = state.get("best_step")
+        self.best_score = state.get("best_score", self.best_val_loss)
         es = state.get("early_stopping", {})
         self.es_reference = es.get("reference")
         self.evals_without_improvement = int(es.get("evals_without_improvement", 0))
@@ -249,7 +252,8 @@ class Trainer:
                           + "); the run will not match an uninterrupted one", stacklevel=3)
         for p in ck.list_checkpoints(self.run_dir):
             try:
-                self._ckpt_val[p] = ck.read_trainer_state(p).get("val_loss")
+                st = ck.read_trainer_state(p)
+                self._ckpt_val[p] = st.get("score", st.get("val_loss"))
             except CheckpointError:
                 self._ckpt_val[p] = None
 
@@ -412,20 +416,47 @@ class Trainer:
             self.model.train(was_training)
         return out
 
+    def _minimise(self) -> bool:
+        mode, name = self.cfg.best_mode, self.cfg.best_metric
+        return mode == "min" or (mode == "auto" and ("loss" in name or "ppl" in name))
+
+    def selection_score(self, metrics: dict) -> float | None:
+        """``cfg.best_metric`` of an evaluation as a score where lower is better (the
+        metric, or minus it for metrics to maximise); None when a run without validation
+        data has no val_loss."""
+        name = self.cfg.best_metric
+        if name not in metrics:
+            if name == "val_loss":
+                return None
+            raise TrainingError(f"train.best_metric: the evaluation has no {name!r}; it "
+                                f"reports {', '.join(sorted(metrics)) or 'nothing'}")
+        value = float(metrics[name])
+        if not math.isfinite(value):
+            self._raise_nonfinite(name, value, self.step)
+        return value if self._minimise() else -value
+
     def _after_eval(self, step: int, metrics: dict) -> None:
-        """Track the best val loss and early stopping; may set the stop reason."""
+        """Track the best val loss, the best ``best_metric`` and early stopping (on
+        ``best_metric``); may set the stop reason."""
         val = metrics.get("val_loss")
-        if val is None:
+        if val is not None:
+            if not math.isfinite(val):
+                self._raise_nonfinite("validation loss", val, step)
+            self.last_val_loss = val
+            if self.best_val_loss is None or val < self.best_val_loss:
+                self.best_val_loss = val
+        score = self.selection_score(metrics)
+        if score is None:
             return
-        if not math.isfinite(val):
-            self._raise_nonfinite("validation loss", val, step)
-        self.last_val_loss = val
-        self.eval_history.append({"step": step, "val_loss": val})
-        if self.best_val_loss is None or val < self.best_val_loss:
-            self.best_val_loss, self.best_step = val, step
+        entry = {"step": step, "val_loss": val}
+        if self.cfg.best_metric != "val_loss":
+            entry[self.cfg.best_metric] = float(metrics[self.cfg.best_metric])
+        self.eval_history.append(entry)
+        if self.best_score is None or score < self.best_score:
+            self.best_score, self.best_step = score, step
         min_delta = self.cfg.early_stop_min_delta
-        if self.es_reference is None or val < self.es_reference - min_delta:
-            self.es_reference = val
+        if self.es_reference is None or score < self.es_reference - min_delta:
+            self.es_reference = score
             self.evals_without_improvement = 0
         else:
             self.evals_without_improvement += 1
@@ -435,13 +466,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _trainer_state(self, step: int, val_loss: float | None) -> dict:
+    def _trainer_state(self, step: int, val_loss: float | None,
+                       score: float | None) -> dict:
         return {
             "step": step,
             "seed": self.seed,
             "val_loss": val_loss,  # of these weights; None when no evaluation ran here
+            "score": score,  # best_metric of these weights, lower is better (or None)
             "best_val_loss": self.best_val_loss,
             "best_step": self.best_step,
+            "best_score": self.best_score,
             "tokens_seen": self.tokens_seen,
             "elapsed": self._elapsed(),
             "early_stopping": {"reference": self.es_reference,
@@ -454,8 +488,13 @@ class Trainer:
             "config": self.cfg.model_dump(mode="json"),
         }
 
-    def save_checkpoint(self, step: int, val_loss: float | None) -> Path:
-        """Write ``checkpoints/step_{step:07d}`` atomically and prune old ones."""
+    def save_checkpoint(self, step: int, val_loss: float | None,
+                        score: float | None = None) -> Path:
+        """Write ``checkpoints/step_{step:07d}`` atomically and prune old ones, keeping the
+        best by ``score`` (lower is better; the val loss unless ``best_metric`` says
+        otherwise)."""
+        if score is None and self.cfg.best_metric == "val_loss":
+            score = val_loss
         with torch.no_grad():
             bad = [n for n, p in self.model.named_parameters()
                    if not bool(torch.isfinite(p).all())]
@@ -475,10 +514,10 @@ class Trainer:
                                                             type(self.objective).__name__)}
         provenance = {**self.provenance, "training": training}
         path = ck.save_checkpoint(ck.checkpoint_path(self.run_dir, step), self.model,
-                                  trainer_state=self._trainer_state(step, val_loss),
+                                  trainer_state=self._trainer_state(step, val_loss, score),
                                   optimizer_payload=payload, tokenizer=self.tokenizer,
                                   provenance=provenance)
-        self._ckpt_val[path] = val_loss
+        self._ckpt_val[path] = score
         self.last_checkpoint = path
         keep = set()
         scored = [(v, p) for p, v in self._ckpt_val.items() if v is not None and p.exists()]
@@ -511,7 +550,9 @@ class Trainer:
             last_checkpoint=self.last_checkpoint, stopped_reason=reason,
             tokens_per_sec=self._session_tokens / train_time if self._session_tokens else 0.0,
             final_val_loss=self.last_val_loss, tokens_seen=self.tokens_seen,
-            elapsed=self._elapsed(), best_checkpoint=ck.best_checkpoint(self.run_dir))
+            elapsed=self._elapsed(), best_checkpoint=ck.best_checkpoint(self.run_dir),
+            best_value=None if self.best_score is None
+            else (self.best_score if self._minimise() else -self.best_score))
 
     def can_replan(self, max_steps: int) -> bool:
         """Would a run of ``max_steps`` have taken the steps so far (and the next one)
@@ -668,11 +709,12 @@ class Trainer:
                 # Evaluation and checkpointing are left out of tok/s.
                 t_pause = time.perf_counter()
                 self._check_pending(loss, grad_norm, s)
-                val_here = None
+                val_here = score_here = None
                 if want_eval:
                     ev = self.evaluate()
                     val_here = ev.get("val_loss")
                     self._after_eval(s, ev)
+                    score_here = self.selection_score(ev)
                     self._log.write({"step": s, **ev, "time": round(self._elapsed(), 3)})
                     self._log.sync()
                     if self.show_progress:
@@ -682,7 +724,7 @@ class Trainer:
                     self._refresh_plot()
                 if want_ckpt or self._stop_reason is not None:
                     self._flush_tokens()
-                    self.save_checkpoint(s, val_here)
+                    self.save_checkpoint(s, val_here, score_here)
                 win_paused += time.perf_counter() - t_pause
             reason = self._stop_reason or "max_steps"
         finally:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from .errors import LmforgeError
+from ..errors import LmforgeError
 
 app = typer.Typer(
     name="lmforge",
@@ -78,9 +78,9 @@ def data_prepare(
                                         help="Drop exact duplicate documents.")] = True,
 ):
     """Tokenize text into memory-mapped token shards with a train/val split."""
-    from .config import TokenizerConfig, build_section
-    from .data.prepare import prepare_data
-    from .tokenize import Tokenizer
+    from ..config import TokenizerConfig, build_section
+    from ..data.prepare import prepare_data
+    from ..tokenize import Tokenizer
 
     if not 0.0 <= val_fraction < 1.0:  # the library's rule, with the flag's name
         raise LmforgeError(f"--val-fraction must be in [0, 1) (0 = no validation split), "
@@ -108,8 +108,8 @@ def corpus_world(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ):
     """Write the bilingual world corpus (train/val/test, with exact surprisal)."""
-    from .corpora import write_lm_corpus
-    from .io import ensure_writable_dir
+    from ..corpora import write_lm_corpus
+    from ..io import ensure_writable_dir
 
     ensure_writable_dir(out)
     write_lm_corpus(out, train, val, test, seed)
@@ -130,10 +130,10 @@ def tokenizer_train(
     column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
 ):
     """Train a tokenizer and save tokenizer.json."""
-    from .config import TokenizerConfig, build_section
-    from .data.readers import iter_documents
-    from .io import ensure_writable_dir
-    from .tokenize import train_tokenizer
+    from ..config import TokenizerConfig, build_section
+    from ..data.readers import iter_documents
+    from ..io import ensure_writable_dir
+    from ..tokenize import train_tokenizer
 
     spec = build_section(TokenizerConfig, "tokenizer", kind=kind, vocab_size=vocab_size,
                          min_frequency=min_frequency, special_tokens=special_token or [])
@@ -152,7 +152,7 @@ def tokenizer_encode(
     text: Annotated[str, typer.Option(help="Text to encode.")],
 ):
     """Show how a text is split into tokens."""
-    from .hub import load_tokenizer
+    from ..hub import load_tokenizer
 
     tok = load_tokenizer(path)
     ids = tok.encode(text)
@@ -178,8 +178,8 @@ def pretrain(
                                            help="Show the progress bar.")] = True,
 ):
     """Pretrain a model from a recipe: data -> tokenizer -> model -> trained checkpoints."""
-    from .config import load_recipe, resolve_recipe_path
-    from .pretrain import pretrain as run_pretrain
+    from ..config import load_recipe, resolve_recipe_path
+    from ..pretrain import pretrain as run_pretrain
 
     overrides = list(set_ or [])
     if out is not None:
@@ -215,13 +215,13 @@ def generate(
         help="Encoder-decoder models (translation): beam size; 1 = greedy.")] = 1,
 ):
     """Generate text from a trained model; an encoder-decoder translates each prompt."""
-    from .generate import GenerationConfig
-    from .generate import generate as run_generate
-    from .generate import stream as run_stream
-    from .generate.decode import check_prompts
-    from .generate.seq2seq import is_encoder_decoder, translate
-    from .generate.text import encode_prompt
-    from .hub import load_pretrained
+    from ..generate import GenerationConfig
+    from ..generate import generate as run_generate
+    from ..generate import stream as run_stream
+    from ..generate.decode import check_prompts
+    from ..generate.seq2seq import is_encoder_decoder, translate
+    from ..generate.text import encode_prompt
+    from ..hub import load_pretrained
 
     # the options are checked before the (slow) model load
     GenerationConfig(max_new_tokens=max_new_tokens or 0, temperature=temperature,
@@ -265,9 +265,17 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
     quantize: Annotated[Quantize | None, typer.Option(
         help="Score with int8 linear layers (to measure what quantisation costs).")] = None,
+    out: Annotated[str | None, typer.Option(
+        help="Task models: write metrics, confusion matrix and errors.jsonl here.")] = None,
 ):
-    """Perplexity and bits per document of a model on held-out text."""
-    from .evaluate import evaluate_texts
+    """Perplexity and bits per document of a language model on held-out text; for a
+    fine-tuned task model, the task's metrics on labelled files."""
+    from ..evaluate import evaluate_texts
+    from ..tasks import is_task_model
+
+    if is_task_model(model):
+        _tasks.evaluate_task(model, data, out)
+        return
 
     report = evaluate_texts(model, data, field=field, column=column, batch_size=batch_size,
                             quantize=quantize.value if quantize else None)
@@ -290,7 +298,7 @@ def quickstart(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ):
     """Build the world corpus, train a BPE tokenizer and a small GPT, evaluate and sample."""
-    from .quickstart import run_quickstart
+    from ..quickstart import run_quickstart
 
     run_quickstart(out, overrides=list(set_ or []), show_progress=progress, log=_echo,
                    steps=steps, budget=budget)
@@ -306,7 +314,7 @@ def info(
     each --quantize mode use on this machine."""
     import json
 
-    from .hardware import describe
+    from ..hardware import describe
 
     report = describe(measure=measure)
     if json_:
@@ -332,7 +340,7 @@ def convert(
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty DST.")] = False,
 ):
     """Convert a model between Hugging Face and lmforge folders."""
-    from .convert import convert as run_convert
+    from ..convert import convert as run_convert
 
     _echo(f"wrote {run_convert(src, dst, to=to, overwrite=overwrite)}")
 
@@ -351,7 +359,7 @@ def viz_attention(
     max_tokens: Annotated[int, typer.Option(help="Cut the text to this many tokens.")] = 64,
 ):
     """Draw attention heatmaps of a GPT over a text, tokens on both axes."""
-    from .viz import plot_attention
+    from ..viz import plot_attention
 
     for p in plot_attention(model, text, out, layers=layer, heads=head, max_tokens=max_tokens):
         _echo(str(p))
@@ -377,15 +385,15 @@ def embed_text(
                                                   "printing a summary.")] = None,
 ):
     """Sentence embeddings (one row per text) from a BERT-family encoder."""
-    from .embeddings import embed_text as run_embed
-    from .embeddings.export import check_embeddings_path, summarize, write_embeddings
+    from ..embeddings import embed_text as run_embed
+    from ..embeddings.export import check_embeddings_path, summarize, write_embeddings
 
     if out is not None:
         check_embeddings_path(out)  # before the model runs, so no work is lost
     texts = list(text or [])
     if data:
-        from .data.readers import iter_documents
-        from .errors import DataError
+        from ..data.readers import iter_documents
+        from ..errors import DataError
 
         docs = [d.text for d in iter_documents(data, field=field, column=column)]
         if not docs:
@@ -420,8 +428,8 @@ def embed_train(
         metavar="KEY=VALUE")] = None,
 ):
     """Train word vectors from a recipe; writes vectors.bin (word2vec format)."""
-    from .config import RECIPE_DIR, resolve_recipe_path
-    from .embeddings.recipe import load_embed_recipe, train_embeddings
+    from ..config import RECIPE_DIR, resolve_recipe_path
+    from ..embeddings.recipe import load_embed_recipe, train_embeddings
 
     recipe = load_embed_recipe(resolve_recipe_path(config, RECIPE_DIR / "embed"),
                                list(set_ or []))
@@ -440,7 +448,7 @@ def embed_query(
     topn: Annotated[int, typer.Option(help="Neighbours to show.")] = 10,
 ):
     """Nearest neighbours of words by cosine similarity."""
-    from .embeddings.recipe import load_vectors
+    from ..embeddings.recipe import load_vectors
 
     kv = load_vectors(model)
     answers = [(w, kv.most_similar(w, topn=topn)) for w in word]  # every word checked first
@@ -461,7 +469,7 @@ def embed_analogy(
     method: Annotated[str, typer.Option(help="add (3CosAdd) or mul (3CosMul).")] = "add",
 ):
     """Solve a : b :: c : ? with vector arithmetic."""
-    from .embeddings.recipe import load_vectors
+    from ..embeddings.recipe import load_vectors
 
     for word, score in load_vectors(model).analogy(a, b, c, topn=topn, method=method):
         _echo(f"{word}\t{score:.4f}")
@@ -478,11 +486,13 @@ def embed_plot(
     method: Annotated[str, typer.Option(help="pca or tsne.")] = "pca",
 ):
     """A 2-D projection (PCA or t-SNE) of word vectors as a PNG, CJK labels rendered."""
-    from .embeddings.plot import plot_words
-    from .embeddings.recipe import load_vectors
+    from ..embeddings.plot import plot_words
+    from ..embeddings.recipe import load_vectors
 
     _echo(f"wrote {plot_words(load_vectors(model), list(word), out, method)}")
 
+
+from . import tasks as _tasks  # noqa: E402,F401  (registers finetune, predict, lora, ...)
 
 # ----------------------------------------------------------------------------- entry
 

@@ -1,0 +1,176 @@
+"""CLI verbs of the understanding tasks: finetune, predict, task evaluation, LoRA merge,
+data augmentation and the world's task sets. Thin: each parses options and calls
+:mod:`lmforge.tasks` (or :mod:`lmforge.data.augment`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import DataError, LmforgeError
+from . import _echo, app, corpus_app, data_app
+
+lora_app = typer.Typer(help="LoRA adapters: merge them into the weights.", no_args_is_help=True)
+app.add_typer(lora_app, name="lora")
+
+
+@app.command(epilog="Example: lmforge finetune classify-sentiment --set train.max_steps=300 "
+                    "--out runs/sentiment")
+def finetune(
+    recipe: Annotated[str, typer.Argument(help="A built-in fine-tuning recipe name or a YAML "
+                                          "path.", metavar="RECIPE")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: "
+                                                   "section.field=value.")] = None,
+    out: Annotated[str | None, typer.Option(help="Run folder (default runs/<name>).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the folder.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+):
+    """Fine-tune a model on a task (classification, NER, relations) and evaluate it."""
+    from ..tasks.config import load_finetune_recipe
+    from ..tasks.finetune import finetune as run_finetune
+
+    overrides = list(set_ or [])
+    if out is not None:
+        overrides.append(f"run.out_dir={json.dumps(out)}")
+    r = load_finetune_recipe(recipe, overrides)
+    res = run_finetune(r, resume=resume, show_progress=progress, log=_echo)
+    _echo(f"done: {res.train.steps} steps ({res.train.stopped_reason}); results in "
+          f"{res.run_dir / 'results.json'}")
+
+
+def _read_inputs(path: str) -> list[dict | str]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{path}: no such file")
+    out: list[dict | str] = []
+    with p.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            if p.suffix == ".jsonl":
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                    raise DataError(f"{path}:{i}: a record needs a 'text' string")
+                out.append(rec)
+            else:
+                out.append(line.rstrip("\n"))
+    if not out:
+        raise DataError(f"{path} holds no inputs")
+    return out
+
+
+@app.command(epilog="Example: lmforge predict runs/sentiment --text '虽然贵,但是很好吃。'")
+def predict(
+    run: Annotated[str, typer.Argument(help="A fine-tuning run or checkpoint folder.",
+                                       metavar="RUN")],
+    text: Annotated[list[str] | None, typer.Option(help="A text to label (repeatable).")] = None,
+    input: Annotated[str | None, typer.Option(help=".txt (a text per line) or .jsonl "
+                                              "(records; relations need h and t).")] = None,
+    out: Annotated[str | None, typer.Option(help="Write predictions here (.jsonl).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+):
+    """Labels with probabilities, entity spans with offsets, or relations."""
+    from ..io import atomic_write_text
+    from ..tasks import load_task_model
+
+    if (text is None) == (input is None):
+        raise LmforgeError("give --text (one or more) or --input FILE, not both")
+    inputs = list(text) if text is not None else _read_inputs(input)
+    pred = load_task_model(run).predict(inputs, batch_size=batch_size)
+    lines = [json.dumps({**({"text": x} if isinstance(x, str) else x), **p},
+                        ensure_ascii=False) for x, p in zip(inputs, pred, strict=True)]
+    if out is not None:
+        atomic_write_text(out, "\n".join(lines) + "\n")
+        _echo(f"wrote {len(lines)} predictions to {out}")
+    else:
+        for line in lines:
+            _echo(line)
+
+
+def evaluate_task(run: str, data: list[str], out: str | None) -> None:
+    """``lmforge evaluate`` on a fine-tuned task model: metrics, confusion, errors."""
+    from ..io import atomic_write_json, atomic_write_text
+    from ..tasks import load_task_model
+    from ..tasks.config import TaskDataConfig
+    from ..tasks.datasets import read_file
+
+    pred = load_task_model(run)
+    cfg = TaskDataConfig(train="x", scheme=pred.cfg.scheme)
+    for path in data:
+        ev = pred.evaluate(read_file(cfg, path, pred.task))
+        _echo(f"{path}: {ev['n']} records")
+        for k, v in ev["metrics"].items():
+            _echo(f"  {k:<20} {v:.4f}")
+        if out is not None:
+            folder = Path(out) / Path(path).stem
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(folder / "metrics.json", ev["metrics"])
+            atomic_write_text(folder / "errors.jsonl", "".join(
+                json.dumps(e, ensure_ascii=False) + "\n" for e in ev["errors"]))
+            if "confusion" in ev:
+                import numpy as np
+
+                from ..eval.classification import confusion_json, plot_confusion
+
+                mat = np.asarray(ev["confusion"])
+                atomic_write_json(folder / "confusion.json", confusion_json(mat, ev["labels"]))
+                plot_confusion(mat, ev["labels"], folder / "confusion.png", title=path)
+            _echo(f"  metrics, confusion matrix and errors.jsonl in {folder}")
+
+
+@lora_app.command("merge", epilog="Example: lmforge lora merge runs/sentiment-lora "
+                                  "--out models/sentiment-merged")
+def lora_merge(
+    run: Annotated[str, typer.Argument(help="A LoRA fine-tuning run or checkpoint.",
+                                       metavar="RUN")],
+    out: Annotated[str, typer.Option(help="Folder for the merged model.")],
+):
+    """Fold the LoRA adapter into the weights: a plain model, same outputs."""
+    from ..tasks import merge_task_lora
+
+    path = merge_task_lora(run, out)
+    _echo(f"merged model written to {path}")
+
+
+@data_app.command("augment", epilog="Example: lmforge data augment train.jsonl --out "
+                                    "train_aug.jsonl --n-aug 4 --alpha 0.1 --lang zh")
+def data_augment(
+    src: Annotated[str, typer.Argument(help="JSONL: classification or NER records.",
+                                       metavar="IN")],
+    out: Annotated[str, typer.Option(help="Output JSONL.")],
+    n_aug: Annotated[int, typer.Option(help="Augmented copies per record.")] = 4,
+    alpha: Annotated[float, typer.Option(help="Share of words changed.")] = 0.1,
+    lang: Annotated[str | None, typer.Option(help="en or zh (default: per text).")] = None,
+    synonyms: Annotated[str | None, typer.Option(help="A synonym file: one set per line.")]
+    = None,
+    vectors: Annotated[str | None, typer.Option(help="Word vectors (lmforge run or word2vec "
+                                                "file) for nearest-neighbour synonyms.")] = None,
+    min_similarity: Annotated[float, typer.Option(help="Similarity floor for --vectors.")]
+    = 0.6,
+    seed: Annotated[int, typer.Option()] = 0,
+):
+    """EDA: synonym replacement, random insertion, swap and deletion; labels kept."""
+    from ..data.augment import augment_cli
+
+    stats = augment_cli(src, out, n_aug=n_aug, alpha=alpha, lang=lang, synonyms=synonyms,
+                        vectors=vectors, min_similarity=min_similarity, seed=seed)
+    _echo(f"wrote {stats['written']} records ({stats['original']} original) to {out}")
+
+
+@corpus_app.command("tasks", epilog="Example: lmforge corpus tasks sentiment --out data/sent")
+def corpus_tasks(
+    name: Annotated[str, typer.Argument(help="sentiment, topic, ner or relations.")],
+    out: Annotated[str, typer.Option(help="Output folder.")],
+    seed: Annotated[int, typer.Option()] = 0,
+):
+    """Write a labelled task set of the world (splits, card with ceilings)."""
+    from ..corpora.tasks import render_task_set, write_task_set
+
+    path = write_task_set(render_task_set(name, seed=seed), out)
+    _echo(f"wrote {name} to {path}")

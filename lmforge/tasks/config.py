@@ -1,0 +1,165 @@
+"""Fine-tuning recipes: YAML validated by pydantic, like the pretraining recipes.
+
+::
+
+    run:       name, output folder, seed
+    data:      a built-in world task set, or the user's files (CSV/TSV/JSONL, CoNLL, OpenNRE)
+    backbone:  the encoder: a folder (lmforge run, HF, "minilm"), a pretraining recipe run
+               first, or one trained from scratch (textcnn, bilstm); init pretrained/random
+    head:      the task (classify, tag, relate), pooling, linear/CRF head, markers
+    finetune:  strategy (full, top_k, frozen, lora), LoRA settings, the selection metric,
+               class weights, label smoothing
+    train:     the trainer's options (:class:`~lmforge.train.config.TrainConfig`)
+
+Built-in recipes live in ``lmforge/configs/finetune/``; any field can be overridden with
+``--set section.field=value``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from ..config import RECIPE_DIR, RunConfig, TokenizerConfig, apply_overrides, load_yaml
+from ..errors import ConfigError
+from ..train.config import TrainConfig
+from ..validation import Section, format_validation_error
+
+FINETUNE_DIR = RECIPE_DIR / "finetune"
+WORLD_TASKS = ("sentiment", "topic", "ner", "relations")
+TASK_OF_WORLD = {"sentiment": "classify", "topic": "classify", "ner": "tag",
+                 "relations": "relate"}
+
+
+class TaskDataConfig(Section):
+    world: Literal["sentiment", "topic", "ner", "relations"] | None = Field(
+        None, description="a built-in world task set (instead of files)")
+    world_sizes: dict[str, int] = Field(default_factory=dict,
+                                        description="split sizes of the world set")
+    langs: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en", "zh"])
+    train: str | None = Field(None, description="training file (CSV/TSV/JSONL/CoNLL)")
+    val: str | None = Field(None, description="validation file; default: a share of train")
+    test: list[str] = Field(default_factory=list, description="files evaluated at the end")
+    task: Literal["auto", "classify", "tag", "relate"] = Field(
+        "auto", description="for files: auto = tag for CoNLL, relate for OpenNRE JSONL "
+        "(records with h and t), else classify")
+    format: Literal["auto", "jsonl", "csv", "tsv", "conll"] = "auto"
+    text_field: str = "text"
+    label_field: str = "label"
+    text_b_field: str | None = Field(None, description="second text of sentence pairs")
+    scheme: Literal["IOB1", "IOB2", "BIOES"] = Field("IOB2", description="tag: the model's "
+                                                     "tag scheme")
+    on_illegal: Literal["repair", "error"] = "repair"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    max_length: int = Field(128, ge=8, description="tokens per input, specials included")
+    train_limit: int | None = Field(None, ge=1, description="use only the first N training "
+                                    "examples (learning curves)")
+    augment: int = Field(0, ge=0, description="EDA copies per training example (0: none)")
+    augment_alpha: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TaskDataConfig:
+        if (self.world is None) == (self.train is None):
+            raise ValueError("give exactly one of data.world (a built-in set) or data.train "
+                             "(your file)")
+        return self
+
+
+class BackboneConfig(Section):
+    path: str | None = Field(None, description="a model folder: lmforge run or model, "
+                             "Hugging Face folder, or 'minilm' (the packaged all-MiniLM-L6-v2)")
+    pretrain: str | None = Field(None, description="a pretraining recipe run first into "
+                                 "<run>/backbone (e.g. bert-world)")
+    pretrain_set: list[str] = Field(default_factory=list,
+                                    description="--set overrides of that recipe")
+    pretrain_on_task_text: bool = Field(True, description="add the task's training texts "
+                                        "to the pretraining data")
+    encoder: Literal["textcnn", "bilstm"] | None = Field(
+        None, description="an encoder trained from scratch instead")
+    encoder_config: dict[str, Any] = Field(default_factory=dict)
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained", description="random: the same architecture, untrained")
+    tokenizer: TokenizerConfig = Field(
+        default_factory=lambda: TokenizerConfig(kind="wordpiece", vocab_size=4000),
+        description="the tokenizer trained for a from-scratch encoder")
+
+    @model_validator(mode="after")
+    def _one_backbone(self) -> BackboneConfig:
+        given = [n for n in ("path", "pretrain", "encoder") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of backbone.path, backbone.pretrain or "
+                             f"backbone.encoder (got {', '.join(given) or 'none'})")
+        return self
+
+
+class HeadConfig(Section):
+    pooling: Literal["cls", "pooler", "mean", "max", "attention"] = "cls"
+    head: Literal["linear", "crf"] = Field("linear", description="tag: softmax or CRF")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    constrained: bool = Field(True, description="tag: decode legal tag sequences only")
+    typed_markers: bool = Field(True, description="relate: '@ * person * Anna @' markers")
+    no_relation: str = Field("no_relation", description="relate: the negative label")
+    threshold: float | None = Field(None, gt=0, lt=1, description="relate: predict "
+                                    "no_relation when the best other relation's probability "
+                                    "is below this")
+
+
+class LoraSection(Section):
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["default", "all-linear"] = "default"
+    use_rslora: bool = False
+
+
+class FinetuneConfig(Section):
+    strategy: Literal["full", "top_k", "frozen", "lora"] = "full"
+    top_k: int = Field(2, ge=1, description="top_k: the layers trained (with the head)")
+    lora: LoraSection = Field(default_factory=LoraSection)
+    metric: str = Field("auto", description="the validation metric that picks the best "
+                        "checkpoint (auto: f1_macro, entity_f1 or relation_f1 by task; "
+                        "accuracy, f1_micro, ...)")
+    class_weights: Literal["none", "balanced"] = "none"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class FinetuneRecipe(Section):
+    run: RunConfig = Field(default_factory=RunConfig)
+    data: TaskDataConfig
+    backbone: BackboneConfig
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(
+        max_steps=600, batch_size=32, lr=5e-4, min_lr=0.0, warmup_steps=50,
+        weight_decay=0.01, beta2=0.999, eval_every=100, ckpt_every=200, keep_last=1))
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def builtin_finetune_recipes() -> list[str]:
+    return sorted(p.stem for p in FINETUNE_DIR.glob("*.yaml"))
+
+
+def load_finetune_recipe(name_or_path: str, overrides: list[str] | None = None
+                         ) -> FinetuneRecipe:
+    """A built-in recipe name (``classify-sentiment``) or a YAML path, plus overrides."""
+    p = Path(name_or_path)
+    if not p.is_file():
+        builtin = FINETUNE_DIR / f"{name_or_path}.yaml"
+        if p.suffix or not builtin.is_file():
+            raise ConfigError(f"recipe {name_or_path} not found (built-in fine-tuning "
+                              f"recipes: {', '.join(builtin_finetune_recipes())})")
+        p = builtin
+    raw = load_yaml(p)
+    apply_overrides(raw, overrides or [])
+    return build_finetune_recipe(raw)
+
+
+def build_finetune_recipe(raw: dict) -> FinetuneRecipe:
+    try:
+        return FinetuneRecipe.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, FinetuneRecipe, raw)) from None

@@ -1,0 +1,223 @@
+"""Task records -> token ids, and the batch sources the trainer reads.
+
+Every input is ``[CLS] text [SEP]`` (pairs: ``[CLS] a [SEP] b [SEP]`` with token type ids
+0/1), truncated to ``max_length`` tokens, specials included. What else an example carries:
+
+- classify: ``label`` (an index into the model's labels);
+- tag: for each word (a record token: an English word, a Chinese character) the index of
+  its first sub-token, and its tag. Words cut off by truncation are not predicted (and
+  reported by :func:`encode_tagging` as truncated); later sub-tokens carry no label;
+- relate: the marked text (:func:`mark_entities`) and the positions of the two start
+  markers.
+
+Batch sources follow :mod:`lmforge.train.sources`: a training batch is a pure function of
+``(seed, step, micro)`` (``batch_size`` examples drawn by the given generator, padded to
+the longest), evaluation batches are the split in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    token_type_ids: list[int] | None = None
+    label: int | None = None
+    word_index: list[int] = field(default_factory=list)   # tag: first sub-token of each word
+    word_tags: list[int] = field(default_factory=list)    # tag: gold tag ids per word
+    n_words: int = 0                                       # tag: words in the record
+    head_pos: int = 0                                      # relate: the @ marker
+    tail_pos: int = 0                                      # relate: the # marker
+
+
+def _specials(tokenizer) -> tuple[int, int, int]:
+    cls, sep, pad = tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id
+    if cls is None or sep is None or pad is None:
+        raise DataError("the tokenizer needs [CLS]/<s>, [SEP]/</s> and [PAD]/<pad> tokens "
+                        "for task inputs")
+    return cls, sep, pad
+
+
+def _encodings(tokenizer, texts: Sequence[str]):
+    return tokenizer.hf.encode_batch(list(texts), add_special_tokens=False)
+
+
+def encode_classification(records: Sequence[dict], tokenizer, label_index: dict[str, int],
+                          max_length: int) -> list[Encoded]:
+    cls, sep, _ = _specials(tokenizer)
+    encs_a = _encodings(tokenizer, [r["text"] for r in records])
+    pairs = any(r.get("text_b") is not None for r in records)
+    encs_b = _encodings(tokenizer, [r.get("text_b") or "" for r in records]) if pairs else None
+    out = []
+    for i, r in enumerate(records):
+        a = encs_a[i].ids
+        label = label_index.get(r["label"]) if r.get("label") is not None else None
+        if encs_b is None:
+            ids = [cls, *a[: max_length - 2], sep]
+            out.append(Encoded(ids, None, label))
+            continue
+        b = encs_b[i].ids
+        room = max_length - 3
+        while len(a) + len(b) > room:  # trim the longer one first (the BERT recipe)
+            if len(a) >= len(b):
+                a = a[:-1]
+            else:
+                b = b[:-1]
+        ids = [cls, *a, sep, *b, sep]
+        types = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+        out.append(Encoded(ids, types, label))
+    return out
+
+
+def word_spans(r: dict) -> list[tuple[int, int]]:
+    """Character spans of a record's words (from ``offsets``, else found in order)."""
+    if r.get("offsets"):
+        return [tuple(o) for o in r["offsets"]]
+    spans, pos = [], 0
+    for w in r["tokens"]:
+        start = r["text"].find(w, pos)
+        if start < 0:
+            raise DataError(f"record {r.get('id', '?')}: token {w!r} is not in its text")
+        spans.append((start, start + len(w)))
+        pos = start + len(w)
+    return spans
+
+
+def encode_tagging(records: Sequence[dict], tokenizer, tag_index: dict[str, int],
+                   max_length: int) -> tuple[list[Encoded], int]:
+    """Encode NER records; returns the examples and how many words truncation cut off."""
+    cls, sep, _ = _specials(tokenizer)
+    encs = _encodings(tokenizer, [r["text"] for r in records])
+    out, cut = [], 0
+    for r, enc in zip(records, encs, strict=True):
+        ids = enc.ids[: max_length - 2]
+        offsets = enc.offsets[: len(ids)]
+        words = word_spans(r)
+        tags = r.get("tags")
+        first, gold = [], []
+        j = 0
+        for w, (ws, _we) in enumerate(words):
+            while j < len(offsets) and offsets[j][1] <= ws:
+                j += 1  # sub-tokens that end before the word starts
+            if j >= len(offsets):  # truncated away
+                cut += len(words) - w
+                break
+            # the first sub-token reaching into the word (shared with the previous word
+            # when one sub-token spans both)
+            first.append(j + 1)  # +1: [CLS]
+            gold.append(tag_index[tags[w]] if tags is not None else IGNORE)
+        out.append(Encoded([cls, *ids, sep], None, None, first, gold, len(words)))
+    return out, cut
+
+
+HEAD_MARK, TAIL_MARK = "@", "#"
+TYPE_MARK = {"head": "*", "tail": "^"}
+
+
+def mark_entities(r: dict, typed: bool) -> tuple[str, int, int]:
+    """The text with ``@ head @`` and ``# tail #`` around the entities (typed: ``@ * type *
+    head @``), and the character positions of the two start markers."""
+    text = r["text"]
+    h, t = r["h"], r["t"]
+    (hs, he), (ts, te) = h["pos"], t["pos"]
+    pieces = []
+    for (s, e, mark, ent, role) in sorted([(hs, he, HEAD_MARK, h, "head"),
+                                           (ts, te, TAIL_MARK, t, "tail")]):
+        pieces.append((s, e, mark, ent, role))
+    out, pos, starts = [], 0, {}
+    for s, e, mark, ent, role in pieces:
+        out.append(text[pos:s])
+        starts[role] = sum(len(x) for x in out)
+        tm = TYPE_MARK[role]
+        label = f"{tm} {ent.get('type', 'entity').lower()} {tm} " if typed else ""
+        out.append(f"{mark} {label}{text[s:e]} {mark}")
+        pos = e
+    out.append(text[pos:])
+    return "".join(out), starts["head"], starts["tail"]
+
+
+def encode_relations(records: Sequence[dict], tokenizer, label_index: dict[str, int],
+                     max_length: int, typed: bool = True) -> list[Encoded]:
+    cls, sep, _ = _specials(tokenizer)
+    marked = [mark_entities(r, typed) for r in records]
+    encs = _encodings(tokenizer, [m[0] for m in marked])
+    out = []
+    for r, (_text, hpos, tpos), enc in zip(records, marked, encs, strict=True):
+        ids, offs = enc.ids, enc.offsets
+        hi = next(i for i, o in enumerate(offs) if o[0] <= hpos < max(o[1], o[0] + 1))
+        ti = next(i for i, o in enumerate(offs) if o[0] <= tpos < max(o[1], o[0] + 1))
+        room = max_length - 2
+        if len(ids) > room:  # keep a window that holds both markers
+            lo = max(0, min(max(hi, ti) - room + 1, min(hi, ti)))
+            ids = ids[lo: lo + room]
+            hi, ti = hi - lo, ti - lo
+        label = label_index.get(r["relation"]) if r.get("relation") is not None else None
+        out.append(Encoded([cls, *ids, sep], None, label, head_pos=hi + 1, tail_pos=ti + 1))
+    return out
+
+
+def collate(examples: Sequence[Encoded], pad_id: int, task: str) -> dict:
+    """Pad a list of examples into a batch of tensors (right padding)."""
+    B = len(examples)
+    T = max(len(e.input_ids) for e in examples)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    for i, e in enumerate(examples):
+        ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        mask[i, : len(e.input_ids)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if any(e.token_type_ids is not None for e in examples):
+        tt = torch.zeros((B, T), dtype=torch.long)
+        for i, e in enumerate(examples):
+            if e.token_type_ids is not None:
+                tt[i, : len(e.token_type_ids)] = torch.tensor(e.token_type_ids)
+        batch["token_type_ids"] = tt
+    if task == "tag":
+        W = max(1, max(len(e.word_index) for e in examples))
+        idx = torch.zeros((B, W), dtype=torch.long)
+        wmask = torch.zeros((B, W), dtype=torch.bool)
+        tags = torch.full((B, W), IGNORE, dtype=torch.long)
+        for i, e in enumerate(examples):
+            n = len(e.word_index)
+            idx[i, :n] = torch.tensor(e.word_index, dtype=torch.long)
+            wmask[i, :n] = True
+            tags[i, :n] = torch.tensor(e.word_tags, dtype=torch.long)
+        wmask[:, 0] = True  # a CRF needs a first step (an empty record reads [CLS])
+        batch.update(word_index=idx, word_mask=wmask, labels=tags)
+    else:
+        if task == "relate":
+            batch["head_pos"] = torch.tensor([e.head_pos for e in examples])
+            batch["tail_pos"] = torch.tensor([e.tail_pos for e in examples])
+        batch["labels"] = torch.tensor([IGNORE if e.label is None else e.label
+                                        for e in examples])
+    return batch
+
+
+class TaskBatches:
+    """Batches of encoded examples: random draws for training, the split in order for
+    evaluation (sorted by length within each evaluation batch is not needed: the
+    batches are small)."""
+
+    def __init__(self, examples: Sequence[Encoded], pad_id: int, task: str, batch_size: int):
+        if not examples:
+            raise DataError("a task split has no examples")
+        self.examples = list(examples)
+        self.pad_id, self.task, self.batch_size = pad_id, task, int(batch_size)
+
+    def batch(self, step: int, micro: int, rng: np.random.Generator) -> dict:
+        idx = rng.integers(0, len(self.examples), size=self.batch_size)
+        return collate([self.examples[i] for i in idx], self.pad_id, self.task)
+
+    def eval_batches(self) -> Iterator[dict]:
+        for i in range(0, len(self.examples), self.batch_size):
+            yield collate(self.examples[i: i + self.batch_size], self.pad_id, self.task)

@@ -1,0 +1,337 @@
+"""Fine-tuning from a recipe: ``lmforge finetune RECIPE``.
+
+``finetune(recipe)`` makes a run folder::
+
+    runs/<name>/
+      config.yaml        the resolved recipe
+      backbone/          the pretraining run, when backbone.pretrain asks for one
+      metrics.jsonl      training lines and validation metrics (val_f1_macro, ...)
+      loss.png
+      checkpoints/       model folders (arch: task); the best by finetune.metric is kept
+      results.json       every evaluated split: metrics, n, and the set's ceiling
+      confusion.json/png the test split's confusion matrix (classify, relate)
+      errors.jsonl       the test records the model got wrong
+      adapter/           PEFT adapter (strategy lora, BERT-family backbones)
+
+The stages: the splits (:mod:`.datasets`), the backbone and its tokenizer, the strategy
+(which parameters train), the trainer with the task's objective and a validation
+evaluator that picks the best checkpoint, then the evaluation of the best weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, LmforgeError
+from ..io import atomic_write_json, atomic_write_text
+from .config import FinetuneRecipe
+from .datasets import label_names, load_splits
+from .encode import TaskBatches, encode_classification, encode_relations, encode_tagging
+from .evaluation import TASK_METRICS, TaskObjective, balanced_weights
+from .model import TaskModel, TaskModelConfig, task_config_from
+from .predictor import TaskPredictor
+
+DEFAULT_METRIC = {"classify": "f1_macro", "tag": "entity_f1", "relate": "relation_f1"}
+ENCODERS = ("bert", "deberta_v2")
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    predictor: TaskPredictor
+    results: dict
+    train: object  # lmforge.train.TrainResult
+    trainable: tuple[int, int]
+
+
+def _texts(task: str, records: list[dict], typed: bool) -> list[str]:
+    from .encode import mark_entities
+
+    if task == "relate":
+        return [mark_entities(r, typed)[0] for r in records]
+    return [t for r in records for t in (r["text"], r.get("text_b")) if t]
+
+
+def _pretrain_backbone(recipe: FinetuneRecipe, texts: list[str], run_dir: Path,
+                       resume: bool, show_progress: bool, log: Callable) -> Path:
+    """Run ``backbone.pretrain`` into ``<run>/backbone`` (or reuse a finished one)."""
+    from ..config import load_recipe, resolve_recipe_path
+    from ..pretrain import pretrain
+    from ..train import best_checkpoint, latest_checkpoint
+
+    b = recipe.backbone
+    out = run_dir / "backbone"
+    sets = [f"run.out_dir={out}", f"run.seed={recipe.run.seed}", *b.pretrain_set]
+    if b.pretrain_on_task_text:
+        text_file = run_dir / "backbone_text.txt"
+        atomic_write_text(text_file, "\n".join(t.replace("\n", " ") for t in texts) + "\n")
+        sets.append(f"data.inputs=[{json.dumps(str(text_file))}]")
+    pre = load_recipe(resolve_recipe_path(b.pretrain), sets)
+    done = latest_checkpoint(out)
+    if done is not None and (out / "config.yaml").is_file():
+        from ..train.checkpoint import read_trainer_state
+
+        if read_trainer_state(done)["step"] >= pre.train.max_steps:
+            log(f"backbone: reusing the finished pretraining run {out}")
+            return best_checkpoint(out) or done
+    log(f"backbone: pretraining {b.pretrain} into {out}")
+    res = pretrain(pre, resume=done is not None, show_progress=show_progress, log=log)
+    return res.train.best_checkpoint or res.train.last_checkpoint
+
+
+def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
+                     splits: dict[str, list[dict]], run_dir: Path, *, resume: bool = False,
+                     show_progress: bool = True, log: Callable = print):
+    """The task model (pretrained weights copied in) and its tokenizer."""
+    b, h, d = recipe.backbone, recipe.head, recipe.data
+    head = dict(pooling=h.pooling, head=h.head, dropout=h.dropout, scheme=d.scheme,
+                constrained=h.constrained, max_length=d.max_length,
+                typed_markers=h.typed_markers, no_relation=h.no_relation,
+                threshold=h.threshold)
+    texts = _texts(task, splits["train"], h.typed_markers)
+    torch.manual_seed(recipe.run.seed)
+    if b.encoder is not None:
+        from ..tokenize.train import train_tokenizer
+
+        t = b.tokenizer
+        tokenizer = train_tokenizer("wordpiece" if t.kind == "char" else t.kind, texts=texts,
+                                    vocab_size=t.vocab_size, min_frequency=t.min_frequency,
+                                    show_progress=False)
+        enc_cfg = {"vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id,
+                   **b.encoder_config}
+        try:
+            return TaskModel(TaskModelConfig(task, labels, b.encoder, enc_cfg, **head)), \
+                tokenizer
+        except TypeError as e:
+            raise ConfigError(f"backbone.encoder_config: {e}") from None
+    from ..hub import load_pretrained
+    from ..models import arch_of
+
+    if b.pretrain is not None:
+        folder: str | Path = _pretrain_backbone(recipe, texts, run_dir, resume,
+                                                show_progress, log)
+    elif b.path == "minilm":
+        from ..embeddings.contextual import default_model_path
+
+        folder = default_model_path()
+    else:
+        folder = b.path
+    enc, tokenizer = load_pretrained(folder, require_tokenizer=True)
+    arch = arch_of(enc.config)
+    if arch not in ENCODERS:
+        raise ConfigError(f"backbone: {folder} holds a {arch} model; the task heads read "
+                          f"an encoder ({', '.join(ENCODERS)})")
+    max_pos = getattr(enc.config, "max_len", None) or getattr(enc.config, "max_seq_len", None)
+    if max_pos is not None and d.max_length > max_pos:
+        raise ConfigError(f"data.max_length={d.max_length} exceeds the backbone's "
+                          f"{max_pos} positions")
+    model = TaskModel(task_config_from(task, labels, arch, enc.config, **head))
+    if b.init == "pretrained":
+        own = model.encoder.state_dict()
+        state = {k: v for k, v in enc.state_dict().items() if k in own}
+        model.encoder.load_state_dict(state, strict=True)
+    return model, tokenizer
+
+
+def apply_strategy(model: TaskModel, recipe: FinetuneRecipe) -> tuple[int, int]:
+    """Freeze what the strategy leaves untouched; ``(trainable, total)`` parameters."""
+    ft = recipe.finetune
+    enc = model.encoder
+    if ft.strategy == "frozen":
+        enc.requires_grad_(False)
+    elif ft.strategy == "top_k":
+        layers = getattr(enc, "layers", None)
+        if layers is None:
+            raise ConfigError(f"finetune.strategy=top_k needs a layered encoder "
+                              f"({model.config.encoder} has none); use full or frozen")
+        if ft.top_k > len(layers):
+            raise ConfigError(f"finetune.top_k={ft.top_k} exceeds the encoder's "
+                              f"{len(layers)} layers")
+        enc.requires_grad_(False)
+        for layer in list(layers)[-ft.top_k:]:
+            layer.requires_grad_(True)
+        if getattr(enc, "pooler", None) is not None:
+            enc.pooler.requires_grad_(True)
+    elif ft.strategy == "lora":
+        if model.scratch:
+            raise ConfigError("finetune.strategy=lora needs a pretrained encoder backbone")
+        from ..nn.lora import LoraConfig, apply_lora
+
+        fields = ft.lora.model_dump()
+        apply_lora(enc, LoraConfig(**fields))
+        model.config.lora = fields
+    return _count(model)
+
+
+def _count(model: torch.nn.Module) -> tuple[int, int]:
+    seen, trainable, total = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def encode_split(task: str, records: list[dict], tokenizer, index: dict[str, int],
+                 cfg: TaskModelConfig):
+    if task == "classify":
+        return encode_classification(records, tokenizer, index, cfg.max_length)
+    if task == "relate":
+        return encode_relations(records, tokenizer, index, cfg.max_length, cfg.typed_markers)
+    return encode_tagging(records, tokenizer, index, cfg.max_length)[0]
+
+
+def _augment(recipe: FinetuneRecipe, task: str, records: list[dict]) -> list[dict]:
+    d = recipe.data
+    if d.augment == 0:
+        return records
+    if task == "relate":
+        raise ConfigError("data.augment: EDA keeps labels of classification and NER records;"
+                          " relation records are not augmented")
+    from ..data.augment import augment_records
+
+    return augment_records(records, n_aug=d.augment, alpha=d.augment_alpha,
+                           seed=recipe.run.seed, world=d.world is not None)
+
+
+def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: bool = True,
+             log: Callable[[str], None] = print) -> FinetuneResult:
+    from ..models.base import load_state_checked
+    from ..train import Trainer
+    from ..train.checkpoint import best_checkpoint, latest_checkpoint
+
+    run_dir = recipe.run.path
+    _check_finetune_dir(run_dir, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", _yaml(recipe))
+
+    splits, card, task = load_splits(recipe)
+    labels = label_names(task, splits["train"], recipe.data.scheme,
+                         recipe.data.train or f"world:{recipe.data.world}")
+    metric = recipe.finetune.metric if recipe.finetune.metric != "auto" \
+        else DEFAULT_METRIC[task]
+    if metric not in TASK_METRICS[task]:
+        raise ConfigError(f"finetune.metric={metric!r} is not a {task} metric; allowed: "
+                          f"auto, {', '.join(TASK_METRICS[task])}")
+    model, tokenizer = build_task_model(recipe, task, labels, splits, run_dir, resume=resume,
+                                        show_progress=show_progress, log=log)
+    trainable, total = apply_strategy(model, recipe)
+    log(f"{task}: {len(labels)} labels, {len(splits['train'])} training records; "
+        f"{recipe.finetune.strategy}: {trainable:,} of {total:,} parameters trainable "
+        f"({100 * trainable / total:.2f}%)")
+
+    index = {n: i for i, n in enumerate(labels)}
+    train_records = _augment(recipe, task, splits["train"])
+    train_ex = encode_split(task, train_records, tokenizer, index, model.config)
+    val_ex = encode_split(task, splits["val"], tokenizer, index, model.config)
+    bs = recipe.train.batch_size
+    train_src = TaskBatches(train_ex, tokenizer.pad_id, task, bs)
+    val_src = TaskBatches(val_ex, tokenizer.pad_id, task, max(bs, 64))
+    weights = None
+    if recipe.finetune.class_weights == "balanced" and task != "tag":
+        weights = balanced_weights([e.label for e in train_ex], len(labels))
+    objective = TaskObjective(task, weights, recipe.finetune.label_smoothing)
+    predictor = TaskPredictor(model, tokenizer)
+
+    def validation(m) -> dict:
+        ev = predictor.evaluate(splits["val"])["metrics"]
+        return {f"val_{k}": v for k, v in ev.items()}
+
+    cfg = recipe.train.model_copy(update={"best_metric": f"val_{metric}", "best_mode": "max"})
+    provenance = {"recipe": recipe.to_dict(), "task": task,
+                  "trainable_parameters": trainable, "parameters": total}
+    trainer = Trainer(model, cfg, train_src, val_src, run_dir, seed=recipe.run.seed,
+                      objective=objective, evaluators=[validation], tokenizer=tokenizer,
+                      provenance=provenance, resume=resume, show_progress=show_progress)
+    train_result = trainer.fit()
+
+    best = best_checkpoint(run_dir) or latest_checkpoint(run_dir)
+    load_state_checked(model, best)
+    model.eval()
+    results = evaluate_splits(predictor, splits, card, run_dir, metric)
+    results.update(best_checkpoint=str(best), metric=metric, trainable_parameters=trainable,
+                   parameters=total, strategy=recipe.finetune.strategy)
+    atomic_write_json(run_dir / "results.json", results)
+    if recipe.finetune.strategy == "lora" and model.config.encoder == "bert":
+        from ..hf.peft import save_peft_adapter
+        from ..nn.lora import LoraConfig
+
+        save_peft_adapter(model.encoder, LoraConfig(**model.config.lora), run_dir / "adapter")
+    log(results_table(results))
+    return FinetuneResult(run_dir, predictor, results, train_result, (trainable, total))
+
+
+def _check_finetune_dir(run_dir: Path, resume: bool) -> None:
+    from ..train import latest_checkpoint
+
+    has = latest_checkpoint(run_dir) is not None
+    if resume and not has:
+        raise LmforgeError(f"--resume: {run_dir} has no checkpoint to resume from")
+    if not resume and has:
+        raise LmforgeError(f"{run_dir} already holds a run; pass --resume to continue it or "
+                           "choose another folder with --out / run.out_dir")
+
+
+def _yaml(recipe: FinetuneRecipe) -> str:
+    import yaml
+
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def evaluate_splits(predictor: TaskPredictor, splits: dict[str, list[dict]],
+                    card: dict | None, run_dir: Path, metric: str) -> dict:
+    """Evaluate every split but train; write the confusion matrix and errors of test."""
+    from ..eval.classification import confusion_json, plot_confusion
+
+    out: dict = {"splits": {}}
+    ceilings = (card or {}).get("ceiling", {})
+    for name, records in splits.items():
+        if name == "train" or not records:
+            continue
+        ev = predictor.evaluate(records)
+        out["splits"][name] = {"n": ev["n"], **ev["metrics"],
+                               "ceiling": ceilings.get(name)}
+        if name == _report_split(splits):
+            atomic_write_text(run_dir / "errors.jsonl", "".join(
+                json.dumps(e, ensure_ascii=False) + "\n" for e in ev["errors"]))
+            if "confusion" in ev:
+                mat = np.asarray(ev["confusion"])
+                atomic_write_json(run_dir / "confusion.json", confusion_json(mat, ev["labels"]))
+                plot_confusion(mat, ev["labels"], run_dir / "confusion.png",
+                               title=f"{run_dir.name}: {name}")
+    return out
+
+
+def _report_split(splits: dict) -> str:
+    """The split whose errors and confusion matrix are written: test, else the first
+    evaluated one after val (a user's test file), else val."""
+    if "test" in splits:
+        return "test"
+    rest = [n for n in splits if n not in ("train", "val")]
+    return rest[0] if rest else "val"
+
+
+def results_table(results: dict) -> str:
+    """The evaluated splits as a small table: the selection metric beside the ceiling."""
+    metric = results.get("metric", "")
+    lines = [f"{'split':<12} {'n':>6} {metric:>12} {'ceiling':>8}"]
+    for name, r in results["splits"].items():
+        ceil = r.get("ceiling")
+        main = r.get(metric)
+        if main is None:
+            main = r.get("accuracy")
+        lines.append(f"{name:<12} {r['n']:>6} {main:>12.4f} "
+                     f"{'' if ceil is None else f'{ceil:.4f}':>8}")
+    return "\n".join(lines)
+
+
+__all__ = ["finetune", "FinetuneResult", "build_task_model", "apply_strategy",
+           "evaluate_splits", "results_table"]
