@@ -155,12 +155,22 @@ def data_augment(
     = 0.6,
     seed: Annotated[int, typer.Option()] = 0,
 ):
-    """EDA: synonym replacement, random insertion, swap and deletion; labels kept."""
-    from ..data.augment import augment_cli
+    """EDA: synonym replacement, random insertion, swap and deletion; labels kept (NER:
+    only O words change, entity spans stay exact). Default synonyms: the world's sets."""
+    from ..data.augment import SynonymFile, VectorSynonyms, augment_file
 
-    stats = augment_cli(src, out, n_aug=n_aug, alpha=alpha, lang=lang, synonyms=synonyms,
-                        vectors=vectors, min_similarity=min_similarity, seed=seed)
-    _echo(f"wrote {stats['written']} records ({stats['original']} original) to {out}")
+    if synonyms is not None and vectors is not None:
+        raise LmforgeError("give --synonyms or --vectors, not both")
+    source = None
+    if synonyms is not None:
+        source = SynonymFile(synonyms)
+    elif vectors is not None:
+        from ..embeddings.recipe import load_vectors
+
+        source = VectorSynonyms(load_vectors(vectors), min_similarity=min_similarity)
+    stats = augment_file(src, out, n_aug=n_aug, alpha=alpha, lang=lang, synonyms=source,
+                         seed=seed, show_progress=True)
+    _echo(f"wrote {stats['written']} records ({stats['records']} original) to {out}")
 
 
 @corpus_app.command("tasks", epilog="Example: lmforge corpus tasks sentiment --out data/sent")

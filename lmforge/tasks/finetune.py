@@ -196,10 +196,13 @@ def _augment(recipe: FinetuneRecipe, task: str, records: list[dict]) -> list[dic
     if task == "relate":
         raise ConfigError("data.augment: EDA keeps labels of classification and NER records;"
                           " relation records are not augmented")
-    from ..data.augment import augment_records
+    import random
 
-    return augment_records(records, n_aug=d.augment, alpha=d.augment_alpha,
-                           seed=recipe.run.seed, world=d.world is not None)
+    from ..data.augment import augment_record
+
+    rng = random.Random(recipe.run.seed)  # synonyms: the world's sets
+    return [copy for r in records
+            for copy in augment_record(r, n_aug=d.augment, alpha=d.augment_alpha, rng=rng)]
 
 
 def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: bool = True,

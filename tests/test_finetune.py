@@ -1,0 +1,216 @@
+"""The fine-tuning engine end to end on small generated data: each task learns its
+held-out set, the CLI predicts and evaluates, strategies freeze what they say, a resumed
+run equals an uninterrupted one, and bad input is one line + exit 2."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmforge.errors import ConfigError, LmforgeError
+from lmforge.tasks import load_task_model
+from lmforge.tasks.config import build_finetune_recipe
+from lmforge.tasks.finetune import finetune
+
+NAMES = ["Anna", "Bob", "Carl", "Dana", "Eve", "安娜", "王磊", "李伟"]
+CITIES = ["Paris", "Rome", "Oslo", "Lima", "北京", "上海", "广州"]
+POS, NEG = ["great", "wonderful", "好", "棒"], ["awful", "terrible", "差", "糟"]
+THINGS = ["food", "hotel", "film", "饭菜", "酒店"]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                    encoding="utf-8")
+    return str(path)
+
+
+def _sentiment(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        lab = rng.choice(["positive", "negative"])
+        word = rng.choice(POS if lab == "positive" else NEG)
+        out.append({"text": f"the {rng.choice(THINGS)} was {word} today", "label": lab})
+    return out
+
+
+def _ner(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        p, c = rng.choice(NAMES), rng.choice(CITIES)
+        toks = [p, "lives", "in", c, "."] if rng.random() < 0.5 \
+            else ["we", "met", p, "in", c, "today"]
+        out.append((toks, ["B-PER" if t == p else "B-LOC" if t == c else "O" for t in toks]))
+    return out
+
+
+def _conll(path: Path, rows) -> str:
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for toks, tags in rows:
+        lines += [f"{t} NN O {g}" for t, g in zip(toks, tags, strict=True)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _relations(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        p, c = rng.choice(NAMES), rng.choice(CITIES)
+        lives = rng.random() < 0.5
+        text = f"{p} lives in {c} ." if lives else f"{p} visited {c} once ."
+        h, t = {"name": p, "pos": [0, len(p)]}, {"name": c, "pos": [text.index(c),
+                                                                     text.index(c) + len(c)]}
+        if rng.random() < 0.3:  # reversed pair: the direction matters
+            out.append({"text": text, "h": t, "t": h, "relation": "no_relation"})
+        else:
+            out.append({"text": text, "h": h, "t": t,
+                        "relation": "lives_in" if lives else "no_relation"})
+    return out
+
+
+def _recipe(tmp: Path, train_file: str, val: str, test: str, *, encoder: str = "textcnn",
+            steps: int = 60, **sections) -> dict:
+    raw = {
+        "run": {"name": "t", "out_dir": str(tmp / "run"), "seed": 0},
+        "data": {"train": train_file, "val": val, "test": [test], "max_length": 32},
+        "backbone": {"encoder": encoder, "encoder_config": {"d_emb": 32} if encoder
+                     == "textcnn" else {"d_emb": 32, "hidden": 32}},
+        "head": {"pooling": "max" if encoder == "textcnn" else "cls"},
+        "train": {"max_steps": steps, "batch_size": 16, "lr": 3e-3, "min_lr": 0.0,
+                  "warmup_steps": 5, "eval_every": 20, "ckpt_every": 20, "keep_last": 1,
+                  "log_every": 10},
+    }
+    for k, v in sections.items():
+        raw.setdefault(k, {}).update(v)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def sentiment_files(tmp_path_factory) -> tuple[str, str, str]:
+    d = tmp_path_factory.mktemp("sent")
+    return tuple(_write_jsonl(d / f"{s}.jsonl", _sentiment(n, i))
+                 for i, (s, n) in enumerate([("train", 300), ("val", 60), ("test", 80)]))
+
+
+def test_classification_learns_held_out_data_and_cli_predicts(tmp_path, sentiment_files):
+    res = finetune(build_finetune_recipe(_recipe(tmp_path, *sentiment_files)),
+                   show_progress=False, log=lambda m: None)
+    assert res.results["splits"]["test"]["accuracy"] >= 0.97
+    run = res.run_dir
+    for f in ("results.json", "confusion.json", "confusion.png", "errors.jsonl", "loss.png",
+              "metrics.jsonl", "config.yaml"):
+        assert (run / f).is_file(), f
+    # the best checkpoint is picked by the validation metric (f1_macro by default)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_f1_macro" in x for x in lines)
+    pred = load_task_model(run)
+    out = pred.predict(["the hotel was awful today", "the 饭菜 was 棒 today"])
+    assert [o["label"] for o in out] == ["negative", "positive"]
+    assert abs(sum(out[0]["probs"].values()) - 1) < 1e-5
+    cli = [sys.executable, "-m", "lmforge.cli"]
+    r = subprocess.run([*cli, "predict", str(run), "--text", "the film was great today"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1])["label"] == "positive"
+    r = subprocess.run([*cli, "evaluate", str(run), "--data", sentiment_files[2], "--out",
+                        str(tmp_path / "ev")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "ev/test/metrics.json").read_text())["accuracy"] >= 0.97
+
+
+def test_tagging_bilstm_crf_on_conll(tmp_path):
+    files = [_conll(tmp_path / f"{s}.conll", _ner(n, i))
+             for i, (s, n) in enumerate([("train", 300), ("val", 60), ("test", 60)])]
+    raw = _recipe(tmp_path, *files, encoder="bilstm", steps=80, head={"head": "crf"})
+    res = finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
+    assert res.results["splits"]["test"]["entity_f1"] >= 0.97
+    out = load_task_model(res.run_dir).predict(["Dana lives in Lima ."])[0]
+    assert [(e["label"], e["text"]) for e in out["entities"]] == [("PER", "Dana"),
+                                                                  ("LOC", "Lima")]
+
+
+def test_relations_direction_matters(tmp_path):
+    files = [_write_jsonl(tmp_path / f"{s}.jsonl", _relations(n, i))
+             for i, (s, n) in enumerate([("train", 400), ("val", 80), ("test", 80)])]
+    raw = _recipe(tmp_path, *files, encoder="bilstm", steps=120)
+    res = finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
+    assert res.results["splits"]["test"]["relation_f1"] >= 0.95
+    pred = load_task_model(res.run_dir)
+    text = "Eve lives in Oslo ."
+    h, t = {"name": "Eve", "pos": [0, 3]}, {"name": "Oslo", "pos": [13, 17]}
+    out = pred.predict([{"text": text, "h": h, "t": t}, {"text": text, "h": t, "t": h}])
+    assert [o["relation"] for o in out] == ["lives_in", "no_relation"]
+
+
+def test_resume_continues_exactly(tmp_path, sentiment_files):
+    common = {"schedule": "constant", "warmup_steps": 0}
+    a = _recipe(tmp_path / "a", *sentiment_files, steps=40, train=common)
+    finetune(build_finetune_recipe(a), show_progress=False, log=lambda m: None)
+    b = _recipe(tmp_path / "b", *sentiment_files, steps=20, train=common)
+    finetune(build_finetune_recipe(b), show_progress=False, log=lambda m: None)
+    b["train"]["max_steps"] = 40
+    finetune(build_finetune_recipe(b), resume=True, show_progress=False, log=lambda m: None)
+    wa = load_task_model(tmp_path / "a/run/checkpoints/step_0000040").model.state_dict()
+    wb = load_task_model(tmp_path / "b/run/checkpoints/step_0000040").model.state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_strategies_freeze_what_they_say(tmp_path, sentiment_files):
+    from lmforge.tasks.finetune import apply_strategy
+    from lmforge.tasks.model import TaskModel, TaskModelConfig
+
+    enc = {"vocab_size": 50, "n_layer": 3, "n_head": 2, "d_model": 16, "max_position": 32}
+    for strategy, want in [("frozen", ("classifier.",)),
+                           ("top_k", ("classifier.", "encoder.pooler.", "encoder.layers.2."))]:
+        model = TaskModel(TaskModelConfig("classify", ["a", "b"], "bert", dict(enc)))
+        raw = _recipe(tmp_path, *sentiment_files, finetune={"strategy": strategy,
+                                                            "top_k": 1})
+        trainable, total = apply_strategy(model, build_finetune_recipe(raw))
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert names and all(n.startswith(want) for n in names), names
+        assert any(n.startswith(want[-1]) for n in names)
+        assert trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert 0 < trainable < total
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"finetune": {"metric": "bleu"}}, "finetune.metric"),
+    ({"finetune": {"strategy": "lora"}}, "lora needs a pretrained encoder"),
+    ({"finetune": {"strategy": "top_k"}}, "top_k needs a layered encoder"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, sentiment_files, override, message):
+    raw = _recipe(tmp_path, *sentiment_files, **override)
+    with pytest.raises(ConfigError, match=message):
+        finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
+
+
+def test_recipe_errors_name_the_field():
+    with pytest.raises(ConfigError, match="data"):
+        build_finetune_recipe({"backbone": {"encoder": "textcnn"}})
+    with pytest.raises(ConfigError, match="exactly one of backbone"):
+        build_finetune_recipe({"data": {"world": "topic"},
+                               "backbone": {"encoder": "textcnn", "path": "x"}})
+
+
+def test_cli_bad_input_exits_2(tmp_path, sentiment_files):
+    bad = tmp_path / "one.jsonl"
+    rows = _sentiment(20, 0)
+    rows.append({"text": "odd one", "label": "mixed"})  # a label with one example
+    _write_jsonl(bad, rows)
+    cli = [sys.executable, "-m", "lmforge.cli", "finetune", "classify-topic", "--out",
+           str(tmp_path / "r"), "--set", "data.world=null", "--set", f"data.train={bad}"]
+    r = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "mixed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "lmforge.cli", "predict", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("error:")
+    with pytest.raises(LmforgeError):
+        load_task_model(tmp_path)
