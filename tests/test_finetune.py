@@ -214,3 +214,27 @@ def test_cli_bad_input_exits_2(tmp_path, sentiment_files):
     assert r.returncode == 2 and r.stderr.startswith("error:")
     with pytest.raises(LmforgeError):
         load_task_model(tmp_path)
+
+
+def test_classical_baseline_recipe_predicts_like_sklearn(tmp_path, sentiment_files):
+    pytest.importorskip("sklearn")
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    raw = {"run": {"out_dir": str(tmp_path / "run"), "seed": 0},
+           "data": {"train": sentiment_files[0], "val": sentiment_files[1],
+                    "test": [sentiment_files[2]]},
+           "backbone": {"classical": "tfidf-logreg",
+                        "classical_config": {"analyzer": "word", "ngram_range": [1, 1],
+                                             "sublinear_tf": False}}}
+    res = finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
+    train = [json.loads(x) for x in Path(sentiment_files[0]).read_text().splitlines()]
+    test = [json.loads(x) for x in Path(sentiment_files[2]).read_text().splitlines()]
+    ref = make_pipeline(TfidfVectorizer(), LogisticRegression(random_state=0)).fit(
+        [r["text"] for r in train], [r["label"] for r in train])
+    want = ref.predict([r["text"] for r in test])
+    got = [p["label"] for p in load_task_model(res.run_dir).predict([r["text"] for r in test])]
+    assert got == list(want)
+    acc = sum(g == r["label"] for g, r in zip(got, test, strict=True)) / len(test)
+    assert res.results["splits"]["test"]["accuracy"] == pytest.approx(acc)

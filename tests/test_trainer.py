@@ -374,3 +374,21 @@ def test_evaluation_uses_eval_batches_and_weights_by_tokens(data_dir, tmp_path):
             n += int((b["labels"] != -100).sum())
     assert ev["val_loss"] == pytest.approx(nll / n, rel=1e-5)
     assert ev["val_ppl"] == pytest.approx(math.exp(nll / n), rel=1e-5)
+
+
+def test_best_checkpoint_and_early_stopping_follow_best_metric(data_dir, tmp_path):
+    # A scripted validation score: it peaks at the 2nd evaluation (step 4), then falls.
+    scores = iter([0.5, 0.9, 0.7, 0.6, 0.4, 0.3])
+    cfg = tiny_cfg(max_steps=20, eval_every=2, ckpt_every=2, keep_last=1,
+                   best_metric="val_score", early_stop_patience=3)
+    trainer = make_trainer(data_dir, tmp_path / "run", cfg,
+                           evaluators=[lambda m: {"val_score": next(scores)}])
+    result = trainer.fit()
+    assert result.stopped_reason == "early_stop" and result.steps == 10
+    assert result.best_step == 4 and result.best_value == pytest.approx(0.9)
+    # the best checkpoint by the metric is kept (beside the last), whatever val_loss says
+    assert result.best_checkpoint.name == "step_0000004"
+    assert {p.name for p in (tmp_path / "run/checkpoints").iterdir()} == {
+        "step_0000004", "step_0000010"}
+    with pytest.raises(TrainingError, match="best_metric.*no 'val_nope'"):
+        make_trainer(data_dir, tmp_path / "run2", tiny_cfg(best_metric="val_nope")).fit()

@@ -37,8 +37,8 @@ def finetune(
         overrides.append(f"run.out_dir={json.dumps(out)}")
     r = load_finetune_recipe(recipe, overrides)
     res = run_finetune(r, resume=resume, show_progress=progress, log=_echo)
-    _echo(f"done: {res.train.steps} steps ({res.train.stopped_reason}); results in "
-          f"{res.run_dir / 'results.json'}")
+    how = f"{res.train.steps} steps ({res.train.stopped_reason})" if res.train else "fitted"
+    _echo(f"done: {how}; results in {res.run_dir / 'results.json'}")
 
 
 def _read_inputs(path: str) -> list[dict | str]:

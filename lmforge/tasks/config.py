@@ -78,6 +78,12 @@ class BackboneConfig(Section):
                                         "to the pretraining data")
     encoder: Literal["textcnn", "bilstm"] | None = Field(
         None, description="an encoder trained from scratch instead")
+    classical: Literal["tfidf-logreg", "tfidf-svm"] | None = Field(
+        None, description="a scikit-learn baseline instead (classify only): TF-IDF + "
+        "logistic regression or a linear SVM")
+    classical_config: dict[str, Any] = Field(
+        default_factory=dict, description="TfidfClassifier options (analyzer, ngram_range, "
+        "C, max_features, sublinear_tf, class_weight)")
     encoder_config: dict[str, Any] = Field(default_factory=dict)
     init: Literal["pretrained", "random"] = Field(
         "pretrained", description="random: the same architecture, untrained")
@@ -87,10 +93,11 @@ class BackboneConfig(Section):
 
     @model_validator(mode="after")
     def _one_backbone(self) -> BackboneConfig:
-        given = [n for n in ("path", "pretrain", "encoder") if getattr(self, n)]
+        given = [n for n in ("path", "pretrain", "encoder", "classical") if getattr(self, n)]
         if len(given) != 1:
-            raise ValueError("give exactly one of backbone.path, backbone.pretrain or "
-                             f"backbone.encoder (got {', '.join(given) or 'none'})")
+            raise ValueError("give exactly one of backbone.path, backbone.pretrain, "
+                             "backbone.encoder or backbone.classical (got "
+                             f"{', '.join(given) or 'none'})")
         return self
 
 

@@ -224,6 +224,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
     if metric not in TASK_METRICS[task]:
         raise ConfigError(f"finetune.metric={metric!r} is not a {task} metric; allowed: "
                           f"auto, {', '.join(TASK_METRICS[task])}")
+    if recipe.backbone.classical is not None:
+        return _fit_classical(recipe, task, splits, card, run_dir, metric, log)
     model, tokenizer = build_task_model(recipe, task, labels, splits, run_dir, resume=resume,
                                         show_progress=show_progress, log=log)
     trainable, total = apply_strategy(model, recipe)
@@ -270,6 +272,36 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
         save_peft_adapter(model.encoder, LoraConfig(**model.config.lora), run_dir / "adapter")
     log(results_table(results))
     return FinetuneResult(run_dir, predictor, results, train_result, (trainable, total))
+
+
+def _fit_classical(recipe: FinetuneRecipe, task: str, splits: dict, card: dict | None,
+                   run_dir: Path, metric: str, log: Callable) -> FinetuneResult:
+    """A scikit-learn baseline: fit on train, evaluate every other split, save."""
+    from .classical import TfidfClassifier
+    from .predictor import CLASSICAL_DIR, ClassicalPredictor
+
+    if task != "classify":
+        raise ConfigError(f"backbone.classical fits text classifiers; this is a {task} task")
+    opts = dict(recipe.backbone.classical_config)
+    if "ngram_range" in opts:
+        opts["ngram_range"] = tuple(opts["ngram_range"])
+    kind = "logreg" if recipe.backbone.classical == "tfidf-logreg" else "linear_svm"
+    try:
+        clf = TfidfClassifier(classifier=kind, seed=recipe.run.seed, **opts)
+    except TypeError as e:
+        raise ConfigError(f"backbone.classical_config: {e}") from None
+    train = splits["train"]
+    clf.fit([r["text"] for r in train], [r["label"] for r in train])
+    clf.save(run_dir / CLASSICAL_DIR)
+    predictor = ClassicalPredictor(clf)
+    n_feat = len(clf.vocabulary)
+    log(f"{recipe.backbone.classical}: {n_feat:,} features, {len(clf.labels)} labels, "
+        f"{len(train)} training records")
+    results = evaluate_splits(predictor, splits, card, run_dir, metric)
+    results.update(metric=metric, strategy="classical", features=n_feat)
+    atomic_write_json(run_dir / "results.json", results)
+    log(results_table(results))
+    return FinetuneResult(run_dir, predictor, results, None, (0, 0))
 
 
 def _check_finetune_dir(run_dir: Path, resume: bool) -> None:

@@ -129,12 +129,38 @@ class TaskPredictor:
         return out
 
 
+class ClassicalPredictor(TaskPredictor):
+    """The same ``predict``/``evaluate`` for a scikit-learn baseline (classify)."""
+
+    def __init__(self, clf):
+        self.clf, self.labels = clf, list(clf.labels)
+        self.index = {n: i for i, n in enumerate(self.labels)}
+        self.cfg = type("Cfg", (), {"task": "classify", "no_relation": None,
+                                    "scheme": "IOB2", "threshold": None})()
+
+    def predict(self, inputs: Sequence[str | dict], batch_size: int = 64) -> list[dict]:
+        records = self.records(inputs)
+        probs = self.clf.predict_proba([r["text"] for r in records])
+        return [{"label": self.labels[int(p.argmax())],
+                 "probs": {n: round(float(v), 6) for n, v in zip(self.labels, p, strict=True)}}
+                for p in probs]
+
+
+CLASSICAL_DIR = "classical"
+
+
 def load_task_model(path: str | Path, device: str = "cpu") -> TaskPredictor:
-    """A fine-tuning run folder (its best checkpoint) or a checkpoint folder."""
+    """A fine-tuning run folder (its best checkpoint), a checkpoint folder, or a run of a
+    scikit-learn baseline (``<run>/classical``)."""
     from ..hub import resolve_model_dir
     from ..models.base import load_model_folder, read_config
     from ..tokenize import Tokenizer
 
+    for folder in (Path(path), Path(path) / CLASSICAL_DIR):
+        if (folder / "classical.json").is_file():
+            from .classical import load_classifier
+
+            return ClassicalPredictor(load_classifier(folder))
     folder = resolve_model_dir(path)
     arch, _ = read_config(folder)
     if arch != "task":
