@@ -238,3 +238,51 @@ def test_classical_baseline_recipe_predicts_like_sklearn(tmp_path, sentiment_fil
     assert got == list(want)
     acc = sum(g == r["label"] for g, r in zip(got, test, strict=True)) / len(test)
     assert res.results["splits"]["test"]["accuracy"] == pytest.approx(acc)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory, sentiment_files) -> str:
+    """An untrained 2-layer BERT with a WordPiece tokenizer, as an lmforge model folder."""
+    from lmforge.models.bert import BertConfig, BertModel
+    from lmforge.tokenize import train_tokenizer
+
+    folder = tmp_path_factory.mktemp("bert")
+    texts = [json.loads(x)["text"] for x in Path(sentiment_files[0]).read_text().splitlines()]
+    tok = train_tokenizer("wordpiece", texts=texts, vocab_size=200, show_progress=False)
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, d_model=32,
+                                 max_position=64, head="mlm", dropout=0.0))
+    model.save_pretrained(folder)
+    tok.save(folder)
+    return str(folder)
+
+
+def test_lora_strategy_trains_adapters_only_and_merges(tmp_path, sentiment_files, tiny_bert):
+    raw = _recipe(tmp_path, *sentiment_files, steps=80,
+                  backbone={"encoder": None, "encoder_config": {}, "path": tiny_bert},
+                  head={"pooling": "cls"},
+                  finetune={"strategy": "lora", "lora": {"r": 4, "alpha": 8,
+                                                         "target_modules": "all-linear"}})
+    raw["train"]["lr"] = 1e-2
+    res = finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
+    trainable, total = res.trainable
+    model = res.predictor.model
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n or n.startswith("classifier.") for n in names)
+    assert trainable == sum(p.numel() for n, p in model.named_parameters() if n in names)
+    assert res.results["splits"]["test"]["accuracy"] >= 0.9
+    assert (res.run_dir / "adapter/adapter_config.json").is_file()
+    texts = ["the film was great today", "the hotel was awful today"]
+    before = load_task_model(res.run_dir).predict(texts)
+    merged = tmp_path / "merged"
+    r = subprocess.run([sys.executable, "-m", "lmforge.cli", "lora", "merge",
+                        str(res.run_dir), "--out", str(merged)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    plain = load_task_model(merged)
+    assert plain.model.config.lora is None
+    assert not any("lora_" in n for n, _ in plain.model.named_parameters())
+    after = plain.predict(texts)
+    for a, b in zip(before, after, strict=True):
+        assert a["label"] == b["label"]
+        assert all(abs(a["probs"][k] - b["probs"][k]) < 1e-4 for k in a["probs"])
