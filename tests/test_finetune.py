@@ -286,3 +286,25 @@ def test_lora_strategy_trains_adapters_only_and_merges(tmp_path, sentiment_files
     for a, b in zip(before, after, strict=True):
         assert a["label"] == b["label"]
         assert all(abs(a["probs"][k] - b["probs"][k]) < 1e-4 for k in a["probs"])
+
+
+def test_decoder_classifies_with_last_token_pooling(tmp_path, sentiment_files):
+    from lmforge.models.gpt import GPT, GPTConfig
+    from lmforge.tokenize import train_tokenizer
+
+    folder = tmp_path / "gpt"
+    texts = [json.loads(x)["text"] for x in Path(sentiment_files[0]).read_text().splitlines()]
+    tok = train_tokenizer("wordpiece", texts=texts, vocab_size=200, show_progress=False)
+    torch.manual_seed(0)
+    GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32,
+                  max_seq_len=64)).save_pretrained(folder)
+    tok.save(folder)
+    raw = _recipe(tmp_path, *sentiment_files, steps=80,
+                  backbone={"encoder": None, "encoder_config": {}, "path": str(folder)},
+                  head={"pooling": "last"})
+    res = finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
+    assert res.results["splits"]["test"]["accuracy"] >= 0.95
+    raw["head"]["pooling"] = "cls"
+    raw["run"]["out_dir"] = str(tmp_path / "run2")
+    with pytest.raises(ConfigError, match="pooling=last"):
+        finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)

@@ -276,12 +276,31 @@ class GPT(PretrainedMixin, nn.Module):
                 output_attentions: bool = False):
         """Logits for ``input_ids`` (B, T).
 
-        ``attention_mask`` (B, T), 1 for real tokens and 0 for (left) padding; with a
-        ``cache`` it covers only the new tokens and is appended to the cache's mask.
+        ``attention_mask`` (B, T), 1 for real tokens and 0 for padding (left or right);
+        with a ``cache`` it covers only the new tokens and is appended to the cache's mask.
         ``last_only`` returns logits of the final position only, (B, 1, V).
         ``output_attentions`` computes attention explicitly (slower) and returns
         ``(logits, [weights (B, h, T, S) per layer])``.
         """
+        x, weights = self._residual(input_ids, attention_mask, cache, output_attentions)
+        if last_only:
+            x = x[:, -1:]
+        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
+        return (logits, weights) if output_attentions else logits
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The final normalised hidden states (B, T, d) that the LM head reads (a task
+        head's input; ``token_type_ids`` is accepted for the encoders' signature and
+        must be None)."""
+        if token_type_ids is not None:
+            raise ModelInputError("a GPT has no token types; give sentence pairs as one text")
+        return self.norm_f(self._residual(input_ids, attention_mask, None, False)[0])
+
+    def _residual(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                  cache: KVCache | None, output_attentions: bool):
+        """The residual stream after the last block (B, T, d), and the attention weights
+        when asked."""
         B, T = check_ids(input_ids)
         check_mask(attention_mask, (B, T))
         if cache is not None and cache.k.shape[1] != B:
@@ -332,10 +351,7 @@ class GPT(PretrainedMixin, nn.Module):
             x = block(x, rope, mask, cache, i, weights)
         if cache is not None:
             cache.length = end
-        if last_only:
-            x = x[:, -1:]
-        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
-        return (logits, weights) if output_attentions else logits
+        return x, weights
 
 
 register_model("gpt", GPT, GPTConfig)

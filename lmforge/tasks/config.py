@@ -102,7 +102,8 @@ class BackboneConfig(Section):
 
 
 class HeadConfig(Section):
-    pooling: Literal["cls", "pooler", "mean", "max", "attention"] = "cls"
+    pooling: Literal["cls", "pooler", "mean", "max", "attention", "last"] = Field(
+        "cls", description="classify: last for a decoder (GPT) backbone")
     head: Literal["linear", "crf"] = Field("linear", description="tag: softmax or CRF")
     dropout: float = Field(0.1, ge=0, lt=1)
     constrained: bool = Field(True, description="tag: decode legal tag sequences only")

@@ -38,7 +38,7 @@ from .model import TaskModel, TaskModelConfig, task_config_from
 from .predictor import TaskPredictor
 
 DEFAULT_METRIC = {"classify": "f1_macro", "tag": "entity_f1", "relate": "relation_f1"}
-ENCODERS = ("bert", "deberta_v2")
+ENCODERS = ("bert", "deberta_v2", "gpt")
 
 
 @dataclass
@@ -131,6 +131,9 @@ def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
     if max_pos is not None and d.max_length > max_pos:
         raise ConfigError(f"data.max_length={d.max_length} exceeds the backbone's "
                           f"{max_pos} positions")
+    if arch == "gpt" and (task != "classify" or h.pooling != "last"):
+        raise ConfigError("a GPT backbone reads text left to right: use it for classify "
+                          "with head.pooling=last")
     model = TaskModel(task_config_from(task, labels, arch, enc.config, **head))
     if b.init == "pretrained":
         own = model.encoder.state_dict()

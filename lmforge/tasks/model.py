@@ -8,6 +8,8 @@ scratch here (``textcnn``, ``bilstm``, :mod:`lmforge.tasks.encoders`). The head 
 
     z = pool(H)                    cls: H[:, 0]     pooler: tanh(W_p H[:, 0] + b_p) (BERT's)
                                    mean / max: over real tokens   attention: see encoders
+                                   last: H at the last real token (a decoder: the only
+                                   state that has read the whole text)
     logits = W_c Dropout(z) + b_c                                            (B, C)
 
 **tag** (one label per word; a word's state is that of its first sub-token)::
@@ -46,16 +48,16 @@ from .encoders import AttentionPool, BiLSTM, BiLSTMConfig, TextCNN, TextCNNConfi
 
 TASKS = ("classify", "tag", "relate")
 SCRATCH_ENCODERS = {"textcnn": (TextCNN, TextCNNConfig), "bilstm": (BiLSTM, BiLSTMConfig)}
-POOLINGS = ("cls", "pooler", "mean", "max", "attention")
+POOLINGS = ("cls", "pooler", "mean", "max", "attention", "last")
 
 
 @dataclass
 class TaskModelConfig:
     task: str = "classify"
     labels: list[str] = field(default_factory=list)
-    encoder: str = "bert"                     # bert | deberta_v2 | textcnn | bilstm
+    encoder: str = "bert"                     # bert | deberta_v2 | gpt | textcnn | bilstm
     encoder_config: dict = field(default_factory=dict)
-    pooling: str = "cls"                      # classify: cls | pooler | mean | max | attention
+    pooling: str = "cls"                      # classify: cls|pooler|mean|max|attention|last
     head: str = "linear"                      # tag: linear | crf
     dropout: float = 0.1
     scheme: str = "IOB2"                      # tag: the tag scheme of ``labels``
@@ -90,8 +92,7 @@ def build_encoder(name: str, cfg: dict) -> tuple[nn.Module, int]:
     config = model_config_class(name)(**cfg)
     if getattr(config, "head", "none") != "none":
         config = dataclasses.replace(config, head="none")
-    enc = build_model(config)
-    return enc, config.d_model
+    return build_model(config), config.d_model
 
 
 class TaskModel(PretrainedMixin, nn.Module):
@@ -141,6 +142,9 @@ class TaskModel(PretrainedMixin, nn.Module):
             return self.encoder.pool(h)
         if how == "attention":
             return self.attn_pool(h, mask)
+        if how == "last":
+            last = mask.long().sum(1).clamp(min=1) - 1                  # (B,)
+            return h[torch.arange(h.shape[0], device=h.device), last]
         m = mask.bool().unsqueeze(-1)
         if how == "max":
             return h.masked_fill(~m, float("-inf")).amax(1)
