@@ -198,10 +198,14 @@ class EncoderLayer(nn.Module):
         self.act = activation_fn(cfg.activation)
 
     def forward(self, x: Tensor, key_mask: Tensor | None,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        y, weights = self.attn(x, key_mask=key_mask, need_weights=need_weights,
+                need_weights: bool = False, n_queries: int | None = None
+                ) -> tuple[Tensor, Tensor | None]:
+        """``n_queries``: compute only the first positions (their attention still reads
+        every key); the result is then (B, n_queries, d), exactly those rows."""
+        q = x if n_queries is None else x[:, :n_queries]
+        y, weights = self.attn(q, kv=x, key_mask=key_mask, need_weights=need_weights,
                                average_weights=False)  # (B, T, d), (B, h, T, T)
-        a = self.norm1(x + self.drop(y))
+        a = self.norm1(q + self.drop(y))
         x = self.norm2(a + self.drop(self.ff_out(self.act(self.ff_in(a)))))
         return x, weights
 
@@ -339,8 +343,13 @@ class BertModel(PretrainedMixin, nn.Module):
         return n
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-               token_type_ids: Tensor | None = None, output_attentions: bool = False):
-        """Final hidden states (B, T, d), plus the per-layer weights when asked."""
+               token_type_ids: Tensor | None = None, output_attentions: bool = False,
+               cls_only: bool = False):
+        """Final hidden states (B, T, d), plus the per-layer weights when asked.
+
+        ``cls_only=True`` gives only the [CLS] state (B, 1, d), which is all a sequence
+        classifier reads: the last layer then runs for that one query (its keys and values
+        still cover every position), the same numbers for less work."""
         B, T = check_ids(input_ids)
         check_mask(attention_mask, (B, T))
         if token_type_ids is not None:
@@ -357,8 +366,9 @@ class BertModel(PretrainedMixin, nn.Module):
                 key_mask = None  # no padding: the unmasked fused kernel is fastest
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, d)
         attentions = []
-        for layer in self.layers:
-            x, w = layer(x, key_mask, output_attentions)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x, w = layer(x, key_mask, output_attentions, 1 if cls_only and i == last else None)
             if output_attentions:
                 attentions.append(w)
         return (x, attentions) if output_attentions else x

@@ -108,6 +108,8 @@ class TaskModel(PretrainedMixin, nn.Module):
         self.config = cfg = config
         self.encoder, d = build_encoder(cfg.encoder, cfg.encoder_config)
         self.scratch = cfg.encoder in SCRATCH_ENCODERS
+        self.cls_only = cfg.encoder == "bert" and cfg.task == "classify" \
+            and cfg.pooling in ("cls", "pooler")
         self.drop = nn.Dropout(cfg.dropout)
         n_in = 2 * d if cfg.task == "relate" else d
         self.classifier = nn.Linear(n_in, len(cfg.labels))
@@ -132,6 +134,8 @@ class TaskModel(PretrainedMixin, nn.Module):
         ids, mask = batch["input_ids"], batch["attention_mask"]
         if self.scratch:
             return self.encoder(ids, mask)
+        if self.cls_only:  # the head reads [CLS] only: skip the rest of the last layer
+            return self.encoder.encode(ids, mask, batch.get("token_type_ids"), cls_only=True)
         return self.encoder.encode(ids, mask, batch.get("token_type_ids"))
 
     def pool(self, h: Tensor, mask: Tensor) -> Tensor:
