@@ -266,20 +266,25 @@ def _json_type(value: object) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
+def parse_json_line(path: str | os.PathLike, n: int, line: str) -> object:
+    """``json.loads(line)``; a bad line is a :class:`DataError` naming ``path`` and line
+    ``n`` (a syntax error with its column, nesting too deep, a too-long integer)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:line {n}: invalid JSON ({e.msg} at column {e.colno})"
+                        ) from None
+    except RecursionError:
+        raise DataError(f"{path}:line {n}: invalid JSON (nested too deeply)") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise DataError(f"{path}:line {n}: invalid JSON ({str(e).split(';')[0]})") from None
+
+
 def _read_jsonl(path: Path, field: str) -> Iterator[Document]:
     for n, line in enumerate(iter_lines(path), 1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:line {n}: invalid JSON ({e.msg} at column {e.colno})"
-                            ) from None
-        except RecursionError:
-            raise DataError(f"{path}:line {n}: invalid JSON (nested too deeply)") from None
-        except ValueError as e:  # e.g. an integer of more than 4300 digits
-            raise DataError(f"{path}:line {n}: invalid JSON ({str(e).split(';')[0]})"
-                            ) from None
+        obj = parse_json_line(path, n, line)
         if not isinstance(obj, dict):
             raise DataError(f"{path}:line {n}: expected a JSON object, got "
                             f"{_json_type(obj)}")

@@ -50,7 +50,13 @@ from .conll import (
     tokens_to_text,
     write_conll,
 )
-from .readers import _SURROGATE, _SURROGATE_ESCAPE, _csv_problem, _json_type
+from .readers import (
+    _SURROGATE,
+    _SURROGATE_ESCAPE,
+    _csv_problem,
+    _json_type,
+    parse_json_line,
+)
 from .tags import normalize_scheme, tags_from_spans
 
 __all__ = ["read_classification", "write_classification", "read_conll", "write_conll",
@@ -76,15 +82,7 @@ def _json_objects(p: Path) -> Iterator[tuple[int, dict]]:
     for n, line in numbered_lines(p):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}:line {n}: invalid JSON ({e.msg} at column {e.colno})"
-                            ) from None
-        except RecursionError:
-            raise DataError(f"{p}:line {n}: invalid JSON (nested too deeply)") from None
-        except ValueError as e:  # e.g. an integer of more than 4300 digits
-            raise DataError(f"{p}:line {n}: invalid JSON ({str(e).split(';')[0]})") from None
+        obj = parse_json_line(p, n, line)
         if not isinstance(obj, dict):
             raise DataError(f"{p}:line {n}: expected a JSON object, got {_json_type(obj)}")
         if _SURROGATE_ESCAPE.search(line) and (
