@@ -308,3 +308,22 @@ def test_decoder_classifies_with_last_token_pooling(tmp_path, sentiment_files):
     raw["run"]["out_dir"] = str(tmp_path / "run2")
     with pytest.raises(ConfigError, match="pooling=last"):
         finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
+
+
+def test_entity_noise_and_token_dropout_touch_only_what_they_say():
+    import numpy as np
+
+    from lmforge.tasks.encode import Encoded, TaskBatches
+
+    ex = [Encoded([2, 10, 11, 12, 13, 3], word_index=[1, 2, 4], word_tags=[1, 2, 0],
+                  n_words=3, entity_tokens=[1, 2, 3])]
+    src = TaskBatches(ex, 0, "tag", 64, entity_noise=0.5, vocab=(5, 100))
+    a = src.batch(0, 0, np.random.default_rng([0, 0, 0]))["input_ids"]
+    b = src.batch(0, 0, np.random.default_rng([0, 0, 0]))["input_ids"]
+    assert torch.equal(a, b)  # a pure function of the generator: resume stays exact
+    changed = (a != torch.tensor(ex[0].input_ids)).any(0)
+    assert changed.tolist() == [False, True, True, True, False, False]
+    drop = TaskBatches(ex, 0, "tag", 64, token_dropout=0.5, unk_id=1)
+    ids = drop.batch(0, 0, np.random.default_rng(1))["input_ids"]
+    assert (ids[:, 0] == 2).all() and (ids[:, -1] == 3).all()  # [CLS]/[SEP] kept
+    assert set(ids[:, 1:-1].unique().tolist()) == {1, 10, 11, 12, 13}

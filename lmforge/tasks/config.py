@@ -56,6 +56,10 @@ class TaskDataConfig(Section):
     max_length: int = Field(128, ge=8, description="tokens per input, specials included")
     train_limit: int | None = Field(None, ge=1, description="use only the first N training "
                                     "examples (learning curves)")
+    token_dropout: float = Field(0.0, ge=0, lt=1, description="training: share of tokens "
+                                 "replaced by [UNK] (word dropout; helps on unseen names)")
+    entity_noise: float = Field(0.0, ge=0, lt=1, description="tag, training: share of "
+                                "entity sub-tokens replaced by random tokens")
     augment: int = Field(0, ge=0, description="EDA copies per training example (0: none)")
     augment_alpha: float = Field(0.1, ge=0, le=1)
 

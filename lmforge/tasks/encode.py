@@ -38,6 +38,7 @@ class Encoded:
     n_words: int = 0                                       # tag: words in the record
     head_pos: int = 0                                      # relate: the @ marker
     tail_pos: int = 0                                      # relate: the # marker
+    entity_tokens: list[int] = field(default_factory=list)  # tag: positions inside entities
 
 
 def _specials(tokenizer) -> tuple[int, int, int]:
@@ -116,7 +117,11 @@ def encode_tagging(records: Sequence[dict], tokenizer, tag_index: dict[str, int]
             # when one sub-token spans both)
             first.append(j + 1)  # +1: [CLS]
             gold.append(tag_index[tags[w]] if tags is not None else IGNORE)
-        out.append(Encoded([cls, *ids, sep], None, None, first, gold, len(words)))
+        ends = [*first[1:], len(ids) + 1]
+        inside = [p for k, (a, b) in enumerate(zip(first, ends, strict=True))
+                  if tags is not None and tags[k] != "O" for p in range(a, max(a + 1, b))]
+        out.append(Encoded([cls, *ids, sep], None, None, first, gold, len(words),
+                           entity_tokens=inside))
     return out, cut
 
 
@@ -204,19 +209,51 @@ def collate(examples: Sequence[Encoded], pad_id: int, task: str) -> dict:
 
 
 class TaskBatches:
-    """Batches of encoded examples: random draws for training, the split in order for
-    evaluation (sorted by length within each evaluation batch is not needed: the
-    batches are small)."""
+    """Batches of encoded examples: ``batch_size`` random draws for training, the split in
+    order for evaluation.
 
-    def __init__(self, examples: Sequence[Encoded], pad_id: int, task: str, batch_size: int):
+    ``token_dropout`` p (training only): each text token (not [CLS]/[SEP]/padding) becomes
+    ``unk_id`` with probability p, drawn from the batch's generator (so resume stays
+    exact). It is word dropout (Lample et al. 2016): a tagger that cannot lean on the
+    identity of every name learns from the context, which is what carries it to names it
+    has never seen.
+
+    ``entity_noise`` q (tagging, training only): each sub-token inside a gold entity becomes
+    a random token of ``vocab`` = [low, high) with probability q, so the tagger sees
+    entities it could not have memorised (mention replacement, Dai & Adel 2020, at the
+    token level) and has to read their context."""
+
+    def __init__(self, examples: Sequence[Encoded], pad_id: int, task: str, batch_size: int,
+                 *, token_dropout: float = 0.0, unk_id: int | None = None,
+                 entity_noise: float = 0.0, vocab: tuple[int, int] = (0, 0)):
         if not examples:
             raise DataError("a task split has no examples")
+        if token_dropout > 0 and unk_id is None:
+            raise DataError("token dropout needs a tokenizer with an unknown token")
         self.examples = list(examples)
         self.pad_id, self.task, self.batch_size = pad_id, task, int(batch_size)
+        self.token_dropout, self.unk_id = float(token_dropout), unk_id
+        self.entity_noise, self.vocab = float(entity_noise), vocab
 
     def batch(self, step: int, micro: int, rng: np.random.Generator) -> dict:
         idx = rng.integers(0, len(self.examples), size=self.batch_size)
-        return collate([self.examples[i] for i in idx], self.pad_id, self.task)
+        batch = collate([self.examples[i] for i in idx], self.pad_id, self.task)
+        if self.token_dropout > 0:
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            text = mask.bool().clone()
+            text[:, 0] = False                                   # [CLS]
+            text[torch.arange(len(ids)), mask.sum(1) - 1] = False  # [SEP]
+            drop = torch.from_numpy(rng.random(tuple(ids.shape)) < self.token_dropout)
+            batch["input_ids"] = ids.masked_fill(drop & text, self.unk_id)
+        if self.entity_noise > 0 and self.task == "tag":
+            ids = batch["input_ids"]
+            inside = torch.zeros(ids.shape, dtype=torch.bool)
+            for r, i in enumerate(idx):
+                inside[r, self.examples[i].entity_tokens] = True
+            swap = inside & torch.from_numpy(rng.random(tuple(ids.shape)) < self.entity_noise)
+            noise = torch.from_numpy(rng.integers(*self.vocab, size=tuple(ids.shape)))
+            batch["input_ids"] = torch.where(swap, noise, ids)
+        return batch
 
     def eval_batches(self) -> Iterator[dict]:
         for i in range(0, len(self.examples), self.batch_size):

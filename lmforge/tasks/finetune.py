@@ -241,7 +241,11 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
     train_ex = encode_split(task, train_records, tokenizer, index, model.config)
     val_ex = encode_split(task, splits["val"], tokenizer, index, model.config)
     bs = recipe.train.batch_size
-    train_src = TaskBatches(train_ex, tokenizer.pad_id, task, bs)
+    n_special = max(tokenizer.special_ids) + 1 if tokenizer.special_ids else 0
+    train_src = TaskBatches(train_ex, tokenizer.pad_id, task, bs,
+                            token_dropout=recipe.data.token_dropout, unk_id=tokenizer.unk_id,
+                            entity_noise=recipe.data.entity_noise,
+                            vocab=(n_special, tokenizer.vocab_size))
     val_src = TaskBatches(val_ex, tokenizer.pad_id, task, max(bs, 64))
     weights = None
     if recipe.finetune.class_weights == "balanced" and task != "tag":
