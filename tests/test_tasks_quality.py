@@ -29,3 +29,9 @@ def test_ner_bilstm_crf_entity_f1(tmp_path):
     assert s["test"]["entity_f1"] >= 0.97
     assert s["test"]["entity_f1_strict"] >= 0.97
     assert s["test_unseen"]["entity_f1"] >= 0.8
+
+
+def test_relations_bert_typed_markers(tmp_path):
+    s = _run(tmp_path, "re-bert")
+    assert s["test"]["relation_f1"] >= 0.95
+    assert s["test_unseen"]["relation_f1"] >= 0.9
