@@ -337,21 +337,36 @@ def _read_csv(path: Path, column: str) -> Iterator[Document]:
             raise DataError(f"{path}: column {column!r} appears {header.count(column)} "
                             "times in the header, so which one holds the text is unclear")
         idx = header.index(column)
+    except csv.Error as e:
+        raise DataError(f"{path}:line {start}: malformed CSV ({_csv_problem(e)})") from None
+    for line, row in csv_rows(reader, len(header), path):
+        value = row[idx]
+        if value.strip():
+            yield Document(value, f"{path}:line {line}")
+
+
+def csv_rows(reader: Iterator[list[str]], n_fields: int, path: str | os.PathLike,
+             kind: str = "CSV") -> Iterator[tuple[int, list[str]]]:
+    """The data rows left in a ``csv.reader`` after its header: ``(line, fields)`` for
+    each non-blank row, ``line`` being where the row starts (a quoted field may span
+    lines). A row without ``n_fields`` fields, or malformed CSV, is a :class:`DataError`
+    naming the line."""
+    start = 1
+    try:
         while True:
             start = reader.line_num + 1
             row = next(reader, None)
             if row is None:
-                break
+                return
             if not row:
                 continue
-            if len(row) != len(header):
+            if len(row) != n_fields:
                 raise DataError(f"{path}:line {start}: row has {len(row)} fields, "
-                                f"the header has {len(header)}")
-            value = row[idx]
-            if value.strip():
-                yield Document(value, f"{path}:line {start}")
+                                f"the header has {n_fields}")
+            yield start, row
     except csv.Error as e:
-        raise DataError(f"{path}:line {start}: malformed CSV ({_csv_problem(e)})") from None
+        raise DataError(f"{path}:line {start}: malformed {kind} ({_csv_problem(e)})"
+                        ) from None
 
 
 def _read_parquet(path: Path, column: str) -> Iterator[Document]:

@@ -55,6 +55,7 @@ from .readers import (
     _SURROGATE_ESCAPE,
     _csv_problem,
     _json_type,
+    csv_rows,
     parse_json_line,
 )
 from .tags import normalize_scheme, tags_from_spans
@@ -156,33 +157,23 @@ def _table_rows(p: Path, fmt: str, needed: Sequence[str]) -> Iterator[tuple[int,
     kw: dict = ({"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv"
                 else {"strict": True})
     reader = csv.reader((line for _, line in numbered_lines(p)), **kw)
-    start, seen = 1, False
+    seen = False
     try:
         header = next(reader, None)
-        if not header:
-            raise _empty(p, "a header row naming the columns, then one row per example")
-        for field in needed:
-            if field not in header:
-                raise DataError(f"{p}:line 1: column {field!r} is not in the header "
-                                f"(columns: {', '.join(header)})")
-            if header.count(field) > 1:
-                raise DataError(f"{p}:line 1: column {field!r} appears "
-                                f"{header.count(field)} times in the header")
-        while True:
-            start = reader.line_num + 1
-            row = next(reader, None)
-            if row is None:
-                break
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{p}:line {start}: row has {len(row)} fields, the header "
-                                f"has {len(header)}")
-            seen = True
-            yield start, dict(zip(header, row, strict=True))
     except csv.Error as e:
-        raise DataError(f"{p}:line {start}: malformed {fmt.upper()} ({_csv_problem(e)})"
-                        ) from None
+        raise DataError(f"{p}:line 1: malformed {fmt.upper()} ({_csv_problem(e)})") from None
+    if not header:
+        raise _empty(p, "a header row naming the columns, then one row per example")
+    for field in needed:
+        if field not in header:
+            raise DataError(f"{p}:line 1: column {field!r} is not in the header "
+                            f"(columns: {', '.join(header)})")
+        if header.count(field) > 1:
+            raise DataError(f"{p}:line 1: column {field!r} appears "
+                            f"{header.count(field)} times in the header")
+    for line, row in csv_rows(reader, len(header), p, fmt.upper()):
+        seen = True
+        yield line, dict(zip(header, row, strict=True))
     if not seen:
         raise _empty(p, "rows after the header", "only a header")
 
