@@ -76,7 +76,7 @@ from _common import emit, machine_line
 from lmforge.corpora.tasks import render_task_set, write_task_set
 from lmforge.io import atomic_write_text
 from lmforge.tasks.config import load_finetune_recipe
-from lmforge.tasks.finetune import _pretrain_backbone, finetune
+from lmforge.tasks.finetune import pretrain_backbone, finetune
 
 ALL = 4000  # the world sets' training split
 OPS = ("sr", "ri", "rs", "rd")  # EDA's operations, in lmforge.data.augment's order
@@ -133,7 +133,7 @@ def pretrain_bert(task: str, data: Path, out: Path, threads: int, log) -> Path:
     texts = [json.loads(line)["text"] for line in
              (data / "train.jsonl").read_text(encoding="utf-8").splitlines() if line]
     out.mkdir(parents=True, exist_ok=True)
-    return _pretrain_backbone(recipe, texts, out, resume=False, show_progress=False, log=log)
+    return pretrain_backbone(recipe, texts, out, resume=False, show_progress=False, log=log)
 
 
 def augmented_file(work: Path, size: int, n_aug: int, alpha: float, ops: tuple[str, ...],

@@ -72,12 +72,18 @@ def export_hf(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path
     from .hf import converter_for_arch
     from .hf.io import is_hf_folder, write_hf_folder
     from .hub import load_pretrained, resolve_model_dir
+    from .io import read_json
     from .models import arch_of
 
     src_dir, dst = resolve_model_dir(src), Path(dst)
     if is_hf_folder(src_dir):
         raise CheckpointError(f"{src_dir} is already a Hugging Face folder; convert it "
                               "with to='lmforge'")
+    if read_json(src_dir / "config.json").get("arch") == "task":
+        raise CheckpointError(f"{src} is a fine-tuned task model (encoder + task head); "
+                              "Hugging Face has no folder for lmforge's task heads: use it "
+                              "with 'lmforge predict' or lmforge.tasks.load_task_model "
+                              "(a LoRA run's PEFT adapter is in its adapter/ folder)")
     _check_dst(src_dir, dst, overwrite)
     model, tokenizer = load_pretrained(src)
     converter = converter_for_arch(arch_of(model.config))

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmforge.errors import ConfigError, LmforgeError
+from lmforge.convert import convert
+from lmforge.errors import CheckpointError, ConfigError, LmforgeError
 from lmforge.tasks import load_task_model
 from lmforge.tasks.config import build_finetune_recipe
 from lmforge.tasks.finetune import finetune
@@ -286,6 +287,8 @@ def test_lora_strategy_trains_adapters_only_and_merges(tmp_path, sentiment_files
     for a, b in zip(before, after, strict=True):
         assert a["label"] == b["label"]
         assert all(abs(a["probs"][k] - b["probs"][k]) < 1e-4 for k in a["probs"])
+    with pytest.raises(CheckpointError, match="fine-tuned task model.*lmforge predict"):
+        convert(merged, tmp_path / "hf", to="hf")
 
 
 def test_decoder_classifies_with_last_token_pooling(tmp_path, sentiment_files):
@@ -315,9 +318,10 @@ def test_entity_noise_and_token_dropout_touch_only_what_they_say():
 
     from lmforge.tasks.encode import Encoded, TaskBatches
 
-    ex = [Encoded([2, 10, 11, 12, 13, 3], word_index=[1, 2, 4], word_tags=[1, 2, 0],
-                  n_words=3, entity_tokens=[1, 2, 3])]
-    src = TaskBatches(ex, 0, "tag", 64, entity_noise=0.5, vocab=(5, 100))
+    # words: 10 (B-PER), 11 12 (I-PER), 13 (B-NUM); noise on PER only
+    ex = [Encoded([2, 10, 11, 12, 13, 3], word_index=[1, 2, 4], word_tags=[1, 2, 3],
+                  n_words=3)]
+    src = TaskBatches(ex, 0, "tag", 64, entity_noise=0.5, vocab=(5, 100), noise_tags={1, 2})
     a = src.batch(0, 0, np.random.default_rng([0, 0, 0]))["input_ids"]
     b = src.batch(0, 0, np.random.default_rng([0, 0, 0]))["input_ids"]
     assert torch.equal(a, b)  # a pure function of the generator: resume stays exact
@@ -327,3 +331,32 @@ def test_entity_noise_and_token_dropout_touch_only_what_they_say():
     ids = drop.batch(0, 0, np.random.default_rng(1))["input_ids"]
     assert (ids[:, 0] == 2).all() and (ids[:, -1] == 3).all()  # [CLS]/[SEP] kept
     assert set(ids[:, 1:-1].unique().tolist()) == {1, 10, 11, 12, 13}
+
+
+def test_group_by_length_pads_less_and_keeps_every_example_equally_likely():
+    import numpy as np
+
+    from lmforge.tasks.encode import Encoded, TaskBatches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=600)
+    ex = [Encoded(list(range(2, 2 + n)), label=i) for i, n in enumerate(lengths)]
+    plain = TaskBatches(ex, 0, "classify", 8)
+    grouped = TaskBatches(ex, 0, "classify", 8, group_by_length=True)
+    assert len(grouped.groups) == 600 // (8 * TaskBatches.GROUP_BATCHES)
+    assert sorted(np.concatenate(grouped.groups).tolist()) == list(range(600))
+
+    def draws(src, n):
+        return [src.batch(s, 0, np.random.default_rng([7, s, 0])) for s in range(n)]
+
+    padded = {name: sum(b["input_ids"].numel() for b in draws(src, 300))
+              for name, src in (("plain", plain), ("grouped", grouped))}
+    assert padded["grouped"] < 0.7 * padded["plain"]
+    a, b = draws(grouped, 3), draws(grouped, 3)
+    assert all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, b))
+    # each slot draws every example with probability 1/N: a chi-square over 20000 draws
+    counts = np.bincount(np.concatenate([d["labels"].numpy() for d in draws(grouped, 2500)]),
+                         minlength=600)
+    expected = counts.sum() / 600
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 700  # 599 degrees of freedom: the 99.9th percentile is about 715

@@ -60,6 +60,11 @@ class TaskDataConfig(Section):
                                  "replaced by [UNK] (word dropout; helps on unseen names)")
     entity_noise: float = Field(0.0, ge=0, lt=1, description="tag, training: share of "
                                 "entity sub-tokens replaced by random tokens")
+    entity_noise_types: list[str] | None = Field(None, description="tag: the entity types "
+                                                 "entity_noise applies to (default: all)")
+    group_by_length: bool = Field(True, description="training: draw each batch from "
+                                  "examples of similar length (less padding, same "
+                                  "distribution of examples)")
     augment: int = Field(0, ge=0, description="EDA copies per training example (0: none)")
     augment_alpha: float = Field(0.1, ge=0, le=1)
 

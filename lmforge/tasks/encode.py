@@ -38,7 +38,13 @@ class Encoded:
     n_words: int = 0                                       # tag: words in the record
     head_pos: int = 0                                      # relate: the @ marker
     tail_pos: int = 0                                      # relate: the # marker
-    entity_tokens: list[int] = field(default_factory=list)  # tag: positions inside entities
+
+    def tokens_of_words(self, tags: set[int]) -> list[int]:
+        """tag: the positions of the sub-tokens of the words whose gold tag is in ``tags``
+        (a word's sub-tokens run to the next word's first one, or to [SEP])."""
+        ends = [*self.word_index[1:], len(self.input_ids) - 1]
+        return [p for a, b, t in zip(self.word_index, ends, self.word_tags, strict=True)
+                if t in tags for p in range(a, max(a + 1, b))]
 
 
 def _specials(tokenizer) -> tuple[int, int, int]:
@@ -117,11 +123,7 @@ def encode_tagging(records: Sequence[dict], tokenizer, tag_index: dict[str, int]
             # when one sub-token spans both)
             first.append(j + 1)  # +1: [CLS]
             gold.append(tag_index[tags[w]] if tags is not None else IGNORE)
-        ends = [*first[1:], len(ids) + 1]
-        inside = [p for k, (a, b) in enumerate(zip(first, ends, strict=True))
-                  if tags is not None and tags[k] != "O" for p in range(a, max(a + 1, b))]
-        out.append(Encoded([cls, *ids, sep], None, None, first, gold, len(words),
-                           entity_tokens=inside))
+        out.append(Encoded([cls, *ids, sep], None, None, first, gold, len(words)))
     return out, cut
 
 
@@ -218,14 +220,25 @@ class TaskBatches:
     identity of every name learns from the context, which is what carries it to names it
     has never seen.
 
-    ``entity_noise`` q (tagging, training only): each sub-token inside a gold entity becomes
-    a random token of ``vocab`` = [low, high) with probability q, so the tagger sees
-    entities it could not have memorised (mention replacement, Dai & Adel 2020, at the
-    token level) and has to read their context."""
+    ``entity_noise`` q (tagging, training only): each sub-token of a word whose gold tag is
+    in ``noise_tags`` becomes a random token of ``vocab`` =
+    [low, high) with probability q, so the tagger sees entities it could not have memorised
+    (mention replacement, Dai & Adel 2020, at the token level) and has to read their
+    context. Keep it to the open classes (names of people, places, organisations): the
+    closed ones (dates, numbers) are read from their own tokens.
+
+    ``group_by_length`` (training only): the examples, sorted by length, are cut into groups
+    of ``GROUP_BATCHES * batch_size``; a step picks a group with probability proportional
+    to its size and draws the batch from it. Every example is still drawn with probability
+    1/N per slot, but a batch pads to a length close to its own mean instead of the
+    longest of N random texts (about 1.5x fewer tokens on the world's reviews)."""
+
+    GROUP_BATCHES = 8
 
     def __init__(self, examples: Sequence[Encoded], pad_id: int, task: str, batch_size: int,
                  *, token_dropout: float = 0.0, unk_id: int | None = None,
-                 entity_noise: float = 0.0, vocab: tuple[int, int] = (0, 0)):
+                 entity_noise: float = 0.0, vocab: tuple[int, int] = (0, 0),
+                 noise_tags: set[int] | None = None, group_by_length: bool = False):
         if not examples:
             raise DataError("a task split has no examples")
         if token_dropout > 0 and unk_id is None:
@@ -234,9 +247,23 @@ class TaskBatches:
         self.pad_id, self.task, self.batch_size = pad_id, task, int(batch_size)
         self.token_dropout, self.unk_id = float(token_dropout), unk_id
         self.entity_noise, self.vocab = float(entity_noise), vocab
+        if self.entity_noise > 0 and task == "tag":
+            if noise_tags is None:
+                raise DataError("entity noise needs the tag ids it applies to")
+            self.noise_positions = [e.tokens_of_words(noise_tags) for e in self.examples]
+        self.groups = [np.arange(len(self.examples))]
+        if group_by_length:
+            order = np.argsort([len(e.input_ids) for e in self.examples], kind="stable")
+            size = self.GROUP_BATCHES * self.batch_size
+            cuts = list(range(size, len(order) - size + 1, size))  # the last group >= size
+            self.groups = np.split(order, cuts)
+        sizes = np.array([len(g) for g in self.groups], dtype=np.float64)
+        self.group_p = sizes / sizes.sum()
 
     def batch(self, step: int, micro: int, rng: np.random.Generator) -> dict:
-        idx = rng.integers(0, len(self.examples), size=self.batch_size)
+        group = self.groups[rng.choice(len(self.groups), p=self.group_p)
+                            if len(self.groups) > 1 else 0]
+        idx = group[rng.integers(0, len(group), size=self.batch_size)]
         batch = collate([self.examples[i] for i in idx], self.pad_id, self.task)
         if self.token_dropout > 0:
             ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -249,7 +276,7 @@ class TaskBatches:
             ids = batch["input_ids"]
             inside = torch.zeros(ids.shape, dtype=torch.bool)
             for r, i in enumerate(idx):
-                inside[r, self.examples[i].entity_tokens] = True
+                inside[r, self.noise_positions[i]] = True
             swap = inside & torch.from_numpy(rng.random(tuple(ids.shape)) < self.entity_noise)
             noise = torch.from_numpy(rng.integers(*self.vocab, size=tuple(ids.shape)))
             batch["input_ids"] = torch.where(swap, noise, ids)

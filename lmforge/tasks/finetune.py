@@ -58,7 +58,7 @@ def _texts(task: str, records: list[dict], typed: bool) -> list[str]:
     return [t for r in records for t in (r["text"], r.get("text_b")) if t]
 
 
-def _pretrain_backbone(recipe: FinetuneRecipe, texts: list[str], run_dir: Path,
+def pretrain_backbone(recipe: FinetuneRecipe, texts: list[str], run_dir: Path,
                        resume: bool, show_progress: bool, log: Callable) -> Path:
     """Run ``backbone.pretrain`` into ``<run>/backbone`` (or reuse a finished one)."""
     from ..config import load_recipe, resolve_recipe_path
@@ -114,7 +114,7 @@ def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
     from ..models import arch_of
 
     if b.pretrain is not None:
-        folder: str | Path = _pretrain_backbone(recipe, texts, run_dir, resume,
+        folder: str | Path = pretrain_backbone(recipe, texts, run_dir, resume,
                                                 show_progress, log)
     elif b.path == "minilm":
         from ..embeddings.contextual import default_model_path
@@ -192,6 +192,13 @@ def encode_split(task: str, records: list[dict], tokenizer, index: dict[str, int
     return encode_tagging(records, tokenizer, index, cfg.max_length)[0]
 
 
+def _noise_tags(labels: list[str], types: list[str] | None) -> set[int]:
+    """The ids of the tags (B-/I-/E-/S- of ``types``; every entity type when None) that
+    ``data.entity_noise`` applies to."""
+    return {i for i, tag in enumerate(labels)
+            if tag != "O" and (types is None or tag[2:] in types)}
+
+
 def _augment(recipe: FinetuneRecipe, task: str, records: list[dict]) -> list[dict]:
     d = recipe.data
     if d.augment == 0:
@@ -245,7 +252,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
     train_src = TaskBatches(train_ex, tokenizer.pad_id, task, bs,
                             token_dropout=recipe.data.token_dropout, unk_id=tokenizer.unk_id,
                             entity_noise=recipe.data.entity_noise,
-                            vocab=(n_special, tokenizer.vocab_size))
+                            vocab=(n_special, tokenizer.vocab_size),
+                            noise_tags=_noise_tags(labels, recipe.data.entity_noise_types),
+                            group_by_length=recipe.data.group_by_length)
     val_src = TaskBatches(val_ex, tokenizer.pad_id, task, max(bs, 64))
     weights = None
     if recipe.finetune.class_weights == "balanced" and task != "tag":

@@ -73,8 +73,12 @@ def check_langs(langs: Iterable[str]) -> tuple[str, ...]:
 
 def resolve_sizes(splits: Sequence[str], defaults: Mapping[str, int],
                   sizes: Mapping[str, int] | None, even: Sequence[str] = ()) -> dict[str, int]:
-    """The defaults overridden by ``sizes``; unknown splits or bad counts raise ConfigError."""
-    out = {s: defaults[s] for s in splits}
+    """The defaults overridden by ``sizes``; unknown splits or bad counts raise ConfigError.
+
+    The order is the rendering order: every evaluation split before ``train`` (a text is
+    drawn once, so a split avoids the texts of those before it). A bigger or smaller
+    training set therefore never changes what the model is evaluated on."""
+    out = {s: defaults[s] for s in sorted(splits, key=lambda s: s == "train")}
     for split, n in (sizes or {}).items():
         if split not in out:
             raise ConfigError(f"sizes: unknown split {split!r}; allowed: {', '.join(splits)}")
