@@ -76,7 +76,7 @@ from _common import emit, machine_line
 from lmforge.corpora.tasks import render_task_set, write_task_set
 from lmforge.io import atomic_write_text
 from lmforge.tasks.config import load_finetune_recipe
-from lmforge.tasks.finetune import pretrain_backbone, finetune
+from lmforge.tasks.finetune import finetune, pretrain_backbone
 
 ALL = 4000  # the world sets' training split
 OPS = ("sr", "ri", "rs", "rd")  # EDA's operations, in lmforge.data.augment's order

@@ -353,7 +353,7 @@ def test_group_by_length_pads_less_and_keeps_every_example_equally_likely():
               for name, src in (("plain", plain), ("grouped", grouped))}
     assert padded["grouped"] < 0.7 * padded["plain"]
     a, b = draws(grouped, 3), draws(grouped, 3)
-    assert all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, b))
+    assert all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, b, strict=True))
     # each slot draws every example with probability 1/N: a chi-square over 20000 draws
     counts = np.bincount(np.concatenate([d["labels"].numpy() for d in draws(grouped, 2500)]),
                          minlength=600)

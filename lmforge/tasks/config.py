@@ -60,9 +60,12 @@ class TaskDataConfig(Section):
                                  "replaced by [UNK] (word dropout; helps on unseen names)")
     entity_noise: float = Field(0.0, ge=0, lt=1, description="tag, training: share of "
                                 "entity sub-tokens replaced by random tokens")
+    mention_replace: float = Field(0.0, ge=0, le=1, description="tag, training: share of "
+                                   "entities rewritten as 1..n+1 words of random sub-tokens")
     entity_noise_types: list[str] | None = Field(None, description="tag: the entity types "
-                                                 "entity_noise applies to (default: all)")
-    group_by_length: bool = Field(True, description="training: draw each batch from "
+                                                 "entity_noise and mention_replace apply to "
+                                                 "(default: all)")
+    group_by_length: bool = Field(False, description="training: draw each batch from "
                                   "examples of similar length (less padding, same "
                                   "distribution of examples)")
     augment: int = Field(0, ge=0, description="EDA copies per training example (0: none)")
@@ -73,6 +76,9 @@ class TaskDataConfig(Section):
         if (self.world is None) == (self.train is None):
             raise ValueError("give exactly one of data.world (a built-in set) or data.train "
                              "(your file)")
+        if self.entity_noise > 0 and self.mention_replace > 0:
+            raise ValueError("choose one of data.entity_noise (token level) and "
+                             "data.mention_replace (whole mentions)")
         return self
 
 
@@ -113,6 +119,8 @@ class BackboneConfig(Section):
 class HeadConfig(Section):
     pooling: Literal["cls", "pooler", "mean", "max", "attention", "last"] = Field(
         "cls", description="classify: last for a decoder (GPT) backbone")
+    attention_dim: int | None = Field(None, ge=1, description="pooling=attention: the "
+                                      "scorer's hidden size (default: the model's width)")
     head: Literal["linear", "crf"] = Field("linear", description="tag: softmax or CRF")
     dropout: float = Field(0.1, ge=0, lt=1)
     constrained: bool = Field(True, description="tag: decode legal tag sequences only")

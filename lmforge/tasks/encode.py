@@ -17,7 +17,7 @@ the longest), evaluation batches are the split in order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,28 +102,32 @@ def word_spans(r: dict) -> list[tuple[int, int]]:
 
 def encode_tagging(records: Sequence[dict], tokenizer, tag_index: dict[str, int],
                    max_length: int) -> tuple[list[Encoded], int]:
-    """Encode NER records; returns the examples and how many words truncation cut off."""
+    """Encode NER records; returns the examples and how many words truncation cut off.
+
+    The words are tokenized as words (pre-tokenized), so a sub-token never spans two of
+    them: Chinese "27" tagged per character is "2" + "7", each with its own emission,
+    not one token "27" read for both. A word with no sub-token (a character the
+    normalizer drops) reads [UNK]."""
     cls, sep, _ = _specials(tokenizer)
-    encs = _encodings(tokenizer, [r["text"] for r in records])
+    words = [[r["text"][a:b] for a, b in word_spans(r)] for r in records]
+    encs = tokenizer.hf.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
+    unk = tokenizer.unk_id if tokenizer.unk_id is not None else sep
     out, cut = [], 0
-    for r, enc in zip(records, encs, strict=True):
-        ids = enc.ids[: max_length - 2]
-        offsets = enc.offsets[: len(ids)]
-        words = word_spans(r)
+    for r, ws, enc in zip(records, words, encs, strict=True):
+        pieces: list[list[int]] = [[] for _ in ws]
+        for tid, w in zip(enc.ids, enc.word_ids, strict=True):
+            pieces[w].append(tid)
         tags = r.get("tags")
-        first, gold = [], []
-        j = 0
-        for w, (ws, _we) in enumerate(words):
-            while j < len(offsets) and offsets[j][1] <= ws:
-                j += 1  # sub-tokens that end before the word starts
-            if j >= len(offsets):  # truncated away
-                cut += len(words) - w
+        ids, first, gold = [cls], [], []
+        for w, p in enumerate(pieces):
+            p = p or [unk]
+            if len(ids) + len(p) > max_length - 1:  # truncated away (room for [SEP])
+                cut += len(ws) - w
                 break
-            # the first sub-token reaching into the word (shared with the previous word
-            # when one sub-token spans both)
-            first.append(j + 1)  # +1: [CLS]
+            first.append(len(ids))
+            ids.extend(p)
             gold.append(tag_index[tags[w]] if tags is not None else IGNORE)
-        out.append(Encoded([cls, *ids, sep], None, None, first, gold, len(words)))
+        out.append(Encoded([*ids, sep], None, None, first, gold, len(ws)))
     return out, cut
 
 
@@ -227,6 +231,9 @@ class TaskBatches:
     context. Keep it to the open classes (names of people, places, organisations): the
     closed ones (dates, numbers) are read from their own tokens.
 
+    ``mentions`` (tagging, training only): a function that rewrites each drawn example,
+    such as :class:`~lmforge.tasks.mentions.MentionReplacer` (entities of new lengths).
+
     ``group_by_length`` (training only): the examples, sorted by length, are cut into groups
     of ``GROUP_BATCHES * batch_size``; a step picks a group with probability proportional
     to its size and draws the batch from it. Every example is still drawn with probability
@@ -238,7 +245,8 @@ class TaskBatches:
     def __init__(self, examples: Sequence[Encoded], pad_id: int, task: str, batch_size: int,
                  *, token_dropout: float = 0.0, unk_id: int | None = None,
                  entity_noise: float = 0.0, vocab: tuple[int, int] = (0, 0),
-                 noise_tags: set[int] | None = None, group_by_length: bool = False):
+                 noise_tags: set[int] | None = None, group_by_length: bool = False,
+                 mentions: Callable[[Encoded, np.random.Generator], Encoded] | None = None):
         if not examples:
             raise DataError("a task split has no examples")
         if token_dropout > 0 and unk_id is None:
@@ -247,6 +255,7 @@ class TaskBatches:
         self.pad_id, self.task, self.batch_size = pad_id, task, int(batch_size)
         self.token_dropout, self.unk_id = float(token_dropout), unk_id
         self.entity_noise, self.vocab = float(entity_noise), vocab
+        self.mentions = mentions
         if self.entity_noise > 0 and task == "tag":
             if noise_tags is None:
                 raise DataError("entity noise needs the tag ids it applies to")
@@ -264,7 +273,10 @@ class TaskBatches:
         group = self.groups[rng.choice(len(self.groups), p=self.group_p)
                             if len(self.groups) > 1 else 0]
         idx = group[rng.integers(0, len(group), size=self.batch_size)]
-        batch = collate([self.examples[i] for i in idx], self.pad_id, self.task)
+        examples = [self.examples[i] for i in idx]
+        if self.mentions is not None:
+            examples = [self.mentions(e, rng) for e in examples]
+        batch = collate(examples, self.pad_id, self.task)
         if self.token_dropout > 0:
             ids, mask = batch["input_ids"], batch["attention_mask"]
             text = mask.bool().clone()

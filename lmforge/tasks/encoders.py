@@ -105,12 +105,14 @@ class BiLSTM(nn.Module):
 
 
 class AttentionPool(nn.Module):
-    """``a = softmax(v . tanh(W h))`` over real tokens, ``z = sum_t a_t h_t``."""
+    """``a = softmax(v . tanh(W h))`` over real tokens, ``z = sum_t a_t h_t``; ``W`` is
+    (d_att, d) with ``d_att = d`` by default."""
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, d_att: int | None = None):
         super().__init__()
-        self.proj = nn.Linear(d, d)
-        self.v = nn.Linear(d, 1, bias=False)
+        d_att = d_att or d
+        self.proj = nn.Linear(d, d_att)
+        self.v = nn.Linear(d_att, 1, bias=False)
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
         scores = self.v(torch.tanh(self.proj(h))).squeeze(-1)          # (B, T)

@@ -34,6 +34,7 @@ from .config import FinetuneRecipe
 from .datasets import label_names, load_splits
 from .encode import TaskBatches, encode_classification, encode_relations, encode_tagging
 from .evaluation import TASK_METRICS, TaskObjective, balanced_weights
+from .mentions import MentionReplacer
 from .model import TaskModel, TaskModelConfig, task_config_from
 from .predictor import TaskPredictor
 
@@ -90,8 +91,9 @@ def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
                      show_progress: bool = True, log: Callable = print):
     """The task model (pretrained weights copied in) and its tokenizer."""
     b, h, d = recipe.backbone, recipe.head, recipe.data
-    head = dict(pooling=h.pooling, head=h.head, dropout=h.dropout, scheme=d.scheme,
-                constrained=h.constrained, max_length=d.max_length,
+    head = dict(pooling=h.pooling, attention_dim=h.attention_dim, head=h.head,
+                dropout=h.dropout, scheme=d.scheme, constrained=h.constrained,
+                max_length=d.max_length,
                 typed_markers=h.typed_markers, no_relation=h.no_relation,
                 threshold=h.threshold)
     texts = _texts(task, splits["train"], h.typed_markers)
@@ -199,6 +201,18 @@ def _noise_tags(labels: list[str], types: list[str] | None) -> set[int]:
             if tag != "O" and (types is None or tag[2:] in types)}
 
 
+def _mention_replacer(recipe: FinetuneRecipe, task: str, labels: list[str], low: int,
+                      high: int) -> MentionReplacer | None:
+    d = recipe.data
+    if task != "tag" or d.mention_replace == 0:
+        return None
+    types = {tag[2:] for tag in labels if tag != "O"}
+    if d.entity_noise_types is not None:
+        types &= set(d.entity_noise_types)
+    return MentionReplacer(labels, d.scheme, types, d.mention_replace, (low, high),
+                           d.max_length)
+
+
 def _augment(recipe: FinetuneRecipe, task: str, records: list[dict]) -> list[dict]:
     d = recipe.data
     if d.augment == 0:
@@ -254,7 +268,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
                             entity_noise=recipe.data.entity_noise,
                             vocab=(n_special, tokenizer.vocab_size),
                             noise_tags=_noise_tags(labels, recipe.data.entity_noise_types),
-                            group_by_length=recipe.data.group_by_length)
+                            group_by_length=recipe.data.group_by_length,
+                            mentions=_mention_replacer(recipe, task, labels, n_special,
+                                                       tokenizer.vocab_size))
     val_src = TaskBatches(val_ex, tokenizer.pad_id, task, max(bs, 64))
     weights = None
     if recipe.finetune.class_weights == "balanced" and task != "tag":

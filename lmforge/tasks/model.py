@@ -58,6 +58,7 @@ class TaskModelConfig:
     encoder: str = "bert"                     # bert | deberta_v2 | gpt | textcnn | bilstm
     encoder_config: dict = field(default_factory=dict)
     pooling: str = "cls"                      # classify: cls|pooler|mean|max|attention|last
+    attention_dim: int | None = None          # classify, attention pooling: W's rows (d)
     head: str = "linear"                      # tag: linear | crf
     dropout: float = 0.1
     scheme: str = "IOB2"                      # tag: the tag scheme of ``labels``
@@ -113,7 +114,7 @@ class TaskModel(PretrainedMixin, nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         n_in = 2 * d if cfg.task == "relate" else d
         self.classifier = nn.Linear(n_in, len(cfg.labels))
-        self.attn_pool = AttentionPool(d) if cfg.task == "classify" \
+        self.attn_pool = AttentionPool(d, cfg.attention_dim) if cfg.task == "classify" \
             and cfg.pooling == "attention" else None
         self.crf = CRF(len(cfg.labels)) if cfg.task == "tag" and cfg.head == "crf" else None
         if cfg.task == "classify" and cfg.pooling == "pooler" \
