@@ -92,7 +92,8 @@ class ModelSpec:
 
 MODELS = {
     "textcnn": ModelSpec("classify-topic", (), {100: 300, 500: 600, ALL: 1500}),
-    "bert": ModelSpec("classify-sentiment", ("backbone.pretrain=null",),
+    "bert": ModelSpec("classify-sentiment", ("backbone.pretrain=null", "head.pooling=cls",
+                                             "head.attention_dim=null"),
                       {100: 200, 500: 400, ALL: 800}),
 }
 
