@@ -138,6 +138,31 @@ def test_tagging_bilstm_crf_on_conll(tmp_path):
                                                                   ("LOC", "Lima")]
 
 
+def test_subword_all_labels_every_piece_and_still_tags_words(tmp_path):
+    from lmforge.tasks.encode import encode_tagging
+
+    files = [_conll(tmp_path / f"{s}.conll", _ner(n, i))
+             for i, (s, n) in enumerate([("train", 300), ("val", 60), ("test", 60)])]
+    raw = _recipe(tmp_path, *files, encoder="bilstm", steps=80, head={"head": "linear"})
+    raw["data"]["subword"] = "all"
+    res = finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
+    assert res.results["splits"]["test"]["entity_f1"] >= 0.97
+    tok = load_task_model(res.run_dir).tokenizer
+    rec = {"text": "Dana lives in Livesdana", "tokens": ["Dana", "lives", "in", "Livesdana"],
+           "tags": ["B-PER", "O", "O", "B-LOC"]}
+    index = {"O": 0, "B-PER": 1, "B-LOC": 2}
+    first = encode_tagging([rec], tok, index, 64)[0][0]
+    every = encode_tagging([rec], tok, index, 64, subword="all")[0][0]
+    assert first.input_ids == every.input_ids
+    assert every.word_index == list(range(1, len(every.input_ids) - 1))  # all but CLS/SEP
+    assert set(first.word_index) <= set(every.word_index)
+    pieces = len(every.input_ids) - 1 - first.word_index[-1]
+    assert pieces > 1 and every.word_tags[-pieces:] == [2] * pieces  # the word's tag, copied
+    raw["head"]["head"] = "crf"
+    with pytest.raises(ConfigError, match="subword=all"):
+        build_finetune_recipe(raw)
+
+
 def test_relations_direction_matters(tmp_path):
     files = [_write_jsonl(tmp_path / f"{s}.jsonl", _relations(n, i))
              for i, (s, n) in enumerate([("train", 400), ("val", 80), ("test", 80)])]

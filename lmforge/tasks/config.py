@@ -52,6 +52,9 @@ class TaskDataConfig(Section):
     scheme: Literal["IOB1", "IOB2", "BIOES"] = Field("IOB2", description="tag: the model's "
                                                      "tag scheme")
     on_illegal: Literal["repair", "error"] = "repair"
+    subword: Literal["first", "all"] = Field("first", description="tag, training: label a "
+                                             "word's first sub-token only, or all of them "
+                                             "with the word's tag (softmax head)")
     val_fraction: float = Field(0.1, gt=0, lt=1)
     max_length: int = Field(128, ge=8, description="tokens per input, specials included")
     train_limit: int | None = Field(None, ge=1, description="use only the first N training "
@@ -159,6 +162,15 @@ class FinetuneRecipe(Section):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(
         max_steps=600, batch_size=32, lr=5e-4, min_lr=0.0, warmup_steps=50,
         weight_decay=0.01, beta2=0.999, eval_every=100, ckpt_every=200, keep_last=1))
+
+    @model_validator(mode="after")
+    def _subword_needs_words(self) -> FinetuneRecipe:
+        if self.data.subword == "all" and self.head.head == "crf":
+            raise ValueError("data.subword=all labels sub-tokens, but a CRF scores word "
+                             "sequences: use head.head=linear or data.subword=first")
+        if self.data.subword == "all" and self.data.mention_replace > 0:
+            raise ValueError("data.mention_replace rewrites words: use data.subword=first")
+        return self
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

@@ -101,13 +101,18 @@ def word_spans(r: dict) -> list[tuple[int, int]]:
 
 
 def encode_tagging(records: Sequence[dict], tokenizer, tag_index: dict[str, int],
-                   max_length: int) -> tuple[list[Encoded], int]:
+                   max_length: int, subword: str = "first") -> tuple[list[Encoded], int]:
     """Encode NER records; returns the examples and how many words truncation cut off.
 
     The words are tokenized as words (pre-tokenized), so a sub-token never spans two of
     them: Chinese "27" tagged per character is "2" + "7", each with its own emission,
     not one token "27" read for both. A word with no sub-token (a character the
-    normalizer drops) reads [UNK]."""
+    normalizer drops) reads [UNK].
+
+    ``subword="first"``: a word is labelled at its first sub-token, the rest are not
+    labelled. ``"all"`` (for training a softmax head): every sub-token is a labelled
+    position carrying its word's tag (``transformers``' ``label_all_tokens``); the
+    prediction still reads the first sub-token."""
     cls, sep, _ = _specials(tokenizer)
     words = [[r["text"][a:b] for a, b in word_spans(r)] for r in records]
     encs = tokenizer.hf.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
@@ -124,10 +129,13 @@ def encode_tagging(records: Sequence[dict], tokenizer, tag_index: dict[str, int]
             if len(ids) + len(p) > max_length - 1:  # truncated away (room for [SEP])
                 cut += len(ws) - w
                 break
-            first.append(len(ids))
+            tag = tag_index[tags[w]] if tags is not None else IGNORE
+            labelled = range(len(p)) if subword == "all" else range(1)
+            first.extend(len(ids) + k for k in labelled)
+            gold.extend(tag for _ in labelled)
             ids.extend(p)
-            gold.append(tag_index[tags[w]] if tags is not None else IGNORE)
-        out.append(Encoded([*ids, sep], None, None, first, gold, len(ws)))
+        n = len(ws) if subword == "first" else len(first)  # truncated words count as O
+        out.append(Encoded([*ids, sep], None, None, first, gold, n))
     return out, cut
 
 

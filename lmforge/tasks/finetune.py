@@ -186,12 +186,12 @@ def _count(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def encode_split(task: str, records: list[dict], tokenizer, index: dict[str, int],
-                 cfg: TaskModelConfig):
+                 cfg: TaskModelConfig, subword: str = "first"):
     if task == "classify":
         return encode_classification(records, tokenizer, index, cfg.max_length)
     if task == "relate":
         return encode_relations(records, tokenizer, index, cfg.max_length, cfg.typed_markers)
-    return encode_tagging(records, tokenizer, index, cfg.max_length)[0]
+    return encode_tagging(records, tokenizer, index, cfg.max_length, subword)[0]
 
 
 def _noise_tags(labels: list[str], types: list[str] | None) -> set[int]:
@@ -259,7 +259,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
 
     index = {n: i for i, n in enumerate(labels)}
     train_records = _augment(recipe, task, splits["train"])
-    train_ex = encode_split(task, train_records, tokenizer, index, model.config)
+    train_ex = encode_split(task, train_records, tokenizer, index, model.config,
+                            recipe.data.subword)
     val_ex = encode_split(task, splits["val"], tokenizer, index, model.config)
     bs = recipe.train.batch_size
     n_special = max(tokenizer.special_ids) + 1 if tokenizer.special_ids else 0
