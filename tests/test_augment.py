@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pytest
+from fakes import assert_user_error, run_cli
 from seqeval.metrics.sequence_labeling import get_entities
 
 from lmforge.data.augment import (
@@ -22,6 +23,7 @@ from lmforge.data.augment import (
     augment_file,
     augment_record,
     augment_text,
+    only_ops,
 )
 from lmforge.embeddings.keyed_vectors import KeyedVectors
 from lmforge.errors import ConfigError, DataError, LmforgeError
@@ -160,6 +162,30 @@ def test_copies_split_over_operations(tmp_path):
     assert stats["ops"]["sr"] == 0 and sum(stats["ops"].values()) == 80
     stats = augment_file(src, tmp_path / "out.jsonl", n_aug=0, synonyms=SYN)
     assert stats["written"] == 10
+
+
+def test_only_ops_switches_the_others_off(tmp_path, capsys):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps({"text": f"the quick fox {i} jumps", "label": i % 2})
+                           + "\n" for i in range(10)), encoding="utf-8")
+    assert only_ops(["rs", "rd"]) == {"alpha_sr": 0.0, "alpha_ri": 0.0}
+    stats = augment_file(src, out, n_aug=4, synonyms=SYN, **only_ops(["rs"]))
+    assert stats["ops"] == {"sr": 0, "ri": 0, "rs": 40, "rd": 0}
+    for bad in (["xx"], [], "sw"):
+        with pytest.raises(ConfigError, match="EDA operations are sr, ri, rs, rd"):
+            only_ops(bad)
+    code, stdout, _ = run_cli(["data", "augment", str(src), "--out", str(out), "--n-aug", "2",
+                               "--ops", "rs, rd", "--seed", "1"], capsys)
+    assert code == 0 and "wrote 30 records" in stdout
+    copies = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    originals = {c["text"] for c in copies if c["augmented"] == 0}
+    for c in copies:  # swaps and deletions only: no word that was not there
+        words = set(c["text"].split())
+        assert any(words <= set(o.split()) for o in originals)
+    before = out.read_bytes()
+    assert_user_error(["data", "augment", str(src), "--out", str(out), "--ops", "sr,swap"],
+                      capsys, "EDA operations", "swap")
+    assert out.read_bytes() == before
 
 
 # ----------------------------------------------------------------------------- records

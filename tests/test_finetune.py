@@ -218,6 +218,22 @@ def test_bad_options_are_one_line_errors(tmp_path, sentiment_files, override, me
         finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
 
 
+def test_augment_ops_choose_the_eda_operations(tmp_path, sentiment_files):
+    from lmforge.tasks.finetune import _augment
+
+    rows = _sentiment(20, 3)
+    raw = _recipe(tmp_path, *sentiment_files, data={"augment": 2, "augment_ops": ["rs"]})
+    out = _augment(build_finetune_recipe(raw), "classify", rows)
+    assert len(out) == 60 and [r["label"] for r in out[::3]] == [r["label"] for r in rows]
+    for i, r in enumerate(out):  # swaps only: the same words, labels kept
+        assert sorted(r["text"].replace(" ", "")) == sorted(rows[i // 3]["text"].replace(" ", ""))
+        assert r["label"] == rows[i // 3]["label"]
+    assert any(r["text"] != rows[i // 3]["text"] for i, r in enumerate(out))
+    with pytest.raises(ConfigError, match="augment_ops"):
+        build_finetune_recipe(_recipe(tmp_path, *sentiment_files,
+                                      data={"augment": 2, "augment_ops": ["swap"]}))
+
+
 def test_recipe_errors_name_the_field():
     with pytest.raises(ConfigError, match="data"):
         build_finetune_recipe({"backbone": {"encoder": "textcnn"}})

@@ -153,11 +153,14 @@ def data_augment(
                                                 "file) for nearest-neighbour synonyms.")] = None,
     min_similarity: Annotated[float, typer.Option(help="Similarity floor for --vectors.")]
     = 0.6,
+    ops: Annotated[str, typer.Option(help="Operations, comma-separated: sr (synonym "
+                                     "replacement), ri (insertion), rs (swap), rd "
+                                     "(deletion).")] = "sr,ri,rs,rd",
     seed: Annotated[int, typer.Option()] = 0,
 ):
     """EDA: synonym replacement, random insertion, swap and deletion; labels kept (NER:
     only O words change, entity spans stay exact). Default synonyms: the world's sets."""
-    from ..data.augment import SynonymFile, VectorSynonyms, augment_file
+    from ..data.augment import SynonymFile, VectorSynonyms, augment_file, only_ops
 
     if synonyms is not None and vectors is not None:
         raise LmforgeError("give --synonyms or --vectors, not both")
@@ -168,8 +171,9 @@ def data_augment(
         from ..embeddings.recipe import load_vectors
 
         source = VectorSynonyms(load_vectors(vectors), min_similarity=min_similarity)
+    switched_off = only_ops([op.strip() for op in ops.split(",") if op.strip()])
     stats = augment_file(src, out, n_aug=n_aug, alpha=alpha, lang=lang, synonyms=source,
-                         seed=seed, show_progress=True)
+                         seed=seed, show_progress=True, **switched_off)
     _echo(f"wrote {stats['written']} records ({stats['records']} original) to {out}")
 
 

@@ -428,6 +428,18 @@ class _Plan:
     alphas: tuple[float, float, float, float]  # sr, ri, rs, rd
 
 
+def only_ops(ops: Iterable[str]) -> dict[str, float]:
+    """The ``alpha_<op>=0`` keywords that switch off every operation not in ``ops`` (a
+    subset of ``sr``, ``ri``, ``rs``, ``rd``), for :func:`augment_text`,
+    :func:`augment_record` and :func:`augment_file`."""
+    ops = [ops] if isinstance(ops, str) else list(ops)
+    bad = [op for op in ops if op not in _OPS]
+    if bad or not ops:
+        got = ", ".join(map(str, bad)) or "none"
+        raise ConfigError(f"EDA operations are {', '.join(_OPS)}; got {got}")
+    return {f"alpha_{op}": 0.0 for op in _OPS if op not in ops}
+
+
 def _check_alpha(name: str, value: Any) -> float:
     if (isinstance(value, bool) or not isinstance(value, int | float)
             or not math.isfinite(value) or not 0.0 <= value <= 1.0):

@@ -73,6 +73,9 @@ class TaskDataConfig(Section):
                                   "distribution of examples)")
     augment: int = Field(0, ge=0, description="EDA copies per training example (0: none)")
     augment_alpha: float = Field(0.1, ge=0, le=1)
+    augment_ops: list[Literal["sr", "ri", "rs", "rd"]] = Field(
+        ["sr", "ri", "rs", "rd"], min_length=1, description="EDA operations: synonym "
+        "replacement, random insertion, swap, deletion")
 
     @model_validator(mode="after")
     def _one_source(self) -> TaskDataConfig:

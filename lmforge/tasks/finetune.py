@@ -222,11 +222,13 @@ def _augment(recipe: FinetuneRecipe, task: str, records: list[dict]) -> list[dic
                           " relation records are not augmented")
     import random
 
-    from ..data.augment import augment_record
+    from ..data.augment import augment_record, only_ops
 
     rng = random.Random(recipe.run.seed)  # synonyms: the world's sets
+    off = only_ops(d.augment_ops)
     return [copy for r in records
-            for copy in augment_record(r, n_aug=d.augment, alpha=d.augment_alpha, rng=rng)]
+            for copy in augment_record(r, n_aug=d.augment, alpha=d.augment_alpha, rng=rng,
+                                       **off)]
 
 
 def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: bool = True,
