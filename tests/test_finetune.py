@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -401,3 +402,32 @@ def test_group_by_length_pads_less_and_keeps_every_example_equally_likely():
     expected = counts.sum() / 600
     chi2 = ((counts - expected) ** 2 / expected).sum()
     assert chi2 < 700  # 599 degrees of freedom: the 99.9th percentile is about 715
+
+
+def test_micro_batches_are_length_sorted_slices_of_one_random_draw():
+    from lmforge.errors import DataError
+    from lmforge.tasks.encode import Encoded, TaskBatches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=600)
+    ex = [Encoded(list(range(2, 2 + n)), label=i) for i, n in enumerate(lengths)]
+    whole = TaskBatches(ex, 0, "classify", 32)
+    split = TaskBatches(ex, 0, "classify", 8, micro_batches=4)
+    padded = {"whole": 0, "split": 0}
+    for s in range(200):
+        one = whole.batch(s, 0, np.random.default_rng([3, s]))
+        parts = [split.batch(s, m, np.random.default_rng([3, s]) if m == 0 else
+                             np.random.default_rng([3, s, m])) for m in range(4)]
+        # the same 32 examples (one draw of 4 x 8), sorted by length into the slices
+        assert sorted(torch.cat([p["labels"] for p in parts]).tolist()) \
+            == sorted(one["labels"].tolist())
+        longest = [int(p["attention_mask"].sum(1).max()) for p in parts]
+        assert longest == sorted(longest)
+        padded["whole"] += one["input_ids"].numel()
+        padded["split"] += sum(p["input_ids"].numel() for p in parts)
+    assert padded["split"] < 0.8 * padded["whole"]
+    with pytest.raises(DataError, match="drawn together"):
+        TaskBatches(ex, 0, "classify", 8, micro_batches=2).batch(0, 1, rng)
+    with pytest.raises(DataError, match="micro_batches"):
+        TaskBatches(ex, 0, "classify", 8, micro_batches=0)
+

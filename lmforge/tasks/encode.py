@@ -246,7 +246,15 @@ class TaskBatches:
     of ``GROUP_BATCHES * batch_size``; a step picks a group with probability proportional
     to its size and draws the batch from it. Every example is still drawn with probability
     1/N per slot, but a batch pads to a length close to its own mean instead of the
-    longest of N random texts (about 1.5x fewer tokens on the world's reviews)."""
+    longest of N random texts (about 1.5x fewer tokens on the world's reviews).
+
+    ``micro_batches`` k (the trainer's ``grad_accum``): micro-batch 0 of a step draws all
+    ``k·batch_size`` examples of the step at once, sorts them by length and serves the k
+    slices in order, so that each micro-batch pads to its own slice's longest text. The
+    step's examples are the same i.i.d. draw of ``k·b`` as k independent micro-draws
+    (sampling is with replacement), and the trainer's gradient is that of their mean
+    loss, so this changes only the padding: on the world's reviews, 2 slices of a random
+    32 hold about 21% fewer tokens and 4 about 31%."""
 
     GROUP_BATCHES = 8
 
@@ -254,7 +262,8 @@ class TaskBatches:
                  *, token_dropout: float = 0.0, unk_id: int | None = None,
                  entity_noise: float = 0.0, vocab: tuple[int, int] = (0, 0),
                  noise_tags: set[int] | None = None, group_by_length: bool = False,
-                 mentions: Callable[[Encoded, np.random.Generator], Encoded] | None = None):
+                 mentions: Callable[[Encoded, np.random.Generator], Encoded] | None = None,
+                 micro_batches: int = 1):
         if not examples:
             raise DataError("a task split has no examples")
         if token_dropout > 0 and unk_id is None:
@@ -264,6 +273,11 @@ class TaskBatches:
         self.token_dropout, self.unk_id = float(token_dropout), unk_id
         self.entity_noise, self.vocab = float(entity_noise), vocab
         self.mentions = mentions
+        if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) \
+                or micro_batches < 1:
+            raise DataError(f"micro_batches must be an integer >= 1, got {micro_batches!r}")
+        self.micro_batches = micro_batches
+        self._step_draw: tuple[int, list[np.ndarray]] | None = None
         if self.entity_noise > 0 and task == "tag":
             if noise_tags is None:
                 raise DataError("entity noise needs the tag ids it applies to")
@@ -277,10 +291,27 @@ class TaskBatches:
         sizes = np.array([len(g) for g in self.groups], dtype=np.float64)
         self.group_p = sizes / sizes.sum()
 
-    def batch(self, step: int, micro: int, rng: np.random.Generator) -> dict:
+    def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         group = self.groups[rng.choice(len(self.groups), p=self.group_p)
                             if len(self.groups) > 1 else 0]
-        idx = group[rng.integers(0, len(group), size=self.batch_size)]
+        return group[rng.integers(0, len(group), size=n)]
+
+    def _indices(self, step: int, micro: int, rng: np.random.Generator) -> np.ndarray:
+        k = self.micro_batches
+        if k == 1:
+            return self._draw(self.batch_size, rng)
+        if micro == 0:
+            idx = self._draw(k * self.batch_size, rng)
+            idx = idx[np.argsort([len(self.examples[i].input_ids) for i in idx],
+                                 kind="stable")]
+            self._step_draw = (step, np.split(idx, k))
+        elif self._step_draw is None or self._step_draw[0] != step or micro >= k:
+            raise DataError(f"micro-batch {micro} of step {step + 1}: the {k} micro-batches "
+                            "of a step are drawn together, from micro-batch 0 on")
+        return self._step_draw[1][micro]
+
+    def batch(self, step: int, micro: int, rng: np.random.Generator) -> dict:
+        idx = self._indices(step, micro, rng)
         examples = [self.examples[i] for i in idx]
         if self.mentions is not None:
             examples = [self.mentions(e, rng) for e in examples]

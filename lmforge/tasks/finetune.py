@@ -272,6 +272,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
                             vocab=(n_special, tokenizer.vocab_size),
                             noise_tags=_noise_tags(labels, recipe.data.entity_noise_types),
                             group_by_length=recipe.data.group_by_length,
+                            micro_batches=recipe.train.grad_accum,
                             mentions=_mention_replacer(recipe, task, labels, n_special,
                                                        tokenizer.vocab_size))
     val_src = TaskBatches(val_ex, tokenizer.pad_id, task, max(bs, 64))
