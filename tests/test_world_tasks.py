@@ -237,7 +237,7 @@ def test_bag_of_words_is_beaten_by_reading_the_order(sets):
                                                                   strict=True)) / len(recs)
     majority = max(Counter(r["label"] for r in ts.splits["test"]).values()) / 1000
     ceiling = ts.card["ceiling"]["test"]
-    # measured (seed 0): bag of words 0.58 on test, 0.49 on contrast; the rule 0.982, 1.0
+    # measured (seed 0): bag of words 0.570 on test, 0.475 on contrast; the rule 0.982, 1.0
     assert majority + 0.1 < acc["test"] <= ceiling - 0.15, acc
     assert acc["contrast"] <= 0.6, acc
     assert acc["rule_test"] == ceiling and acc["rule_contrast"] == 1.0
