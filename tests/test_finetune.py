@@ -177,8 +177,9 @@ def test_relations_direction_matters(tmp_path):
     assert [o["relation"] for o in out] == ["lives_in", "no_relation"]
 
 
-def test_resume_continues_exactly(tmp_path, sentiment_files):
-    common = {"schedule": "constant", "warmup_steps": 0}
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_resume_continues_exactly(tmp_path, sentiment_files, grad_accum):
+    common = {"schedule": "constant", "warmup_steps": 0, "grad_accum": grad_accum}
     a = _recipe(tmp_path / "a", *sentiment_files, steps=40, train=common)
     finetune(build_finetune_recipe(a), show_progress=False, log=lambda m: None)
     b = _recipe(tmp_path / "b", *sentiment_files, steps=20, train=common)
