@@ -378,3 +378,38 @@ def test_hf_folder_round_trip_through_convert(tmp_path):
         torch.testing.assert_close(model(ids, mask, dec), want, atol=1e-4, rtol=0)
         torch.testing.assert_close(back(input_ids=ids, attention_mask=mask,
                                         decoder_input_ids=dec).logits, want, atol=1e-4, rtol=0)
+
+
+def _has_repeat(row: list[int], n: int) -> bool:
+    grams = [tuple(row[i:i + n]) for i in range(len(row) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def test_no_repeat_ngram_greedy_matches_transformers_and_beam_of_one():
+    from lmforge.hf.t5 import load
+
+    hf = hf_tiny("v1.1")
+    model = load(hf.config.to_dict(), hf.state_dict())
+    ids, mask, _ = batch(2)
+    free = model.generate(ids, mask, max_new_tokens=16).tolist()
+    assert any(_has_repeat(r, 2) for r in free)  # the constraint has something to remove
+    want = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=16, do_sample=False,
+                       num_beams=1, no_repeat_ngram_size=2)[:, 1:]
+    got = model.generate(ids, mask, max_new_tokens=16, no_repeat_ngram_size=2)
+    assert torch.equal(got, want)
+    assert not any(_has_repeat([0, *r], 2) for r in got.tolist())
+    beams = model.beam_search(ids, mask, beam_size=1, max_len=16, no_repeat_ngram_size=2)
+    assert [h[0].tokens for h in beams] == [[t for t in r if t != 0] for r in got.tolist()]
+
+
+def test_beam_search_never_repeats_an_ngram_and_scores_are_sorted():
+    model = tiny("v1.1").eval()
+    ids, mask, _ = batch(3)
+    for n in (1, 2, 3):
+        results = model.beam_search(ids, mask, beam_size=3, max_len=14, n_best=3,
+                                    no_repeat_ngram_size=n)
+        for hyps in results:
+            assert hyps and [h.score for h in hyps] == sorted((h.score for h in hyps),
+                                                                reverse=True)
+            for h in hyps:
+                assert not _has_repeat([model.config.decoder_start_token_id, *h.tokens], n)

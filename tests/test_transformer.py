@@ -8,7 +8,13 @@ from torch import nn
 
 from lmforge.models import build_model
 from lmforge.models.base import load_model_folder
-from lmforge.models.beam import Hypothesis, beam_search, greedy_search, length_penalty
+from lmforge.models.beam import (
+    Hypothesis,
+    beam_search,
+    greedy_search,
+    length_penalty,
+    repeated_ngram_tokens,
+)
 from lmforge.models.rnn import collate_pairs, strip_ids
 from lmforge.models.transformer import Seq2SeqLMObjective, Transformer, TransformerConfig
 
@@ -225,6 +231,43 @@ def test_generic_beam_search_on_a_fixed_distribution():
     assert g.tolist() == [[3, 2]]
     assert length_penalty(1, 0.6) == pytest.approx((6 / 6) ** 0.6)
     assert isinstance(hyps[0], Hypothesis)
+
+
+def test_repeated_ngram_tokens_by_hand():
+    assert repeated_ngram_tokens([1, 5, 6, 5], 2) == [6]  # (5, 6) seen: after 5, not 6
+    assert repeated_ngram_tokens([1, 5, 6, 5, 7, 5], 2) == [6, 7]
+    assert repeated_ngram_tokens([1, 5, 6, 5], 3) == []  # (6, 5) never followed
+    assert repeated_ngram_tokens([1, 5, 6, 5, 6], 3) == [5]  # (5, 6, 5) seen
+    assert sorted(repeated_ngram_tokens([1, 5, 6], 1)) == [1, 5, 6]
+    assert repeated_ngram_tokens([1], 3) == []
+
+
+def test_decoders_never_repeat_an_ngram():
+    # A loop 3 4 3 4 ... is the likeliest output; with n = 2 the bigram (3, 4) and (4, 3)
+    # may appear once each.
+    logits = torch.full((5,), -5.0)
+
+    def step(y):
+        out = logits.expand(y.shape[0], 5).clone()
+        out[:, 3] = torch.where(y == 4, 2.0, 0.0) + torch.where(y == 1, 2.0, 0.0)
+        out[:, 4] = torch.where(y == 3, 2.0, 0.0)
+        return out
+
+    free = greedy_search(step, 1, max_len=6, bos_id=1, eos_id=2, pad_id=0, banned_ids=(0, 1))
+    assert free.tolist() == [[3, 4, 3, 4, 3, 4]]
+    g = greedy_search(step, 1, max_len=6, bos_id=1, eos_id=2, pad_id=0, banned_ids=(0, 1),
+                      no_repeat_ngram_size=2)
+    assert g.tolist()[0][:3] == [3, 4, 3]  # then (3, 4) is banned
+    hyps = beam_search(step, lambda rows: None, 1, beam_size=2, max_len=6, bos_id=1, eos_id=2,
+                       n_best=2, banned_ids=(0, 1), no_repeat_ngram_size=2)[0]
+    for h in hyps:
+        grams = list(zip([1, *h.tokens], h.tokens, strict=False))
+        assert len(grams) == len(set(grams))
+    model = tiny()
+    src = collate_pairs(digits(6, random.Random(3), 2, 9))["src"]
+    for hyps in model.beam_search(src, beam_size=3, max_len=10, n_best=3,
+                                  no_repeat_ngram_size=1):
+        assert all(len(set(h.tokens)) == len(h.tokens) for h in hyps)
 
 
 # ---------------------------------------------------------------------- objective

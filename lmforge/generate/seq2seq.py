@@ -2,7 +2,8 @@
 
 ``translate(model, tokenizer, texts)`` encodes each source text, decodes greedily
 (``beams=1``) or by beam search with the GNMT length penalty (``beams=K``; rules in
-:mod:`lmforge.models.beam`), and returns the target texts. It works for the
+:mod:`lmforge.models.beam`), optionally never repeating an n-gram
+(``no_repeat_ngram_size``), and returns the target texts. It works for the
 :class:`~lmforge.models.transformer.Transformer` and the RNN
 :class:`~lmforge.models.rnn.Seq2Seq`, which differ only in how the source padding is
 given (a mask or lengths). ``lmforge generate RUN --prompt TEXT`` calls it for these
@@ -29,8 +30,8 @@ def is_encoder_decoder(model: Any) -> bool:
 
 
 def translate(model: Any, tokenizer: Any, texts: Sequence[str], *, beams: int = 1,
-              max_new_tokens: int = 64, alpha: float = 0.6, batch_size: int = 32
-              ) -> list[str]:
+              max_new_tokens: int = 64, alpha: float = 0.6, batch_size: int = 32,
+              no_repeat_ngram_size: int = 0) -> list[str]:
     """The target text of every source text (``max_new_tokens`` tokens at most)."""
     if not is_encoder_decoder(model):
         raise LmforgeError(f"{type(model).__name__} is not an encoder-decoder model")
@@ -52,9 +53,11 @@ def translate(model: Any, tokenizer: Any, texts: Sequence[str], *, beams: int = 
             batch["src"] != cfg.pad_id
         with torch.inference_mode():
             if beams == 1:
-                rows = model.greedy_decode(batch["src"], pad_info, max_len=max_len).tolist()
+                rows = model.greedy_decode(batch["src"], pad_info, max_len=max_len,
+                                           no_repeat_ngram_size=no_repeat_ngram_size).tolist()
             else:
                 rows = [hyps[0].tokens for hyps in model.beam_search(
-                    batch["src"], pad_info, beam_size=beams, max_len=max_len, alpha=alpha)]
+                    batch["src"], pad_info, beam_size=beams, max_len=max_len, alpha=alpha,
+                    no_repeat_ngram_size=no_repeat_ngram_size)]
         out += [tokenizer.decode(strip_ids(r, cfg.eos_id, cfg.pad_id)) for r in rows]
     return out

@@ -22,6 +22,11 @@ Scores (Wu et al. 2016, GNMT length penalty)::
 log-probability (which favours short outputs). Token ids in ``banned_ids`` (pad, bos) are
 never generated.
 
+**No repeated n-grams** (``no_repeat_ngram_size = n > 0``, as in Hugging Face
+``generate``): a row's history is its start token followed by the tokens it generated,
+``h_0 .. h_t``. The next token ``y`` gets probability 0 when ``(h_{t-n+2} .. h_t, y)``
+already occurs as an n-gram of the history, so no n-gram appears twice in an output.
+
 At every step the ``2K`` best one-token extensions of the live beams of a source are
 ranked (by log-probability: all live beams have the same length). An ``eos`` among the top
 ``K`` ends a hypothesis; the other extensions refill the ``K`` live beams in order. A source
@@ -37,7 +42,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Hypothesis", "length_penalty", "greedy_search", "beam_search"]
+__all__ = ["Hypothesis", "length_penalty", "repeated_ngram_tokens", "greedy_search",
+           "beam_search"]
 
 StepFn = Callable[[Tensor], Tensor]
 ReorderFn = Callable[[Tensor], None]
@@ -57,30 +63,56 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _log_probs(logits: Tensor, banned_ids: Sequence[int]) -> Tensor:
+def repeated_ngram_tokens(history: Sequence[int], n: int) -> list[int]:
+    """The tokens ``y`` for which ``(history[-(n-1):], y)`` is an n-gram already in
+    ``history`` (every token of ``history`` when ``n = 1``; none while it is shorter
+    than ``n - 1``)."""
+    if n < 1 or len(history) < n - 1:
+        return []
+    prefix = tuple(history[len(history) - n + 1:])
+    return [history[i + n - 1] for i in range(len(history) - n + 1)
+            if tuple(history[i:i + n - 1]) == prefix]
+
+
+def ban_repeated_ngrams(logits: Tensor, histories: Sequence[Sequence[int]], n: int) -> Tensor:
+    """``logits`` (N, V) with ``-inf`` at each row's :func:`repeated_ngram_tokens`
+    (in place; ``n = 0`` changes nothing)."""
+    if n > 0:
+        for row, history in enumerate(histories):
+            banned = repeated_ngram_tokens(history, n)
+            if banned:
+                logits[row, banned] = float("-inf")
+    return logits
+
+
+def _log_probs(logits: Tensor, banned_ids: Sequence[int],
+               histories: Sequence[Sequence[int]] = (), no_repeat: int = 0) -> Tensor:
     logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
     if banned_ids:
         logp[:, list(banned_ids)] = float("-inf")
-    return logp
+    return ban_repeated_ngrams(logp, histories, no_repeat)
 
 
 @torch.no_grad()
 def greedy_search(step: StepFn, batch_size: int, *, max_len: int, bos_id: int, eos_id: int,
-                  pad_id: int, banned_ids: Sequence[int] = (),
+                  pad_id: int, banned_ids: Sequence[int] = (), no_repeat_ngram_size: int = 0,
                   device: torch.device | str = "cpu") -> Tensor:
     """The most likely token at every step -> (B, L) ids after BOS.
 
     Each row ends with ``eos`` (unless it reached ``max_len``) and is padded with
     ``pad_id`` after it; ``L <= max_len`` (the loop stops once every row has ended).
     """
-    if max_len < 1:
-        raise ValueError("max_len must be >= 1")
+    if max_len < 1 or no_repeat_ngram_size < 0:
+        raise ValueError("max_len must be >= 1 and no_repeat_ngram_size >= 0")
     y = torch.full((batch_size,), bos_id, dtype=torch.long, device=device)
     done = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    histories = [[bos_id] for _ in range(batch_size)] if no_repeat_ngram_size else []
     out = []
     for _ in range(max_len):
-        y = _log_probs(step(y), banned_ids).argmax(dim=-1)  # (B,)
-        y = y.masked_fill(done, pad_id)
+        logp = _log_probs(step(y), banned_ids, histories, no_repeat_ngram_size)
+        y = logp.argmax(dim=-1).masked_fill(done, pad_id)  # (B,)
+        for h, tok in zip(histories, y.tolist(), strict=False):
+            h.append(tok)
         out.append(y)
         done = done | (y == eos_id)
         if bool(done.all()):
@@ -91,12 +123,13 @@ def greedy_search(step: StepFn, batch_size: int, *, max_len: int, bos_id: int, e
 @torch.no_grad()
 def beam_search(step: StepFn, reorder: ReorderFn, batch_size: int, *, beam_size: int,
                 max_len: int, bos_id: int, eos_id: int, alpha: float = 0.6, n_best: int = 1,
-                banned_ids: Sequence[int] = (), device: torch.device | str = "cpu"
-                ) -> list[list[Hypothesis]]:
+                banned_ids: Sequence[int] = (), no_repeat_ngram_size: int = 0,
+                device: torch.device | str = "cpu") -> list[list[Hypothesis]]:
     """Beam search; for each of the ``batch_size`` sources its ``n_best`` hypotheses,
     best score first (see the module docstring for the rules)."""
-    if beam_size < 1 or n_best < 1 or max_len < 1:
-        raise ValueError("beam_size, n_best and max_len must be >= 1")
+    if beam_size < 1 or n_best < 1 or max_len < 1 or no_repeat_ngram_size < 0:
+        raise ValueError("beam_size, n_best and max_len must be >= 1, "
+                         "no_repeat_ngram_size >= 0")
     B, K = batch_size, beam_size
     scores = torch.full((B, K), float("-inf"), device=device)  # log P of each live beam
     scores[:, 0] = 0.0  # a single live beam at the start (the others would duplicate it)
@@ -105,7 +138,8 @@ def beam_search(step: StepFn, reorder: ReorderFn, batch_size: int, *, beam_size:
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     done = [False] * B
     for t in range(max_len):
-        logp = _log_probs(step(y), banned_ids)  # (B*K, V)
+        histories = [[bos_id, *t] for t in tokens] if no_repeat_ngram_size else []
+        logp = _log_probs(step(y), banned_ids, histories, no_repeat_ngram_size)  # (B*K, V)
         V = logp.shape[-1]
         cand = (scores.view(-1, 1) + logp).view(B, K * V)  # all extensions of a source
         top_s, top_i = cand.topk(min(2 * K, K * V), dim=1)  # (B, 2K)

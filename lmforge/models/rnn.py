@@ -453,7 +453,7 @@ class Seq2Seq(PretrainedMixin, nn.Module):
 
     @torch.no_grad()
     def greedy_decode(self, src: Tensor, src_lengths: Tensor | None = None,
-                      max_len: int = 50) -> Tensor:
+                      max_len: int = 50, no_repeat_ngram_size: int = 0) -> Tensor:
         """Most likely next token at every step -> (B, L) ids after BOS.
 
         Each row ends with EOS (unless it reached ``max_len``) and is padded with
@@ -463,11 +463,13 @@ class Seq2Seq(PretrainedMixin, nn.Module):
         step, _ = self._stepper(self.encode(src, src_lengths))
         return greedy_search(step, src.shape[0], max_len=max_len, bos_id=cfg.bos_id,
                              eos_id=cfg.eos_id, pad_id=cfg.pad_id,
-                             banned_ids=(cfg.pad_id, cfg.bos_id), device=src.device)
+                             banned_ids=(cfg.pad_id, cfg.bos_id),
+                           no_repeat_ngram_size=no_repeat_ngram_size, device=src.device)
 
     @torch.no_grad()
     def beam_search(self, src: Tensor, src_lengths: Tensor | None = None, beam_size: int = 4,
-                    max_len: int = 50, alpha: float = 0.6, n_best: int = 1
+                    max_len: int = 50, alpha: float = 0.6, n_best: int = 1,
+                    no_repeat_ngram_size: int = 0
                     ) -> list[list[Hypothesis]]:
         """Beam search with the GNMT length penalty (rules in :mod:`lmforge.models.beam`);
         for each source the ``n_best`` hypotheses, best score first."""
@@ -477,7 +479,8 @@ class Seq2Seq(PretrainedMixin, nn.Module):
         step, reorder = self._stepper(enc)
         return beam_search(step, reorder, B, beam_size=beam_size, max_len=max_len,
                            bos_id=cfg.bos_id, eos_id=cfg.eos_id, alpha=alpha, n_best=n_best,
-                           banned_ids=(cfg.pad_id, cfg.bos_id), device=src.device)
+                           banned_ids=(cfg.pad_id, cfg.bos_id),
+                           no_repeat_ngram_size=no_repeat_ngram_size, device=src.device)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -80,6 +80,7 @@ from torch import nn
 from ..nn.positional import T5RelativePositionBias
 from . import register_model
 from .base import PretrainedMixin, check_ids, check_mask, embed_ids, require_vocab
+from .beam import Hypothesis, ban_repeated_ngrams, beam_search
 
 
 @dataclass
@@ -401,13 +402,16 @@ class T5(PretrainedMixin, nn.Module):
 
     @torch.inference_mode()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 max_new_tokens: int = 32, use_cache: bool = True) -> torch.Tensor:
+                 max_new_tokens: int = 32, use_cache: bool = True,
+                 no_repeat_ngram_size: int = 0) -> torch.Tensor:
         """Greedy decoding: (B, n <= max_new_tokens) new token ids, without the start
         token. A row stops at ``eos_token_id`` (included) and is then padded with
-        ``pad_token_id``; decoding ends when every row has stopped."""
+        ``pad_token_id``; decoding ends when every row has stopped.
+        ``no_repeat_ngram_size`` bans repeated n-grams as Hugging Face's ``generate``
+        does (:mod:`lmforge.models.beam`; the start token belongs to the history)."""
         cfg = self.config
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
+        if max_new_tokens < 1 or no_repeat_ngram_size < 0:
+            raise ValueError("max_new_tokens must be >= 1 and no_repeat_ngram_size >= 0")
         was_training = self.training
         self.eval()
         try:
@@ -420,7 +424,8 @@ class T5(PretrainedMixin, nn.Module):
             step_in = ids
             for _ in range(max_new_tokens):
                 logits = self.decode(step_in, memory, attention_mask, cache, last_only=True)
-                nxt = logits[:, -1].argmax(-1)  # (B,)
+                last = ban_repeated_ngrams(logits[:, -1], ids.tolist(), no_repeat_ngram_size)
+                nxt = last.argmax(-1)  # (B,)
                 nxt = torch.where(done, torch.full_like(nxt, cfg.pad_token_id), nxt)
                 ids = torch.cat([ids, nxt[:, None]], dim=1)
                 done = done | (nxt == cfg.eos_token_id)
@@ -428,6 +433,33 @@ class T5(PretrainedMixin, nn.Module):
                     break
                 step_in = nxt[:, None] if use_cache else ids
             return ids[:, 1:]
+        finally:
+            self.train(was_training)
+
+    @torch.inference_mode()
+    def beam_search(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                    beam_size: int = 4, max_len: int = 32, alpha: float = 0.6,
+                    n_best: int = 1, no_repeat_ngram_size: int = 0) -> list[list[Hypothesis]]:
+        """Beam search with the GNMT length penalty (rules in :mod:`lmforge.models.beam`);
+        for each source the ``n_best`` hypotheses, best score first, without the start
+        token."""
+        if beam_size < 1:
+            raise ValueError("beam_size must be >= 1")
+        cfg = self.config
+        was_training = self.training
+        self.eval()
+        try:
+            rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+            rows = rows.repeat_interleave(beam_size)
+            memory = self.encode(input_ids, attention_mask)[rows]
+            mask = attention_mask[rows] if attention_mask is not None else None
+            cache = self.new_cache(len(rows), max_len)
+            return beam_search(
+                lambda y: self.decode(y[:, None], memory, mask, cache, last_only=True)[:, -1],
+                cache.reorder, input_ids.shape[0], beam_size=beam_size, max_len=max_len,
+                bos_id=cfg.decoder_start_token_id, eos_id=cfg.eos_token_id, alpha=alpha,
+                n_best=n_best, no_repeat_ngram_size=no_repeat_ngram_size,
+                device=input_ids.device)
         finally:
             self.train(was_training)
 

@@ -476,8 +476,8 @@ class Transformer(PretrainedMixin, nn.Module):
         return self.new_cache(memory, mask, max_len)
 
     @torch.no_grad()
-    def greedy_decode(self, src: Tensor, src_mask: Tensor | None = None, max_len: int = 50
-                      ) -> Tensor:
+    def greedy_decode(self, src: Tensor, src_mask: Tensor | None = None, max_len: int = 50,
+                      no_repeat_ngram_size: int = 0) -> Tensor:
         """Most likely next token at every step -> (B, L) ids after BOS, each row ending
         with EOS (unless cut at ``max_len``) and padded with ``pad_id`` after it."""
         from .beam import greedy_search
@@ -487,11 +487,13 @@ class Transformer(PretrainedMixin, nn.Module):
         return greedy_search(lambda y: self.decode_step(y[:, None], cache)[:, -1],
                              src.shape[0], max_len=max_len, bos_id=cfg.bos_id,
                              eos_id=cfg.eos_id, pad_id=cfg.pad_id,
-                             banned_ids=(cfg.pad_id, cfg.bos_id), device=src.device)
+                             banned_ids=(cfg.pad_id, cfg.bos_id),
+                           no_repeat_ngram_size=no_repeat_ngram_size, device=src.device)
 
     @torch.no_grad()
     def beam_search(self, src: Tensor, src_mask: Tensor | None = None, beam_size: int = 4,
-                    max_len: int = 50, alpha: float = 0.6, n_best: int = 1
+                    max_len: int = 50, alpha: float = 0.6, n_best: int = 1,
+                    no_repeat_ngram_size: int = 0
                     ) -> list[list[Hypothesis]]:
         """Beam search with the GNMT length penalty; for each source the ``n_best``
         hypotheses, best first (rules in :mod:`lmforge.models.beam`)."""
@@ -505,7 +507,8 @@ class Transformer(PretrainedMixin, nn.Module):
                            lambda rows: cache.reorder(rows, cross=False),
                            src.shape[0], beam_size=beam_size, max_len=max_len,
                            bos_id=cfg.bos_id, eos_id=cfg.eos_id, alpha=alpha, n_best=n_best,
-                           banned_ids=(cfg.pad_id, cfg.bos_id), device=src.device)
+                           banned_ids=(cfg.pad_id, cfg.bos_id),
+                           no_repeat_ngram_size=no_repeat_ngram_size, device=src.device)
 
     # ------------------------------------------------------------------ interop
 
