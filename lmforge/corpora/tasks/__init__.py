@@ -36,7 +36,7 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from ...io import atomic_write_json, atomic_write_text, ensure_writable_dir
-from . import ner, relations, sentiment, topic
+from . import ner, relations, sentiment, topic, translation
 from .common import DEFAULT_SIZES, SPLITS, TaskSet, check_langs, resolve_sizes
 from .synonyms import synonym_sets
 
@@ -51,6 +51,7 @@ class TaskSpec:
     sizes: Mapping[str, int]
     render: Callable[[int, dict[str, int], tuple[str, ...]], TaskSet]
     even: tuple[str, ...] = ()
+    check_langs: Callable[[Iterable[str]], tuple[str, ...]] = check_langs
 
 
 TASK_SETS: dict[str, TaskSpec] = {
@@ -59,6 +60,8 @@ TASK_SETS: dict[str, TaskSpec] = {
     "topic": TaskSpec("topic", SPLITS, DEFAULT_SIZES, topic.render),
     "ner": TaskSpec("ner", SPLITS, DEFAULT_SIZES, ner.render),
     "relations": TaskSpec("relations", SPLITS, DEFAULT_SIZES, relations.render),
+    "translation": TaskSpec("translation", translation.SPLITS, translation.SIZES,
+                            translation.render, check_langs=translation.check_pair),
 }
 
 
@@ -79,7 +82,7 @@ def render_task_set(name: str, *, seed: int = 0, sizes: dict[str, int] | None = 
     if sizes is not None and not isinstance(sizes, Mapping):
         raise ConfigError(f"sizes must be a mapping from split to count; got {sizes!r}")
     return spec.render(seed, resolve_sizes(spec.splits, spec.sizes, sizes, spec.even),
-                       check_langs(langs))
+                       spec.check_langs(langs))
 
 
 def _jsonl(records: list[dict]) -> str:
