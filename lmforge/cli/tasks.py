@@ -179,12 +179,16 @@ def data_augment(
 
 @corpus_app.command("tasks", epilog="Example: lmforge corpus tasks sentiment --out data/sent")
 def corpus_tasks(
-    name: Annotated[str, typer.Argument(help="sentiment, topic, ner or relations.")],
+    name: Annotated[str, typer.Argument(
+        help="sentiment, topic, ner, relations or translation.")],
     out: Annotated[str, typer.Option(help="Output folder.")],
     seed: Annotated[int, typer.Option()] = 0,
+    langs: Annotated[str, typer.Option(
+        help="Languages, comma-separated; for translation source,target (en,zh).")
+    ] = "en,zh",
 ):
-    """Write a labelled task set of the world (splits, card with ceilings)."""
+    """Write a task set of the world (splits, card with ceilings)."""
     from ..corpora.tasks import render_task_set, write_task_set
 
-    path = write_task_set(render_task_set(name, seed=seed), out)
+    path = write_task_set(render_task_set(name, seed=seed, langs=langs.split(",")), out)
     _echo(f"wrote {name} to {path}")
