@@ -15,7 +15,7 @@ SIZES = {"train": 3000, "val": 100, "test": 200, "test_long": 60, "test_unseen":
          "test_compositional": 150}
 
 
-@pytest.fixture(scope="module", params=[("en", "zh"), ("zh", "en")])
+@pytest.fixture(scope="module", params=[("en", "zh"), ("zh", "en"), ("en", "de"), ("de", "en")])
 def ts(request):
     return render_task_set("translation", seed=3, sizes=SIZES, langs=request.param)
 
@@ -75,6 +75,15 @@ def test_long_sources_are_longer_than_any_training_source(ts):
         assert not world.accepts(r["src"], src)  # not one sentence of the grammar
 
 
+def test_each_side_is_in_its_language(ts):
+    import re
+
+    cjk = re.compile("[\u4e00-\u9fff]")
+    for side, lang in zip(("src", "tgt"), ts.card["langs"], strict=True):
+        for records in ts.splits.values():
+            assert all(bool(cjk.search(r[side])) == (lang == "zh") for r in records)
+
+
 def test_unseen_people_are_new_and_keep_their_pronouns(ts):
     src, tgt = ts.card["langs"]
     unseen = cast().pool("PER", True)
@@ -93,6 +102,6 @@ def test_unseen_people_are_new_and_keep_their_pronouns(ts):
 
 
 def test_bad_language_pairs_are_one_line_errors():
-    for langs in [("en",), ("en", "en"), ("en", "fr"), ("en", "zh", "de")]:
+    for langs in [("en",), ("en", "en"), ("en", "fr"), ("en", "zh", "de")]:  # zh-de works
         with pytest.raises(ConfigError, match="langs=\\(source, target\\)"):
             render_task_set("translation", sizes=SIZES, langs=langs)

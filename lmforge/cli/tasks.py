@@ -28,20 +28,26 @@ def finetune(
     resume: Annotated[bool, typer.Option(help="Continue the run in the folder.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ):
-    """Fine-tune a model on a task (classification, NER, relations) and evaluate it."""
+    """Fine-tune a model on a task (classification, NER, relations, translation) and
+    evaluate it."""
     from ..tasks.config import load_finetune_recipe
     from ..tasks.finetune import finetune as run_finetune
+    from ..tasks.seq2seq_config import Seq2SeqRecipe
+    from ..tasks.translate import finetune_seq2seq
 
     overrides = list(set_ or [])
     if out is not None:
         overrides.append(f"run.out_dir={json.dumps(out)}")
     r = load_finetune_recipe(recipe, overrides)
-    res = run_finetune(r, resume=resume, show_progress=progress, log=_echo)
+    run = finetune_seq2seq if isinstance(r, Seq2SeqRecipe) else run_finetune
+    res = run(r, resume=resume, show_progress=progress, log=_echo)
     how = f"{res.train.steps} steps ({res.train.stopped_reason})" if res.train else "fitted"
     _echo(f"done: {how}; results in {res.run_dir / 'results.json'}")
 
 
-def _read_inputs(path: str) -> list[dict | str]:
+def _read_inputs(path: str, fields: tuple[str, ...] = ("text",)) -> list[dict | str]:
+    """Non-empty lines of a .txt file, or the records of a .jsonl file, each with one of
+    ``fields`` as a string."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: no such file")
@@ -55,8 +61,10 @@ def _read_inputs(path: str) -> list[dict | str]:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                    raise DataError(f"{path}:{i}: a record needs a 'text' string")
+                if not isinstance(rec, dict) or not any(isinstance(rec.get(f), str)
+                                                        for f in fields):
+                    raise DataError(f"{path}:{i}: a record needs a "
+                                    f"{' or '.join(repr(f) for f in fields)} string")
                 out.append(rec)
             else:
                 out.append(line.rstrip("\n"))
@@ -192,3 +200,60 @@ def corpus_tasks(
 
     path = write_task_set(render_task_set(name, seed=seed, langs=langs.split(",")), out)
     _echo(f"wrote {name} to {path}")
+
+
+def _read_sources(path: str) -> list[str]:
+    """Source texts: a .txt file (one per line), .jsonl records with 'src' (or 'text'),
+    or a .tsv of source<TAB>target pairs (the source column)."""
+    from ..data.parallel import read_parallel
+
+    p = Path(path)
+    if p.suffix == ".tsv":
+        return [r["src"] for r in read_parallel(p, src_lang="src", tgt_lang="tgt")]
+    if p.suffix == ".jsonl":
+        return [r.get("src", r.get("text")) if isinstance(r, dict) else r
+                for r in _read_inputs(path, fields=("src", "text"))]
+    return [str(x) for x in _read_inputs(path)]
+
+
+@app.command(epilog="Example: lmforge translate runs/translate-transformer-en-zh "
+                    "--text 'Anna met Tom at the park on Monday morning.'")
+def translate(
+    run: Annotated[str, typer.Argument(help="A translation run or checkpoint folder.",
+                                       metavar="RUN")],
+    text: Annotated[list[str] | None, typer.Option(help="A text to translate "
+                                                   "(repeatable).")] = None,
+    input: Annotated[str | None, typer.Option(help=".txt (a text per line), .jsonl "
+                                              "(records with src) or .tsv (pairs).")] = None,
+    out: Annotated[str | None, typer.Option(help="Write translations here (.jsonl or "
+                                            ".txt).")] = None,
+    beams: Annotated[int | None, typer.Option(min=1, help="Beam size (default: the "
+                                              "recipe's).")] = None,
+    alpha: Annotated[float | None, typer.Option(min=0, help="GNMT length penalty.")] = None,
+    no_repeat_ngram_size: Annotated[int | None, typer.Option(min=0)] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+):
+    """Translate texts with a trained encoder-decoder (beam search, length penalty)."""
+    from ..io import atomic_write_text
+    from ..tasks.translator import load_translator
+
+    if (text is None) == (input is None):
+        raise LmforgeError("give --text (one or more) or --input FILE, not both")
+    if out is not None and Path(out).suffix not in (".jsonl", ".txt"):
+        raise LmforgeError(f"--out {out}: use a .jsonl or .txt file")
+    sources = list(text) if text is not None else _read_sources(input)
+    tr = load_translator(run)
+    hyps = tr.translate(sources, beams=beams, alpha=alpha,
+                        no_repeat_ngram_size=no_repeat_ngram_size,
+                        max_new_tokens=max_new_tokens)
+    if out is not None and out.endswith(".txt"):
+        atomic_write_text(out, "".join(h.replace("\n", " ") + "\n" for h in hyps))
+    elif out is not None:
+        atomic_write_text(out, "".join(json.dumps({"src": s, "translation": h},
+                                                  ensure_ascii=False) + "\n"
+                                       for s, h in zip(sources, hyps, strict=True)))
+    if out is not None:
+        _echo(f"wrote {len(hyps)} translations to {out}")
+    else:
+        for h in hyps:
+            _echo(h)

@@ -18,7 +18,7 @@ Built-in recipes live in ``lmforge/configs/finetune/``; any field can be overrid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -26,6 +26,9 @@ from ..config import RECIPE_DIR, RunConfig, TokenizerConfig, apply_overrides, lo
 from ..errors import ConfigError
 from ..train.config import TrainConfig
 from ..validation import Section, format_validation_error
+
+if TYPE_CHECKING:
+    from .seq2seq_config import Seq2SeqRecipe
 
 FINETUNE_DIR = RECIPE_DIR / "finetune"
 WORLD_TASKS = ("sentiment", "topic", "ner", "relations")
@@ -184,8 +187,10 @@ def builtin_finetune_recipes() -> list[str]:
 
 
 def load_finetune_recipe(name_or_path: str, overrides: list[str] | None = None
-                         ) -> FinetuneRecipe:
-    """A built-in recipe name (``classify-sentiment``) or a YAML path, plus overrides."""
+                         ) -> FinetuneRecipe | Seq2SeqRecipe:
+    """A built-in recipe name (``classify-sentiment``) or a YAML path, plus overrides; a
+    recipe with a ``task`` field (``translate``) is a generation recipe
+    (:mod:`lmforge.tasks.seq2seq_config`)."""
     p = Path(name_or_path)
     if not p.is_file():
         builtin = FINETUNE_DIR / f"{name_or_path}.yaml"
@@ -195,6 +200,14 @@ def load_finetune_recipe(name_or_path: str, overrides: list[str] | None = None
         p = builtin
     raw = load_yaml(p)
     apply_overrides(raw, overrides or [])
+    if raw.get("task") is not None:
+        from .seq2seq_config import GENERATION_TASKS, build_seq2seq_recipe
+
+        if raw["task"] not in GENERATION_TASKS:
+            raise ConfigError(f"task: {raw['task']!r} is not a generation task "
+                              f"({', '.join(GENERATION_TASKS)}); the understanding tasks "
+                              "take no task field (it follows from the data)")
+        return build_seq2seq_recipe(raw)
     return build_finetune_recipe(raw)
 
 

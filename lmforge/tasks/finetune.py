@@ -393,13 +393,14 @@ def _report_split(splits: dict) -> str:
 def results_table(results: dict) -> str:
     """The evaluated splits as a small table: the selection metric beside the ceiling."""
     metric = results.get("metric", "")
-    lines = [f"{'split':<12} {'n':>6} {metric:>12} {'ceiling':>8}"]
+    w = max([12, *(len(n) for n in results["splits"])])
+    lines = [f"{'split':<{w}} {'n':>6} {metric:>12} {'ceiling':>8}"]
     for name, r in results["splits"].items():
         ceil = r.get("ceiling")
         main = r.get(metric)
         if main is None:
             main = r.get("accuracy")
-        lines.append(f"{name:<12} {r['n']:>6} {main:>12.4f} "
+        lines.append(f"{name:<{w}} {r['n']:>6} {main:>12.4f} "
                      f"{'' if ceil is None else f'{ceil:.4f}':>8}")
     return "\n".join(lines)
 

@@ -47,7 +47,8 @@ class Entity:
     home: str = ""
 
     def name(self, lang: str) -> str:
-        return self.en if lang == "en" else self.zh
+        """The Chinese name for ``zh``; the Latin one (copied) for English and German."""
+        return self.zh if lang == "zh" else self.en
 
 
 def _table(text: str) -> list[list[str]]:

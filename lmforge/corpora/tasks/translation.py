@@ -36,8 +36,9 @@ from collections.abc import Callable, Iterable
 
 from ...errors import ConfigError
 from ..world import default_world
+from ..world.german import genitive
 from ..world.grammar import Construction, Sentence
-from ..world.lexicon import LANGS
+from ..world.lexicon import MT_LANGS
 from .common import TaskSet, distribution, split_rng
 from .entities import Entity, cast
 
@@ -47,7 +48,6 @@ SIZES = {"train": 50000, "val": 500, "test": 1000, "test_long": 300, "test_unsee
          "test_compositional": 500}
 HELD_OUT_COLOURS = 2
 MAX_MISSES = 5000
-MT_LANGS = LANGS
 
 
 @functools.lru_cache(maxsize=8)
@@ -101,8 +101,8 @@ def _unseen_people(rng: random.Random, s: Sentence) -> dict[int, Entity]:
 
 
 def render_with(s: Sentence, lang: str, people: dict[int, Entity]) -> str:
-    """``s`` in ``lang`` with each person's name replaced by ``people[value]``'s (forms
-    that contain the name, such as a German genitive, keep their ending)."""
+    """``s`` in ``lang`` with each person's name replaced by ``people[value]``'s (a German
+    genitive is formed again: Annas, Felix')."""
     if not people:
         return s.render(lang)
     c = s.construction
@@ -111,6 +111,9 @@ def render_with(s: Sentence, lang: str, people: dict[int, Entity]) -> str:
     for seg in s.segments(lang):
         if seg.slot is not None and c.domains[c.index[seg.slot]].name == "person":
             v = s.value(seg.slot)
+            if v in people and lang == "de" and seg.text == genitive(names[v]):
+                out.append(genitive(people[v].name(lang)))  # Oscars, but Felix'
+                continue
             if v in people and names[v] in seg.text:
                 out.append(seg.text.replace(names[v], people[v].name(lang)))
                 continue

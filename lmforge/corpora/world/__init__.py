@@ -1,9 +1,11 @@
-"""A bilingual (Chinese/English) world: a stochastic grammar with known entropy.
+"""A bilingual (Chinese/English) world, with German for translation: a stochastic
+grammar with known entropy.
 
 The world is a fixed cast of entities (20 people with a gender, a job, a home city and a
 favourite food; 24 cities in 12 countries; animals, objects, foods, places, activities)
 and 27 constructions (statements, facts, questions, opinions with negation, numbers,
-times and dates). Each derivation renders to one English and one Chinese sentence.
+times and dates). Each derivation renders to one English and one Chinese sentence, and
+to one German sentence where its construction has a German template (all 27 do).
 
 **Probability.** A derivation is a sequence of uniform choices (construction, then each
 slot's value from its pool), so ::
@@ -23,12 +25,28 @@ the entropy ``H_lm = 1 + H`` (Gibbs' inequality), with equality only when ``Q = 
 Comparing a model's bits/sentence with the items' true bits therefore measures how far it
 is from optimal.
 
+**German and parallel data.** ``LANGS = ("en", "zh")`` are the LM corpus's languages
+and stay so: the LM corpus, its entropy and every en/zh stream are as they were.
+``MT_LANGS = ("en", "zh", "de")`` are the languages a construction may render in.
+``World.sentences(split, n, seed, langs=("en", "de"))`` draws derivations uniformly over
+the ``K`` constructions that have all of ``langs`` (``P(d) = 1/K * prod_i 1/|pool_i|``,
+``Sentence.bits`` with that ``K``); since every construction has German, ``K = 27`` and
+the draw is the default one, derivation for derivation, so EN-ZH and EN-DE pairs come
+from the same sentences. ``parse``/``accepts``/``parse_all`` take ``"de"``; the German
+rendering is injective like the others. German follows its own grammar (gender, case,
+adjective endings, verb-second and verb-final order): see :mod:`.german` and
+:mod:`.constructions`.
+
 Usage::
 
     from lmforge.corpora import lm_corpus, accepts, lm_surprisal_bits
     items = lm_corpus("train", 1000, seed=0)      # [WorldText(text, lang, bits, sentence)]
     accepts(items[0].text, items[0].lang)         # True
     lm_surprisal_bits(items[0].text) == items[0].bits
+
+    from lmforge.corpora.world import sentences
+    pairs = [(s.render("en"), s.render("de")) for s in sentences("train", 1000,
+                                                                  langs=("en", "de"))]
 """
 
 from __future__ import annotations
@@ -43,9 +61,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ConfigError
-from .constructions import CONSTRUCTIONS, TEMPLATE_WORDS
+from .constructions import CONSTRUCTIONS, DE_TEMPLATES, TEMPLATE_WORDS
+from .german import de_number
 from .grammar import Construction, Grammar, Mention, Segment, Sentence
-from .lexicon import LANGS, Domain, build_domains, zh_number
+from .lexicon import LANGS, MT_LANGS, Domain, build_domains, zh_number
 
 SPLITS = ("train", "val", "test")
 LANG_BITS = 1.0  # -log2(1/2): the language of an LM item is a fair coin
@@ -80,8 +99,17 @@ def detect_lang(text: str) -> str:
 
 
 def _check_lang(lang: str) -> None:
-    if lang not in LANGS:
-        raise ConfigError(f"lang must be one of {', '.join(LANGS)}; got {lang!r}")
+    if lang not in MT_LANGS:
+        raise ConfigError(f"lang must be one of {', '.join(MT_LANGS)}; got {lang!r}")
+
+
+def _check_langs(langs: tuple[str, ...]) -> tuple[str, ...]:
+    langs = (langs,) if isinstance(langs, str) else tuple(langs)
+    if not langs:
+        raise ConfigError(f"langs must name at least one of {', '.join(MT_LANGS)}")
+    for lang in langs:
+        _check_lang(lang)
+    return langs
 
 
 def _rng(seed: int, split: str) -> random.Random:
@@ -96,26 +124,56 @@ class World:
     """The world's grammar: sample, render, parse and score sentences.
 
     ``sample(rng)`` draws a :class:`Sentence` (a derivation; ``.render(lang)`` gives
-    either language, ``.bits`` its exact surprisal). ``parse(text, lang)`` inverts
+    each of its languages, ``.bits`` its exact surprisal). ``parse(text, lang)`` inverts
     rendering. Module-level functions use one shared instance (:func:`default_world`).
+
+    ``langs`` (in :meth:`sentences`, :meth:`entropy_bits`) restricts the draw to the
+    constructions with a template in every one of those languages (:meth:`grammar_for`);
+    parsing in ``lang`` uses the grammar of ``(lang,)``. For ``en`` and ``zh`` (and any
+    set whose constructions are all of them) that is the whole grammar.
     """
 
     def __init__(self) -> None:
         self.domains: dict[str, Domain] = build_domains()
+        unknown = set(DE_TEMPLATES) - {c[0] for c in CONSTRUCTIONS}
+        if unknown:
+            raise ValueError(f"German templates for unknown constructions: {sorted(unknown)}")
         self.grammar = Grammar(self.domains, [
-            Construction(name, cat, slots, {"en": en, "zh": zh}, self.domains)
+            Construction(name, cat, slots, {"en": en, "zh": zh} | (
+                {"de": DE_TEMPLATES[name]} if name in DE_TEMPLATES else {}), self.domains)
             for name, cat, slots, en, zh in CONSTRUCTIONS])
         self.constructions = self.grammar.constructions
+        self._grammars: dict[tuple[str, ...], Grammar] = {}
+
+    def grammar_for(self, langs: tuple[str, ...] = LANGS) -> Grammar:
+        """The grammar of the constructions that render in all of ``langs``, chosen
+        uniformly: ``K`` is their number and a derivation's bits are
+        ``log2(K * prod |pool_i|)`` (the whole grammar when every construction has them).
+        """
+        key = tuple(sorted(set(_check_langs(langs))))
+        if key not in self._grammars:
+            try:
+                self._grammars[key] = self.grammar.restrict(key)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        return self._grammars[key]
 
     # ------------------------------------------------------------------ generation
     def sample(self, rng: random.Random) -> Sentence:
         """One derivation drawn from the grammar's distribution."""
         return self.grammar.sample(rng)
 
-    def sentences(self, split: str, n: int, seed: int = 0) -> list[Sentence]:
-        """``n`` derivations of ``split`` (deterministic in ``(seed, split)``)."""
+    def sentences(self, split: str, n: int, seed: int = 0,
+                  langs: tuple[str, ...] = LANGS) -> list[Sentence]:
+        """``n`` derivations of ``split`` (deterministic in ``(seed, split)``), each
+        renderable in every one of ``langs`` (e.g. ``("en", "de")`` for EN-DE pairs).
+
+        The construction is uniform over the ``K`` constructions that have all of
+        ``langs`` (:meth:`grammar_for`), so ``P(d) = 1/K * prod_i 1/|pool_i|``; when
+        that is every construction, the sample is the default one, draw for draw.
+        """
         rng = _rng(seed, split)
-        sample = self.grammar.sample
+        sample = self.grammar_for(langs).sample
         return [sample(rng) for _ in range(n)]
 
     def iter_lm(self, split: str, seed: int = 0) -> Iterator[WorldText]:
@@ -136,13 +194,11 @@ class World:
     # ------------------------------------------------------------------ parsing
     def parse(self, text: str, lang: str) -> Sentence | None:
         """The unique derivation of ``text`` in ``lang``, or None if ungrammatical."""
-        _check_lang(lang)
-        return self.grammar.parse(text, lang)
+        return self.grammar_for((lang,)).parse(text, lang)
 
     def parse_all(self, text: str, lang: str) -> list[Sentence]:
         """All derivations of ``text`` (exhaustive search; injectivity means <= 1)."""
-        _check_lang(lang)
-        return self.grammar.parse_all(text, lang)
+        return self.grammar_for((lang,)).parse_all(text, lang)
 
     def accepts(self, sentence: str, lang: str) -> bool:
         """Whether the grammar generates exactly ``sentence`` in ``lang``."""
@@ -154,7 +210,7 @@ class World:
         return None if s is None else s.bits
 
     def accepts_any(self, text: str) -> bool:
-        """Whether ``text`` is a grammatical sentence in its (detected) language."""
+        """Whether ``text`` is a grammatical sentence in its detected LM language (en/zh)."""
         return self.parse(text, detect_lang(text)) is not None
 
     def lm_surprisal_bits(self, text: str) -> float | None:
@@ -163,9 +219,9 @@ class World:
         return None if s is None else LANG_BITS + s.bits
 
     # ------------------------------------------------------------------ facts
-    def entropy_bits(self) -> float:
-        """Exact entropy of a sentence in a given language, ``H = E[-log2 P]``."""
-        return self.grammar.entropy_bits()
+    def entropy_bits(self, langs: tuple[str, ...] = LANGS) -> float:
+        """Exact entropy ``H = E[-log2 P]`` of a sentence of :meth:`sentences` (``langs``)."""
+        return self.grammar_for(langs).entropy_bits()
 
     def lm_entropy_bits(self) -> float:
         """Exact entropy of an LM corpus item: ``1 + H``."""
@@ -174,8 +230,9 @@ class World:
     def vocabulary(self, lang: str) -> set[str]:
         """The content words (names, nouns, verbs, adjectives...) of ``lang``.
 
-        The lexicon's word lists (each entry once, e.g. "play chess", "下棋") plus the
-        content words written in the templates ("bought", "见到"...).
+        The lexicon's word lists (each entry once, e.g. "play chess", "下棋", "Schach
+        spielen"; German nouns, adjectives and jobs in their base form) plus the content
+        words written in the templates ("bought", "见到", "kaufte"...).
         """
         _check_lang(lang)
         words = {w for d in self.domains.values() if d.lexical for w in d.words(lang)}
@@ -241,13 +298,15 @@ def iter_lm_corpus(split: str, seed: int = 0) -> Iterator[WorldText]:
     return default_world().iter_lm(split, seed)
 
 
-def sentences(split: str, n: int, seed: int = 0) -> list[Sentence]:
-    """``n`` derivations (each renderable in both languages) of ``split``."""
-    return default_world().sentences(split, n, seed)
+def sentences(split: str, n: int, seed: int = 0,
+              langs: tuple[str, ...] = LANGS) -> list[Sentence]:
+    """``n`` derivations of ``split``, each renderable in all of ``langs`` (default en, zh;
+    see :meth:`World.sentences`)."""
+    return default_world().sentences(split, n, seed, langs)
 
 
 def accepts(sentence: str, lang: str) -> bool:
-    """Whether the world's grammar generates exactly ``sentence`` in ``lang`` ("en"/"zh")."""
+    """Whether the world's grammar generates exactly ``sentence`` in ``lang`` (en, zh, de)."""
     return default_world().accepts(sentence, lang)
 
 
@@ -316,8 +375,9 @@ def write_lm_corpus(out_dir: str | Path, n_train: int, n_val: int, n_test: int,
 
 
 __all__ = [
-    "LANGS", "SPLITS", "Construction", "Domain", "Grammar", "Mention", "Segment", "Sentence",
-    "World", "WorldText", "accepts", "accepts_any", "default_world", "detect_lang",
-    "entropy_bits", "iter_lm_corpus", "lm_corpus", "lm_entropy_bits", "lm_surprisal_bits",
-    "parse", "sentences", "stats", "surprisal_bits", "write_lm_corpus", "zh_number",
+    "LANGS", "MT_LANGS", "SPLITS", "Construction", "Domain", "Grammar", "Mention", "Segment",
+    "Sentence", "World", "WorldText", "accepts", "accepts_any", "de_number", "default_world",
+    "detect_lang", "entropy_bits", "iter_lm_corpus", "lm_corpus", "lm_entropy_bits",
+    "lm_surprisal_bits", "parse", "sentences", "stats", "surprisal_bits", "write_lm_corpus",
+    "zh_number",
 ]

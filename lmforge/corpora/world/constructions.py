@@ -1,16 +1,33 @@
-"""The world's constructions: slot specs and an English and a Chinese template each.
+"""The world's constructions: slot specs and an English, a Chinese and a German template.
 
 Slot spec syntax (see :mod:`.grammar`): ``name:domain`` draws uniformly from the domain;
 ``q:person!=p`` excludes the value of slot ``p``; ``c2:city!=home(p)`` excludes the home
 city of person ``p``; ``h:hour|part`` draws from the hours allowed in that part of the day.
 A template writes ``{slot}`` for the plain word and ``{slot.form}`` for another form
 (``{o.pl}`` plural, ``{o.cl}`` Chinese classifier, ``{c.art}`` the English article a/an,
-``{p.subj}`` pronoun, ``{p.city}`` the person's home city...).
+``{p.subj}`` pronoun, ``{p.city}`` the person's home city...), and ``{slot.form~other}``
+for a form that agrees with the grammatical gender of another slot (German adjectives:
+``{o.ein_acc} {c.acc_mixed~o} {o.acc}`` is einen roten Ball / eine rote Tasse / ein
+rotes Buch).
 
 Long-range dependencies: pronouns agree with a person named earlier (``{p.subj}``,
 ``{q.obj}``, ``{q.poss}``); classifiers agree with their noun across an adjective
 (一{o.cl}{c}的{o}); facts about a person (job, home city, country, favourite food) are
 forms of the person slot and cost 0 bits once the person is chosen.
+
+**German** (``DE_TEMPLATES``, one per construction: all 27 have one). The German word
+order is written into each template: the finite verb second in a main clause, also after
+a fronted time phrase or adverb (Am Montagmorgen *kaufte* Anna ..., deshalb *kaufte*
+Tom ...); verb-final in subordinate clauses (weil sie mit Tom Schach spielen *wollte*;
+dass die Tasche, die er gekauft *hat*, sehr schön *ist*); the infinitive or participle
+at the end of a clause with a modal, the future or the perfect (wird ... *fliegen*,
+hat ... *geschenkt*, ist ... *gereist*); verb first in yes/no questions (Hat ...?,
+Will ...?); time before place before object (am Freitagabend im Park zwei Bälle); times
+as one compound (am Montagmorgen, jeden Freitagabend, freitagabends). The agreement the
+templates rely on (article and adjective with the noun's gender and case, im/am/zum/zur,
+er/sie/es for an animal or object, sein/ihr, der/die as relative pronouns) is made by
+the lexicon's forms (:mod:`.german`). A construction without a German template simply
+has no German: :meth:`.grammar.Sentence.render` raises a ValueError for it.
 """
 
 from __future__ import annotations
@@ -147,6 +164,64 @@ CONSTRUCTIONS: list[tuple[str, str, str, str, str]] = [
      "住在{p.city}的{p}{day}告诉{q},{c2}的{s}{deg}{adj}。"),
 ]
 
+# German templates by construction name (see the module docstring).
+_DP_DE = "{day}{part.cmp}"
+_CLK_DE = "{day}{part.cmp} um {hour}{min} Uhr"
+_MD_DE = "{mday} {month}"
+
+DE_TEMPLATES: dict[str, str] = {
+    # ------------------------------------------------------------ statements
+    "buy": f"{{p}} kaufte am {_DP_DE} {{pl.at}} {{pl.dat}} in {{city}} {{n}} {{c.pl}} {{o.pl}}.",
+    "zoo": f"Am {_CLK_DE} sah {{p}} im Zoo von {{city}} in {{city.country}} {{n}} {{a.pl}}.",
+    "meet": f"{{p}} traf {{q}} am {_CLK_DE} {{pl.at}} {{pl.dat}} in {{city}}.",
+    "gift": f"{{p}} traf {{q}} am {_DP_DE} {{pl.at}} {{pl.dat}} und schenkte {{q.dat}} {{n}} "
+            "{c.pl} {o.pl}.",
+    "because": f"{{p}} ging am {_CLK_DE} {{pl.to}} {{pl.dat}}, weil {{p.subj}} mit {{q}} "
+               "{act} wollte.",
+    "lost": f"{{p}} verlor am {_DP_DE} in {{city}} {{o.ein_acc}} {{c.acc_mixed~o}} {{o.acc}}, "
+            "aber {q} fand {o.it_acc} {pl.at} {pl.dat}.",
+    "pets": f"{{p}} hat {{n}} {{c.pl}} {{a.pl}}, und {{p.subj}} bringt sie jeden {_DP_DE} "
+            "{pl.to} {pl.dat}.",
+    "farm": "Auf {p.gen} Bauernhof bei {city} gibt es {n} {a.pl} und {n2} {a2.pl}.",
+    "flight": f"{{p}} wird am {_MD_DE} mit {{q}} von {{city}} nach {{c2}} fliegen.",
+    "price": f"{{p}} bezahlte am {_DP_DE} {{pl.at}} {{pl.dat}} {{n}} Yuan für {{o.ein_acc}} "
+             "{c.acc_mixed~o} {o.acc}.",
+    "schedule": f"Am {_CLK_DE} wird {{p}} mit {{q}} in {{city}} {{act}}.",
+    "birthday": f"Am {_MD_DE} schenkte {{p}} {{q}} {{n}} {{f.pl}} zu {{q.poss_dat_m}} "
+                "Geburtstag.",
+    "order": f"Am {_CLK_DE} bestellte {{p}} im Café in {{city}} {{dr.cup}} {{dr}} und "
+             "{f.ein_acc} {f.acc}.",
+    # ------------------------------------------------------------ facts
+    "intro": "{p} ist {p.job} aus {p.city}, und {p.subj} mag es, {day.adv}{part.adv} mit {q} "
+             "{pl.at} {pl.dat} {act.zu}.",
+    "home": f"{{p}} wohnt in {{p.city}}, das in {{p.country}} liegt, aber {{p.subj}} ist am "
+            f"{_MD_DE} mit {{q}} nach {{c2}} gereist.",
+    "favorite": f"{{p}} liebt {{p.food_pl}}, deshalb kaufte {{q}} {{p.dat}} am {_DP_DE} "
+                "{pl.at} {pl.dat} {n} {p.food_pl}.",
+    "works": f"{{p}} arbeitet als {{p.job}} in {{p.city}}, und {{p.subj}} geht jeden {_DP_DE} "
+             "mit {q} {pl.to} {pl.dat}.",
+    # ------------------------------------------------------------ questions
+    "q_did": f"Hat {{p}} {{q}} am {_DP_DE} {{n}} {{c.pl}} {{o.pl}} geschenkt?",
+    "q_where": f"Wo in {{city}} haben {{p}} und {{q}} am {_DP_DE} {{a.ein_acc}} "
+               "{c.acc_mixed~a} {a.acc} gesehen?",
+    "q_how_many": f"Wie viele {{c.pl}} {{o.pl}} hat {{p}} am {_DP_DE} {{pl.at}} {{pl.dat}} "
+                  "für {q} gekauft?",
+    "q_who": f"Wer hat {{p}} am {_DP_DE} {{pl.at}} {{pl.dat}} in {{city}} {{o.ein_acc}} "
+             "{c.acc_mixed~o} {o.acc} geschenkt?",
+    "q_when": "Wann wird {p} mit {q} {pl.at} {pl.dat} in {city} {act}?",
+    "q_fact": f"Will {{p}}, {{p.job_art}} {{p.job}} aus {{p.city}}, am {_DP_DE} mit {{q}} "
+              "{pl.at} {pl.dat} {act}?",
+    # ------------------------------------------------------------ opinions
+    "op_object": "{p} findet, dass {o.der_nom} {c.nom_weak~o} {o}, {o.der_acc} {p.subj} am "
+                 "{day} in {city} gekauft hat, {deg} {adj} ist.",
+    "op_food": f"{{p}} sagte, dass die {{f.pl}}, die {{p.subj}} am {_DP_DE} {{pl.at}} "
+               "{pl.dat} in {city} gegessen hatte, {deg} {adj} waren.",
+    "op_animal": "{p} mag {a.der_acc} {c.acc_weak~a} {a.acc} von {q} {pol}, weil {a.it_nom} "
+                 "{pol} {adj} ist.",
+    "op_city": "{p}, {p.rel} in {p.city} wohnt, sagte {q} am {day}, dass {c2} {s.at} {s.dat} "
+               "{deg} {adj} ist.",
+}
+
 # Content words written in the templates themselves (verbs, nouns), per language; they
 # count towards World.vocabulary together with the lexicon's word lists.
 TEMPLATE_WORDS: dict[str, tuple[str, ...]] = {
@@ -157,4 +232,9 @@ TEMPLATE_WORDS: dict[str, tuple[str, ...]] = {
     "zh": ("买", "看到", "动物园", "见到", "送给", "去", "想", "丢", "找到", "有", "带",
            "农场", "附近", "飞往", "花", "元", "点", "生日礼物", "住", "最喜欢", "吃", "当",
            "喜欢", "觉得", "说", "告诉", "来自", "什么地方", "什么时候", "多少", "谁"),
+    "de": ("kaufte", "sah", "Zoo", "traf", "schenkte", "ging", "wollte", "verlor", "fand",
+           "hat", "bringt", "Bauernhof", "gibt", "fliegen", "bezahlte", "Yuan", "bestellte",
+           "Café", "Geburtstag", "mag", "wohnt", "liegt", "gereist", "liebt", "arbeitet",
+           "geht", "geschenkt", "gesehen", "gekauft", "findet", "sagte", "gegessen", "Will",
+           "Wer", "Wo", "Wann", "Wie viele"),
 }

@@ -19,17 +19,24 @@ So the probability of a derivation ``d`` with slot pools ``P_1..P_m`` is exactly
 
     P(d) = 1/K * prod_i 1/|P_i|          surprisal(d) = -log2 P(d) = log2(K * prod_i |P_i|)
 
-Rendering ``d`` in a language fills each ``{slot.form}`` with a precomputed string.
-Every slot is rendered in every language, and the rendering is **injective**: no two
-derivations give the same string (tested on large samples with :meth:`Grammar.parse_all`).
-Hence ``P(string) = P(its unique derivation)``, and parsing a string recovers its exact
-probability.
+Rendering ``d`` in a language fills each ``{slot.form}`` with a precomputed string;
+``{slot.form~other}`` takes the form that agrees with the grammatical gender (``genus``)
+of slot ``other`` (German: ``{c.acc_mixed~o}`` is roten/rote/rotes as ``o`` is
+masculine/feminine/neuter). A construction renders in the languages it has a template
+for (:attr:`Construction.langs`; English and Chinese always, German where written);
+rendering in another raises a ValueError naming the construction. Every slot is
+rendered in every template, and the rendering is **injective**: no two derivations give
+the same string (tested on large samples with :meth:`Grammar.parse_all`). Hence
+``P(string) = P(its unique derivation)``, and parsing a string recovers its exact
+probability. :meth:`Grammar.restrict` keeps the constructions of some languages; its
+``K`` is their number.
 
 The parser is a backtracking matcher over each construction's surface template. Slots
 are bound the first time the template mentions them (in surface order, which differs
 between languages); a slot whose pool depends on an unbound parent binds the parent
-first. Candidate strings for a slot are indexed by their first character, so a match
-tries only the few values that can start at the current position.
+first, and so does the slot an agreeing form depends on. Candidate strings for a slot
+are indexed by their first character, so a match tries only the few values that can
+start at the current position.
 """
 
 from __future__ import annotations
@@ -40,13 +47,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .lexicon import LANGS, Domain
+from .german import FUNCTION_FORMS as DE_FUNCTION_FORMS
+from .lexicon import LANGS, MT_LANGS, Domain
 
 _SLOT_RE = re.compile(r"^(\w+):(\w+)(?:(!=)(\w+)|(!=home\()(\w+)\)|(\|)(\w+))?$")
-_PH_RE = re.compile(r"\{(\w+)(?:\.(\w+))?\}")
+_PH_RE = re.compile(r"\{(\w+)(?:\.(\w+))?(?:~(\w+))?\}")
 
 # forms that are function words agreeing with a slot, not mentions of it
-FUNCTION_FORMS = frozenset({"art", "job_art", "cup"})
+FUNCTION_FORMS = frozenset({"art", "job_art", "cup"}) | DE_FUNCTION_FORMS
+AGREEMENT_ATTR = "genus"  # the attribute of a controlling slot that selects an agreeing form
 
 # parse steps
 _LIT, _CHK, _ENUM, _ENUMCHK = 0, 1, 2, 3
@@ -105,6 +114,11 @@ class Construction:
         self.name = name
         self.category = category
         self.templates = dict(templates)
+        unknown = set(self.templates) - set(MT_LANGS)
+        if unknown:
+            raise ValueError(f"{name}: unknown template languages {sorted(unknown)}; "
+                             f"the world's are {', '.join(MT_LANGS)}")
+        self.langs = tuple(lang for lang in MT_LANGS if lang in self.templates)
         self.specs = [parse_slot(s) for s in slots.split()]
         self.slot_names = tuple(s.name for s in self.specs)
         if len(set(self.slot_names)) != len(self.slot_names):
@@ -137,13 +151,30 @@ class Construction:
                 pools = dom.cond[pdom.name]
             self.pools.append(pools)
         self.parts: dict[str, list] = {}
+        self.agrees: dict[str, bool] = {}
         self.steps: dict[str, list] = {}
         self.literals: dict[str, tuple[str, ...]] = {}
-        for lang in LANGS:
+        for lang in self.langs:
             self._compile(lang)
         self.n_choices = len(self.specs)
 
     # ------------------------------------------------------------------ compile
+    def _slot(self, slot: str, lang: str) -> int:
+        if slot not in self.index:
+            raise ValueError(f"{self.name}/{lang}: unknown slot {slot!r}")
+        return self.index[slot]
+
+    def _agreeing(self, i: int, form: str, j: int, lang: str) -> tuple[tuple[str, ...], ...]:
+        """Slot ``i``'s ``form`` agreeing with slot ``j``: one table per value of ``j``,
+        the domain's form ``<form>.<genus of that value>``."""
+        ctrl = self.domains[j]
+        if i == j or AGREEMENT_ATTR not in ctrl.attrs:
+            raise ValueError(f"{self.name}/{lang}: {self.slot_names[i]} cannot agree with "
+                             f"{self.slot_names[j]} (it needs another slot with a "
+                             f"{AGREEMENT_ATTR!r})")
+        return tuple(self.domains[i].form(lang, f"{form}.{g}")
+                     for g in ctrl.attrs[AGREEMENT_ATTR])
+
     def _compile(self, lang: str) -> None:
         tpl = self.templates[lang]
         parts: list = []
@@ -151,11 +182,12 @@ class Construction:
         for m in _PH_RE.finditer(tpl):
             if m.start() > pos:
                 parts.append(tpl[pos:m.start()])
-            slot, form = m.group(1), m.group(2) or "w"
-            if slot not in self.index:
-                raise ValueError(f"{self.name}/{lang}: unknown slot {slot!r}")
-            i = self.index[slot]
-            parts.append((i, form, self.domains[i].form(lang, form)))
+            i, form = self._slot(m.group(1), lang), m.group(2) or "w"
+            if m.group(3):
+                j = self._slot(m.group(3), lang)
+                parts.append((i, form, self._agreeing(i, form, j, lang), j))
+            else:
+                parts.append((i, form, self.domains[i].form(lang, form)))
             pos = m.end()
         if pos < len(tpl):
             parts.append(tpl[pos:])
@@ -165,43 +197,60 @@ class Construction:
             raise ValueError(f"{self.name}/{lang}: slots never rendered: "
                              f"{[self.slot_names[i] for i in sorted(missing)]}")
         self.parts[lang] = parts
+        self.agrees[lang] = any(len(p) == 4 for p in parts if not isinstance(p, str))
         self.literals[lang] = tuple(p for p in parts if isinstance(p, str))
-        # Parse plan: bind each slot where the template first mentions it.
+        # Parse plan: bind each slot where the template first mentions it; a slot's
+        # unbound parent, and the unbound slot an agreeing form depends on, come first.
         bound: set[int] = set()
         steps: list = []
         for p in parts:
             if isinstance(p, str):
                 steps.append((_LIT, p))
                 continue
-            i, _form, table = p
+            i, table, ctrl = p[0], p[2], p[3] if len(p) == 4 else -1
+            if ctrl >= 0:
+                self._bind(ctrl, bound, steps)
             if i in bound:
-                steps.append((_CHK, i, table))
+                steps.append((_CHK, i, table, ctrl))
                 continue
-            chain = []
-            j = self.parent_idx[i]
-            while j >= 0 and j not in bound:
-                chain.append(j)
-                j = self.parent_idx[j]
-            for j in reversed(chain):
-                steps.append((_ENUM, j, self.parent_idx[j], self.pools[j]))
-                bound.add(j)
-            steps.append((_ENUMCHK, i, self.parent_idx[i], self._index(i, table)))
+            self._bind(self.parent_idx[i], bound, steps)
+            steps.append((_ENUMCHK, i, self.parent_idx[i], self._index(i, table, ctrl), ctrl))
             bound.add(i)
         self.steps[lang] = steps
 
-    def _index(self, i: int, table: tuple[str, ...]):
-        """Candidates of slot ``i`` as {first char: ((value, string), ...)} (per parent value)."""
+    def _bind(self, j: int, bound: set[int], steps: list) -> None:
+        """Enumerate slot ``j`` (after its unbound ancestors) unless it is bound or -1."""
+        chain = []
+        while j >= 0 and j not in bound:
+            chain.append(j)
+            j = self.parent_idx[j]
+        for j in reversed(chain):
+            steps.append((_ENUM, j, self.parent_idx[j], self.pools[j]))
+            bound.add(j)
 
-        def build(pool):
+    def _index(self, i: int, table: tuple, ctrl: int):
+        """Candidates of slot ``i`` as {first char: ((value, string), ...)}, per parent
+        value if ``i`` has a parent, then per value of ``ctrl`` if the form agrees."""
+
+        def build(pool, tab: tuple[str, ...]) -> dict[str, tuple]:
             idx: dict[str, list] = {}
             for v in pool:
-                s = table[v]
+                s = tab[v]
                 idx.setdefault(s[:1], []).append((v, s))
             return {k: tuple(c) for k, c in idx.items()}
 
+        def per_ctrl(pool):
+            if ctrl < 0:
+                return build(pool, table)
+            built: dict[int, dict] = {}  # one index per distinct table (per gender)
+            for tab in table:
+                if id(tab) not in built:
+                    built[id(tab)] = build(pool, tab)
+            return tuple(built[id(tab)] for tab in table)
+
         if self.parent_idx[i] < 0:
-            return build(self.pools[i])
-        return tuple(build(pool) for pool in self.pools[i])
+            return per_ctrl(self.pools[i])
+        return tuple(per_ctrl(pool) for pool in self.pools[i])
 
     # ------------------------------------------------------------------ use
     def pool_sizes(self, values: tuple[int, ...]) -> list[int]:
@@ -218,18 +267,39 @@ class Construction:
             vals.append(choice(pools if pi < 0 else pools[vals[pi]]))
         return tuple(vals)
 
+    def _parts(self, lang: str) -> list:
+        try:
+            return self.parts[lang]
+        except KeyError:
+            raise ValueError(f"construction {self.name!r} has no {lang!r} template; it renders "
+                             f"in {', '.join(self.langs)}") from None
+
+    @staticmethod
+    def _text(p: tuple, values: tuple[int, ...]) -> str:
+        """The string of slot part ``p``: ``table[value]``, or ``table[controller][value]``."""
+        table = p[2] if len(p) == 3 else p[2][values[p[3]]]
+        return table[values[p[0]]]
+
     def render(self, values: tuple[int, ...], lang: str) -> str:
-        return "".join([p if p.__class__ is str else p[2][values[p[0]]]
-                        for p in self.parts[lang]])
+        """The sentence in ``lang``; ValueError if the construction has no such template."""
+        parts = self._parts(lang)
+        if self.agrees[lang]:
+            text = self._text
+            return "".join([p if p.__class__ is str else text(p, values) for p in parts])
+        return "".join([p if p.__class__ is str else p[2][values[p[0]]] for p in parts])
 
     def segments(self, values: tuple[int, ...], lang: str) -> list[Segment]:
         return [Segment(p) if isinstance(p, str) else
-                Segment(p[2][values[p[0]]], self.slot_names[p[0]], p[1])
-                for p in self.parts[lang]]
+                Segment(self._text(p, values), self.slot_names[p[0]], p[1])
+                for p in self._parts(lang)]
 
     def match(self, text: str, lang: str, find_all: bool = False) -> list[tuple[int, ...]]:
-        """Every value tuple whose rendering in ``lang`` is exactly ``text``."""
-        for lit in self.literals[lang]:
+        """Every value tuple whose rendering in ``lang`` is exactly ``text`` (none if the
+        construction has no ``lang`` template)."""
+        literals = self.literals.get(lang)
+        if literals is None:
+            return []
+        for lit in literals:
             if lit not in text:
                 return []
         steps = self.steps[lang]
@@ -245,7 +315,7 @@ class Construction:
                 if op == _LIT:
                     s = st[1]
                 elif op == _CHK:
-                    s = st[2][vals[st[1]]]
+                    s = (st[2] if st[3] < 0 else st[2][vals[st[3]]])[vals[st[1]]]
                 elif op == _ENUM:
                     i, pi, pools = st[1], st[2], st[3]
                     for v in (pools if pi < 0 else pools[vals[pi]]):
@@ -254,9 +324,11 @@ class Construction:
                             return True
                     return False
                 else:
-                    i, pi, idx = st[1], st[2], st[3]
+                    i, pi, idx, ctrl = st[1], st[2], st[3], st[4]
                     if pi >= 0:
                         idx = idx[vals[pi]]
+                    if ctrl >= 0:
+                        idx = idx[vals[ctrl]]
                     cands = idx.get(text[pos:pos + 1], ())
                     empty = idx.get("")
                     if empty:
@@ -302,11 +374,12 @@ class Sentence:
         return (self.construction.name, self.values)
 
     def render(self, lang: str) -> str:
-        """The sentence in ``lang`` ("en" or "zh")."""
+        """The sentence in ``lang`` ("en", "zh" or "de"); ValueError if the construction
+        has no template in ``lang``."""
         return self.construction.render(self.values, lang)
 
-    def renderings(self) -> dict[str, str]:
-        return {lang: self.render(lang) for lang in LANGS}
+    def renderings(self, langs: tuple[str, ...] = LANGS) -> dict[str, str]:
+        return {lang: self.render(lang) for lang in langs}
 
     def segments(self, lang: str) -> list[Segment]:
         """The rendering as literal pieces and slot pieces (for spans and alignment)."""
@@ -372,7 +445,11 @@ class Sentence:
 
 
 class Grammar:
-    """A set of constructions, chosen uniformly; samples, renders and parses sentences."""
+    """A set of constructions, chosen uniformly; samples, renders and parses sentences.
+
+    :meth:`restrict` gives the grammar of the constructions that render in some set of
+    languages: its ``K`` (``n``) is their number, so its bits are those of drawing from it.
+    """
 
     def __init__(self, domains: dict[str, Domain], constructions: list[Construction]):
         self.domains = domains
@@ -381,6 +458,16 @@ class Grammar:
         if len(self.by_name) != len(constructions):
             raise ValueError("duplicate construction names")
         self.n = len(constructions)
+
+    def restrict(self, langs: tuple[str, ...]) -> Grammar:
+        """The constructions with a template in every one of ``langs``, chosen uniformly
+        (``self`` when that is all of them; ValueError when it is none)."""
+        keep = [c for c in self.constructions if all(lang in c.templates for lang in langs)]
+        if len(keep) == self.n:
+            return self
+        if not keep:
+            raise ValueError(f"no construction renders in all of {', '.join(langs)}")
+        return Grammar(self.domains, keep)
 
     def bits_of(self, c: Construction, values: tuple[int, ...]) -> float:
         """Exact surprisal ``log2(K * prod |pool_i|)`` of a derivation."""

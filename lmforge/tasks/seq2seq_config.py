@@ -1,0 +1,159 @@
+"""Recipes of the generation tasks (text in, text out): YAML validated by pydantic.
+
+A generation recipe names its ``task`` at the top; ``lmforge finetune`` reads it through
+:func:`lmforge.tasks.config.load_finetune_recipe` like any other recipe::
+
+    task:      translate
+    run:       name, output folder, seed
+    data:      a built-in world set (``world: translation``, ``langs: [source, target]``)
+               or the user's parallel files (TSV, JSONL, or line-aligned text pairs)
+    tokenizer: the tokenizer trained for a model built from scratch (both languages)
+    model:     an encoder-decoder built from scratch: ``arch`` transformer or
+               seq2seq_rnn, plus that architecture's config fields
+    backbone:  or a pretrained encoder-decoder (T5): a folder, or a pretraining recipe
+               run first into ``<run>/backbone``
+    decode:    beams, length penalty, no-repeat n-grams, output length
+    metric:    the validation score that picks the best checkpoint (bleu, chrf,
+               exact_match)
+    train:     the trainer's options (:class:`~lmforge.train.config.TrainConfig`)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from ..config import RunConfig, TokenizerConfig, format_validation_error
+from ..errors import ConfigError
+from ..train.config import TrainConfig
+from ..validation import Section
+
+GENERATION_TASKS = ("translate",)
+SCRATCH_ARCHS = ("transformer", "seq2seq_rnn")
+
+
+class Seq2SeqDataConfig(Section):
+    world: Literal["translation"] | None = Field(
+        None, description="a built-in world set (instead of files)")
+    world_sizes: dict[str, int] = Field(default_factory=dict,
+                                        description="split sizes of the world set")
+    langs: list[Literal["en", "zh", "de"]] = Field(
+        default_factory=lambda: ["en", "zh"], min_length=2, max_length=2,
+        description="[source, target]")
+    train: str | None = Field(None, description="training pairs: .tsv, .jsonl, or the "
+                              "source side of a text-file pair (with train_tgt)")
+    train_tgt: str | None = Field(None, description="the target lines of a text-file pair")
+    val: str | None = Field(None, description="validation pairs; default: a share of train")
+    val_tgt: str | None = None
+    test: list[str] = Field(default_factory=list, description="files evaluated at the end")
+    test_tgt: list[str] = Field(default_factory=list, description="their target files, "
+                                "for text-file pairs")
+    format: Literal["auto", "tsv", "jsonl", "text"] = "auto"
+    val_fraction: float = Field(0.02, gt=0, lt=1)
+    max_length: int = Field(128, ge=8, description="tokens per source and per target "
+                            "(longer ones are cut in training)")
+    val_decode: int = Field(300, ge=1, description="validation pairs translated for the "
+                            "selection metric at each evaluation")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Seq2SeqDataConfig:
+        if (self.world is None) == (self.train is None):
+            raise ValueError("give exactly one of data.world (a built-in set) or data.train "
+                             "(your file)")
+        if self.langs[0] == self.langs[1]:
+            raise ValueError(f"data.langs needs two different languages, got {self.langs}")
+        if self.test_tgt and len(self.test_tgt) != len(self.test):
+            raise ValueError("data.test_tgt needs one target file per data.test file")
+        return self
+
+
+class Seq2SeqBackboneConfig(Section):
+    path: str | None = Field(None, description="a pretrained encoder-decoder folder (lmforge "
+                             "run or model, or a Hugging Face T5 folder)")
+    pretrain: str | None = Field(None, description="a pretraining recipe run first into "
+                                 "<run>/backbone (e.g. t5-world)")
+    pretrain_set: list[str] = Field(default_factory=list,
+                                    description="--set overrides of that recipe")
+    pretrain_on_task_text: bool = Field(True, description="add the task's training texts "
+                                        "(both sides) to the pretraining data")
+
+    @model_validator(mode="after")
+    def _one(self) -> Seq2SeqBackboneConfig:
+        if (self.path is None) == (self.pretrain is None):
+            raise ValueError("give exactly one of backbone.path or backbone.pretrain")
+        return self
+
+
+class DecodeConfig(Section):
+    beams: int = Field(4, ge=1, description="beam size (1: greedy)")
+    alpha: float = Field(0.6, ge=0, description="GNMT length penalty exponent")
+    no_repeat_ngram_size: int = Field(0, ge=0, description="never repeat an n-gram (0: off)")
+    max_new_tokens: int = Field(128, ge=1)
+    batch_size: int = Field(64, ge=1)
+    val_beams: int = Field(1, ge=1, description="beam size while validating (speed)")
+
+
+class Seq2SeqRecipe(Section):
+    task: Literal["translate"]
+    run: RunConfig = Field(default_factory=RunConfig)
+    data: Seq2SeqDataConfig
+    tokenizer: TokenizerConfig = Field(
+        default_factory=lambda: TokenizerConfig(kind="bpe", vocab_size=2048))
+    model: Any = Field(None, description="an encoder-decoder from scratch: arch plus its "
+                       "config fields")
+    backbone: Seq2SeqBackboneConfig | None = None
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    metric: Literal["bleu", "chrf", "exact_match"] = "bleu"
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(
+        max_steps=1500, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=100,
+        eval_every=500, ckpt_every=500, keep_last=1))
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, v: Any) -> Any:
+        from ..models import model_config_class
+
+        if v is None or dataclasses.is_dataclass(v):
+            return v
+        if not isinstance(v, dict):
+            raise ValueError("must be a mapping with an 'arch' key")
+        v = dict(v)
+        arch = v.pop("arch", None)
+        if arch not in SCRATCH_ARCHS:
+            raise ValueError(f"model.arch must be one of {', '.join(SCRATCH_ARCHS)} "
+                             f"(got {arch!r}); for T5 give backbone.path or "
+                             "backbone.pretrain")
+        return TypeAdapter(model_config_class(arch)).validate_python(v)
+
+    @model_validator(mode="after")
+    def _model_or_backbone(self) -> Seq2SeqRecipe:
+        if (self.model is None) == (self.backbone is None):
+            raise ValueError("give exactly one of model (an encoder-decoder from scratch) "
+                             "or backbone (a pretrained one)")
+        return self
+
+    @property
+    def arch(self) -> str | None:
+        from ..models import arch_of
+
+        return arch_of(self.model) if self.model is not None else None
+
+    def to_dict(self) -> dict:
+        d = self.model_dump(mode="json", exclude={"model"})
+        if self.model is not None:
+            d["model"] = {"arch": self.arch, **dataclasses.asdict(self.model)}
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def build_seq2seq_recipe(raw: dict) -> Seq2SeqRecipe:
+    try:
+        return Seq2SeqRecipe.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, Seq2SeqRecipe, raw)) from None
