@@ -191,3 +191,21 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
                       capsys, "not a generation task")
     assert_user_error(["translate", str(tmp_path), "--text", "x"], capsys,
                       "not a translation run")
+
+
+def test_every_builtin_recipe_loads():
+    from lmforge.tasks.config import builtin_finetune_recipes
+    from lmforge.tasks.seq2seq_config import Seq2SeqRecipe
+
+    names = builtin_finetune_recipes()
+    mt = [n for n in names if n.startswith("translate-")]
+    for model in ("transformer", "gru"):
+        for pair in ("en-zh", "zh-en", "en-de", "de-en"):
+            assert f"translate-{model}-{pair}" in mt
+    assert "translate-t5-en-zh" in mt
+    for name in names:
+        r = load_finetune_recipe(name)
+        assert isinstance(r, Seq2SeqRecipe) == (name in mt)
+        if name in mt:
+            assert "-".join(r.data.langs) == name.rsplit("-", 2)[-2] + "-" + \
+                name.rsplit("-", 1)[-1] and r.run.name == name
