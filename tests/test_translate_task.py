@@ -96,6 +96,13 @@ def test_learns_held_out_pairs_and_scores_equal_sacrebleu(tmp_path, lexicon_file
                           str(tmp_path / "o.jsonl"), "--beams", "1"], capsys)
     rows = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert code == 0 and [r["translation"] for r in rows] == ["groß Haus", "klein Baum"]
+    # lmforge evaluate on a parallel file gives the same scores as the run's test split
+    code, out, _ = run_cli(["evaluate", str(tmp_path / "run"), "--data",
+                            str(lexicon_files / "test.jsonl"), "--out", str(tmp_path / "ev")],
+                           capsys)
+    saved = json.loads((tmp_path / "ev/test/metrics.json").read_text())
+    assert code == 0 and f"BLEU {test['bleu']:.2f}" in out
+    assert saved["bleu"] == pytest.approx(test["bleu"]) and saved["n"] == 400
 
 
 def test_world_recipe_reports_every_split_beside_its_ceiling(tmp_path):

@@ -269,10 +269,15 @@ def evaluate(
         help="Task models: write metrics, confusion matrix and errors.jsonl here.")] = None,
 ):
     """Perplexity and bits per document of a language model on held-out text; for a
-    fine-tuned task model, the task's metrics on labelled files."""
+    fine-tuned task model, the task's metrics on labelled files; for a translation run,
+    BLEU, chrF and exact match on parallel files (.tsv or .jsonl)."""
     from ..evaluate import evaluate_texts
     from ..tasks import is_task_model
+    from ..tasks.translator import is_translation_run
 
+    if is_translation_run(model):
+        _tasks.evaluate_translation(model, data, out)
+        return
     if is_task_model(model):
         _tasks.evaluate_task(model, data, out)
         return

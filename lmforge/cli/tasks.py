@@ -257,3 +257,26 @@ def translate(
     else:
         for h in hyps:
             _echo(h)
+
+
+def evaluate_translation(run: str, data: list[str], out: str | None) -> None:
+    """``lmforge evaluate`` on a translation run: sacreBLEU BLEU and chrF (with their
+    signatures) and exact match on each parallel file, and its errors."""
+    from ..data.parallel import read_parallel
+    from ..io import atomic_write_json, atomic_write_text
+    from ..tasks.translator import load_translator
+
+    tr = load_translator(run)
+    for path in data:
+        ev = tr.evaluate(read_parallel(path, src_lang=tr.src_lang, tgt_lang=tr.tgt_lang))
+        m = ev["metrics"]
+        _echo(f"{path}: {ev['n']} pairs")
+        _echo(f"  BLEU {m['bleu']:.2f}  ({m['bleu_signature']})")
+        _echo(f"  chrF {m['chrf']:.2f}  ({m['chrf_signature']})")
+        _echo(f"  exact match {m['exact_match']:.4f}")
+        if out is not None:
+            folder = Path(out) / Path(path).stem
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(folder / "metrics.json", m)
+            atomic_write_text(folder / "errors.jsonl", "".join(
+                json.dumps(e, ensure_ascii=False) + "\n" for e in ev["errors"]))

@@ -57,6 +57,29 @@ class Translator:
         return {"n": len(records), "metrics": metrics, "errors": errors}
 
 
+def _run_dir(path: str | Path) -> Path | None:
+    """The run folder of ``path`` (a run, or one of its checkpoints) if it has a recipe."""
+    p = Path(path)
+    for d in (p, p.parent.parent):
+        if (d / "config.yaml").is_file():
+            return d
+    return None
+
+
+def is_translation_run(path: str | Path) -> bool:
+    """Whether ``path`` is a translation run or one of its checkpoints."""
+    import yaml
+
+    d = _run_dir(path)
+    if d is None:
+        return False
+    try:
+        raw = yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(raw, dict) and raw.get("task") == "translate"
+
+
 def load_translator(run: str | Path) -> Translator:
     """A translation run's best checkpoint (or a checkpoint folder) as a Translator."""
     from ..hub import load_pretrained
@@ -65,8 +88,8 @@ def load_translator(run: str | Path) -> Translator:
     from .seq2seq_config import Seq2SeqRecipe
 
     p = Path(run)
-    run_dir = p if (p / "config.yaml").is_file() else p.parent.parent
-    if not (run_dir / "config.yaml").is_file():
+    run_dir = _run_dir(p)
+    if run_dir is None:
         raise CheckpointError(f"{run}: not a translation run (no config.yaml in it or two "
                               "folders above)")
     recipe = load_finetune_recipe(str(run_dir / "config.yaml"))
