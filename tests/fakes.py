@@ -60,3 +60,12 @@ class ByteTokenizer:
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", errors="replace")
+
+
+def one_line_error(kind: type[Exception], fn, *args, **kw) -> str:
+    """``fn(*args, **kw)`` raises ``kind`` with a one-line message; returns the message."""
+    with pytest.raises(kind) as e:
+        fn(*args, **kw)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg

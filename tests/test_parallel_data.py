@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fakes import one_line_error as error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,12 +36,6 @@ def jsonl(path, *objs):
                                + "\n" for o in objs))
 
 
-def error(kind: type[Exception], fn, *args, **kw) -> str:
-    with pytest.raises(kind) as e:
-        fn(*args, **kw)
-    msg = str(e.value)
-    assert "\n" not in msg
-    return msg
 
 
 # ----------------------------------------------------------------------------- round trips

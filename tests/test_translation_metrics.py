@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import one_line_error as error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -167,12 +168,6 @@ def test_random_corpora_equal_sacrebleu_cli(tmp_path_factory, case):
 # ----------------------------------------------------------------------------- errors
 
 
-def error(kind: type[Exception], fn, *args, **kw) -> str:
-    with pytest.raises(kind) as e:
-        fn(*args, **kw)
-    msg = str(e.value)
-    assert "\n" not in msg
-    return msg
 
 
 @pytest.mark.parametrize("fn", [corpus_scores, sentence_scores])

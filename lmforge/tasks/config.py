@@ -91,15 +91,20 @@ class TaskDataConfig(Section):
         return self
 
 
-class BackboneConfig(Section):
-    path: str | None = Field(None, description="a model folder: lmforge run or model, "
-                             "Hugging Face folder, or 'minilm' (the packaged all-MiniLM-L6-v2)")
+class PretrainFields(Section):
+    """A backbone pretrained in the recipe (:func:`lmforge.tasks.finetune.pretrain_backbone`)."""
+
     pretrain: str | None = Field(None, description="a pretraining recipe run first into "
-                                 "<run>/backbone (e.g. bert-world)")
+                                 "<run>/backbone (e.g. bert-world, t5-world)")
     pretrain_set: list[str] = Field(default_factory=list,
                                     description="--set overrides of that recipe")
     pretrain_on_task_text: bool = Field(True, description="add the task's training texts "
                                         "to the pretraining data")
+
+
+class BackboneConfig(PretrainFields):
+    path: str | None = Field(None, description="a model folder: lmforge run or model, "
+                             "Hugging Face folder, or 'minilm' (the packaged all-MiniLM-L6-v2)")
     encoder: Literal["textcnn", "bilstm"] | None = Field(
         None, description="an encoder trained from scratch instead")
     classical: Literal["tfidf-logreg", "tfidf-svm"] | None = Field(

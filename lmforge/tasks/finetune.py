@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -233,9 +234,7 @@ def _augment(recipe: FinetuneRecipe, task: str, records: list[dict]) -> list[dic
 
 def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: bool = True,
              log: Callable[[str], None] = print) -> FinetuneResult:
-    from ..models.base import load_state_checked
     from ..train import Trainer
-    from ..train.checkpoint import best_checkpoint, latest_checkpoint
 
     run_dir = recipe.run.path
     _check_finetune_dir(run_dir, resume)
@@ -292,11 +291,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
     trainer = Trainer(model, cfg, train_src, val_src, run_dir, seed=recipe.run.seed,
                       objective=objective, evaluators=[validation], tokenizer=tokenizer,
                       provenance=provenance, resume=resume, show_progress=show_progress)
-    train_result = trainer.fit()
-
-    best = best_checkpoint(run_dir) or latest_checkpoint(run_dir)
-    load_state_checked(model, best)
-    model.eval()
+    train_result, best = fit_and_load_best(trainer, model, run_dir)
     results = evaluate_splits(predictor, splits, card, run_dir, metric)
     results.update(best_checkpoint=str(best), metric=metric, trainable_parameters=trainable,
                    parameters=total, strategy=recipe.finetune.strategy)
@@ -308,6 +303,20 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
         save_peft_adapter(model.encoder, LoraConfig(**model.config.lora), run_dir / "adapter")
     log(results_table(results))
     return FinetuneResult(run_dir, predictor, results, train_result, (trainable, total))
+
+
+def fit_and_load_best(trainer: Any, model: torch.nn.Module, run_dir: Path
+                      ) -> tuple[Any, Path]:
+    """Train, then load the best checkpoint (else the last) into ``model`` in eval mode;
+    returns the trainer's result and that checkpoint."""
+    from ..models.base import load_state_checked
+    from ..train.checkpoint import best_checkpoint, latest_checkpoint
+
+    result = trainer.fit()
+    best = best_checkpoint(run_dir) or latest_checkpoint(run_dir)
+    load_state_checked(model, best)
+    model.eval()
+    return result, best
 
 
 def _fit_classical(recipe: FinetuneRecipe, task: str, splits: dict, card: dict | None,

@@ -30,6 +30,7 @@ from ..config import RunConfig, TokenizerConfig, format_validation_error
 from ..errors import ConfigError
 from ..train.config import TrainConfig
 from ..validation import Section
+from .config import PretrainFields
 
 GENERATION_TASKS = ("translate",)
 SCRATCH_ARCHS = ("transformer", "seq2seq_rnn")
@@ -70,15 +71,9 @@ class Seq2SeqDataConfig(Section):
         return self
 
 
-class Seq2SeqBackboneConfig(Section):
+class Seq2SeqBackboneConfig(PretrainFields):
     path: str | None = Field(None, description="a pretrained encoder-decoder folder (lmforge "
                              "run or model, or a Hugging Face T5 folder)")
-    pretrain: str | None = Field(None, description="a pretraining recipe run first into "
-                                 "<run>/backbone (e.g. t5-world)")
-    pretrain_set: list[str] = Field(default_factory=list,
-                                    description="--set overrides of that recipe")
-    pretrain_on_task_text: bool = Field(True, description="add the task's training texts "
-                                        "(both sides) to the pretraining data")
 
     @model_validator(mode="after")
     def _one(self) -> Seq2SeqBackboneConfig:

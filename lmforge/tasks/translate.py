@@ -36,7 +36,13 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, LmforgeError
 from ..io import atomic_write_json, atomic_write_text
-from .finetune import FinetuneResult, _check_finetune_dir, pretrain_backbone, results_table
+from .finetune import (
+    FinetuneResult,
+    _check_finetune_dir,
+    fit_and_load_best,
+    pretrain_backbone,
+    results_table,
+)
 from .seq2seq_config import Seq2SeqRecipe
 from .translator import Translator
 
@@ -164,9 +170,7 @@ def finetune_seq2seq(recipe: Seq2SeqRecipe, *, resume: bool = False,
                      show_progress: bool = True, log: Callable[[str], None] = print
                      ) -> FinetuneResult:
     """Train, select on validation, evaluate every split; see the module docstring."""
-    from ..models.base import load_state_checked
     from ..train import Trainer
-    from ..train.checkpoint import best_checkpoint, latest_checkpoint
 
     run_dir = recipe.run.path
     _check_finetune_dir(run_dir, resume)
@@ -196,11 +200,7 @@ def finetune_seq2seq(recipe: Seq2SeqRecipe, *, resume: bool = False,
                       objective=objective_for(model, recipe.label_smoothing),
                       evaluators=[validation], tokenizer=tokenizer, provenance=provenance,
                       resume=resume, show_progress=show_progress)
-    train_result = trainer.fit()
-
-    best = best_checkpoint(run_dir) or latest_checkpoint(run_dir)
-    load_state_checked(model, best)
-    model.eval()
+    train_result, best = fit_and_load_best(trainer, model, run_dir)
     results = evaluate_pairs(translator, splits, card, run_dir, metric)
     results.update(best_checkpoint=str(best), metric=metric, parameters=total,
                    decode=recipe.decode.model_dump())
