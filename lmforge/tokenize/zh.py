@@ -28,3 +28,9 @@ def jieba_words(text: str) -> list[str]:
     """jieba's segmentation of ``text`` (precise mode with the HMM for unknown words);
     the words concatenate back to ``text``."""
     return _tokenizer().lcut(text)
+
+
+def jieba_search_words(text: str) -> list[str]:
+    """jieba's search-engine segmentation: the precise words plus the shorter words inside
+    long ones (北京大学 -> 北京, 大学, 北京大学), so a query word matches inside a compound."""
+    return _tokenizer().lcut_for_search(text)

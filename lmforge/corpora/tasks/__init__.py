@@ -12,6 +12,10 @@ cities, organisations and films never occur in the other splits):
 * ``relations``: head/tail pairs with born_in, lives_in, works_for, located_in,
   friend_of or no_relation, OpenNRE format (:mod:`.relations`).
 
+Two more have their own record shapes: ``translation`` (parallel pairs,
+:mod:`.translation`) and ``qa`` (questions about a shared page collection, answers as
+page spans, SQuAD 2.0 with unanswerable and multi-hop questions, :mod:`.qa`).
+
 Each set's ``card`` gives the labels, sizes, label and language distributions, the noise
 rate and the **ceiling** per split: the best score any model can reach, ``1 - k/n`` when
 ``k`` of ``n`` labels were flipped on purpose (the noise-free label is a function of the
@@ -24,6 +28,7 @@ Usage::
     ts.splits["train"][0]   # {"id", "text", "label", "lang"}
     ts.card["ceiling"]      # {"train": 0.9825, ..., "contrast": 1.0}
     write_task_set(ts, "data/sentiment")   # {split}.jsonl, card.json (+ {split}.conll)
+    # qa also writes docs.jsonl (the pages) and {split}.squad.json
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from ...io import atomic_write_json, atomic_write_text, ensure_writable_dir
-from . import ner, relations, sentiment, topic, translation
+from . import ner, qa, relations, sentiment, topic, translation
 from .common import DEFAULT_SIZES, SPLITS, TaskSet, check_langs, resolve_sizes
 from .synonyms import synonym_sets
 
@@ -62,6 +67,7 @@ TASK_SETS: dict[str, TaskSpec] = {
     "relations": TaskSpec("relations", SPLITS, DEFAULT_SIZES, relations.render),
     "translation": TaskSpec("translation", translation.SPLITS, translation.SIZES,
                             translation.render, check_langs=translation.check_pair),
+    "qa": TaskSpec("qa", SPLITS, DEFAULT_SIZES, qa.render),
 }
 
 
@@ -98,12 +104,17 @@ def _conll(records: list[dict]) -> str:
 
 def write_task_set(ts: TaskSet, out_dir: str | os.PathLike) -> Path:
     """Write ``{split}.jsonl`` for every split and ``card.json`` (for NER also
-    ``{split}.conll``) into ``out_dir``, each file atomically; returns the folder."""
+    ``{split}.conll``; for QA ``{split}.squad.json`` and the pages, ``docs.jsonl``) into
+    ``out_dir``, each file atomically; returns the folder."""
     out = ensure_writable_dir(out_dir)
     for split, records in ts.splits.items():
         atomic_write_text(out / f"{split}.jsonl", _jsonl(records))
         if ts.name == "ner":
             atomic_write_text(out / f"{split}.conll", _conll(records))
+        if isinstance(ts, qa.QASet):
+            atomic_write_json(out / f"{split}.squad.json", qa.to_squad(ts, split))
+    if isinstance(ts, qa.QASet):
+        atomic_write_text(out / "docs.jsonl", _jsonl(ts.documents))
     atomic_write_json(out / "card.json", ts.card)
     return out
 

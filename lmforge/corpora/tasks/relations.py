@@ -194,7 +194,7 @@ def _fill_slots(rng: random.Random, specs: str, facts: FactBase, unseen: bool) -
     return out
 
 
-def _surface(value: Entity | tuple[str, str], lang: str) -> str:
+def surface(value: Entity | tuple[str, str], lang: str) -> str:
     if isinstance(value, Entity):
         return value.name(lang)
     return value[0] if lang == "en" else value[1]
@@ -221,7 +221,7 @@ def _maker(facts: FactBase, used: set[str]):
             (specs, en, zh, _), (h, t, rel) = rng.choice(_BY_LABEL[label])
             slots = _fill_slots(rng, specs, facts, unseen)
             text, where = fill(en if lang == "en" else zh,
-                               {k: _surface(v, lang) for k, v in slots.items()})
+                               {k: surface(v, lang) for k, v in slots.items()})
             if text not in used:
                 break
         if reverse or (rel in SYMMETRIC and rng.random() < 0.5):
