@@ -111,20 +111,21 @@ def _language(pair: dict, lang: str, where: str) -> str:
     return _text(pair, lang, where)
 
 
-def _jsonl(p: Path, src_lang: str, tgt_lang: str) -> Pairs:
+def _jsonl(p: Path, src_lang: str, tgt_lang: str, fields: tuple[str, str]) -> Pairs:
+    a, b = fields
     for n, obj in _json_objects(p):
         where = f"{p}:line {n}"
-        if "translation" in obj:
+        if "translation" in obj and a not in obj:
             pair = obj["translation"]
             if not isinstance(pair, dict):
                 raise DataError(f"{where}: field 'translation' is {_json_type(pair)}, "
                                 "expected an object {language: text}")
             yield n, _language(pair, src_lang, where), _language(pair, tgt_lang, where)
-        elif "src" not in obj:
-            raise _missing(obj, "src", where, "; expected 'src' and 'tgt', or "
-                           "'translation': {language: text}")
+        elif a not in obj:
+            hint = ", or 'translation': {language: text}" if fields == ("src", "tgt") else ""
+            raise _missing(obj, a, where, f"; expected {a!r} and {b!r}{hint}")
         else:
-            yield n, _text(obj, "src", where), _text(obj, "tgt", where)
+            yield n, _text(obj, a, where), _text(obj, b, where)
 
 
 def _lines(p: Path) -> list[str]:
@@ -144,20 +145,22 @@ def _text_files(p: Path, q: Path) -> Pairs:
 
 
 def read_parallel(path: str | os.PathLike, *, src_lang: str, tgt_lang: str,
-                  format: str | None = None, tgt_path: str | os.PathLike | None = None
-                  ) -> list[dict]:
+                  format: str | None = None, tgt_path: str | os.PathLike | None = None,
+                  fields: tuple[str, str] = ("src", "tgt")) -> list[dict]:
     """Sentence pairs ``{"src", "tgt", "_line"}`` from ``path`` (TSV, JSONL, or the source
     lines of a text pair whose target lines are ``tgt_path``).
 
     ``src_lang``/``tgt_lang`` (e.g. ``"en"``, ``"zh"``) pick the two texts of a Hugging
     Face ``{"translation": {...}}`` line; ``format`` None picks by suffix (module doc).
+    ``fields`` names the two JSONL fields read as source and target (summarisation:
+    ``("document", "summary")``).
     """
     p = Path(path)
     _check_lang(src_lang, "src_lang")
     _check_lang(tgt_lang, "tgt_lang")
     fmt = _format(p, format, tgt_path)
-    pairs = (_tsv(p) if fmt == "tsv" else _jsonl(p, src_lang, tgt_lang) if fmt == "jsonl"
-             else _text_files(p, Path(tgt_path)))
+    pairs = (_tsv(p) if fmt == "tsv" else _jsonl(p, src_lang, tgt_lang, fields)
+             if fmt == "jsonl" else _text_files(p, Path(tgt_path)))
     return [{"src": s, "tgt": t, LINE: n} for n, s, t in pairs]
 
 

@@ -104,7 +104,7 @@ def default_tokenize(target_lang: str) -> str:
     return "zh" if primary == "zh" else "13a"
 
 
-def _texts(texts: Any, name: str) -> list[str]:
+def check_texts(texts: Any, name: str) -> list[str]:
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
         raise MetricInputError(f"{name} must be a list of strings, got "
                                f"{type(texts).__name__}")
@@ -115,7 +115,7 @@ def _texts(texts: Any, name: str) -> list[str]:
 
 
 def _pairs(hypotheses: Any, references: Any) -> tuple[list[str], list[str]]:
-    hyps, refs = _texts(hypotheses, "hypotheses"), _texts(references, "references")
+    hyps, refs = check_texts(hypotheses, "hypotheses"), check_texts(references, "references")
     if len(hyps) != len(refs):
         raise MetricInputError(f"{len(hyps)} hypotheses but {len(refs)} references; "
                                "expected one reference per hypothesis")

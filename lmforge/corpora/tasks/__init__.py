@@ -41,7 +41,7 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from ...io import atomic_write_json, atomic_write_text, ensure_writable_dir
-from . import ner, qa, relations, sentiment, topic, translation
+from . import ner, qa, relations, sentiment, summarization, topic, translation
 from .common import DEFAULT_SIZES, SPLITS, TaskSet, check_langs, resolve_sizes
 from .synonyms import synonym_sets
 
@@ -68,6 +68,8 @@ TASK_SETS: dict[str, TaskSpec] = {
     "translation": TaskSpec("translation", translation.SPLITS, translation.SIZES,
                             translation.render, check_langs=translation.check_pair),
     "qa": TaskSpec("qa", SPLITS, DEFAULT_SIZES, qa.render),
+    "summarization": TaskSpec("summarization", summarization.SPLITS, summarization.SIZES,
+                              summarization.render),
 }
 
 

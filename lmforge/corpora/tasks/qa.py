@@ -297,7 +297,7 @@ def _slots(template: str) -> set[str]:
     return {name for _, name, _, _ in Formatter().parse(template) if name}
 
 
-def _strings(values: Mapping[str, Value], lang: str) -> dict[str, str]:
+def surface_values(values: Mapping[str, Value], lang: str) -> dict[str, str]:
     """Each value as written in ``lang``, and ``a`` (a/an) for a ``role``."""
     out = {k: surface(v, lang) for k, v in values.items()}
     if "role" in out:
@@ -360,7 +360,7 @@ def _render(e: Entity, plan: Plan, lang: str) -> Page:
         for j, (wording, values, statement) in enumerate(paragraph):
             text += sep if j else "\n\n" if i else ""
             sentence, where = fill(surface(wording, lang), {**_forms(e, lang, by_name),
-                                                             **_strings(values, lang)})
+                                                             **surface_values(values, lang)})
             if statement:
                 for slot, (start, end) in where.items():
                     if slot in values:
@@ -536,7 +536,7 @@ def _questions(unseen: bool, lang: str, facts: Mapping[str, Mapping[str, Value]]
 
     for e in (*c.pool("PER", unseen), *c.pool("ORG", unseen), *c.pool("CITY", unseen)):
         mine, page = facts[e.en], book[page_id(lang, e)]
-        values = {**_strings(mine, lang), "E": e.name(lang)}
+        values = {**surface_values(mine, lang), "E": e.name(lang)}
         for fact in SINGLE[e.kind] + NEVER[e.kind]:
             ask(values, "single" if fact in mine else "unanswerable", fact, e, [page], fact)
         if e.kind == "PER":
