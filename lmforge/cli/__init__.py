@@ -270,13 +270,14 @@ def evaluate(
 ):
     """Perplexity and bits per document of a language model on held-out text; for a
     fine-tuned task model, the task's metrics on labelled files; for a translation run,
-    BLEU, chrF and exact match on parallel files (.tsv or .jsonl)."""
+    BLEU, chrF and exact match on parallel files (.tsv or .jsonl); for a summarisation
+    run, ROUGE on .jsonl files of document and summary."""
     from ..evaluate import evaluate_texts
     from ..tasks import is_task_model
-    from ..tasks.translator import is_translation_run
+    from ..tasks.seq2seq_predictor import seq2seq_task_of
 
-    if is_translation_run(model):
-        _tasks.evaluate_translation(model, data, out)
+    if seq2seq_task_of(model) is not None:
+        _tasks.evaluate_seq2seq(model, data, out)
         return
     if is_task_model(model):
         _tasks.evaluate_task(model, data, out)
@@ -497,6 +498,7 @@ def embed_plot(
     _echo(f"wrote {plot_words(load_vectors(model), list(word), out, method)}")
 
 
+from . import qa as _qa  # noqa: E402,F401  (registers qa index, search, ask)
 from . import tasks as _tasks  # noqa: E402,F401  (registers finetune, predict, lora, ...)
 
 # ----------------------------------------------------------------------------- entry

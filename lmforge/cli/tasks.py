@@ -32,8 +32,8 @@ def finetune(
     evaluate it."""
     from ..tasks.config import load_finetune_recipe
     from ..tasks.finetune import finetune as run_finetune
+    from ..tasks.seq2seq import finetune_seq2seq
     from ..tasks.seq2seq_config import Seq2SeqRecipe
-    from ..tasks.translate import finetune_seq2seq
 
     overrides = list(set_ or [])
     if out is not None:
@@ -79,17 +79,18 @@ def predict(
                                        metavar="RUN")],
     text: Annotated[list[str] | None, typer.Option(help="A text to label (repeatable).")] = None,
     input: Annotated[str | None, typer.Option(help=".txt (a text per line) or .jsonl "
-                                              "(records; relations need h and t).")] = None,
+                                              "(records; relations need h and t, "
+                                              "extractive QA question and context).")] = None,
     out: Annotated[str | None, typer.Option(help="Write predictions here (.jsonl).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
 ):
-    """Labels with probabilities, entity spans with offsets, or relations."""
+    """Labels with probabilities, entity spans with offsets, relations, or answers."""
     from ..io import atomic_write_text
     from ..tasks import load_task_model
 
     if (text is None) == (input is None):
         raise LmforgeError("give --text (one or more) or --input FILE, not both")
-    inputs = list(text) if text is not None else _read_inputs(input)
+    inputs = list(text) if text is not None else _read_inputs(input, ("text", "question"))
     pred = load_task_model(run).predict(inputs, batch_size=batch_size)
     lines = [json.dumps({**({"text": x} if isinstance(x, str) else x), **p},
                         ensure_ascii=False) for x, p in zip(inputs, pred, strict=True)]
@@ -216,6 +217,38 @@ def _read_sources(path: str) -> list[str]:
     return [str(x) for x in _read_inputs(path)]
 
 
+def _generate_cli(task: str, run: str, text: list[str] | None, input: str | None,
+                  out: str | None, key: str, **decode) -> None:
+    """The shared body of ``lmforge translate`` and ``lmforge summarize``."""
+    from ..io import atomic_write_text
+    from ..tasks.seq2seq_predictor import load_seq2seq
+
+    if (text is None) == (input is None):
+        raise LmforgeError("give --text (one or more) or --input FILE, not both")
+    if out is not None and Path(out).suffix not in (".jsonl", ".txt"):
+        raise LmforgeError(f"--out {out}: use a .jsonl or .txt file")
+    sources = list(text) if text is not None else _read_sources(input)
+    outputs = load_seq2seq(run, task).generate(sources, **decode)
+    if out is not None and out.endswith(".txt"):
+        atomic_write_text(out, "".join(h.replace("\n", " ") + "\n" for h in outputs))
+    elif out is not None:
+        atomic_write_text(out, "".join(json.dumps({"src": s, key: h}, ensure_ascii=False)
+                                       + "\n" for s, h in zip(sources, outputs, strict=True)))
+    if out is not None:
+        _echo(f"wrote {len(outputs)} {key}s to {out}")
+    else:
+        for h in outputs:
+            _echo(h)
+
+
+_BEAMS = Annotated[int | None, typer.Option(min=1, help="Beam size (default: the recipe's).")]
+_ALPHA = Annotated[float | None, typer.Option(min=0, help="GNMT length penalty.")]
+_NO_REPEAT = Annotated[int | None, typer.Option(min=0, help="Never repeat an n-gram of this "
+                                                "size.")]
+_MAX_NEW = Annotated[int | None, typer.Option(min=1)]
+_OUT = Annotated[str | None, typer.Option(help="Write the outputs here (.jsonl or .txt).")]
+
+
 @app.command(epilog="Example: lmforge translate runs/translate-transformer-en-zh "
                     "--text 'Anna met Tom at the park on Monday morning.'")
 def translate(
@@ -225,55 +258,58 @@ def translate(
                                                    "(repeatable).")] = None,
     input: Annotated[str | None, typer.Option(help=".txt (a text per line), .jsonl "
                                               "(records with src) or .tsv (pairs).")] = None,
-    out: Annotated[str | None, typer.Option(help="Write translations here (.jsonl or "
-                                            ".txt).")] = None,
-    beams: Annotated[int | None, typer.Option(min=1, help="Beam size (default: the "
-                                              "recipe's).")] = None,
-    alpha: Annotated[float | None, typer.Option(min=0, help="GNMT length penalty.")] = None,
-    no_repeat_ngram_size: Annotated[int | None, typer.Option(min=0)] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    out: _OUT = None, beams: _BEAMS = None, alpha: _ALPHA = None,
+    no_repeat_ngram_size: _NO_REPEAT = None, max_new_tokens: _MAX_NEW = None,
 ):
     """Translate texts with a trained encoder-decoder (beam search, length penalty)."""
-    from ..io import atomic_write_text
-    from ..tasks.translator import load_translator
-
-    if (text is None) == (input is None):
-        raise LmforgeError("give --text (one or more) or --input FILE, not both")
-    if out is not None and Path(out).suffix not in (".jsonl", ".txt"):
-        raise LmforgeError(f"--out {out}: use a .jsonl or .txt file")
-    sources = list(text) if text is not None else _read_sources(input)
-    tr = load_translator(run)
-    hyps = tr.translate(sources, beams=beams, alpha=alpha,
-                        no_repeat_ngram_size=no_repeat_ngram_size,
-                        max_new_tokens=max_new_tokens)
-    if out is not None and out.endswith(".txt"):
-        atomic_write_text(out, "".join(h.replace("\n", " ") + "\n" for h in hyps))
-    elif out is not None:
-        atomic_write_text(out, "".join(json.dumps({"src": s, "translation": h},
-                                                  ensure_ascii=False) + "\n"
-                                       for s, h in zip(sources, hyps, strict=True)))
-    if out is not None:
-        _echo(f"wrote {len(hyps)} translations to {out}")
-    else:
-        for h in hyps:
-            _echo(h)
+    _generate_cli("translate", run, text, input, out, "translation", beams=beams,
+                  alpha=alpha, no_repeat_ngram_size=no_repeat_ngram_size,
+                  max_new_tokens=max_new_tokens)
 
 
-def evaluate_translation(run: str, data: list[str], out: str | None) -> None:
-    """``lmforge evaluate`` on a translation run: sacreBLEU BLEU and chrF (with their
-    signatures) and exact match on each parallel file, and its errors."""
+@app.command(epilog="Example: lmforge summarize runs/summarize-transformer --input "
+                    "news.txt --out summaries.jsonl")
+def summarize(
+    run: Annotated[str, typer.Argument(help="A summarisation run or checkpoint folder.",
+                                       metavar="RUN")],
+    text: Annotated[list[str] | None, typer.Option(help="A document to summarise "
+                                                   "(repeatable).")] = None,
+    input: Annotated[str | None, typer.Option(help=".txt (a document per line) or .jsonl "
+                                              "(records with src or text).")] = None,
+    out: _OUT = None, beams: _BEAMS = None, alpha: _ALPHA = None,
+    no_repeat_ngram_size: _NO_REPEAT = None, max_new_tokens: _MAX_NEW = None,
+):
+    """Summarise documents with a trained encoder-decoder."""
+    _generate_cli("summarize", run, text, input, out, "summary", beams=beams, alpha=alpha,
+                  no_repeat_ngram_size=no_repeat_ngram_size, max_new_tokens=max_new_tokens)
+
+
+def evaluate_seq2seq(run: str, data: list[str], out: str | None) -> None:
+    """``lmforge evaluate`` on a translation run (sacreBLEU BLEU and chrF with their
+    signatures, and exact match, on parallel files) or a summarisation run (ROUGE on JSONL
+    files of document and summary), and the outputs that differ from the references."""
     from ..data.parallel import read_parallel
     from ..io import atomic_write_json, atomic_write_text
-    from ..tasks.translator import load_translator
+    from ..tasks.seq2seq_predictor import Translator, load_seq2seq, record_lang
 
-    tr = load_translator(run)
+    pred = load_seq2seq(run)
+    src, tgt = pred.langs[0], pred.langs[-1]
     for path in data:
-        ev = tr.evaluate(read_parallel(path, src_lang=tr.src_lang, tgt_lang=tr.tgt_lang))
+        if isinstance(pred, Translator):
+            records = read_parallel(path, src_lang=src, tgt_lang=tgt)
+        else:
+            records = [{**r, "lang": record_lang(r, pred.langs)} for r in read_parallel(
+                path, src_lang=src, tgt_lang=tgt, fields=("document", "summary"))]
+        ev = pred.evaluate(records)
         m = ev["metrics"]
         _echo(f"{path}: {ev['n']} pairs")
-        _echo(f"  BLEU {m['bleu']:.2f}  ({m['bleu_signature']})")
-        _echo(f"  chrF {m['chrf']:.2f}  ({m['chrf_signature']})")
-        _echo(f"  exact match {m['exact_match']:.4f}")
+        if isinstance(pred, Translator):
+            _echo(f"  BLEU {m['bleu']:.2f}  ({m['bleu_signature']})")
+            _echo(f"  chrF {m['chrf']:.2f}  ({m['chrf_signature']})")
+            _echo(f"  exact match {m['exact_match']:.4f}")
+        else:
+            _echo(f"  ROUGE-1 {m['rouge1']:.2f}  ROUGE-2 {m['rouge2']:.2f}  "
+                  f"ROUGE-L {m['rougeL']:.2f}  (English: stemmed words; Chinese: characters)")
         if out is not None:
             folder = Path(out) / Path(path).stem
             folder.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,15 @@ encoder checks that it embeds the probe sentence as the manifest says (the same
 dimension and a cosine of at least 0.99), so an index never mixes two encoders' vectors.
 Opened without one, it loads the manifest's encoder (MiniLM or the folder) on first use
 and checks it the same way.
+
+**Languages.** all-MiniLM-L6-v2 was trained on English sentence pairs only; its
+vocabulary has Chinese characters, but their vectors carry little meaning, so a Chinese
+query ranks pages little better than chance (the world's Chinese single-hop questions,
+:file:`bench/retrieval.py`: recall@5 of the gold page 0.36 against BM25's 0.99).
+:meth:`DenseIndex.reads` says whether the encoder can read a query: not when the query
+holds a CJK ideograph and the encoder is one of :data:`ENGLISH_ONLY`. Hybrid search
+leaves out the dense ranking of a query it cannot read. A model folder or an encoder
+object is trusted with every query.
 """
 
 from __future__ import annotations
@@ -35,14 +44,16 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_bytes, atomic_write_json, read_json
+from .passages import HAS_CJK
 
-__all__ = ["KINDS", "DenseIndex", "Encoder", "resolve_encoder"]
+__all__ = ["ENGLISH_ONLY", "KINDS", "DenseIndex", "Encoder", "resolve_encoder"]
 
 FILE, MANIFEST = "dense.faiss", "dense.json"
 KINDS = ("exact", "hnsw")
 PROBE = "lmforge retrieval probe: 检索 the quick brown fox jumps over the lazy dog."
 MIN_PROBE_COSINE = 0.99
 ENCODE_BATCH = 64
+ENGLISH_ONLY = frozenset({"minilm"})  # encoders trained on English text only
 _MANIFEST_FIELDS = ("kind", "m", "ef_search", "encoder", "path", "dim", "probe")
 
 
@@ -205,6 +216,11 @@ class DenseIndex:
         if len(ids):
             self.last_id = max(self.last_id, int(max(ids)))
         self.save()
+
+    def reads(self, query: str) -> bool:
+        """Whether the encoder can read ``query``: False for a query with a CJK ideograph
+        and an encoder of :data:`ENGLISH_ONLY`."""
+        return not (self.manifest["encoder"] in ENGLISH_ONLY and HAS_CJK.search(query))
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` nearest passages as ``(passage id, cosine)``, best first."""

@@ -11,8 +11,12 @@ One folder holds it all: ``docs.sqlite`` (documents, passages, the FTS5 index; s
 
 Search modes: ``bm25`` (FTS5's BM25), ``dense`` (cosine of sentence embeddings) and
 ``hybrid``: reciprocal rank fusion (:mod:`.hybrid`) of the best ``max(k, 100)`` passages
-of each. A hit is a passage: its document id, passage id, text, score (BM25, cosine or
-RRF) and rank (1 is the best).
+of each. Fusion weighs the two rankings alike, so a ranking close to chance pulls the
+other one's hits down: a query the encoder cannot read (Chinese, for the English-only
+MiniLM; :meth:`.DenseIndex.reads`) is ranked by BM25 alone (an RRF of one ranking). On
+the world's Chinese single-hop questions this keeps hybrid's recall@5 at BM25's 0.99
+instead of the 0.67 of fusing both (:file:`bench/retrieval.py`). A hit is a passage: its
+document id, passage id, text, score (BM25, cosine or RRF) and rank (1 is the best).
 
 **Adding.** :meth:`Index.add` stores the documents and indexes their passages in one
 SQLite transaction, then embeds the new passages and saves the dense index. Passage ids
@@ -156,9 +160,10 @@ class Index:
             ranked = self.dense.search(query, k)
         else:
             depth = max(k, FUSION_DEPTH)
-            ranked = reciprocal_rank_fusion(
-                [[pid for pid, _ in self.store.bm25(query, depth)],
-                 [pid for pid, _ in self.dense.search(query, depth)]])[:k]
+            rankings = [[pid for pid, _ in self.store.bm25(query, depth)]]
+            if self.dense.reads(query):
+                rankings.append([pid for pid, _ in self.dense.search(query, depth)])
+            ranked = reciprocal_rank_fusion(rankings)[:k]
         rows = self.store.passages([pid for pid, _ in ranked])
         return [Hit(rows[pid][0], pid, rows[pid][1], score, rank)
                 for rank, (pid, score) in enumerate(ranked, 1)]

@@ -18,9 +18,10 @@ import re
 
 from ..errors import ConfigError
 
-__all__ = ["CJK", "check_passage_options", "split_passages"]
+__all__ = ["CJK", "HAS_CJK", "check_passage_options", "split_passages"]
 
 CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"  # ideographs, a regex class
+HAS_CJK = re.compile(f"[{CJK}]")  # .search(text): does text hold an ideograph?
 _WORD = re.compile(rf"[{CJK}]|[^\s{CJK}]+")
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n\s*")
 

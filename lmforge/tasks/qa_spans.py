@@ -135,7 +135,7 @@ def encode_qa(records: Sequence[dict], tokenizer, *, max_length: int = 384,
     windows = []
     for i, (r, q, c) in enumerate(zip(records, questions, contexts, strict=True)):
         answer = None
-        if r["answers"] and not r.get("is_impossible"):
+        if r.get("answers") and not r.get("is_impossible"):
             a = r["answers"][0]
             answer = (a["answer_start"], a["answer_start"] + len(a["text"]))
         windows += make_windows(q.ids, c.ids, c.offsets, cls_id=cls, sep_id=sep,

@@ -3,18 +3,20 @@
 A generation recipe names its ``task`` at the top; ``lmforge finetune`` reads it through
 :func:`lmforge.tasks.config.load_finetune_recipe` like any other recipe::
 
-    task:      translate
+    task:      translate or summarize
     run:       name, output folder, seed
-    data:      a built-in world set (``world: translation``, ``langs: [source, target]``)
-               or the user's parallel files (TSV, JSONL, or line-aligned text pairs)
+    data:      a built-in world set (``world: translation`` with ``langs: [source,
+               target]``; ``world: summarization`` with the languages to include) or the
+               user's files (translation: TSV, JSONL or line-aligned text pairs;
+               summarisation: JSONL ``{"document", "summary"}``)
     tokenizer: the tokenizer trained for a model built from scratch (both languages)
     model:     an encoder-decoder built from scratch: ``arch`` transformer or
                seq2seq_rnn, plus that architecture's config fields
     backbone:  or a pretrained encoder-decoder (T5): a folder, or a pretraining recipe
                run first into ``<run>/backbone``
     decode:    beams, length penalty, no-repeat n-grams, output length
-    metric:    the validation score that picks the best checkpoint (bleu, chrf,
-               exact_match)
+    metric:    the validation score that picks the best checkpoint (translate: bleu,
+               chrf, exact_match; summarize: rouge1, rouge2, rougeL; auto: bleu / rougeL)
     train:     the trainer's options (:class:`~lmforge.train.config.TrainConfig`)
 """
 
@@ -32,20 +34,24 @@ from ..train.config import TrainConfig
 from ..validation import Section
 from .config import PretrainFields
 
-GENERATION_TASKS = ("translate",)
+GENERATION_TASKS = ("translate", "summarize")
+TASK_METRICS = {"translate": ("bleu", "chrf", "exact_match"),
+                "summarize": ("rouge1", "rouge2", "rougeL")}
+TASK_WORLD = {"translate": "translation", "summarize": "summarization"}
 SCRATCH_ARCHS = ("transformer", "seq2seq_rnn")
 
 
 class Seq2SeqDataConfig(Section):
-    world: Literal["translation"] | None = Field(
+    world: Literal["translation", "summarization"] | None = Field(
         None, description="a built-in world set (instead of files)")
     world_sizes: dict[str, int] = Field(default_factory=dict,
                                         description="split sizes of the world set")
     langs: list[Literal["en", "zh", "de"]] = Field(
-        default_factory=lambda: ["en", "zh"], min_length=2, max_length=2,
-        description="[source, target]")
+        default_factory=lambda: ["en", "zh"], min_length=1, max_length=2,
+        description="translate: [source, target]; summarize: the languages of the texts")
     train: str | None = Field(None, description="training pairs: .tsv, .jsonl, or the "
-                              "source side of a text-file pair (with train_tgt)")
+                              "source side of a text-file pair (with train_tgt); "
+                              "summarize: .jsonl with document and summary")
     train_tgt: str | None = Field(None, description="the target lines of a text-file pair")
     val: str | None = Field(None, description="validation pairs; default: a share of train")
     val_tgt: str | None = None
@@ -64,8 +70,8 @@ class Seq2SeqDataConfig(Section):
         if (self.world is None) == (self.train is None):
             raise ValueError("give exactly one of data.world (a built-in set) or data.train "
                              "(your file)")
-        if self.langs[0] == self.langs[1]:
-            raise ValueError(f"data.langs needs two different languages, got {self.langs}")
+        if len(set(self.langs)) != len(self.langs):
+            raise ValueError(f"data.langs needs different languages, got {self.langs}")
         if self.test_tgt and len(self.test_tgt) != len(self.test):
             raise ValueError("data.test_tgt needs one target file per data.test file")
         return self
@@ -92,7 +98,7 @@ class DecodeConfig(Section):
 
 
 class Seq2SeqRecipe(Section):
-    task: Literal["translate"]
+    task: Literal["translate", "summarize"]
     run: RunConfig = Field(default_factory=RunConfig)
     data: Seq2SeqDataConfig
     tokenizer: TokenizerConfig = Field(
@@ -101,7 +107,8 @@ class Seq2SeqRecipe(Section):
                        "config fields")
     backbone: Seq2SeqBackboneConfig | None = None
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
-    metric: Literal["bleu", "chrf", "exact_match"] = "bleu"
+    metric: Literal["auto", "bleu", "chrf", "exact_match", "rouge1", "rouge2", "rougeL"] = \
+        "auto"
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(
         max_steps=1500, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=100,
@@ -125,11 +132,26 @@ class Seq2SeqRecipe(Section):
         return TypeAdapter(model_config_class(arch)).validate_python(v)
 
     @model_validator(mode="after")
-    def _model_or_backbone(self) -> Seq2SeqRecipe:
+    def _consistent(self) -> Seq2SeqRecipe:
         if (self.model is None) == (self.backbone is None):
             raise ValueError("give exactly one of model (an encoder-decoder from scratch) "
                              "or backbone (a pretrained one)")
+        d = self.data
+        if self.task == "translate" and len(d.langs) != 2:
+            raise ValueError(f"translate: data.langs must be [source, target], got {d.langs}")
+        if d.world is not None and d.world != TASK_WORLD[self.task]:
+            raise ValueError(f"data.world={d.world} is not a {self.task} set (use "
+                             f"{TASK_WORLD[self.task]})")
+        if self.metric != "auto" and self.metric not in TASK_METRICS[self.task]:
+            raise ValueError(f"metric={self.metric} is not a {self.task} metric; allowed: "
+                             f"auto, {', '.join(TASK_METRICS[self.task])}")
         return self
+
+    @property
+    def selection_metric(self) -> str:
+        """``metric``, with ``auto`` resolved: BLEU for translation, ROUGE-L for summaries."""
+        return self.metric if self.metric != "auto" else TASK_METRICS[self.task][
+            0 if self.task == "translate" else 2]
 
     @property
     def arch(self) -> str | None:

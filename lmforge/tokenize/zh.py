@@ -30,7 +30,9 @@ def jieba_words(text: str) -> list[str]:
     return _tokenizer().lcut(text)
 
 
-def jieba_search_words(text: str) -> list[str]:
+def jieba_search_words(text: str, hmm: bool = True) -> list[str]:
     """jieba's search-engine segmentation: the precise words plus the shorter words inside
-    long ones (北京大学 -> 北京, 大学, 北京大学), so a query word matches inside a compound."""
-    return _tokenizer().lcut_for_search(text)
+    long ones (北京大学 -> 北京, 大学, 北京大学), so a query word matches inside a compound.
+    ``hmm=False`` leaves out the HMM that guesses words missing from the dictionary, so an
+    unknown name splits into the same characters in any context."""
+    return _tokenizer().lcut_for_search(text, HMM=hmm)

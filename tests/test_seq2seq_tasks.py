@@ -1,7 +1,7 @@
-"""Translation on the fine-tuning engine: a model learns held-out pairs from the user's
-files, the world recipe reports every split beside its ceiling with sacrebleu's numbers,
-resume is exact, T5 and the GRU train through the same path, and bad input is a one-line
-error."""
+"""Translation and summarisation on the fine-tuning engine: a model learns held-out pairs
+from the user's files, the world recipes report every split beside its ceiling with
+sacrebleu's and rouge-score's numbers, resume is exact, T5 and the GRU train through the
+same path, and bad input is a one-line error."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import torch
 from fakes import assert_user_error, run_cli
 
 from lmforge.tasks.config import load_finetune_recipe
+from lmforge.tasks.seq2seq import finetune_seq2seq
 from lmforge.tasks.seq2seq_config import build_seq2seq_recipe
-from lmforge.tasks.translate import finetune_seq2seq
-from lmforge.tasks.translator import load_translator
+from lmforge.tasks.seq2seq_predictor import load_seq2seq as load_translator
 
 QUIET = {"show_progress": False, "log": lambda m: None}
 WORDS = {"one": "eins", "two": "zwei", "three": "drei", "four": "vier", "five": "fünf",
@@ -85,7 +85,7 @@ def test_learns_held_out_pairs_and_scores_equal_sacrebleu(tmp_path, lexicon_file
     errors = [json.loads(x) for x in (tmp_path / "run/errors.jsonl").read_text().splitlines()]
     assert len(errors) == round(400 * (1 - test["exact_match"]))
     assert all(e["hyp"] != e["ref"] for e in errors)
-    assert [e["bleu"] for e in errors] == sorted(e["bleu"] for e in errors)
+    assert [e["score"] for e in errors] == sorted(e["score"] for e in errors)
     # the CLI: --text, and --input with --out
     code, out, _ = run_cli(["translate", str(tmp_path / "run"), "--text", "red cat and dog"],
                            capsys)
@@ -147,7 +147,7 @@ def test_gru_and_t5_train_through_the_same_path(tmp_path, lexicon_files):
     from lmforge.models.base import save_model_folder
     from lmforge.models.t5 import T5, T5Config
     from lmforge.tasks.seq2seq_config import DecodeConfig
-    from lmforge.tasks.translator import Translator
+    from lmforge.tasks.seq2seq_predictor import Translator
     from lmforge.tokenize import Tokenizer
 
     tok = Tokenizer.load(next((tmp_path / "gru/checkpoints").glob("step_*")))
@@ -173,7 +173,9 @@ def test_gru_and_t5_train_through_the_same_path(tmp_path, lexicon_files):
 @pytest.mark.parametrize("override, message", [
     ({"model": {"arch": "bert"}}, "model.arch must be one of transformer, seq2seq_rnn"),
     ({"backbone": {"path": "x"}}, "exactly one of model"),
-    ({"data": {"langs": ["en", "en"]}}, "two different languages"),
+    ({"data": {"langs": ["en", "en"]}}, "needs different languages"),
+    ({"data": {"langs": ["en"]}}, "must be \\[source, target\\]"),
+    ({"metric": "rougeL"}, "not a translate metric"),
     ({"data": {"world": "translation"}}, "exactly one of data.world"),
     ({"data": {"langs": ["en", "fr"]}}, "data.langs"),
     ({"decode": {"beams": 0}}, "decode.beams"),
@@ -183,7 +185,7 @@ def test_recipe_errors_name_the_field(tmp_path, override, message):
 
     raw = _recipe(tmp_path / "r", tmp_path / "x.tsv")
     for k, v in override.items():
-        raw[k] = v if k == "model" else {**raw.get(k, {}), **v}
+        raw[k] = v if not isinstance(v, dict) or k == "model" else {**raw.get(k, {}), **v}
     with pytest.raises(ConfigError, match=message):
         build_seq2seq_recipe(raw)
 
@@ -194,9 +196,51 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert_user_error(["finetune", "translate-transformer-en-zh", "--out", str(tmp_path / "o"),
                        "--set", "data.world=null", "--set", f"data.train={bad}"],
                       capsys, "bad.tsv:line 2")
-    assert_user_error(["finetune", "translate-transformer-en-zh", "--set", "task=summarize"],
+    assert_user_error(["finetune", "translate-transformer-en-zh", "--set", "task=chat"],
                       capsys, "not a generation task")
     assert_user_error(["translate", str(tmp_path), "--text", "x"], capsys,
+                      "not a translation run")
+    assert_user_error(["summarize", str(tmp_path), "--text", "x"], capsys,
+                      "not a summarisation run")
+
+
+def test_summarization_recipe_scores_rouge_by_language_beside_its_ceiling(tmp_path, capsys):
+    from lmforge.eval.summarization import rouge_scores
+
+    sizes = {"train": 300, "val": 16, "test": 16, "test_unseen": 8, "abstractive": 8}
+    r = load_finetune_recipe("summarize-transformer", [
+        f"run.out_dir={tmp_path / 's'}", f"data.world_sizes={json.dumps(sizes)}",
+        "train.max_steps=4", "train.eval_every=2", "train.ckpt_every=2", "train.threads=1",
+        "decode.beams=2", "decode.max_new_tokens=8", "tokenizer.vocab_size=600"])
+    res = finetune_seq2seq(r, **QUIET)
+    splits = res.results["splits"]
+    assert list(splits) == ["val", "test", "test_unseen", "abstractive"]
+    assert all(s["ceiling"] == 100.0 and s["n"] == sizes[k] for k, s in splits.items())
+    # the split's score is the count-weighted mean of rouge-score's per language
+    pred = res.predictor
+    from lmforge.corpora.tasks import render_task_set
+
+    test = render_task_set("summarization", seed=0, sizes=sizes).splits["test"]
+    outs = pred.summarize([x["document"] for x in test])
+    want = 0.0
+    for lang in ("en", "zh"):
+        idx = [i for i, x in enumerate(test) if x["lang"] == lang]
+        got = rouge_scores([outs[i] for i in idx], [test[i]["summary"] for i in idx],
+                           lang=lang)
+        assert splits["test"]["by_lang"][lang]["rougeL"] == pytest.approx(got["rougeL"])
+        want += got["rougeL"] * len(idx) / len(test)
+    assert splits["test"]["rougeL"] == pytest.approx(want)
+    # the commands
+    doc = test[0]["document"]
+    code, out, _ = run_cli(["summarize", str(tmp_path / "s"), "--text", doc], capsys)
+    assert code == 0 and out.strip() == outs[0].strip()
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"document": x["document"], "summary": x["summary"]},
+                                       ensure_ascii=False) + "\n" for x in test),
+                    encoding="utf-8")
+    code, out, _ = run_cli(["evaluate", str(tmp_path / "s"), "--data", str(data)], capsys)
+    assert code == 0 and f"ROUGE-L {splits['test']['rougeL']:.2f}" in out
+    assert_user_error(["translate", str(tmp_path / "s"), "--text", "x"], capsys,
                       "not a translation run")
 
 
@@ -210,9 +254,10 @@ def test_every_builtin_recipe_loads():
         for pair in ("en-zh", "zh-en", "en-de", "de-en"):
             assert f"translate-{model}-{pair}" in mt
     assert "translate-t5-en-zh" in mt
+    assert {"summarize-transformer", "summarize-t5"} <= set(names)
     for name in names:
         r = load_finetune_recipe(name)
-        assert isinstance(r, Seq2SeqRecipe) == (name in mt)
+        assert isinstance(r, Seq2SeqRecipe) == (name in mt or name.startswith("summarize-"))
         if name in mt:
             assert "-".join(r.data.langs) == name.rsplit("-", 2)[-2] + "-" + \
                 name.rsplit("-", 1)[-1] and r.run.name == name

@@ -1,21 +1,26 @@
-r"""Translation as a fine-tuning task: ``lmforge finetune translate-...``.
+r"""The text-to-text tasks on the fine-tuning engine: translation
+(``lmforge finetune translate-...``) and summarisation (``summarize-...``).
 
-The task, in the terms of the understanding tasks (:mod:`lmforge.tasks.finetune`):
+A task, in the terms of the understanding tasks (:mod:`lmforge.tasks.finetune`):
 
-* **data**: pairs ``{"src", "tgt"}``, from the world's translation set
+* **data**: pairs ``{"src", "tgt"}``: from the world's translation set
   (:mod:`lmforge.corpora.tasks.translation`, with its long, unseen-name and
   compositional test splits) or the user's parallel files
-  (:func:`lmforge.data.parallel.read_parallel`);
+  (:func:`lmforge.data.parallel.read_parallel`); for summaries, document and summary
+  from the world's summarisation set (:mod:`lmforge.corpora.tasks.summarization`, with
+  its unseen and abstractive splits) or JSONL ``{"document", "summary"}``;
 * **model**: an encoder-decoder: the Transformer or the GRU with attention built from
   scratch (one tokenizer trained on both sides), or a pretrained T5;
 * **loss**: teacher-forced cross-entropy of the target given the source,
   :math:`-\sum_t \log p(y_t \mid y_{<t}, x)` averaged over target tokens (EOS
   included), with label smoothing :math:`\epsilon`: the target distribution is
   :math:`(1 - \epsilon)\,\mathrm{onehot}(y_t) + \epsilon / V`;
-* **metric**: sacreBLEU BLEU and chrF and exact match (:mod:`lmforge.eval.translation`);
-  the best checkpoint is the one with the best validation score (greedy decoding of
-  ``data.val_decode`` pairs), and the final scores use the recipe's beam search;
-* **predictor**: :class:`lmforge.tasks.translator.Translator`.
+* **metric**: sacreBLEU BLEU and chrF and exact match (:mod:`lmforge.eval.translation`),
+  or ROUGE-1/2/L (:mod:`lmforge.eval.summarization`); the best checkpoint is the one
+  with the best validation score (greedy decoding of ``data.val_decode`` pairs), and the
+  final scores use the recipe's beam search;
+* **predictor**: :class:`~lmforge.tasks.seq2seq_predictor.Translator` or
+  :class:`~lmforge.tasks.seq2seq_predictor.Summarizer`.
 
 The run folder holds what every fine-tuning run does (``config.yaml``,
 ``checkpoints/``, ``metrics.jsonl``, ``loss.png``), plus ``results.json`` (every split
@@ -44,9 +49,10 @@ from .finetune import (
     results_table,
 )
 from .seq2seq_config import Seq2SeqRecipe
-from .translator import Translator
+from .seq2seq_predictor import PREDICTORS, Seq2SeqPredictor, record_lang
 
-CEILING = {"bleu": 100.0, "chrf": 100.0, "exact_match": 1.0}
+CEILING = {"bleu": 100.0, "chrf": 100.0, "exact_match": 1.0, "rouge1": 100.0,
+           "rouge2": 100.0, "rougeL": 100.0}
 
 
 def load_pairs(recipe: Seq2SeqRecipe) -> tuple[dict[str, list[dict]], dict | None]:
@@ -54,19 +60,29 @@ def load_pairs(recipe: Seq2SeqRecipe) -> tuple[dict[str, list[dict]], dict | Non
     the user's files. Without a validation file, a seeded ``data.val_fraction`` of the
     training pairs is held out."""
     d = recipe.data
-    src, tgt = d.langs
+    summarize = recipe.task == "summarize"
     if d.world is not None:
         from ..corpora.tasks import render_task_set
 
         ts = render_task_set(d.world, seed=recipe.run.seed, sizes=d.world_sizes or None,
-                             langs=(src, tgt))
+                             langs=tuple(d.langs))
+        if summarize:
+            return {k: [{"id": r["id"], "src": r["document"], "tgt": r["summary"],
+                         "lang": r["lang"]} for r in v]
+                    for k, v in ts.splits.items()}, ts.card
         return {k: list(v) for k, v in ts.splits.items()}, ts.card
     from ..data.parallel import read_parallel
 
     fmt = None if d.format == "auto" else d.format
+    src, tgt = (d.langs[0], d.langs[-1])
+    fields = ("document", "summary") if summarize else ("src", "tgt")
 
     def read(path: str, tgt_path: str | None) -> list[dict]:
-        return read_parallel(path, src_lang=src, tgt_lang=tgt, format=fmt, tgt_path=tgt_path)
+        records = read_parallel(path, src_lang=src, tgt_lang=tgt, format=fmt,
+                                tgt_path=tgt_path, fields=fields)
+        if summarize:
+            records = [{**r, "lang": record_lang(r, d.langs)} for r in records]
+        return records
 
     train = read(d.train, d.train_tgt)
     if d.val is not None:
@@ -181,44 +197,46 @@ def finetune_seq2seq(recipe: Seq2SeqRecipe, *, resume: bool = False,
     model, tokenizer = build_seq2seq(recipe, splits, run_dir, resume=resume,
                                      show_progress=show_progress, log=log)
     total = sum(p.numel() for p in model.parameters())
-    log(f"translate {recipe.data.langs[0]} -> {recipe.data.langs[1]}: "
-        f"{len(splits['train'])} training pairs; {type(model).__name__} with {total:,} "
-        "parameters, all trainable")
+    what = f"translate {' -> '.join(recipe.data.langs)}" if recipe.task == "translate" \
+        else f"summarize ({', '.join(recipe.data.langs)})"
+    log(f"{what}: {len(splits['train'])} training pairs; {type(model).__name__} with "
+        f"{total:,} parameters, all trainable")
     train_src, val_src = _sources(recipe, splits, model, tokenizer)
-    translator = Translator(model, tokenizer, recipe.decode, recipe.data.langs)
+    predictor = PREDICTORS[recipe.task](model, tokenizer, recipe.decode, recipe.data.langs)
     val_records = splits["val"][:recipe.data.val_decode]
 
     def validation(m) -> dict:
-        ev = translator.evaluate(val_records, beams=recipe.decode.val_beams)["metrics"]
-        return {f"val_{k}": ev[k] for k in CEILING}
+        ev = predictor.evaluate(val_records, beams=recipe.decode.val_beams)["metrics"]
+        return {f"val_{k}": ev[k] for k in CEILING if k in ev}
 
-    metric = recipe.metric
+    metric = recipe.selection_metric
     cfg = recipe.train.model_copy(update={"best_metric": f"val_{metric}", "best_mode": "max"})
-    provenance = {"recipe": recipe.to_dict(), "task": "translate",
+    provenance = {"recipe": recipe.to_dict(), "task": recipe.task,
                   "trainable_parameters": total, "parameters": total}
     trainer = Trainer(model, cfg, train_src, val_src, run_dir, seed=recipe.run.seed,
                       objective=objective_for(model, recipe.label_smoothing),
                       evaluators=[validation], tokenizer=tokenizer, provenance=provenance,
                       resume=resume, show_progress=show_progress)
     train_result, best = fit_and_load_best(trainer, model, run_dir)
-    results = evaluate_pairs(translator, splits, card, run_dir, metric)
+    results = evaluate_pairs(predictor, splits, card, run_dir, metric)
     results.update(best_checkpoint=str(best), metric=metric, parameters=total,
                    decode=recipe.decode.model_dump())
     atomic_write_json(run_dir / "results.json", results)
     log(results_table(results))
-    return FinetuneResult(run_dir, translator, results, train_result, (total, total))
+    return FinetuneResult(run_dir, predictor, results, train_result, (total, total))
 
 
-def evaluate_pairs(translator: Translator, splits: dict[str, list[dict]], card: dict | None,
-                   run_dir: Path, metric: str) -> dict:
-    """Score every split but train, each beside its ceiling (the world's sets: 100 BLEU
-    and exact match 1.0); write the errors of ``test`` (else the first other split)."""
+def evaluate_pairs(predictor: Seq2SeqPredictor, splits: dict[str, list[dict]],
+                   card: dict | None, run_dir: Path, metric: str) -> dict:
+    """Score every split but train, each beside its ceiling (the world's sets: BLEU or
+    ROUGE 100, exact match 1.0); write the errors of ``test`` (else the first other
+    split)."""
     out: dict = {"splits": {}}
     evaluated = [n for n in splits if n != "train" and splits[n]]
     report = "test" if "test" in evaluated else next(
         (n for n in evaluated if n != "val"), "val")
     for name in evaluated:
-        ev = translator.evaluate(splits[name])
+        ev = predictor.evaluate(splits[name])
         out["splits"][name] = {"n": ev["n"], **ev["metrics"],
                                "ceiling": CEILING[metric] if card else None}
         if name == report:

@@ -1,0 +1,175 @@
+"""A trained encoder-decoder as a predictor: text in, text out, and its scores.
+
+``load_seq2seq(run)`` reads a translation or summarisation run (or one of its
+checkpoints) with the decoding settings of its recipe. ``.generate(texts)`` decodes
+(:func:`lmforge.generate.seq2seq.translate`: greedy or beam search with the GNMT length
+penalty, optional no-repeat n-grams); ``.evaluate(records)`` scores ``{"src", "tgt"}``
+records and lists the outputs that differ from their reference, worst first:
+
+* :class:`Translator`: sacreBLEU BLEU and chrF with their signatures, and exact match
+  (:mod:`lmforge.eval.translation`), in the target language;
+* :class:`Summarizer`: ROUGE-1/2/L F1 (:mod:`lmforge.eval.summarization`), each record
+  scored in its own language (``lang``: English on stemmed words, Chinese on
+  characters); a split with both is the count-weighted mean of the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+from ..generate.seq2seq import is_encoder_decoder, translate
+from .seq2seq_config import DecodeConfig, Seq2SeqRecipe
+
+
+class Seq2SeqPredictor:
+    """``model`` and ``tokenizer`` with decoding defaults ``decode``; ``langs`` are the
+    recipe's ``data.langs``."""
+
+    def __init__(self, model: Any, tokenizer: Any, decode: DecodeConfig,
+                 langs: Sequence[str]):
+        self.model, self.tokenizer, self.decode = model, tokenizer, decode
+        self.langs = list(langs)
+
+    def generate(self, texts: Sequence[str], *, beams: int | None = None,
+                 alpha: float | None = None, no_repeat_ngram_size: int | None = None,
+                 max_new_tokens: int | None = None) -> list[str]:
+        """Each text's output; options left None take the recipe's ``decode``."""
+        d = self.decode
+        return translate(
+            self.model, self.tokenizer, texts, beams=d.beams if beams is None else beams,
+            alpha=d.alpha if alpha is None else alpha,
+            no_repeat_ngram_size=(d.no_repeat_ngram_size if no_repeat_ngram_size is None
+                                  else no_repeat_ngram_size),
+            max_new_tokens=d.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            batch_size=d.batch_size)
+
+    def score(self, hyps: list[str], records: Sequence[dict]) -> tuple[dict, list[float]]:
+        """Corpus metrics and one sentence score per output (for ranking errors)."""
+        raise NotImplementedError
+
+    def evaluate(self, records: Sequence[dict], *, beams: int | None = None) -> dict:
+        """``{"n", "metrics", "errors"}`` of the outputs for ``records`` (``src`` ->
+        ``tgt``); errors are the outputs not equal to their reference, lowest sentence
+        score first."""
+        hyps = self.generate([r["src"] for r in records], beams=beams)
+        metrics, per = self.score(hyps, records)
+        errors = [{**({"id": r["id"]} if "id" in r else {}), "src": r["src"], "ref": r["tgt"],
+                   "hyp": h, "score": round(s, 2)}
+                  for r, h, s in zip(records, hyps, per, strict=True)
+                  if h.strip() != r["tgt"].strip()]
+        errors.sort(key=lambda e: e["score"])
+        return {"n": len(records), "metrics": metrics, "errors": errors}
+
+
+class Translator(Seq2SeqPredictor):
+    """Translation from ``langs[0]`` to ``langs[1]``."""
+
+    translate = Seq2SeqPredictor.generate
+
+    @property
+    def src_lang(self) -> str:
+        return self.langs[0]
+
+    @property
+    def tgt_lang(self) -> str:
+        return self.langs[1]
+
+    def score(self, hyps: list[str], records: Sequence[dict]) -> tuple[dict, list[float]]:
+        from ..eval.translation import corpus_scores, sentence_scores
+
+        refs = [r["tgt"] for r in records]
+        per = sentence_scores(hyps, refs, target_lang=self.tgt_lang)
+        return (corpus_scores(hyps, refs, target_lang=self.tgt_lang),
+                [s["bleu"] for s in per])
+
+
+class Summarizer(Seq2SeqPredictor):
+    """Summaries of documents in ``langs``."""
+
+    summarize = Seq2SeqPredictor.generate
+
+    def score(self, hyps: list[str], records: Sequence[dict]) -> tuple[dict, list[float]]:
+        from ..eval.summarization import pair_scores, rouge_scores
+
+        by_lang: dict[str, list[int]] = {}
+        for i, r in enumerate(records):
+            by_lang.setdefault(record_lang(r, self.langs), []).append(i)
+        per = [0.0] * len(records)
+        parts = {}
+        for lang, idx in by_lang.items():
+            h, ref = [hyps[i] for i in idx], [records[i]["tgt"] for i in idx]
+            parts[lang] = rouge_scores(h, ref, lang=lang)
+            for i, s in zip(idx, pair_scores(h, ref, lang=lang), strict=True):
+                per[i] = s["rougeL"]["f1"]
+        n = len(records)
+        metrics = {k: sum(p[k] * p["n"] for p in parts.values()) / n
+                   for k in ("rouge1", "rouge2", "rougeL")}
+        metrics.update(n=n, by_lang=parts)
+        return metrics, per
+
+
+def record_lang(record: dict, langs: Sequence[str]) -> str:
+    """A record's language: its ``lang``, else Chinese if it holds a CJK ideograph, else
+    the first of ``langs`` that is not Chinese."""
+    if record.get("lang"):
+        return record["lang"]
+    if any("\u4e00" <= ch <= "\u9fff" for ch in record["src"]):
+        return "zh"
+    return next((x for x in langs if x != "zh"), "en")
+
+
+PREDICTORS = {"translate": Translator, "summarize": Summarizer}
+
+
+def _run_dir(path: str | Path) -> Path | None:
+    """The run folder of ``path`` (a run, or one of its checkpoints) if it has a recipe."""
+    p = Path(path)
+    for d in (p, p.parent.parent):
+        if (d / "config.yaml").is_file():
+            return d
+    return None
+
+
+def seq2seq_task_of(path: str | Path) -> str | None:
+    """``translate`` or ``summarize`` for a generation run or one of its checkpoints."""
+    import yaml
+
+    d = _run_dir(path)
+    if d is None:
+        return None
+    try:
+        raw = yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    task = raw.get("task") if isinstance(raw, dict) else None
+    return task if task in PREDICTORS else None
+
+
+def load_seq2seq(run: str | Path, task: str | None = None) -> Seq2SeqPredictor:
+    """A generation run's best checkpoint (or a checkpoint folder) as its predictor;
+    ``task`` (``translate``, ``summarize``), when given, must be the run's."""
+    from ..hub import load_pretrained
+    from ..train.checkpoint import best_checkpoint, latest_checkpoint
+    from .config import load_finetune_recipe
+
+    p = Path(run)
+    run_dir = _run_dir(p)
+    found = seq2seq_task_of(p)
+    want = {"translate": "translation", "summarize": "summarisation"}
+    if run_dir is None or found is None or (task is not None and found != task):
+        what = f"a {want[task]}" if task else "a translation or summarisation"
+        raise CheckpointError(f"{run}: not {what} run (no config.yaml with task: "
+                              f"{task or 'translate/summarize'} in it or two folders above)")
+    recipe = load_finetune_recipe(str(run_dir / "config.yaml"))
+    assert isinstance(recipe, Seq2SeqRecipe)
+    folder = p if p != run_dir else best_checkpoint(run_dir) or latest_checkpoint(run_dir)
+    if folder is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint yet")
+    model, tokenizer = load_pretrained(folder, require_tokenizer=True)
+    if not is_encoder_decoder(model):
+        raise CheckpointError(f"{folder} holds a {type(model).__name__}, not an "
+                              "encoder-decoder")
+    return PREDICTORS[found](model, tokenizer, recipe.decode, recipe.data.langs)
