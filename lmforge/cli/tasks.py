@@ -189,7 +189,7 @@ def data_augment(
 @corpus_app.command("tasks", epilog="Example: lmforge corpus tasks sentiment --out data/sent")
 def corpus_tasks(
     name: Annotated[str, typer.Argument(
-        help="sentiment, topic, ner, relations or translation.")],
+        help="sentiment, topic, ner, relations, translation, qa or summarization.")],
     out: Annotated[str, typer.Option(help="Output folder.")],
     seed: Annotated[int, typer.Option()] = 0,
     langs: Annotated[str, typer.Option(
