@@ -3,10 +3,12 @@
 ::
 
     run:       name, output folder, seed
-    data:      a built-in world task set, or the user's files (CSV/TSV/JSONL, CoNLL, OpenNRE)
+    data:      a built-in world task set, or the user's files (CSV/TSV/JSONL, CoNLL, OpenNRE,
+               SQuAD JSON)
     backbone:  the encoder: a folder (lmforge run, HF, "minilm"), a pretraining recipe run
                first, or one trained from scratch (textcnn, bilstm); init pretrained/random
-    head:      the task (classify, tag, relate), pooling, linear/CRF head, markers
+    head:      the task (classify, tag, relate, extract), pooling, linear/CRF head, markers,
+               answer decoding
     finetune:  strategy (full, top_k, frozen, lora), LoRA settings, the selection metric,
                class weights, label smoothing
     train:     the trainer's options (:class:`~lmforge.train.config.TrainConfig`)
@@ -31,24 +33,27 @@ if TYPE_CHECKING:
     from .seq2seq_config import Seq2SeqRecipe
 
 FINETUNE_DIR = RECIPE_DIR / "finetune"
-WORLD_TASKS = ("sentiment", "topic", "ner", "relations")
+WORLD_TASKS = ("sentiment", "topic", "ner", "relations", "qa")
 TASK_OF_WORLD = {"sentiment": "classify", "topic": "classify", "ner": "tag",
-                 "relations": "relate"}
+                 "relations": "relate", "qa": "extract"}
 
 
 class TaskDataConfig(Section):
-    world: Literal["sentiment", "topic", "ner", "relations"] | None = Field(
+    world: Literal["sentiment", "topic", "ner", "relations", "qa"] | None = Field(
         None, description="a built-in world task set (instead of files)")
     world_sizes: dict[str, int] = Field(default_factory=dict,
                                         description="split sizes of the world set")
     langs: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en", "zh"])
-    train: str | None = Field(None, description="training file (CSV/TSV/JSONL/CoNLL)")
+    train: str | None = Field(None, description="training file (CSV/TSV/JSONL/CoNLL/"
+                              "SQuAD JSON)")
     val: str | None = Field(None, description="validation file; default: a share of train")
     test: list[str] = Field(default_factory=list, description="files evaluated at the end")
-    task: Literal["auto", "classify", "tag", "relate"] = Field(
+    task: Literal["auto", "classify", "tag", "relate", "extract"] = Field(
         "auto", description="for files: auto = tag for CoNLL, relate for OpenNRE JSONL "
-        "(records with h and t), else classify")
-    format: Literal["auto", "jsonl", "csv", "tsv", "conll"] = "auto"
+        "(records with h and t), extract for SQuAD JSON, else classify")
+    format: Literal["auto", "jsonl", "csv", "tsv", "conll", "squad"] = Field(
+        "auto", description="auto: by the suffix; a .json file holding an object with a "
+        "'data' or 'version' key is SQuAD")
     text_field: str = "text"
     label_field: str = "label"
     text_b_field: str | None = Field(None, description="second text of sentence pairs")
@@ -60,6 +65,8 @@ class TaskDataConfig(Section):
                                              "with the word's tag (softmax head)")
     val_fraction: float = Field(0.1, gt=0, lt=1)
     max_length: int = Field(128, ge=8, description="tokens per input, specials included")
+    doc_stride: int = Field(128, ge=0, description="extract: context tokens shared by "
+                            "consecutive windows of a long context")
     train_limit: int | None = Field(None, ge=1, description="use only the first N training "
                                     "examples (learning curves)")
     token_dropout: float = Field(0.0, ge=0, lt=1, description="training: share of tokens "
@@ -143,6 +150,16 @@ class HeadConfig(Section):
     threshold: float | None = Field(None, gt=0, lt=1, description="relate: predict "
                                     "no_relation when the best other relation's probability "
                                     "is below this")
+    max_answer_length: int = Field(30, ge=1, description="extract: the longest answer, in "
+                                   "tokens")
+    n_best: int = Field(20, ge=1, description="extract: start and end candidates per window")
+    version_2_with_negative: Literal["auto"] | bool = Field(
+        "auto", description="extract: questions may have no answer (SQuAD v2.0); auto: when "
+        "a training question is impossible")
+    null_threshold: float = Field(0.0, description="extract, v2: answer '' when the null "
+                                  "score exceeds the best span's by more than this")
+    tune_null_threshold: bool = Field(True, description="extract, v2: after training, use "
+                                      "the null_threshold that maximises F1 on val")
 
 
 class LoraSection(Section):
@@ -158,8 +175,8 @@ class FinetuneConfig(Section):
     top_k: int = Field(2, ge=1, description="top_k: the layers trained (with the head)")
     lora: LoraSection = Field(default_factory=LoraSection)
     metric: str = Field("auto", description="the validation metric that picks the best "
-                        "checkpoint (auto: f1_macro, entity_f1 or relation_f1 by task; "
-                        "accuracy, f1_micro, ...)")
+                        "checkpoint (auto: f1_macro, entity_f1, relation_f1 or f1 (extract) "
+                        "by task; accuracy, f1_micro, exact, HasAns_f1, ...)")
     class_weights: Literal["none", "balanced"] = "none"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
 

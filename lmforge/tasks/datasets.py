@@ -3,7 +3,10 @@
 :func:`load_splits` returns ``{split: records}`` (``train`` and ``val`` always; the world
 sets add ``test``, ``test_unseen`` and, for sentiment, ``contrast``; the user's
 ``data.test`` files are named by their stem) and the set's card (labels, ceilings) when
-the world rendered it. Records have the shapes of :mod:`lmforge.data.task_readers`.
+the world rendered it. Records have the shapes of :mod:`lmforge.data.task_readers`, and
+for extractive QA of :func:`lmforge.data.squad.read_squad` (the world's QA questions get
+the text of their ``context_id`` page as ``context``: for a multi-hop question the page
+that holds the answer).
 A user's file without a validation file gives up ``data.val_fraction`` of its training
 records (a seeded shuffle) to validation.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from ..errors import DataError
@@ -19,7 +23,8 @@ from .config import FinetuneRecipe, TaskDataConfig
 
 
 def task_of(recipe: FinetuneRecipe, records: list[dict] | None = None) -> str:
-    """classify | tag | relate, from the world set, ``data.task`` or the records."""
+    """classify | tag | relate | extract, from the world set, ``data.task`` or the
+    records."""
     from .config import TASK_OF_WORLD
 
     d = recipe.data
@@ -27,8 +32,11 @@ def task_of(recipe: FinetuneRecipe, records: list[dict] | None = None) -> str:
         return TASK_OF_WORLD[d.world]
     if d.task != "auto":
         return d.task
-    if _format(d, d.train) == "conll":
+    fmt = _format(d, d.train)
+    if fmt == "conll":
         return "tag"
+    if fmt == "squad":
+        return "extract"
     if records and "h" in records[0] and "t" in records[0]:
         return "relate"
     if records and "tags" in records[0] or records and "spans" in records[0]:
@@ -40,8 +48,22 @@ def _format(d: TaskDataConfig, path: str | None) -> str:
     if d.format != "auto":
         return d.format
     suffix = Path(str(path)).suffix.lower()
+    if suffix == ".json" and _is_squad(path):
+        return "squad"
     return {".conll": "conll", ".txt": "conll", ".bio": "conll", ".csv": "csv",
             ".tsv": "tsv"}.get(suffix, "jsonl")
+
+
+_SQUAD_KEY = re.compile(r'^\s*\{\s*"(data|version)"\s*:')
+
+
+def _is_squad(path: str) -> bool:
+    """Does the file open a JSON object with a ``data`` or ``version`` key (SQuAD)?"""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return bool(_SQUAD_KEY.match(f.read(256)))
+    except (OSError, UnicodeDecodeError):
+        return False  # the reader reports what is wrong
 
 
 def read_file(d: TaskDataConfig, path: str, task: str | None) -> list[dict]:
@@ -51,6 +73,13 @@ def read_file(d: TaskDataConfig, path: str, task: str | None) -> list[dict]:
     fmt = _format(d, path)
     if fmt == "conll":
         return tr.read_conll(path, scheme=d.scheme, on_illegal=d.on_illegal)
+    if fmt == "squad" or task == "extract":
+        from ..data.squad import read_squad
+
+        if fmt != "squad":
+            raise DataError(f"{path}: extractive QA reads SQuAD JSON (an object with 'data'; "
+                            "a .json file, or set data.format=squad)")
+        return read_squad(path)
     if task is None:
         task = _sniff_jsonl(path) if fmt == "jsonl" else "classify"
     if task == "relate":
@@ -86,6 +115,10 @@ def load_splits(recipe: FinetuneRecipe) -> tuple[dict[str, list[dict]], dict | N
         splits = {k: list(v) for k, v in ts.splits.items()}
         card = ts.card
         task = task_of(recipe)
+        if task == "extract":
+            pages = {p["id"]: p["text"] for p in ts.documents}
+            splits = {k: [{**r, "context": pages[r["context_id"]]} for r in v]
+                      for k, v in splits.items()}
         if task == "tag" and d.scheme != "IOB2":  # the world writes IOB2
             from ..data.tags import convert_tags
 

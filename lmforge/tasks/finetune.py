@@ -57,6 +57,9 @@ def _texts(task: str, records: list[dict], typed: bool) -> list[str]:
 
     if task == "relate":
         return [mark_entities(r, typed)[0] for r in records]
+    if task == "extract":  # the questions, and each context once
+        return [r["question"] for r in records] + list(dict.fromkeys(r["context"]
+                                                                      for r in records))
     return [t for r in records for t in (r["text"], r.get("text_b")) if t]
 
 
@@ -96,7 +99,9 @@ def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
                 dropout=h.dropout, scheme=d.scheme, constrained=h.constrained,
                 max_length=d.max_length,
                 typed_markers=h.typed_markers, no_relation=h.no_relation,
-                threshold=h.threshold)
+                threshold=h.threshold, doc_stride=d.doc_stride,
+                max_answer_length=h.max_answer_length, n_best=h.n_best,
+                null_threshold=h.null_threshold)
     texts = _texts(task, splits["train"], h.typed_markers)
     torch.manual_seed(recipe.run.seed)
     if b.encoder is not None:
@@ -242,6 +247,11 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
     atomic_write_text(run_dir / "config.yaml", _yaml(recipe))
 
     splits, card, task = load_splits(recipe)
+    if task == "extract":
+        from .extractive import finetune_extractive
+
+        return finetune_extractive(recipe, splits, card, resume=resume,
+                                   show_progress=show_progress, log=log)
     labels = label_names(task, splits["train"], recipe.data.scheme,
                          recipe.data.train or f"world:{recipe.data.world}")
     metric = recipe.finetune.metric if recipe.finetune.metric != "auto" \

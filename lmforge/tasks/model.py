@@ -27,6 +27,14 @@ start markers::
 
     logits = W_c Dropout([H[start(@)] ; H[start(#)]]) + b_c                  (B, C)
 
+**extract** (a span of the context answers the question; the input is a window
+``[CLS] question [SEP] context chunk [SEP]``, :mod:`lmforge.tasks.qa_spans`): a start and
+an end logit per token, ``labels`` are ``["start", "end"]``::
+
+    [s_t, e_t] = W Dropout(H_t) + b,   W in R^{d x 2}                        (B, T, 2)
+
+The loss, the n-best decoding and the no-answer rule are in :mod:`lmforge.tasks.extractive`.
+
 The model is registered as ``arch: task``: a fine-tuning run's checkpoints are ordinary
 lmforge model folders (``config.json`` holds this config, with the encoder's config and,
 for LoRA runs, the adapter settings, so the same modules are rebuilt on load).
@@ -46,7 +54,7 @@ from ..models.base import PretrainedMixin
 from ..nn.crf import CRF, viterbi
 from .encoders import AttentionPool, BiLSTM, BiLSTMConfig, TextCNN, TextCNNConfig
 
-TASKS = ("classify", "tag", "relate")
+TASKS = ("classify", "tag", "relate", "extract")
 SCRATCH_ENCODERS = {"textcnn": (TextCNN, TextCNNConfig), "bilstm": (BiLSTM, BiLSTMConfig)}
 POOLINGS = ("cls", "pooler", "mean", "max", "attention", "last")
 
@@ -68,12 +76,19 @@ class TaskModelConfig:
     typed_markers: bool = True                # relate: '@ * person * Anna @'
     no_relation: str = "no_relation"          # relate: the negative label
     threshold: float | None = None            # relate: see lmforge.tasks.evaluation.decide
+    doc_stride: int = 128                     # extract: tokens shared by consecutive windows
+    max_answer_length: int = 30               # extract: longest answer, in tokens
+    n_best: int = 20                          # extract: start/end candidates per window
+    with_null: bool = False                   # extract: may answer "" (SQuAD v2.0)
+    null_threshold: float = 0.0               # extract: "" when null - best span > this
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)} (got {self.task!r})")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels must be at least 2 distinct names (got {self.labels})")
+        if self.task == "extract" and self.labels != ["start", "end"]:
+            raise ValueError(f"extract labels are ['start', 'end'] (got {self.labels})")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
         if self.head not in ("linear", "crf"):
@@ -97,7 +112,8 @@ def build_encoder(name: str, cfg: dict) -> tuple[nn.Module, int]:
 
 
 class TaskModel(PretrainedMixin, nn.Module):
-    """``forward(batch)`` -> logits: (B, C) for classify/relate, (B, W, K) emissions for tag.
+    """``forward(batch)`` -> logits: (B, C) for classify/relate, (B, W, K) emissions for tag,
+    (B, T, 2) start and end logits for extract.
 
     ``batch`` holds ``input_ids``, ``attention_mask`` (B, T), optionally
     ``token_type_ids``; tag batches ``word_index`` (B, W) (the first sub-token of each
@@ -163,6 +179,8 @@ class TaskModel(PretrainedMixin, nn.Module):
         elif task == "relate":
             rows = torch.arange(h.shape[0], device=h.device)
             z = torch.cat([h[rows, batch["head_pos"]], h[rows, batch["tail_pos"]]], dim=-1)
+        elif task == "extract":
+            z = h                                                       # every token
         else:
             idx = batch["word_index"]                                   # (B, W)
             z = h.gather(1, idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))

@@ -7,6 +7,8 @@ What :meth:`TaskPredictor.predict` takes and gives, by task:
   "text"}], "tokens", "tags"}`` (character offsets, end exclusive). Texts are split into
   words (English) or characters (Chinese) as the training data was.
 - relate: ``{"text", "h": {"name", "pos"}, "t": {...}}`` -> ``{"relation", "probs"}``
+- extract: ``{"question", "context"}`` -> ``{"answer", "score", "start", "end"}``
+  (:class:`lmforge.tasks.extractive.QAPredictor`)
 
 :meth:`TaskPredictor.evaluate` scores gold records: the task's metrics, the confusion
 matrix (classify/relate) and the records the model got wrong.
@@ -169,4 +171,8 @@ def load_task_model(path: str | Path, device: str = "cpu") -> TaskPredictor:
     model = load_model_folder(folder, device)
     if not (folder / "tokenizer.json").is_file():
         raise CheckpointError(f"{folder} has no tokenizer.json")
+    if model.config.task == "extract":
+        from .extractive import QAPredictor
+
+        return QAPredictor(model, Tokenizer.load(folder))
     return TaskPredictor(model, Tokenizer.load(folder))
