@@ -135,6 +135,7 @@ def test_resume_continues_exactly(tmp_path, lexicon_files):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow
 def test_gru_and_t5_train_through_the_same_path(tmp_path, lexicon_files):
     gru = {"arch": "seq2seq_rnn", "cell": "gru", "d_embed": 32, "d_hidden": 64,
            "bidirectional": True, "attention": "bahdanau"}

@@ -71,7 +71,7 @@ import numpy as np
 
 from ..errors import LmforgeError
 from .classification import MetricInputError, MetricOptionError
-from .translation import check_texts
+from .translation import paired_texts
 
 __all__ = ["ROUGE_TYPES", "ChineseCharTokenizer", "lead_k", "pair_scores", "rouge_language",
            "rouge_scores", "split_sentences"]
@@ -117,20 +117,9 @@ def _scorer(lang: str) -> Any:
     return RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
 
 
-def _pairs(predictions: Any, references: Any) -> tuple[list[str], list[str]]:
-    preds, refs = check_texts(predictions, "predictions"), check_texts(references, "references")
-    if len(preds) != len(refs):
-        raise MetricInputError(f"{len(preds)} predictions but {len(refs)} references; "
-                               "expected one reference per prediction")
-    if not preds:
-        raise MetricInputError("predictions and references are empty: there is nothing to "
-                               "score")
-    return preds, refs
-
-
 def _raw_scores(predictions: Any, references: Any, lang: str) -> list[dict[str, Any]]:
     """rouge-score's ``{type: Score(precision, recall, fmeasure)}`` (0..1) of each pair."""
-    preds, refs = _pairs(predictions, references)
+    preds, refs = paired_texts(predictions, references, "predictions")
     scorer = _scorer(rouge_language(lang))
     return [scorer.score(ref, pred) for pred, ref in zip(preds, refs, strict=True)]
 

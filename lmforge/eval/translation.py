@@ -114,15 +114,18 @@ def check_texts(texts: Any, name: str) -> list[str]:
     return list(texts)
 
 
-def _pairs(hypotheses: Any, references: Any) -> tuple[list[str], list[str]]:
-    hyps, refs = check_texts(hypotheses, "hypotheses"), check_texts(references, "references")
-    if len(hyps) != len(refs):
-        raise MetricInputError(f"{len(hyps)} hypotheses but {len(refs)} references; "
-                               "expected one reference per hypothesis")
-    if not hyps:
-        raise MetricInputError("hypotheses and references are empty: there is nothing to "
+def paired_texts(outputs: Any, references: Any, name: str = "hypotheses"
+                 ) -> tuple[list[str], list[str]]:
+    """Both lists checked (strings, one reference per output, not empty); ``name`` is
+    what the outputs are called in the error."""
+    outs, refs = check_texts(outputs, name), check_texts(references, "references")
+    if len(outs) != len(refs):
+        raise MetricInputError(f"{len(outs)} {name} but {len(refs)} references; "
+                               f"expected one reference per {name[:-1]}")
+    if not outs:
+        raise MetricInputError(f"{name} and references are empty: there is nothing to "
                                "score")
-    return hyps, refs
+    return outs, refs
 
 
 def _same(hyp: str, ref: str) -> bool:
@@ -139,7 +142,7 @@ def corpus_scores(hypotheses: Sequence[str], references: Sequence[str], *,
     ``"hyp_len"`` and ``"ref_len"`` (tokens). ``tokenize`` defaults to
     :func:`default_tokenize` of ``target_lang``.
     """
-    hyps, refs = _pairs(hypotheses, references)
+    hyps, refs = paired_texts(hypotheses, references)
     bleu, chrf = _metrics(target_lang, tokenize, sentence=False)
     b, c = bleu.corpus_score(hyps, [refs]), chrf.corpus_score(hyps, [refs])
     return {"bleu": b.score, "chrf": c.score,
@@ -156,7 +159,7 @@ def sentence_scores(hypotheses: Sequence[str], references: Sequence[str], *,
     effective order (as ``sacrebleu --sentence-level``), sentence chrF (both 0..100) and
     whether the stripped texts are equal. For finding the worst translations; a corpus
     score is not the mean of these."""
-    hyps, refs = _pairs(hypotheses, references)
+    hyps, refs = paired_texts(hypotheses, references)
     bleu, chrf = _metrics(target_lang, tokenize, sentence=True)
     return [{"bleu": bleu.sentence_score(h, [r]).score,
              "chrf": chrf.sentence_score(h, [r]).score, "exact": _same(h, r)}
