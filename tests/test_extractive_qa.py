@@ -264,8 +264,9 @@ def test_recipes_load():
 
 @pytest.mark.slow
 def test_minilm_recipe_answers_world_questions(tmp_path):
-    r = load_finetune_recipe("qa-extractive-minilm",
-                             [f"run.out_dir={tmp_path / 'run'}", "train.threads=1"])
+    r = load_finetune_recipe("qa-extractive-minilm", [
+        f"run.out_dir={tmp_path / 'run'}", "train.threads=1",
+        "data.world_sizes={train: 1900, val: 200, test: 400, test_unseen: 200}"])
     res = finetune(r, show_progress=False, log=lambda m: None).results["splits"]
     assert res["test"]["HasAns_f1"] >= 90 and res["test"]["f1"] >= 85
     assert res["test_unseen"]["HasAns_f1"] >= 85
