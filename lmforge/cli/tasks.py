@@ -28,8 +28,8 @@ def finetune(
     resume: Annotated[bool, typer.Option(help="Continue the run in the folder.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ):
-    """Fine-tune a model on a task (classification, NER, relations, translation) and
-    evaluate it."""
+    """Fine-tune a model on a task (classification, NER, relations, extractive QA,
+    translation) and evaluate it."""
     from ..tasks.config import load_finetune_recipe
     from ..tasks.finetune import finetune as run_finetune
     from ..tasks.seq2seq import finetune_seq2seq
