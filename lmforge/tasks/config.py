@@ -158,8 +158,9 @@ class HeadConfig(Section):
         "a training question is impossible")
     null_threshold: float = Field(0.0, description="extract, v2: answer '' when the null "
                                   "score exceeds the best span's by more than this")
-    tune_null_threshold: bool = Field(True, description="extract, v2: after training, use "
-                                      "the null_threshold that maximises F1 on val")
+    tune_null_threshold: bool = Field(True, description="extract, v2: at each evaluation, "
+                                      "set null_threshold to the one that maximises F1 on "
+                                      "val (each checkpoint keeps its own)")
 
 
 class LoraSection(Section):
