@@ -144,19 +144,25 @@ def qa_ask(
     mode: Annotated[str, typer.Option(help="extractive (a span of one passage) or "
                                       "generative (written from all k passages).")]
     = "extractive",
-    k: Annotated[int, typer.Option(help="Passages to retrieve and read.")] = 5,
+    k: Annotated[int | None, typer.Option(help="Passages to retrieve and read. [default: "
+                                          "a generative QA run's retrieval.k, else 5]")]
+    = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """Answer a question from the index: retrieve k passages (hybrid with a vector index,
     else BM25), let the reader answer, and show the answer with its source."""
     from ..retrieval.ask import ask, check_mode, load_reader
 
-    _check_k(k)
+    if k is not None:
+        _check_k(k)
     check_mode(mode)
     if not question.strip():
         raise DataError("--question is empty")
     with _open(index) as ix:  # the index is checked before the (slow) model load
         reader = load_reader(model, mode) if model is not None else None
+        if k is None:
+            trained = getattr(reader, "retrieval", None)
+            k = trained.k if trained is not None else 5
         result = ask(ix, question, reader, mode=mode, k=k)
     if json_:
         _echo(json.dumps(result, ensure_ascii=False))

@@ -284,26 +284,51 @@ def summarize(
                   no_repeat_ngram_size=no_repeat_ngram_size, max_new_tokens=max_new_tokens)
 
 
+def _retrieved_questions(pred, path: str) -> list[dict]:
+    """The questions of a SQuAD file, each with the passages the run's index gives it."""
+    from ..data.squad import read_squad
+    from ..tasks.rag import open_run_index, rag_records
+
+    records = read_squad(path)
+    if not (pred.index_dir / "docs.sqlite").is_file():
+        raise LmforgeError(f"{pred.index_dir}: the run's index is missing; it is built "
+                           "when the run trains")
+    with open_run_index(pred.index_dir.parent, pred.retrieval) as index:
+        return rag_records(records, index, pred.retrieval)
+
+
 def evaluate_seq2seq(run: str, data: list[str], out: str | None) -> None:
     """``lmforge evaluate`` on a translation run (sacreBLEU BLEU and chrF with their
-    signatures, and exact match, on parallel files) or a summarisation run (ROUGE on JSONL
-    files of document and summary), and the outputs that differ from the references."""
+    signatures, and exact match, on parallel files), a summarisation run (ROUGE on JSONL
+    files of document and summary) or a generative QA run (EM and F1 on SQuAD files, each
+    question read with the passages of the run's index), and the outputs that differ from
+    the references."""
     from ..data.parallel import read_parallel
     from ..io import atomic_write_json, atomic_write_text
-    from ..tasks.seq2seq_predictor import Translator, load_seq2seq, record_lang
+    from ..tasks.seq2seq_predictor import Answerer, Translator, load_seq2seq, record_lang
 
     pred = load_seq2seq(run)
     src, tgt = pred.langs[0], pred.langs[-1]
     for path in data:
-        if isinstance(pred, Translator):
+        if isinstance(pred, Answerer):
+            records = _retrieved_questions(pred, path)
+        elif isinstance(pred, Translator):
             records = read_parallel(path, src_lang=src, tgt_lang=tgt)
         else:
             records = [{**r, "lang": record_lang(r, pred.langs)} for r in read_parallel(
                 path, src_lang=src, tgt_lang=tgt, fields=("document", "summary"))]
         ev = pred.evaluate(records)
         m = ev["metrics"]
-        _echo(f"{path}: {ev['n']} pairs")
-        if isinstance(pred, Translator):
+        _echo(f"{path}: {ev['n']} {'questions' if isinstance(pred, Answerer) else 'pairs'}")
+        if isinstance(pred, Answerer):
+            _echo(f"  EM {m['exact']:.2f}  F1 {m['f1']:.2f}  (English: SQuAD; Chinese: "
+                  "CMRC 2018)" + "".join(
+                      f"; {p} EM {m[p + '_exact']:.2f} F1 {m[p + '_f1']:.2f}"
+                      for p in ("HasAns", "NoAns") if p + "_f1" in m))
+            if "gold_in_passages" in m:
+                _echo(f"  answer in the retrieved passages: {m['gold_in_passages']:.3f} of "
+                      "the answerable questions")
+        elif isinstance(pred, Translator):
             _echo(f"  BLEU {m['bleu']:.2f}  ({m['bleu_signature']})")
             _echo(f"  chrF {m['chrf']:.2f}  ({m['chrf_signature']})")
             _echo(f"  exact match {m['exact_match']:.4f}")

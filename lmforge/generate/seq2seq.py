@@ -60,8 +60,12 @@ def _decode_rows(model: Any, src: torch.Tensor, pad_info: Any, beams: int, max_l
 
 def translate(model: Any, tokenizer: Any, texts: Sequence[str], *, beams: int = 1,
               max_new_tokens: int = 64, alpha: float = 0.6, batch_size: int = 32,
-              no_repeat_ngram_size: int = 0) -> list[str]:
-    """The target text of every source text (``max_new_tokens`` tokens at most)."""
+              no_repeat_ngram_size: int = 0, max_source_tokens: int | None = None
+              ) -> list[str]:
+    """The target text of every source text (``max_new_tokens`` tokens at most). With
+    ``max_source_tokens`` a longer source is cut to its first that many tokens (as the
+    trainer cuts them); without, a source longer than the model's ``max_seq_len`` is an
+    error."""
     if not is_encoder_decoder(model):
         raise LmforgeError(f"{type(model).__name__} is not an encoder-decoder model")
     if beams < 1 or max_new_tokens < 1 or no_repeat_ngram_size < 0:
@@ -75,6 +79,8 @@ def translate(model: Any, tokenizer: Any, texts: Sequence[str], *, beams: int = 
     try:
         for lo in range(0, len(texts), batch_size):
             src = tokenizer.encode_batch(list(texts[lo:lo + batch_size]))
+            if max_source_tokens is not None:
+                src = [s[:max_source_tokens] for s in src]
             if any(len(s) == 0 for s in src):
                 raise LmforgeError("every source text needs at least one token")
             if limit and max(len(s) for s in src) > limit:

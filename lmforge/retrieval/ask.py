@@ -32,6 +32,7 @@ Without a reader the answer is None and the source the best passage. The result:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,7 +41,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from .index import Hit, Index
 
 __all__ = ["EXTRACTIVE_TASK", "MODES", "ExtractiveReader", "GenerativeReader", "ask",
-           "check_mode", "load_reader"]
+           "check_mode", "load_reader", "rag_input"]
 
 MODES = ("extractive", "generative")
 EXTRACTIVE_TASK = "extract"  # the task of an extractive QA model (lmforge.tasks.extractive)
@@ -85,10 +86,16 @@ def _extract(reader: ExtractiveReader, question: str, hits: list[Hit]) -> tuple[
     return answer, score, hits[-neg_i]
 
 
+def rag_input(question: str, passages: Sequence[str]) -> str:
+    """A generative reader's input: ``question: Q context: P1 P2 ... Pk``, white space
+    collapsed (the input :mod:`lmforge.tasks.rag` trains on)."""
+    context = " ".join(" ".join(p.split()) for p in passages)
+    return f"question: {' '.join(question.split())} context: {context}"
+
+
 def _generate(reader: GenerativeReader, question: str, hits: list[Hit]) -> tuple[str, Hit]:
     """(answer, source passage) by the rule of the module docstring."""
-    context = " ".join(" ".join(h.text.split()) for h in hits)
-    out = reader.generate([f"question: {question} context: {context}"])
+    out = reader.generate([rag_input(question, [h.text for h in hits])])
     if len(out) != 1 or not isinstance(out[0], str):
         raise DataError(f"the reader gave {out!r:.80} for one input; expected one text")
     answer = out[0].strip()

@@ -49,17 +49,25 @@ from .finetune import (
     results_table,
 )
 from .seq2seq_config import Seq2SeqRecipe
-from .seq2seq_predictor import PREDICTORS, Seq2SeqPredictor, record_lang
+from .seq2seq_predictor import Seq2SeqPredictor, make_predictor, record_lang
 
 CEILING = {"bleu": 100.0, "chrf": 100.0, "exact_match": 1.0, "rouge1": 100.0,
-           "rouge2": 100.0, "rougeL": 100.0}
+           "rouge2": 100.0, "rougeL": 100.0, "f1": 100.0, "exact": 100.0}
 
 
-def load_pairs(recipe: Seq2SeqRecipe) -> tuple[dict[str, list[dict]], dict | None]:
+def load_pairs(recipe: Seq2SeqRecipe, run_dir: Path | None = None
+               ) -> tuple[dict[str, list[dict]], dict | None]:
     """``(splits, card)``: split name -> ``{"src", "tgt"}`` records; the card is None for
     the user's files. Without a validation file, a seeded ``data.val_fraction`` of the
-    training pairs is held out."""
+    training pairs is held out. The ``answer`` task retrieves each question's passages
+    from the collection it indexes into ``<run_dir>/index`` (:mod:`.rag`)."""
     d = recipe.data
+    if recipe.task == "answer":
+        from .rag import load_qa_pairs
+
+        if run_dir is None:
+            raise ConfigError("answer: load_pairs needs the run folder (for the index)")
+        return load_qa_pairs(recipe, run_dir)
     summarize = recipe.task == "summarize"
     if d.world is not None:
         from ..corpora.tasks import render_task_set
@@ -193,16 +201,16 @@ def finetune_seq2seq(recipe: Seq2SeqRecipe, *, resume: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
 
-    splits, card = load_pairs(recipe)
+    splits, card = load_pairs(recipe, run_dir)
     model, tokenizer = build_seq2seq(recipe, splits, run_dir, resume=resume,
                                      show_progress=show_progress, log=log)
     total = sum(p.numel() for p in model.parameters())
     what = f"translate {' -> '.join(recipe.data.langs)}" if recipe.task == "translate" \
-        else f"summarize ({', '.join(recipe.data.langs)})"
+        else f"{recipe.task} ({', '.join(recipe.data.langs)})"
     log(f"{what}: {len(splits['train'])} training pairs; {type(model).__name__} with "
         f"{total:,} parameters, all trainable")
     train_src, val_src = _sources(recipe, splits, model, tokenizer)
-    predictor = PREDICTORS[recipe.task](model, tokenizer, recipe.decode, recipe.data.langs)
+    predictor = make_predictor(recipe, model, tokenizer, run_dir)
     val_records = splits["val"][:recipe.data.val_decode]
 
     def validation(m) -> dict:

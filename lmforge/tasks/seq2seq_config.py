@@ -3,12 +3,14 @@
 A generation recipe names its ``task`` at the top; ``lmforge finetune`` reads it through
 :func:`lmforge.tasks.config.load_finetune_recipe` like any other recipe::
 
-    task:      translate or summarize
+    task:      translate, summarize or answer (generative QA over retrieved passages)
     run:       name, output folder, seed
     data:      a built-in world set (``world: translation`` with ``langs: [source,
-               target]``; ``world: summarization`` with the languages to include) or the
-               user's files (translation: TSV, JSONL or line-aligned text pairs;
-               summarisation: JSONL ``{"document", "summary"}``)
+               target]``; ``world: summarization`` or ``world: qa`` with the languages to
+               include) or the user's files (translation: TSV, JSONL or line-aligned text
+               pairs; summarisation: JSONL ``{"document", "summary"}``; answer: SQuAD JSON)
+    retrieval: answer only: the passages each question is read with (k, search mode,
+               passage size, the collection)
     tokenizer: the tokenizer trained for a model built from scratch (both languages)
     model:     an encoder-decoder built from scratch: ``arch`` transformer or
                seq2seq_rnn, plus that architecture's config fields
@@ -16,7 +18,8 @@ A generation recipe names its ``task`` at the top; ``lmforge finetune`` reads it
                run first into ``<run>/backbone``
     decode:    beams, length penalty, no-repeat n-grams, output length
     metric:    the validation score that picks the best checkpoint (translate: bleu,
-               chrf, exact_match; summarize: rouge1, rouge2, rougeL; auto: bleu / rougeL)
+               chrf, exact_match; summarize: rouge1, rouge2, rougeL; answer: f1, exact;
+               auto: bleu / rougeL / f1)
     train:     the trainer's options (:class:`~lmforge.train.config.TrainConfig`)
 """
 
@@ -34,15 +37,16 @@ from ..train.config import TrainConfig
 from ..validation import Section
 from .config import PretrainFields
 
-GENERATION_TASKS = ("translate", "summarize")
+GENERATION_TASKS = ("translate", "summarize", "answer")
 TASK_METRICS = {"translate": ("bleu", "chrf", "exact_match"),
-                "summarize": ("rouge1", "rouge2", "rougeL")}
-TASK_WORLD = {"translate": "translation", "summarize": "summarization"}
+                "summarize": ("rougeL", "rouge1", "rouge2"),
+                "answer": ("f1", "exact")}  # the first is the one ``auto`` picks
+TASK_WORLD = {"translate": "translation", "summarize": "summarization", "answer": "qa"}
 SCRATCH_ARCHS = ("transformer", "seq2seq_rnn")
 
 
 class Seq2SeqDataConfig(Section):
-    world: Literal["translation", "summarization"] | None = Field(
+    world: Literal["translation", "summarization", "qa"] | None = Field(
         None, description="a built-in world set (instead of files)")
     world_sizes: dict[str, int] = Field(default_factory=dict,
                                         description="split sizes of the world set")
@@ -51,7 +55,8 @@ class Seq2SeqDataConfig(Section):
         description="translate: [source, target]; summarize: the languages of the texts")
     train: str | None = Field(None, description="training pairs: .tsv, .jsonl, or the "
                               "source side of a text-file pair (with train_tgt); "
-                              "summarize: .jsonl with document and summary")
+                              "summarize: .jsonl with document and summary; answer: "
+                              "SQuAD v1.1/v2.0 JSON")
     train_tgt: str | None = Field(None, description="the target lines of a text-file pair")
     val: str | None = Field(None, description="validation pairs; default: a share of train")
     val_tgt: str | None = None
@@ -88,6 +93,30 @@ class Seq2SeqBackboneConfig(PretrainFields):
         return self
 
 
+class RetrievalConfig(Section):
+    """How the generative QA task (``answer``) finds the passages it reads."""
+
+    k: int = Field(3, ge=1, description="passages retrieved per question")
+    mode: Literal["bm25", "dense", "hybrid"] = Field(
+        "bm25", description="bm25 (SQLite FTS5), dense (sentence embeddings) or hybrid "
+        "(reciprocal rank fusion)")
+    encoder: str = Field("minilm", description="dense and hybrid: the sentence encoder "
+                         "(minilm or a model folder)")
+    max_words: int = Field(64, ge=8, description="words per passage")
+    overlap: int = Field(16, ge=0, description="words shared by consecutive windows of a "
+                         "long paragraph")
+    docs: list[str] = Field(default_factory=list, description="the collection (.jsonl "
+                            "documents or folders of .txt); default: the world's pages, or "
+                            "the contexts of the SQuAD files")
+
+    @model_validator(mode="after")
+    def _overlap(self) -> RetrievalConfig:
+        if self.overlap >= self.max_words:
+            raise ValueError(f"retrieval.overlap={self.overlap} must be below "
+                             f"retrieval.max_words={self.max_words}")
+        return self
+
+
 class DecodeConfig(Section):
     beams: int = Field(4, ge=1, description="beam size (1: greedy)")
     alpha: float = Field(0.6, ge=0, description="GNMT length penalty exponent")
@@ -98,17 +127,18 @@ class DecodeConfig(Section):
 
 
 class Seq2SeqRecipe(Section):
-    task: Literal["translate", "summarize"]
+    task: Literal["translate", "summarize", "answer"]
     run: RunConfig = Field(default_factory=RunConfig)
     data: Seq2SeqDataConfig
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     tokenizer: TokenizerConfig = Field(
         default_factory=lambda: TokenizerConfig(kind="bpe", vocab_size=2048))
     model: Any = Field(None, description="an encoder-decoder from scratch: arch plus its "
                        "config fields")
     backbone: Seq2SeqBackboneConfig | None = None
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
-    metric: Literal["auto", "bleu", "chrf", "exact_match", "rouge1", "rouge2", "rougeL"] = \
-        "auto"
+    metric: Literal["auto", "bleu", "chrf", "exact_match", "rouge1", "rouge2", "rougeL",
+                    "f1", "exact"] = "auto"
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(
         max_steps=1500, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=100,
@@ -139,6 +169,9 @@ class Seq2SeqRecipe(Section):
         d = self.data
         if self.task == "translate" and len(d.langs) != 2:
             raise ValueError(f"translate: data.langs must be [source, target], got {d.langs}")
+        if self.task == "answer" and "de" in d.langs:
+            raise ValueError("answer: the QA metrics cover en (SQuAD) and zh (CMRC 2018); "
+                             "data.langs cannot hold de")
         if d.world is not None and d.world != TASK_WORLD[self.task]:
             raise ValueError(f"data.world={d.world} is not a {self.task} set (use "
                              f"{TASK_WORLD[self.task]})")
@@ -149,9 +182,9 @@ class Seq2SeqRecipe(Section):
 
     @property
     def selection_metric(self) -> str:
-        """``metric``, with ``auto`` resolved: BLEU for translation, ROUGE-L for summaries."""
-        return self.metric if self.metric != "auto" else TASK_METRICS[self.task][
-            0 if self.task == "translate" else 2]
+        """``metric``, with ``auto`` resolved: BLEU for translation, ROUGE-L for summaries,
+        F1 for answers."""
+        return self.metric if self.metric != "auto" else TASK_METRICS[self.task][0]
 
     @property
     def arch(self) -> str | None:

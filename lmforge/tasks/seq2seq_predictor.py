@@ -10,7 +10,10 @@ records and lists the outputs that differ from their reference, worst first:
   (:mod:`lmforge.eval.translation`), in the target language;
 * :class:`Summarizer`: ROUGE-1/2/L F1 (:mod:`lmforge.eval.summarization`), each record
   scored in its own language (``lang``: English on stemmed words, Chinese on
-  characters); a split with both is the count-weighted mean of the two.
+  characters); a split with both is the count-weighted mean of the two;
+* :class:`Answerer`: generative QA over retrieved passages (:mod:`lmforge.tasks.rag`):
+  SQuAD 2.0 EM and F1 (English; CMRC 2018 for Chinese, :func:`lmforge.eval.qa.qa_scores`),
+  by question type where the records have one, and how many answers the passages hold.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from .seq2seq_config import DecodeConfig, Seq2SeqRecipe
 
 class Seq2SeqPredictor:
     """``model`` and ``tokenizer`` with decoding defaults ``decode``; ``langs`` are the
-    recipe's ``data.langs``."""
+    recipe's ``data.langs``; sources longer than ``max_source_tokens`` (None: the
+    model's limit is an error) are cut."""
+
+    max_source_tokens: int | None = None
 
     def __init__(self, model: Any, tokenizer: Any, decode: DecodeConfig,
                  langs: Sequence[str]):
@@ -44,11 +50,15 @@ class Seq2SeqPredictor:
             no_repeat_ngram_size=(d.no_repeat_ngram_size if no_repeat_ngram_size is None
                                   else no_repeat_ngram_size),
             max_new_tokens=d.max_new_tokens if max_new_tokens is None else max_new_tokens,
-            batch_size=d.batch_size)
+            batch_size=d.batch_size, max_source_tokens=self.max_source_tokens)
 
     def score(self, hyps: list[str], records: Sequence[dict]) -> tuple[dict, list[float]]:
         """Corpus metrics and one sentence score per output (for ranking errors)."""
         raise NotImplementedError
+
+    def reference(self, record: dict) -> str:
+        """The output ``record`` should get (an exact match is not an error)."""
+        return record["tgt"]
 
     def evaluate(self, records: Sequence[dict], *, beams: int | None = None) -> dict:
         """``{"n", "metrics", "errors"}`` of the outputs for ``records`` (``src`` ->
@@ -59,7 +69,7 @@ class Seq2SeqPredictor:
         errors = [{**({"id": r["id"]} if "id" in r else {}), "src": r["src"], "ref": r["tgt"],
                    "hyp": h, "score": round(s, 2)}
                   for r, h, s in zip(records, hyps, per, strict=True)
-                  if h.strip() != r["tgt"].strip()]
+                  if h.strip() != self.reference(r).strip()]
         errors.sort(key=lambda e: e["score"])
         return {"n": len(records), "metrics": metrics, "errors": errors}
 
@@ -111,6 +121,53 @@ class Summarizer(Seq2SeqPredictor):
         return metrics, per
 
 
+class Answerer(Seq2SeqPredictor):
+    """Answers to ``question: Q context: P1 ... Pk`` inputs (:func:`lmforge.tasks.rag.rag_input`);
+    ``""`` when the model says the passages hold none. ``retrieval`` is the recipe's
+    (how many passages to give it), ``index_dir`` the run's collection; inputs are cut to
+    ``max_source_tokens`` as in training."""
+
+    def __init__(self, model: Any, tokenizer: Any, decode: DecodeConfig,
+                 langs: Sequence[str], retrieval: Any = None, index_dir: Path | None = None,
+                 max_source_tokens: int | None = None):
+        super().__init__(model, tokenizer, decode, langs)
+        self.retrieval, self.index_dir = retrieval, index_dir
+        self.max_source_tokens = max_source_tokens
+
+    def generate(self, texts: Sequence[str], **options: Any) -> list[str]:
+        from .rag import NO_ANSWER
+
+        return ["" if h.strip() == NO_ANSWER else h.strip()
+                for h in super().generate(texts, **options)]
+
+    def reference(self, record: dict) -> str:
+        return record["answers"][0]["text"] if record["answers"] else ""
+
+    def score(self, hyps: list[str], records: Sequence[dict]) -> tuple[dict, list[float]]:
+        from ..eval.qa import qa_scores, question_scores
+
+        preds = {r["id"]: h for r, h in zip(records, hyps, strict=True)}
+        metrics = qa_scores(preds, records)
+        per = []
+        for r, h in zip(records, hyps, strict=True):
+            per.append(100.0 * question_scores(h, [a["text"] for a in r["answers"]],
+                                               record_lang(r, self.langs))[1])
+        types = sorted({r["type"] for r in records if r.get("type")})
+        if types:
+            metrics["by_type"] = {t: qa_scores({r["id"]: preds[r["id"]] for r in records
+                                                if r.get("type") == t},
+                                               [r for r in records if r.get("type") == t])
+                                  for t in types}
+        gold = [r["gold_in_passages"] for r in records if r.get("gold_in_passages") is not None]
+        if gold:
+            metrics["gold_in_passages"] = sum(gold) / len(gold)
+        said = [(h, r) for h, r in zip(hyps, records, strict=True) if h]
+        if said and all("context" in r for _, r in said):
+            metrics["answer_in_passages"] = sum(" ".join(h.split()) in r["context"]
+                                                for h, r in said) / len(said)
+        return metrics, per
+
+
 def record_lang(record: dict, langs: Sequence[str]) -> str:
     """A record's language: its ``lang``, else Chinese if it holds a CJK ideograph, else
     the first of ``langs`` that is not Chinese."""
@@ -121,7 +178,7 @@ def record_lang(record: dict, langs: Sequence[str]) -> str:
     return next((x for x in langs if x != "zh"), "en")
 
 
-PREDICTORS = {"translate": Translator, "summarize": Summarizer}
+PREDICTORS = {"translate": Translator, "summarize": Summarizer, "answer": Answerer}
 
 
 def _run_dir(path: str | Path) -> Path | None:
@@ -134,7 +191,8 @@ def _run_dir(path: str | Path) -> Path | None:
 
 
 def seq2seq_task_of(path: str | Path) -> str | None:
-    """``translate`` or ``summarize`` for a generation run or one of its checkpoints."""
+    """``translate``, ``summarize`` or ``answer`` for a generation run or one of its
+    checkpoints."""
     import yaml
 
     d = _run_dir(path)
@@ -150,7 +208,7 @@ def seq2seq_task_of(path: str | Path) -> str | None:
 
 def load_seq2seq(run: str | Path, task: str | None = None) -> Seq2SeqPredictor:
     """A generation run's best checkpoint (or a checkpoint folder) as its predictor;
-    ``task`` (``translate``, ``summarize``), when given, must be the run's."""
+    ``task`` (``translate``, ``summarize``, ``answer``), when given, must be the run's."""
     from ..hub import load_pretrained
     from ..train.checkpoint import best_checkpoint, latest_checkpoint
     from .config import load_finetune_recipe
@@ -158,11 +216,13 @@ def load_seq2seq(run: str | Path, task: str | None = None) -> Seq2SeqPredictor:
     p = Path(run)
     run_dir = _run_dir(p)
     found = seq2seq_task_of(p)
-    want = {"translate": "translation", "summarize": "summarisation"}
+    want = {"translate": "translation", "summarize": "summarisation",
+            "answer": "generative QA"}
     if run_dir is None or found is None or (task is not None and found != task):
-        what = f"a {want[task]}" if task else "a translation or summarisation"
+        what = f"a {want[task]}" if task else "a translation, summarisation or generative QA"
         raise CheckpointError(f"{run}: not {what} run (no config.yaml with task: "
-                              f"{task or 'translate/summarize'} in it or two folders above)")
+                              f"{task or 'translate/summarize/answer'} in it or two "
+                              "folders above)")
     recipe = load_finetune_recipe(str(run_dir / "config.yaml"))
     assert isinstance(recipe, Seq2SeqRecipe)
     folder = p if p != run_dir else best_checkpoint(run_dir) or latest_checkpoint(run_dir)
@@ -172,4 +232,15 @@ def load_seq2seq(run: str | Path, task: str | None = None) -> Seq2SeqPredictor:
     if not is_encoder_decoder(model):
         raise CheckpointError(f"{folder} holds a {type(model).__name__}, not an "
                               "encoder-decoder")
-    return PREDICTORS[found](model, tokenizer, recipe.decode, recipe.data.langs)
+    return make_predictor(recipe, model, tokenizer, run_dir)
+
+
+def make_predictor(recipe: Seq2SeqRecipe, model: Any, tokenizer: Any, run_dir: Path
+                   ) -> Seq2SeqPredictor:
+    """The predictor of ``recipe``'s task for ``model`` (a run in ``run_dir``)."""
+    if recipe.task == "answer":
+        from .rag import INDEX_DIR
+
+        return Answerer(model, tokenizer, recipe.decode, recipe.data.langs,
+                        recipe.retrieval, run_dir / INDEX_DIR, recipe.data.max_length)
+    return PREDICTORS[recipe.task](model, tokenizer, recipe.decode, recipe.data.langs)
