@@ -133,6 +133,13 @@ def test_deterministic_and_seed_dependent():
     assert profiles(5) != profiles(6)
 
 
+def test_one_language_renders_at_half_the_default_sizes():
+    en = render_task_set("qa", seed=0, langs=("en",))
+    assert {k: len(v) for k, v in en.splits.items()} == {
+        "val": 250, "test": 500, "test_unseen": 500, "train": 2000}
+    assert {r["lang"] for v in en.splits.values() for r in v} == {"en"}
+
+
 def test_bad_arguments_raise_config_errors(ts):
     with pytest.raises(ConfigError, match="allowed: train, val, test, test_unseen"):
         render_task_set("qa", sizes={"dev": 3})

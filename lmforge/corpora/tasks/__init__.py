@@ -49,7 +49,9 @@ from .synonyms import synonym_sets
 @dataclass(frozen=True)
 class TaskSpec:
     """A task set's splits, their default sizes, and its renderer
-    ``render(seed, sizes, langs)``; ``even``: splits made of pairs."""
+    ``render(seed, sizes, langs)``; ``even``: splits made of pairs; ``per_language``: the
+    default sizes are for two languages (one language gets half of each: a set whose
+    questions are finite per language, like ``qa``)."""
 
     name: str
     splits: tuple[str, ...]
@@ -57,6 +59,7 @@ class TaskSpec:
     render: Callable[[int, dict[str, int], tuple[str, ...]], TaskSet]
     even: tuple[str, ...] = ()
     check_langs: Callable[[Iterable[str]], tuple[str, ...]] = check_langs
+    per_language: bool = False
 
 
 TASK_SETS: dict[str, TaskSpec] = {
@@ -67,7 +70,7 @@ TASK_SETS: dict[str, TaskSpec] = {
     "relations": TaskSpec("relations", SPLITS, DEFAULT_SIZES, relations.render),
     "translation": TaskSpec("translation", translation.SPLITS, translation.SIZES,
                             translation.render, check_langs=translation.check_pair),
-    "qa": TaskSpec("qa", SPLITS, DEFAULT_SIZES, qa.render),
+    "qa": TaskSpec("qa", SPLITS, DEFAULT_SIZES, qa.render, per_language=True),
     "summarization": TaskSpec("summarization", summarization.SPLITS, summarization.SIZES,
                               summarization.render),
 }
@@ -78,8 +81,8 @@ def render_task_set(name: str, *, seed: int = 0, sizes: dict[str, int] | None = 
     """Render the task set ``name`` (one of :data:`TASK_SETS`).
 
     ``sizes`` overrides the default number of items of some splits (train 4000, val 500,
-    test 1000, test_unseen 1000; sentiment's contrast 600, an even number); ``langs``
-    the languages, alternating. Unknown names, splits, languages or bad sizes raise
+    test 1000, test_unseen 1000, for qa half of each per language left out; sentiment's
+    contrast 600, an even number); ``langs`` the languages, alternating. Unknown names, splits, languages or bad sizes raise
     :class:`~lmforge.errors.ConfigError`.
     """
     spec = TASK_SETS.get(name)
@@ -89,8 +92,10 @@ def render_task_set(name: str, *, seed: int = 0, sizes: dict[str, int] | None = 
         raise ConfigError(f"seed must be an integer; got {seed!r}")
     if sizes is not None and not isinstance(sizes, Mapping):
         raise ConfigError(f"sizes must be a mapping from split to count; got {sizes!r}")
-    return spec.render(seed, resolve_sizes(spec.splits, spec.sizes, sizes, spec.even),
-                       spec.check_langs(langs))
+    langs = spec.check_langs(langs)
+    defaults = ({k: round(v * len(langs) / 2) for k, v in spec.sizes.items()}
+                if spec.per_language else spec.sizes)
+    return spec.render(seed, resolve_sizes(spec.splits, defaults, sizes, spec.even), langs)
 
 
 def _jsonl(records: list[dict]) -> str:
