@@ -255,10 +255,11 @@ def test_every_builtin_recipe_loads():
         for pair in ("en-zh", "zh-en", "en-de", "de-en"):
             assert f"translate-{model}-{pair}" in mt
     assert "translate-t5-en-zh" in mt
-    assert {"summarize-transformer", "summarize-t5"} <= set(names)
+    assert {"summarize-transformer", "summarize-t5", "qa-generative-transformer"} <= set(names)
     for name in names:
         r = load_finetune_recipe(name)
-        assert isinstance(r, Seq2SeqRecipe) == (name in mt or name.startswith("summarize-"))
+        assert isinstance(r, Seq2SeqRecipe) == (name in mt or name.startswith(
+            ("summarize-", "qa-generative-")))
         if name in mt:
             assert "-".join(r.data.langs) == name.rsplit("-", 2)[-2] + "-" + \
                 name.rsplit("-", 1)[-1] and r.run.name == name

@@ -104,6 +104,20 @@ def _sniff_jsonl(path: str) -> str:
     return "classify"
 
 
+def hold_out(records: list, fraction: float, seed: int, path: str, *, min_left: int = 1,
+             what: str = "records") -> tuple[list, list]:
+    """``(train, val)``: ``max(1, round(fraction * n))`` of the ``n`` records, drawn with
+    ``random.Random(seed)``, held out for validation (in the drawn order); the rest keep
+    their order. Fewer than ``min_left`` left is a :class:`DataError` naming ``path``."""
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(records) * fraction))
+    if len(records) - n_val < min_left:
+        raise DataError(f"{path}: {len(records)} {what} are too few to split off a "
+                        "validation share; give data.val")
+    return [records[i] for i in sorted(order[n_val:])], [records[i] for i in order[:n_val]]
+
+
 def load_splits(recipe: FinetuneRecipe) -> tuple[dict[str, list[dict]], dict | None, str]:
     """``(splits, card, task)``; the card is None for user files."""
     d, seed = recipe.data, recipe.run.seed
@@ -131,14 +145,7 @@ def load_splits(recipe: FinetuneRecipe) -> tuple[dict[str, list[dict]], dict | N
         if d.val:
             val = read_file(d, d.val, task)
         else:
-            order = list(range(len(train)))
-            random.Random(seed).shuffle(order)
-            n_val = max(1, round(len(train) * d.val_fraction))
-            if len(train) - n_val < 2:
-                raise DataError(f"{d.train}: {len(train)} records are too few to split off "
-                                "a validation share; give data.val")
-            val = [train[i] for i in order[:n_val]]
-            train = [train[i] for i in sorted(order[n_val:])]
+            train, val = hold_out(train, d.val_fraction, seed, d.train, min_left=2)
         splits = {"train": train, "val": val}
         for path in d.test:
             splits[Path(path).stem] = read_file(d, path, task)

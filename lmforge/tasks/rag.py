@@ -34,11 +34,9 @@ or else the distinct contexts of the user's SQuAD files. It is indexed once into
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import LmforgeError
 from ..retrieval.ask import rag_input
 from .seq2seq_config import RetrievalConfig, Seq2SeqRecipe
 
@@ -113,6 +111,7 @@ def load_qa_pairs(recipe: Seq2SeqRecipe, run_dir: Path) -> tuple[dict[str, list[
     the collection is indexed into ``<run>/index`` first."""
     from ..data.squad import read_squad
     from ..retrieval.docs import read_docs
+    from .datasets import hold_out
 
     d, cfg = recipe.data, recipe.retrieval
     card = None
@@ -123,20 +122,12 @@ def load_qa_pairs(recipe: Seq2SeqRecipe, run_dir: Path) -> tuple[dict[str, list[
                              langs=tuple(d.langs))
         questions, card, docs = dict(ts.splits), ts.card, ts.documents
     else:
-        questions = {"train": read_squad(d.train)}
-        if d.val is not None:
-            questions["val"] = read_squad(d.val)
-        else:
-            train = questions["train"]
-            order = list(range(len(train)))
-            random.Random(recipe.run.seed).shuffle(order)
-            k = max(1, round(d.val_fraction * len(train)))
-            if len(train) - k < 1:
-                raise LmforgeError(f"{d.train}: {len(train)} questions are too few to hold "
-                                   "out validation questions; give data.val")
-            held = set(order[:k])
-            questions = {"train": [r for i, r in enumerate(train) if i not in held],
-                         "val": [r for i, r in enumerate(train) if i in held]}
+        train = read_squad(d.train)
+        val = read_squad(d.val) if d.val is not None else None
+        if val is None:
+            train, val = hold_out(train, d.val_fraction, recipe.run.seed, d.train,
+                                  what="questions")
+        questions = {"train": train, "val": val}
         for path in d.test:
             questions[Path(path).stem] = read_squad(path)
         docs = ([doc for path in cfg.docs for doc in read_docs(path)] if cfg.docs

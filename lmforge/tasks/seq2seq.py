@@ -31,7 +31,6 @@ not translated exactly, worst first).
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, LmforgeError
+from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text
+from .datasets import hold_out
 from .finetune import (
     FinetuneResult,
     _check_finetune_dir,
@@ -96,15 +96,7 @@ def load_pairs(recipe: Seq2SeqRecipe, run_dir: Path | None = None
     if d.val is not None:
         val = read(d.val, d.val_tgt)
     else:
-        order = list(range(len(train)))
-        random.Random(recipe.run.seed).shuffle(order)
-        k = max(1, round(d.val_fraction * len(train)))
-        if len(train) - k < 1:
-            raise LmforgeError(f"{d.train}: {len(train)} pairs are too few to hold out "
-                               "validation pairs; give data.val")
-        held = set(order[:k])
-        val = [r for i, r in enumerate(train) if i in held]
-        train = [r for i, r in enumerate(train) if i not in held]
+        train, val = hold_out(train, d.val_fraction, recipe.run.seed, d.train, what="pairs")
     splits = {"train": train, "val": val}
     for i, path in enumerate(d.test):
         splits[Path(path).stem] = read(path, d.test_tgt[i] if d.test_tgt else None)
