@@ -178,13 +178,19 @@ def test_relations_direction_matters(tmp_path):
 
 
 @pytest.mark.parametrize("grad_accum", [1, 2])
-def test_resume_continues_exactly(tmp_path, sentiment_files, grad_accum):
+def test_resume_continues_exactly(tmp_path, sentiment_files, grad_accum, monkeypatch):
     common = {"schedule": "constant", "warmup_steps": 0, "grad_accum": grad_accum}
     a = _recipe(tmp_path / "a", *sentiment_files, steps=40, train=common)
     finetune(build_finetune_recipe(a), show_progress=False, log=lambda m: None)
     b = _recipe(tmp_path / "b", *sentiment_files, steps=20, train=common)
     finetune(build_finetune_recipe(b), show_progress=False, log=lambda m: None)
     b["train"]["max_steps"] = 40
+
+    def retrain(*a, **k):
+        raise AssertionError("a resumed run must use its checkpoint's tokenizer")
+
+    for where in ("lmforge.tokenize.train_tokenizer", "lmforge.tokenize.train.train_tokenizer"):
+        monkeypatch.setattr(where, retrain)
     finetune(build_finetune_recipe(b), resume=True, show_progress=False, log=lambda m: None)
     wa = load_task_model(tmp_path / "a/run/checkpoints/step_0000040").model.state_dict()
     wb = load_task_model(tmp_path / "b/run/checkpoints/step_0000040").model.state_dict()

@@ -122,13 +122,19 @@ def test_world_recipe_reports_every_split_beside_its_ceiling(tmp_path):
     assert any("val_bleu" in m for m in metrics)
 
 
-def test_resume_continues_exactly(tmp_path, lexicon_files):
+def test_resume_continues_exactly(tmp_path, lexicon_files, monkeypatch):
     common = {"schedule": "constant", "warmup_steps": 0, "eval_every": 10, "ckpt_every": 10}
     finetune_seq2seq(build_seq2seq_recipe(
         _recipe(tmp_path / "a", lexicon_files / "train.tsv", steps=20, train=common)), **QUIET)
     b = _recipe(tmp_path / "b", lexicon_files / "train.tsv", steps=10, train=common)
     finetune_seq2seq(build_seq2seq_recipe(b), **QUIET)
     b["train"]["max_steps"] = 20
+
+    def retrain(*a, **k):
+        raise AssertionError("a resumed run must use its checkpoint's tokenizer")
+
+    for where in ("lmforge.tokenize.train_tokenizer", "lmforge.tokenize.train.train_tokenizer"):
+        monkeypatch.setattr(where, retrain)
     finetune_seq2seq(build_seq2seq_recipe(b), resume=True, **QUIET)
     wa = load_translator(tmp_path / "a/checkpoints/step_0000020").model.state_dict()
     wb = load_translator(tmp_path / "b/checkpoints/step_0000020").model.state_dict()

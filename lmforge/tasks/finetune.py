@@ -90,6 +90,21 @@ def pretrain_backbone(recipe: FinetuneRecipe, texts: list[str], run_dir: Path,
     return res.train.best_checkpoint or res.train.last_checkpoint
 
 
+def scratch_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequency: int,
+                      run_dir: Path, resume: bool):
+    """The tokenizer of a model built from scratch: trained on ``texts``, or, when a run
+    resumes from a checkpoint, the one saved with it (the ids its weights were trained
+    with)."""
+    from ..tokenize import Tokenizer, train_tokenizer
+    from ..train import latest_checkpoint
+
+    last = latest_checkpoint(run_dir) if resume else None
+    if last is not None and (last / "tokenizer.json").is_file():
+        return Tokenizer.load(last)
+    return train_tokenizer(kind, texts=texts, vocab_size=vocab_size,
+                           min_frequency=min_frequency, show_progress=False)
+
+
 def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
                      splits: dict[str, list[dict]], run_dir: Path, *, resume: bool = False,
                      show_progress: bool = True, log: Callable = print):
@@ -105,12 +120,9 @@ def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
     texts = _texts(task, splits["train"], h.typed_markers)
     torch.manual_seed(recipe.run.seed)
     if b.encoder is not None:
-        from ..tokenize.train import train_tokenizer
-
         t = b.tokenizer
-        tokenizer = train_tokenizer("wordpiece" if t.kind == "char" else t.kind, texts=texts,
-                                    vocab_size=t.vocab_size, min_frequency=t.min_frequency,
-                                    show_progress=False)
+        tokenizer = scratch_tokenizer("wordpiece" if t.kind == "char" else t.kind, texts,
+                                      t.vocab_size, t.min_frequency, run_dir, resume)
         enc_cfg = {"vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id,
                    **b.encoder_config}
         try:

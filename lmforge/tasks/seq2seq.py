@@ -47,6 +47,7 @@ from .finetune import (
     fit_and_load_best,
     pretrain_backbone,
     results_table,
+    scratch_tokenizer,
 )
 from .seq2seq_config import Seq2SeqRecipe
 from .seq2seq_predictor import Seq2SeqPredictor, make_predictor, record_lang
@@ -109,12 +110,11 @@ def build_seq2seq(recipe: Seq2SeqRecipe, splits: dict[str, list[dict]], run_dir:
     texts = [t for r in splits["train"] for t in (r["src"], r["tgt"])]
     if recipe.model is not None:
         from ..models import build_model
-        from ..tokenize.train import train_tokenizer
         from ..train.tasks import fill_from_tokenizer
 
         t = recipe.tokenizer
-        tokenizer = train_tokenizer(t.kind, texts=texts, vocab_size=t.vocab_size,
-                                    min_frequency=t.min_frequency, show_progress=False)
+        tokenizer = scratch_tokenizer(t.kind, texts, t.vocab_size, t.min_frequency, run_dir,
+                                      resume)
         torch.manual_seed(recipe.run.seed)
         return build_model(fill_from_tokenizer(recipe.model, tokenizer)), tokenizer
     from ..generate.seq2seq import is_encoder_decoder
