@@ -15,7 +15,7 @@ from fakes import assert_user_error, run_cli
 from lmforge.errors import ConfigError
 from lmforge.eval.qa import qa_scores
 from lmforge.retrieval.ask import rag_input
-from lmforge.tasks.rag import NO_ANSWER, squad_collection
+from lmforge.tasks.rag import NO_ANSWER, counterfactual, squad_collection
 from lmforge.tasks.seq2seq import finetune_seq2seq
 from lmforge.tasks.seq2seq_config import build_seq2seq_recipe
 from lmforge.tasks.seq2seq_predictor import Answerer, load_seq2seq
@@ -125,6 +125,27 @@ def test_reads_the_retrieved_page_for_unseen_people(tmp_path, squad_files, capsy
     assert code == 0 and len(result["passages"]) == 1
     assert result["answer"] == person["answers"][0]["text"]
     assert result["source"]["text"] == person["context"]
+
+
+def test_counterfactual_copies_can_only_be_answered_by_reading():
+    def rec(i, fact, answer, lang="en"):
+        ctx = f"P{i} lives in {answer}. {answer} is far." if answer else f"P{i} is here."
+        return {"id": f"q{i}", "src": rag_input(f"Where does P{i} live?", [ctx]),
+                "tgt": answer or NO_ANSWER, "question": f"Where does P{i} live?",
+                "context": ctx, "answers": [{"text": answer, "answer_start": 13}]
+                if answer else [], "fact": fact, "lang": lang}
+
+    records = [rec(0, "home", "Paris"), rec(1, "home", "Lyon"), rec(2, "home", "Oslo"),
+               rec(3, "year", "1984"), rec(4, "home", None), rec(5, "home", "Rome", "zh")]
+    copies = counterfactual(records, 3, seed=0)
+    # Paris, Lyon, Oslo: 3 copies each; 1984 and Rome have no other answer in their pool
+    assert [c["id"] for c in copies][:3] == ["q0~cf1", "q0~cf2", "q0~cf3"] and len(copies) == 9
+    for c in copies:
+        orig = records[int(c["id"][1])]
+        assert c["tgt"] in {"Paris", "Lyon", "Oslo"} - {orig["tgt"]}
+        assert orig["tgt"] not in c["src"] and c["src"].count(c["tgt"]) == 2
+        assert c["answers"][0]["text"] == c["tgt"] and c["context"] in c["src"]
+    assert counterfactual(records, 3, seed=0) == copies  # seeded
 
 
 @pytest.mark.parametrize("override, message", [

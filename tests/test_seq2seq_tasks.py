@@ -186,6 +186,7 @@ def test_gru_and_t5_train_through_the_same_path(tmp_path, lexicon_files):
     ({"data": {"world": "translation"}}, "exactly one of data.world"),
     ({"data": {"langs": ["en", "fr"]}}, "data.langs"),
     ({"decode": {"beams": 0}}, "decode.beams"),
+    ({"data": {"counterfactual": 1}}, "for the answer task only"),
 ])
 def test_recipe_errors_name_the_field(tmp_path, override, message):
     from lmforge.errors import ConfigError

@@ -25,6 +25,13 @@ for Chinese):
 * ``answer_in_passages``: the share of non-empty answers found word for word in the
   passages (grounded answers; the rest are written from the model's memory).
 
+**Counterfactual copies** (``data.counterfactual: n``): a model trained on a closed world
+can answer a seen question from memory. Each answerable training question gets ``n``
+copies in which every occurrence of its answer, in the passages, the question and the
+target, is replaced by the answer of another training question of the same fact (the
+record's ``fact``, else any) and language, drawn with the run's seed; the copy is only
+answered by reading.
+
 The collection is the world's pages (``data.world: qa``), the user's documents
 (``retrieval.docs``: JSONL or folders of ``.txt``, :func:`~lmforge.retrieval.docs.read_docs`),
 or else the distinct contexts of the user's SQuAD files. It is indexed once into
@@ -34,6 +41,7 @@ or else the distinct contexts of the user's SQuAD files. It is indexed once into
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,7 +49,7 @@ from ..retrieval.ask import rag_input
 from .seq2seq_config import RetrievalConfig, Seq2SeqRecipe
 
 __all__ = ["NO_ANSWER", "INDEX_DIR", "squad_collection", "open_run_index",
-           "rag_records", "load_qa_pairs"]
+           "rag_records", "counterfactual", "load_qa_pairs"]
 
 NO_ANSWER = "[no answer]"
 INDEX_DIR = "index"
@@ -81,8 +89,8 @@ def _contains(passages: str, text: str) -> bool:
 
 
 def rag_records(records: Sequence[dict], index, cfg: RetrievalConfig) -> list[dict]:
-    """Each question record (``id``, ``question``, ``answers``, optional ``lang`` and
-    ``type``) with its retrieved passages: ``src`` (:func:`rag_input`), ``tgt`` (the first
+    """Each question record (``id``, ``question``, ``answers``, optional ``lang``,
+    ``type`` and ``fact``) with its retrieved passages: ``src`` (:func:`rag_input`), ``tgt`` (the first
     answer, or :data:`NO_ANSWER`), ``context`` (the passages, white space collapsed),
     ``doc_ids`` (theirs, best first) and ``gold_in_passages`` (None when unanswerable)."""
     out = []
@@ -97,10 +105,34 @@ def rag_records(records: Sequence[dict], index, cfg: RetrievalConfig) -> list[di
                "doc_ids": [h.doc_id for h in hits],
                "gold_in_passages": any(_contains(context, g) for g in golds) if golds
                else None}
-        for key in ("lang", "type"):
+        for key in ("lang", "type", "fact"):
             if r.get(key) is not None:
                 rec[key] = r[key]
         out.append(rec)
+    return out
+
+
+def counterfactual(records: Sequence[dict], n: int, seed: int) -> list[dict]:
+    """``n`` copies of each answerable record with its answer swapped (module docstring);
+    a record whose pool holds no other answer gets none."""
+    pools: dict[tuple, list[str]] = {}
+    for r in records:
+        if r["answers"]:
+            key = (r.get("fact"), r.get("lang"))
+            if r["tgt"] not in pools.setdefault(key, []):
+                pools[key].append(r["tgt"])
+    rng = random.Random(seed)
+    out = []
+    for r in records:
+        others = [v for v in pools.get((r.get("fact"), r.get("lang")), []) if v != r["tgt"]]
+        if not r["answers"] or not others:
+            continue
+        for i in range(n):
+            new = rng.choice(others)
+            out.append({**r, "id": f"{r['id']}~cf{i + 1}", "src": r["src"].replace(r["tgt"], new),
+                        "tgt": new, "context": r["context"].replace(r["tgt"], new),
+                        "question": r["question"].replace(r["tgt"], new),
+                        "answers": [{"text": new, "answer_start": -1}]})
     return out
 
 
@@ -134,4 +166,6 @@ def load_qa_pairs(recipe: Seq2SeqRecipe, run_dir: Path) -> tuple[dict[str, list[
                 else squad_collection([r for v in questions.values() for r in v]))
     with open_run_index(run_dir, cfg, docs) as index:
         splits = {name: rag_records(recs, index, cfg) for name, recs in questions.items()}
+    if d.counterfactual:
+        splits["train"] += counterfactual(splits["train"], d.counterfactual, recipe.run.seed)
     return splits, card

@@ -69,6 +69,10 @@ class Seq2SeqDataConfig(Section):
                             "(longer ones are cut in training)")
     val_decode: int = Field(300, ge=1, description="validation pairs translated for the "
                             "selection metric at each evaluation")
+    counterfactual: int = Field(0, ge=0, description="answer: extra copies of each "
+                                "answerable training question whose answer is swapped, in "
+                                "the passages and the target, for another answer of the same "
+                                "fact and language (the answer must be read, not recalled)")
 
     @model_validator(mode="after")
     def _one_source(self) -> Seq2SeqDataConfig:
@@ -169,6 +173,8 @@ class Seq2SeqRecipe(Section):
         d = self.data
         if self.task == "translate" and len(d.langs) != 2:
             raise ValueError(f"translate: data.langs must be [source, target], got {d.langs}")
+        if self.task != "answer" and d.counterfactual:
+            raise ValueError("data.counterfactual is for the answer task only")
         if self.task == "answer" and "de" in d.langs:
             raise ValueError("answer: the QA metrics cover en (SQuAD) and zh (CMRC 2018); "
                              "data.langs cannot hold de")
