@@ -66,8 +66,8 @@ class Seq2SeqPredictor:
         score first."""
         hyps = self.generate([r["src"] for r in records], beams=beams)
         metrics, per = self.score(hyps, records)
-        errors = [{**({"id": r["id"]} if "id" in r else {}), "src": r["src"], "ref": r["tgt"],
-                   "hyp": h, "score": round(s, 2)}
+        errors = [{**({"id": r["id"]} if "id" in r else {}), "src": r["src"],
+                   "ref": self.reference(r), "hyp": h, "score": round(s, 2)}
                   for r, h, s in zip(records, hyps, per, strict=True)
                   if h.strip() != self.reference(r).strip()]
         errors.sort(key=lambda e: e["score"])
@@ -148,10 +148,9 @@ class Answerer(Seq2SeqPredictor):
 
         preds = {r["id"]: h for r, h in zip(records, hyps, strict=True)}
         metrics = qa_scores(preds, records)
-        per = []
-        for r, h in zip(records, hyps, strict=True):
-            per.append(100.0 * question_scores(h, [a["text"] for a in r["answers"]],
-                                               record_lang(r, self.langs))[1])
+        per = [100.0 * question_scores(h, [a["text"] for a in r["answers"]],
+                                       record_lang(r, self.langs))[1]
+               for r, h in zip(records, hyps, strict=True)]
         types = sorted({r["type"] for r in records if r.get("type")})
         if types:
             metrics["by_type"] = {t: qa_scores({r["id"]: preds[r["id"]] for r in records
