@@ -69,3 +69,11 @@ def one_line_error(kind: type[Exception], fn, *args, **kw) -> str:
     msg = str(e.value)
     assert "\n" not in msg
     return msg
+
+
+def tiny_train(steps: int) -> dict:
+    """The ``train`` section of the small text-to-text test recipes: ``steps`` steps on one
+    thread, one evaluation and one checkpoint at the end."""
+    return {"max_steps": steps, "batch_size": 32, "lr": 3e-3, "min_lr": 1e-4,
+            "warmup_steps": 20, "eval_every": steps, "ckpt_every": steps, "keep_last": 1,
+            "threads": 1}

@@ -10,7 +10,7 @@ import json
 import random
 
 import pytest
-from fakes import assert_user_error, run_cli
+from fakes import assert_user_error, run_cli, tiny_train
 
 from lmforge.errors import ConfigError
 from lmforge.eval.qa import qa_scores
@@ -73,9 +73,7 @@ def _recipe(out, files, steps=400, **extra) -> dict:
                   "max_seq_len": 64, "share_embeddings": True},
         "decode": {"beams": 2, "max_new_tokens": 8},
         "label_smoothing": 0.0,
-        "train": {"max_steps": steps, "batch_size": 32, "lr": 3e-3, "min_lr": 1e-4,
-                  "warmup_steps": 20, "eval_every": steps, "ckpt_every": steps,
-                  "keep_last": 1, "threads": 1},
+        "train": tiny_train(steps),
     }
     for k, v in extra.items():
         raw[k] = {**raw.get(k, {}), **v}

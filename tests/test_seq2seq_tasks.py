@@ -11,7 +11,7 @@ import random
 import pytest
 import sacrebleu
 import torch
-from fakes import assert_user_error, run_cli
+from fakes import assert_user_error, run_cli, tiny_train
 
 from lmforge.tasks.config import load_finetune_recipe
 from lmforge.tasks.seq2seq import finetune_seq2seq
@@ -58,9 +58,7 @@ def _recipe(out, train_file, *, steps=600, model=None, **extra) -> dict:
                            "share_embeddings": True},
         "decode": {"beams": 3, "max_new_tokens": 24},
         "label_smoothing": 0.0,
-        "train": {"max_steps": steps, "batch_size": 32, "lr": 3e-3, "min_lr": 1e-4,
-                  "warmup_steps": 20, "eval_every": steps, "ckpt_every": steps,
-                  "keep_last": 1, "threads": 1},
+        "train": tiny_train(steps),
     }
     for k, v in extra.items():
         raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
