@@ -124,6 +124,13 @@ def test_reads_the_retrieved_page_for_unseen_people(tmp_path, squad_files, capsy
     assert result["answer"] == person["answers"][0]["text"]
     assert result["source"]["text"] == person["context"]
 
+    # without its index the run cannot be evaluated: one line, exit 2
+    import shutil
+
+    shutil.rmtree(tmp_path / "run/index")
+    assert_user_error(["evaluate", str(tmp_path / "run"), "--data",
+                       str(squad_files / "test.json")], capsys, "the run's index is missing")
+
 
 def test_counterfactual_copies_can_only_be_answered_by_reading():
     def rec(i, fact, answer, lang="en"):
