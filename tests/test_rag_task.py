@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import pytest
 from fakes import assert_user_error, run_cli, tiny_train
@@ -125,8 +126,6 @@ def test_reads_the_retrieved_page_for_unseen_people(tmp_path, squad_files, capsy
     assert result["source"]["text"] == person["context"]
 
     # without its index the run cannot be evaluated: one line, exit 2
-    import shutil
-
     shutil.rmtree(tmp_path / "run/index")
     assert_user_error(["evaluate", str(tmp_path / "run"), "--data",
                        str(squad_files / "test.json")], capsys, "the run's index is missing")
