@@ -41,7 +41,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from .index import Hit, Index
 
 __all__ = ["EXTRACTIVE_TASK", "MODES", "ExtractiveReader", "GenerativeReader", "ask",
-           "check_mode", "load_reader", "rag_input"]
+           "check_mode", "join_passages", "load_reader", "rag_input"]
 
 MODES = ("extractive", "generative")
 EXTRACTIVE_TASK = "extract"  # the task of an extractive QA model (lmforge.tasks.extractive)
@@ -86,11 +86,15 @@ def _extract(reader: ExtractiveReader, question: str, hits: list[Hit]) -> tuple[
     return answer, score, hits[-neg_i]
 
 
+def join_passages(passages: Sequence[str]) -> str:
+    """The passages as one text, in order, white space collapsed."""
+    return " ".join(" ".join(p.split()) for p in passages)
+
+
 def rag_input(question: str, passages: Sequence[str]) -> str:
     """A generative reader's input: ``question: Q context: P1 P2 ... Pk``, white space
     collapsed (the input :mod:`lmforge.tasks.rag` trains on)."""
-    context = " ".join(" ".join(p.split()) for p in passages)
-    return f"question: {' '.join(question.split())} context: {context}"
+    return f"question: {' '.join(question.split())} context: {join_passages(passages)}"
 
 
 def _generate(reader: GenerativeReader, question: str, hits: list[Hit]) -> tuple[str, Hit]:

@@ -45,7 +45,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..retrieval.ask import rag_input
+from ..retrieval.ask import join_passages, rag_input
 from .seq2seq_config import RetrievalConfig, Seq2SeqRecipe
 
 __all__ = ["NO_ANSWER", "INDEX_DIR", "squad_collection", "open_run_index",
@@ -97,7 +97,7 @@ def rag_records(records: Sequence[dict], index, cfg: RetrievalConfig) -> list[di
     for r in records:
         hits = index.search(r["question"], cfg.k, cfg.mode)
         passages = [h.text for h in hits]
-        context = " ".join(" ".join(p.split()) for p in passages)
+        context = join_passages(passages)
         golds = [a["text"] for a in r["answers"]]
         rec = {"id": r["id"], "src": rag_input(r["question"], passages),
                "tgt": golds[0] if golds else NO_ANSWER, "question": r["question"],
