@@ -82,7 +82,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_open
-from .readers import _json_type, iter_lines
+from .readers import _json_type, iter_lines, parse_json_line
 
 if TYPE_CHECKING:
     from ..embeddings.keyed_vectors import KeyedVectors
@@ -748,14 +748,7 @@ def _read_records(path: Path) -> Iterable[tuple[int, Any]]:
     for n, line in enumerate(iter_lines(path), 1):
         if not line.strip():
             continue
-        try:
-            yield n, json.loads(line)
-        except RecursionError:
-            raise DataError(f"{path}:line {n}: invalid JSON (nested too deeply)") from None
-        except ValueError as e:
-            why = (f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError)
-                   else str(e).split(";")[0])
-            raise DataError(f"{path}:line {n}: invalid JSON ({why})") from None
+        yield n, parse_json_line(path, n, line)
 
 
 def augment_file(in_path: str | os.PathLike, out_path: str | os.PathLike, *, n_aug: int = 4,

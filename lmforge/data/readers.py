@@ -266,18 +266,26 @@ def _json_type(value: object) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def parse_json_line(path: str | os.PathLike, n: int, line: str) -> object:
-    """``json.loads(line)``; a bad line is a :class:`DataError` naming ``path`` and line
-    ``n`` (a syntax error with its column, nesting too deep, a too-long integer)."""
+def parse_json(path: str | os.PathLike, text: str, line: int | None = None) -> object:
+    """``json.loads(text)``; bad JSON is a :class:`DataError` naming ``path`` and the line:
+    ``line`` when ``text`` is one line of a JSON Lines file, else the line of a whole file
+    where the syntax error is (a syntax error with its column, nesting too deep, a
+    too-long integer)."""
+    where = str(path) if line is None else f"{path}:line {line}"
     try:
-        return json.loads(line)
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}:line {n}: invalid JSON ({e.msg} at column {e.colno})"
-                        ) from None
+        at = f"{path}:line {e.lineno if line is None else line}"
+        raise DataError(f"{at}: invalid JSON ({e.msg} at column {e.colno})") from None
     except RecursionError:
-        raise DataError(f"{path}:line {n}: invalid JSON (nested too deeply)") from None
+        raise DataError(f"{where}: invalid JSON (nested too deeply)") from None
     except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise DataError(f"{path}:line {n}: invalid JSON ({str(e).split(';')[0]})") from None
+        raise DataError(f"{where}: invalid JSON ({str(e).split(';')[0]})") from None
+
+
+def parse_json_line(path: str | os.PathLike, n: int, line: str) -> object:
+    """Line ``n`` of the JSON Lines file ``path``, parsed (:func:`parse_json`)."""
+    return parse_json(path, line, n)
 
 
 def _read_jsonl(path: Path, field: str) -> Iterator[Document]:

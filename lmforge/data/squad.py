@@ -34,7 +34,6 @@ without questions.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,7 +41,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json
 from .conll import numbered_lines
-from .readers import _SURROGATE, _json_type
+from .readers import _SURROGATE, _json_type, parse_json
 from .task_readers import _get, _is_int, _text
 
 __all__ = ["read_squad", "write_squad", "SQUAD_VERSIONS"]
@@ -56,15 +55,7 @@ def _load(p: Path) -> object:
     text = "".join(line for _, line in numbered_lines(p))
     if not text.strip():
         raise DataError(f"{p}: empty file, expected SQuAD JSON ({{\"data\": [...]}})")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}:line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})"
-                        ) from None
-    except RecursionError:
-        raise DataError(f"{p}: invalid JSON (nested too deeply)") from None
-    except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise DataError(f"{p}: invalid JSON ({str(e).split(';')[0]})") from None
+    return parse_json(p, text)
 
 
 def _list(obj: dict, field: str, where: str) -> list:
