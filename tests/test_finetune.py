@@ -113,6 +113,9 @@ def test_classification_learns_held_out_data_and_cli_predicts(tmp_path, sentimen
     # the best checkpoint is picked by the validation metric (f1_macro by default)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("val_f1_macro" in x for x in lines)
+    # a classifier's rate is in examples a second, never labelled as tokens
+    train_lines = [x for x in lines if "loss" in x]
+    assert train_lines and all("ex_per_s" in x and "tok_per_s" not in x for x in train_lines)
     pred = load_task_model(run)
     out = pred.predict(["the hotel was awful today", "the 饭菜 was 棒 today"])
     assert [o["label"] for o in out] == ["negative", "positive"]

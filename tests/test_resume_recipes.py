@@ -129,7 +129,7 @@ def _pretrain(recipe, prepared, **kw):
 
 def _metrics(run: Path) -> list[dict]:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in ("time", "tok_per_s")} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("time", "tok_per_s", "ex_per_s")} for r in rows]
 
 
 def _assert_same(a, b, where: str) -> None:

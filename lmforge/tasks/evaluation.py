@@ -41,13 +41,15 @@ TASK_METRICS = {
 
 
 class TaskObjective:
-    """``objective(model, batch) -> (loss, {"accuracy": ...}, n)`` for the trainer."""
+    """``objective(model, batch) -> (loss, {"accuracy": ...}, n)`` for the trainer. ``n``
+    counts examples (``unit = "ex"``), or labelled tokens for a softmax tagger (``"tok"``)."""
 
     name = "task"
 
     def __init__(self, task: str, weights: torch.Tensor | None = None,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, crf: bool = False):
         self.task, self.weights, self.label_smoothing = task, weights, label_smoothing
+        self.unit = "tok" if task == "tag" and not crf else "ex"
 
     def __call__(self, model, batch: dict):
         logits = model(batch)

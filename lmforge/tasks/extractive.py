@@ -129,6 +129,7 @@ class SpanObjective:
     the metric is the share of windows whose arg-max start and end are both right."""
 
     name = "span"
+    unit = "ex"  # windows
 
     def __call__(self, model, batch: dict):
         logits = model(batch).float()                                   # (B, T, 2)

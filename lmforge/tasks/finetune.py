@@ -300,7 +300,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
     weights = None
     if recipe.finetune.class_weights == "balanced" and task != "tag":
         weights = balanced_weights([e.label for e in train_ex], len(labels))
-    objective = TaskObjective(task, weights, recipe.finetune.label_smoothing)
+    objective = TaskObjective(task, weights, recipe.finetune.label_smoothing,
+                              crf=model.crf is not None)
     predictor = TaskPredictor(model, tokenizer)
 
     def validation(m) -> dict:

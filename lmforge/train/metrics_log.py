@@ -1,6 +1,7 @@
 """``metrics.jsonl``: one JSON object per line, appended as training goes.
 
-Training lines: ``{"step", "loss", "lr", "tok_per_s", "grad_norm", "time", ...}``.
+Training lines: ``{"step", "loss", "lr", "tok_per_s", "grad_norm", "time", ...}``
+(``ex_per_s`` instead of ``tok_per_s`` where the objective counts examples).
 Evaluation lines: ``{"step", "val_loss", "val_ppl", ..., "time"}``.
 
 Lines are flushed as they are written and the file is fsync-ed at every evaluation and

@@ -9,6 +9,11 @@ An objective is any callable ``objective(model, batch) -> (loss, metrics, n_toke
   weights micro-batches (gradient accumulation) and evaluation batches by it, so the
   combined loss is the mean over all units, not a mean of means.
 
+An objective may name its unit in ``unit`` (default ``"tok"``; ``"ex"`` for examples):
+the progress bar shows the rate as ``tok_s`` or ``ex_s`` and ``metrics.jsonl`` as
+``tok_per_s`` or ``ex_per_s``, so a classifier's 180 examples a second never reads as
+180 tokens a second.
+
 An objective that carries state from one batch to the next (truncated BPTT carries the
 recurrent state) also has ``state_dict() -> dict`` (tensors and plain values) and
 ``load_state_dict(state)``: the trainer saves that state in every checkpoint and restores
@@ -41,6 +46,8 @@ Metrics = dict[str, "float | torch.Tensor"]
 
 @runtime_checkable
 class Objective(Protocol):
+    """``unit`` (optional, ``"tok"`` when absent): what ``n_tokens`` counts."""
+
     def __call__(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Metrics,
                                                               int | torch.Tensor]: ...
 

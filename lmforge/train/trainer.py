@@ -136,6 +136,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.seed = seed
         self.objective = objective if objective is not None else CausalLMObjective()
+        self.unit = getattr(self.objective, "unit", "tok")  # what n_tokens counts
         self.evaluators = list(evaluators)
         self.callbacks = CallbackList(callbacks)
         self.tokenizer = tokenizer
@@ -688,13 +689,13 @@ class Trainer:
                     self._train_time += win_time
                     rate = toks / win_time
                     record = {"step": s, "loss": _as_float(win_loss) / win_steps, "lr": lr,
-                              "tok_per_s": round(rate, 1),
+                              f"{self.unit}_per_s": round(rate, 1),
                               "grad_norm": _as_float(win_gn) / win_steps,
                               "time": round(self._elapsed(), 3)}
                     record.update({k: _as_float(v) / win_steps for k, v in win_metrics.items()})
                     self._log.write(record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}",
-                                    tok_s=f"{rate:,.0f}", refresh=False)
+                                    **{f"{self.unit}_s": f"{rate:,.0f}"}, refresh=False)
                     win_loss, win_gn, win_metrics, win_steps, win_tokens = 0.0, 0.0, {}, 0, 0
                     t_win, win_paused = time.perf_counter(), 0.0
                 self.callbacks("on_step_end", s, {"lr": lr, "loss": loss.detach(),
