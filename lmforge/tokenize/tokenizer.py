@@ -75,6 +75,11 @@ def _token_content(value: Any) -> str | None:
 
 
 
+def _check_text(text: object) -> None:
+    if not isinstance(text, str):
+        raise DataError(f"Tokenizer.encode: text must be a str, got {type(text).__name__}")
+
+
 class Tokenizer:
     """Encode text to ids and back; see the module docstring.
 
@@ -186,9 +191,16 @@ class Tokenizer:
         A special-token string inside ``text`` (``"<|eos|>"``) is encoded as ordinary text
         unless ``allow_special=True``, in which case it becomes the special id.
         """
-        if not isinstance(text, str):
-            raise DataError(f"Tokenizer.encode: text must be a str, got {type(text).__name__}")
+        _check_text(text)
         return self._matcher(allow_special).encode(text, add_special_tokens=False).ids
+
+    def encode_offsets(self, text: str, *, allow_special: bool = False
+                       ) -> tuple[list[int], list[tuple[int, int]]]:
+        """:meth:`encode`, with each token's ``[start, end)`` characters in ``text`` (the
+        bytes of one character split over several tokens all name that character)."""
+        _check_text(text)
+        enc = self._matcher(allow_special).encode(text, add_special_tokens=False)
+        return enc.ids, [tuple(o) for o in enc.offsets]
 
     def encode_batch(self, texts: Sequence[str], *,
                      allow_special: bool = False) -> list[list[int]]:
