@@ -117,3 +117,41 @@ def pack(examples: Iterable[ChatExample], block_size: int) -> list[ChatExample]:
     blocks = [ChatExample(ids[i:i + n], trained[i:i + n])
               for i in range(0, max(1, len(ids) - 1), block_size)]
     return [b for b in blocks if len(b.ids) > 1 and any(b.trained[1:])]
+
+
+class ChatBatches:
+    """Causal-LM batches of :class:`ChatExample`\\ s for the trainer:
+    ``{"input_ids", "labels"}`` (module docstring), right-padded with ``pad_id`` and
+    ``-100``. A causal model never attends forward, so padding after a sequence changes
+    nothing before it. Training batches draw ``batch_size`` examples with the trainer's
+    rng; evaluation batches are the first ``max_eval_batches`` in order."""
+
+    def __init__(self, examples: Sequence[ChatExample], batch_size: int, pad_id: int,
+                 max_eval_batches: int | None = None):
+        self.examples = [e for e in examples if len(e.ids) > 1]
+        if not self.examples:
+            raise DataError("SFT: no conversations with tokens to learn from")
+        self.batch_size, self.pad_id = int(batch_size), int(pad_id)
+        self.max_eval_batches = max_eval_batches
+
+    def _collate(self, rows: Sequence[ChatExample]) -> dict:
+        import torch
+
+        pairs = [r.inputs_and_labels() for r in rows]
+        width = max(len(x) for x, _ in pairs)
+        x = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        y = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        for i, (ids, labels) in enumerate(pairs):
+            x[i, :len(ids)] = torch.tensor(ids)
+            y[i, :len(labels)] = torch.tensor(labels)
+        return {"input_ids": x, "labels": y}
+
+    def batch(self, step: int, micro: int, rng: Any) -> dict:
+        idx = rng.integers(0, len(self.examples), size=self.batch_size)
+        return self._collate([self.examples[i] for i in idx])
+
+    def eval_batches(self) -> Iterable[dict]:
+        for k, i in enumerate(range(0, len(self.examples), self.batch_size)):
+            if self.max_eval_batches is not None and k >= self.max_eval_batches:
+                return
+            yield self._collate(self.examples[i:i + self.batch_size])

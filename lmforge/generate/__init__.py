@@ -26,6 +26,7 @@ from .text import (
     generate,
     generate_completions,
     stream,
+    stream_ids,
 )
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "process_logits",
     "sample_next",
     "stream",
+    "stream_ids",
     "top_k_filter",
     "top_p_filter",
 ]

@@ -190,9 +190,11 @@ def _encode_all(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str],
 
 
 def _run(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[list[int]],
-         config: GenerationConfig, results: list[Completion]) -> Iterator[tuple[int, str]]:
-    """Yield ``(prompt index, text delta)`` as text becomes stable; fill ``results``."""
-    eos = getattr(tokenizer, "eos_id", None)
+         config: GenerationConfig, results: list[Completion],
+         eos: int | None = None) -> Iterator[tuple[int, str]]:
+    """Yield ``(prompt index, text delta)`` as text becomes stable; fill ``results``.
+    A row ends at ``eos`` (default: the tokenizer's)."""
+    eos = eos if eos is not None else getattr(tokenizer, "eos_id", None)
     pad = getattr(tokenizer, "pad_id", None)
     pad = pad if pad is not None else (eos if eos is not None else 0)
     generator = make_generator(config.seed, model_device(model))
@@ -252,3 +254,16 @@ def stream(model: torch.nn.Module, tokenizer: Any, prompt: str,
     config = resolve_config(config, overrides)  # errors surface here, not at next()
     prompt_ids = _encode_all(model, tokenizer, [prompt], config)
     return (delta for _, delta in _run(model, tokenizer, prompt_ids, config, [Completion()]))
+
+
+def stream_ids(model: torch.nn.Module, tokenizer: Any, prompt_ids: Sequence[int],
+               config: GenerationConfig | None = None, *, eos_id: int | None = None,
+               **overrides: Any) -> Iterator[str]:
+    """:func:`stream` for a prompt given as token ids (a chat template's rendering, with
+    its special tokens), ending at ``eos_id`` (default: the tokenizer's ``eos``)."""
+    config = resolve_config(config, overrides)
+    ids = [list(prompt_ids)]
+    check_prompts(ids, config.max_new_tokens, model.config.max_seq_len,
+                  model.config.vocab_size)
+    return (delta for _, delta in _run(model, tokenizer, ids, config, [Completion()],
+                                       eos_id))
