@@ -6,8 +6,10 @@ The top-level names are imported lazily so that ``import lmforge`` stays cheap::
     model, tokenizer = load_pretrained("runs/quickstart")   # or a Hugging Face folder
     print(generate(model, tokenizer, ["小明"], max_new_tokens=20))
 
-``lmforge.generate`` and ``lmforge.convert`` are these functions, not the subpackages
-of the same names; import from those with ``from lmforge.generate import ...``.
+``lmforge.generate``, ``lmforge.chat`` and ``lmforge.convert`` are these functions, not
+the subpackages of the same names; import from those with ``from lmforge.generate
+import ...``. ``lmforge.chat(model, tokenizer, messages)`` replies to a conversation
+through the model's chat template.
 """
 
 import sys
@@ -19,6 +21,7 @@ _LAZY = {
     "load_pretrained": ("lmforge.hub", "load_pretrained"),
     "embed_text": ("lmforge.embeddings", "embed_text"),
     "generate": ("lmforge.generate", "generate"),
+    "chat": ("lmforge.chat.generate", "chat"),
     "GenerationConfig": ("lmforge.generate", "GenerationConfig"),
     "convert": ("lmforge.convert", "convert"),
     "plot_attention": ("lmforge.viz", "plot_attention"),

@@ -57,6 +57,17 @@ def test_sft_model_answers_follow_ups_and_stops_at_end_of_turn(trained):
     assert right / total >= 0.9, (right, total)
 
 
+def test_lmforge_chat_is_the_function(trained):
+    import lmforge
+    from lmforge.chat import ChatTemplate as again  # the package stays importable
+
+    model, tok, dialogues = trained
+    msgs = dialogues[0]["messages"][:-1]
+    assert again is ChatTemplate
+    assert lmforge.chat(model, tok, msgs, temperature=0, max_new_tokens=40) == \
+        chat(model, tok, msgs, temperature=0, max_new_tokens=40)
+
+
 def test_stream_joins_to_the_reply(trained):
     model, tok, dialogues = trained
     msgs = dialogues[0]["messages"][:-1]
