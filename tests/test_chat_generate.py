@@ -99,3 +99,71 @@ def test_a_conversation_must_end_on_a_user_turn(trained):
     model, tok, dialogues = trained
     with pytest.raises(DataError, match="ends on the assistant's turn"):
         chat(model, tok, dialogues[0]["messages"])
+
+
+def _session(trained, **kw):
+    from lmforge.chat.repl import ChatSession
+    from lmforge.generate import GenerationConfig
+
+    model, tok, _ = trained
+    cfg = GenerationConfig(temperature=0, max_new_tokens=kw.pop("max_new_tokens", 40))
+    return ChatSession(model, tok, config=cfg, **kw)
+
+
+def test_repl_answers_follow_ups_saves_and_resets(trained, tmp_path):
+    from lmforge.chat import read_chat_jsonl
+    from lmforge.chat.repl import run_repl
+
+    _, _, dialogues = trained
+    d = next(x for x in dialogues if len(x["turns"]) >= 2 and x["messages"][0]["role"] == "user")
+    questions = [m["content"] for m in d["messages"] if m["role"] == "user"][:2]
+    answers = [m["content"] for m in d["messages"] if m["role"] == "assistant"][:2]
+    out: list[str] = []
+    session = _session(trained)
+    save = tmp_path / "saved.jsonl"
+    run_repl(session, [questions[0], "", questions[1], f"/save {save}", "/bogus", "/reset",
+                       "/system Be brief.", "/exit", "never read"], out.append)
+    text = "".join(out)
+    assert f"{answers[0]}\n" in text and f"{answers[1]}\n" in text
+    assert "unknown command /bogus" in text and "(conversation reset)" in text
+    saved = read_chat_jsonl(save)
+    assert [m["content"] for m in saved[0]["messages"]] == \
+        [questions[0], answers[0], questions[1], answers[1]]
+    assert session.messages == [{"role": "system", "content": "Be brief."}]
+
+
+def test_repl_drops_the_oldest_turns_and_says_so_once(trained):
+    from lmforge.chat.repl import DROPPED_NOTE, run_repl
+
+    _, _, dialogues = trained
+    questions = [m["content"] for d in dialogues for m in d["messages"] if m["role"] == "user"]
+    out: list[str] = []
+    session = _session(trained, max_new_tokens=100)  # 60 of the 160 positions for history
+    run_repl(session, questions[:6], out.append)
+    assert "".join(out).count(DROPPED_NOTE) == 1
+    assert session.history[0]["role"] == "user" and len(session.history) < 12
+
+
+def test_cli_chat_reads_stdin_and_refuses_bad_options(trained, tmp_path):
+    import subprocess
+    import sys
+
+    from lmforge.chat import save_chat_template
+
+    model, tok, dialogues = trained
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    tok.save(folder)
+    save_chat_template(folder, ChatTemplate.default())
+    d = dialogues[0]
+    first = next(m["content"] for m in d["messages"] if m["role"] == "user")
+    answer = next(m["content"] for m in d["messages"] if m["role"] == "assistant")
+    cli = [sys.executable, "-m", "lmforge.cli", "chat", str(folder)]
+    r = subprocess.run([*cli, "--temperature", "0", "--max-new-tokens", "40"],
+                       input=f"{first}\n/exit\n", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == answer
+    r = subprocess.run([*cli, "--template", str(tmp_path / "none.jinja")], input="",
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert "none.jinja does not exist" in r.stderr

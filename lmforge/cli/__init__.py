@@ -498,6 +498,7 @@ def embed_plot(
     _echo(f"wrote {plot_words(load_vectors(model), list(word), out, method)}")
 
 
+from . import chat as _chat  # noqa: E402,F401  (registers chat)
 from . import qa as _qa  # noqa: E402,F401  (registers qa index, search, ask)
 from . import tasks as _tasks  # noqa: E402,F401  (registers finetune, predict, lora, ...)
 
