@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakes import assert_user_error
 
 from lmforge.convert import convert
 from lmforge.errors import CheckpointError, ConfigError, LmforgeError
@@ -102,7 +103,8 @@ def sentiment_files(tmp_path_factory) -> tuple[str, str, str]:
                  for i, (s, n) in enumerate([("train", 300), ("val", 60), ("test", 80)]))
 
 
-def test_classification_learns_held_out_data_and_cli_predicts(tmp_path, sentiment_files):
+def test_classification_learns_held_out_data_and_cli_predicts(tmp_path, sentiment_files,
+                                                              capsys):
     res = finetune(build_finetune_recipe(_recipe(tmp_path, *sentiment_files)),
                    show_progress=False, log=lambda m: None)
     assert res.results["splits"]["test"]["accuracy"] >= 0.97
@@ -125,6 +127,14 @@ def test_classification_learns_held_out_data_and_cli_predicts(tmp_path, sentimen
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["label"] == "positive"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "good"}\n{oops\n', encoding="utf-8")
+    assert_user_error(["predict", str(run), "--input", str(bad)], capsys,
+                      f"{bad}:line 2: invalid JSON")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("café\n".encode("latin-1"))
+    assert_user_error(["predict", str(run), "--input", str(latin)], capsys,
+                      f"{latin}:line 1: not valid UTF-8")
     r = subprocess.run([*cli, "evaluate", str(run), "--data", sentiment_files[2], "--out",
                         str(tmp_path / "ev")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -48,26 +48,25 @@ def finetune(
 def _read_inputs(path: str, fields: tuple[str, ...] = ("text",)) -> list[dict | str]:
     """Non-empty lines of a .txt file, or the records of a .jsonl file, each with one of
     ``fields`` as a string."""
+    from ..data.conll import numbered_lines
+    from ..data.readers import parse_json_line
+
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: no such file")
     out: list[dict | str] = []
-    with p.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            if p.suffix == ".jsonl":
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-                if not isinstance(rec, dict) or not any(isinstance(rec.get(f), str)
-                                                        for f in fields):
-                    raise DataError(f"{path}:{i}: a record needs a "
-                                    f"{' or '.join(repr(f) for f in fields)} string")
-                out.append(rec)
-            else:
-                out.append(line.rstrip("\n"))
+    for i, line in numbered_lines(p):
+        if not line.strip():
+            continue
+        if p.suffix == ".jsonl":
+            rec = parse_json_line(path, i, line)
+            if not isinstance(rec, dict) or not any(isinstance(rec.get(f), str)
+                                                    for f in fields):
+                raise DataError(f"{path}:line {i}: a record needs a "
+                                f"{' or '.join(repr(f) for f in fields)} string")
+            out.append(rec)
+        else:
+            out.append(line.rstrip("\r\n"))
     if not out:
         raise DataError(f"{path} holds no inputs")
     return out
