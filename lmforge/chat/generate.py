@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import DataError
 from ..generate.config import GenerationConfig, resolve_config
 from ..generate.decode import PromptTooLongError
-from ..generate.text import stream_ids
+from ..generate.text import complete_ids, stream_ids
 from .messages import check_messages, check_prompt
 from .template import ChatTemplate
 
@@ -76,22 +76,50 @@ def chat_stream(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, Any]
     """The assistant's reply to ``messages`` (which must end on a user turn), piece by
     piece. ``template``: the model's (default: lmforge's ChatML)."""
     template = template or ChatTemplate.default()
-    config = resolve_config(config, overrides)
+    config, end_id = _stopping(template, tokenizer, resolve_config(config, overrides))
     msgs = check_messages(list(messages))
     check_prompt(msgs)
+    msgs, _ = fit_history(template, tokenizer, msgs, _room(model, config))
+    return stream_ids(model, tokenizer, prompt_ids(template, tokenizer, msgs), config,
+                      eos_id=end_id)
+
+
+def _stopping(template: ChatTemplate, tokenizer: Any, config: GenerationConfig
+              ) -> tuple[GenerationConfig, int | None]:
+    """``config`` and the id generation stops at: the end of turn when it is one special
+    token; otherwise None, and the end of turn joins the stop strings."""
     end = end_of_turn(template, **template_variables(tokenizer))
     end_id = tokenizer.token_to_id(end) if end else None
-    if end_id is None or end_id not in tokenizer.special_ids:
-        end_id = None
-        if end and end not in config.stop:
-            config = resolve_config(config, {"stop": [*config.stop, end]})
+    if end_id is not None and end_id in tokenizer.special_ids:
+        return config, end_id
+    if end and end not in config.stop:
+        config = resolve_config(config, {"stop": [*config.stop, end]})
+    return config, None
+
+
+def _room(model: Any, config: GenerationConfig) -> int:
     room = model.config.max_seq_len - config.max_new_tokens
     if room < 1:
         raise DataError(f"max_new_tokens={config.max_new_tokens} leaves no room for the "
                         f"conversation in the model's {model.config.max_seq_len} positions")
-    msgs, _ = fit_history(template, tokenizer, msgs, room)
-    return stream_ids(model, tokenizer, prompt_ids(template, tokenizer, msgs), config,
-                      eos_id=end_id)
+    return room
+
+
+def replies(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapping[str, Any]]],
+            template: ChatTemplate | None = None, config: GenerationConfig | None = None,
+            **overrides: Any) -> list[str]:
+    """The assistant's reply to each conversation, generated in batches (each must end on
+    a user turn; see :func:`chat_stream`)."""
+    template = template or ChatTemplate.default()
+    config, end_id = _stopping(template, tokenizer, resolve_config(config, overrides))
+    room = _room(model, config)
+    ids = []
+    for i, messages in enumerate(conversations):
+        msgs = check_messages(list(messages), f"conversation {i}")
+        check_prompt(msgs, f"conversation {i}")
+        ids.append(prompt_ids(template, tokenizer, fit_history(template, tokenizer, msgs,
+                                                               room)[0]))
+    return [c.text for c in complete_ids(model, tokenizer, ids, config, eos_id=end_id)]
 
 
 def chat(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, Any]],

@@ -29,7 +29,8 @@ def finetune(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ):
     """Fine-tune a model on a task (classification, NER, relations, extractive QA,
-    translation) and evaluate it."""
+    translation, summarisation, generative QA, chat) and evaluate it."""
+    from ..chat.recipe import ChatRecipe
     from ..tasks.config import load_finetune_recipe
     from ..tasks.finetune import finetune as run_finetune
     from ..tasks.seq2seq import finetune_seq2seq
@@ -39,7 +40,10 @@ def finetune(
     if out is not None:
         overrides.append(f"run.out_dir={json.dumps(out)}")
     r = load_finetune_recipe(recipe, overrides)
-    run = finetune_seq2seq if isinstance(r, Seq2SeqRecipe) else run_finetune
+    if isinstance(r, ChatRecipe):
+        from ..chat.finetune import finetune_chat as run
+    else:
+        run = finetune_seq2seq if isinstance(r, Seq2SeqRecipe) else run_finetune
     res = run(r, resume=resume, show_progress=progress, log=_echo)
     how = f"{res.train.steps} steps ({res.train.stopped_reason})" if res.train else "fitted"
     _echo(f"done: {how}; results in {res.run_dir / 'results.json'}")

@@ -256,6 +256,21 @@ def stream(model: torch.nn.Module, tokenizer: Any, prompt: str,
     return (delta for _, delta in _run(model, tokenizer, prompt_ids, config, [Completion()]))
 
 
+def complete_ids(model: torch.nn.Module, tokenizer: Any,
+                 prompts_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None,
+                 *, eos_id: int | None = None, **overrides: Any) -> list[Completion]:
+    """:func:`generate_completions` for prompts given as token ids, batched, each row
+    ending at ``eos_id`` (default: the tokenizer's ``eos``)."""
+    config = resolve_config(config, overrides)
+    ids = [list(p) for p in prompts_ids]
+    check_prompts(ids, config.max_new_tokens, model.config.max_seq_len,
+                  model.config.vocab_size)
+    results: list[Completion] = [Completion() for _ in ids]
+    for _ in _run(model, tokenizer, ids, config, results, eos_id):
+        pass
+    return results
+
+
 def stream_ids(model: torch.nn.Module, tokenizer: Any, prompt_ids: Sequence[int],
                config: GenerationConfig | None = None, *, eos_id: int | None = None,
                **overrides: Any) -> Iterator[str]:

@@ -213,7 +213,8 @@ def load_finetune_recipe(name_or_path: str, overrides: list[str] | None = None
                          ) -> FinetuneRecipe | Seq2SeqRecipe:
     """A built-in recipe name (``classify-sentiment``) or a YAML path, plus overrides; a
     recipe with a ``task`` field (``translate``) is a generation recipe
-    (:mod:`lmforge.tasks.seq2seq_config`)."""
+    (:mod:`lmforge.tasks.seq2seq_config`), ``task: chat`` a chat recipe
+    (:mod:`lmforge.chat.recipe`)."""
     p = Path(name_or_path)
     if not p.is_file():
         builtin = FINETUNE_DIR / f"{name_or_path}.yaml"
@@ -223,13 +224,17 @@ def load_finetune_recipe(name_or_path: str, overrides: list[str] | None = None
         p = builtin
     raw = load_yaml(p)
     apply_overrides(raw, overrides or [])
+    if raw.get("task") == "chat":
+        from ..chat.recipe import build_chat_recipe
+
+        return build_chat_recipe(raw)
     if raw.get("task") is not None:
         from .seq2seq_config import GENERATION_TASKS, build_seq2seq_recipe
 
         if raw["task"] not in GENERATION_TASKS:
             raise ConfigError(f"task: {raw['task']!r} is not a generation task "
-                              f"({', '.join(GENERATION_TASKS)}); the understanding tasks "
-                              "take no task field (it follows from the data)")
+                              f"({', '.join(GENERATION_TASKS)}, chat); the understanding "
+                              "tasks take no task field (it follows from the data)")
         return build_seq2seq_recipe(raw)
     return build_finetune_recipe(raw)
 

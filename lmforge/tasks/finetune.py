@@ -21,7 +21,7 @@ evaluator that picks the best checkpoint, then the evaluation of the best weight
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,10 +91,10 @@ def pretrain_backbone(recipe: FinetuneRecipe, texts: list[str], run_dir: Path,
 
 
 def scratch_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequency: int,
-                      run_dir: Path, resume: bool):
-    """The tokenizer of a model built from scratch: trained on ``texts``, or, when a run
-    resumes from a checkpoint, the one saved with it (the ids its weights were trained
-    with)."""
+                      run_dir: Path, resume: bool, special_tokens: Sequence[str] = ()):
+    """The tokenizer of a model built from scratch: trained on ``texts`` (with extra
+    ``special_tokens``), or, when a run resumes from a checkpoint, the one saved with it
+    (the ids its weights were trained with)."""
     from ..tokenize import Tokenizer, train_tokenizer
     from ..train import latest_checkpoint
 
@@ -102,7 +102,8 @@ def scratch_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequenc
     if last is not None and (last / "tokenizer.json").is_file():
         return Tokenizer.load(last)
     return train_tokenizer(kind, texts=texts, vocab_size=vocab_size,
-                           min_frequency=min_frequency, show_progress=False)
+                           min_frequency=min_frequency, special_tokens=special_tokens,
+                           show_progress=False)
 
 
 def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
@@ -254,7 +255,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
     from ..train import Trainer
 
     run_dir = recipe.run.path
-    _check_finetune_dir(run_dir, resume)
+    check_run_dir(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", _yaml(recipe))
 
@@ -372,7 +373,7 @@ def _fit_classical(recipe: FinetuneRecipe, task: str, splits: dict, card: dict |
     return FinetuneResult(run_dir, predictor, results, None, (0, 0))
 
 
-def _check_finetune_dir(run_dir: Path, resume: bool) -> None:
+def check_run_dir(run_dir: Path, resume: bool) -> None:
     from ..train import latest_checkpoint
 
     has = latest_checkpoint(run_dir) is not None

@@ -43,7 +43,7 @@ from ..io import atomic_write_json, atomic_write_text
 from .datasets import hold_out
 from .finetune import (
     FinetuneResult,
-    _check_finetune_dir,
+    check_run_dir,
     fit_and_load_best,
     pretrain_backbone,
     results_table,
@@ -189,7 +189,7 @@ def finetune_seq2seq(recipe: Seq2SeqRecipe, *, resume: bool = False,
     from ..train import Trainer
 
     run_dir = recipe.run.path
-    _check_finetune_dir(run_dir, resume)
+    check_run_dir(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
 
