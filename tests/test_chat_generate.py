@@ -68,6 +68,16 @@ def test_lmforge_chat_is_the_function(trained):
         chat(model, tok, msgs, temperature=0, max_new_tokens=40)
 
 
+def test_batched_replies_equal_single_chats(trained):
+    from lmforge.chat.generate import replies
+
+    model, tok, dialogues = trained
+    convs = [d["messages"][:k] for d in dialogues[:4] for k, m in enumerate(d["messages"])
+             if m["role"] == "assistant"]
+    assert replies(model, tok, convs, temperature=0, max_new_tokens=40, batch_size=3) == \
+        [chat(model, tok, c, temperature=0, max_new_tokens=40) for c in convs]
+
+
 def test_stream_joins_to_the_reply(trained):
     model, tok, dialogues = trained
     msgs = dialogues[0]["messages"][:-1]
