@@ -75,3 +75,39 @@ def test_bad_recipes_and_files_are_one_line_errors(tmp_path, capsys):
     assert_user_error(["finetune", "chat-world", "--out", str(tmp_path / "cli"), "--set",
                        "data.world=null", "--set", f"data.train={bad}"], capsys,
                       f"{bad}:line 2", "unknown role 'bot'")
+
+
+def test_lora_trains_adapters_only_and_saves_a_merged_model(tmp_path):
+    import torch
+
+    from lmforge.chat import ChatTemplate
+    from lmforge.chat.generate import chat
+    from lmforge.hub import load_pretrained
+    from lmforge.models.gpt import GPT, GPTConfig
+    from lmforge.tokenize.train import train_tokenizer
+
+    ts = render_task_set("dialogue", seed=2, sizes={"train": 30, "val": 4, "test": 0,
+                                                    "test_unseen": 0}, langs=["en"])
+    template = ChatTemplate.default()
+    tok = train_tokenizer("bpe", texts=[template.render(d["messages"]).text
+                                        for d in ts.splits["train"]], vocab_size=400,
+                          special_tokens=["<|im_start|>", "<|im_end|>"], show_progress=False)
+    torch.manual_seed(0)
+    base = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32,
+                         max_seq_len=256))
+    base.save_pretrained(tmp_path / "base")
+    tok.save(tmp_path / "base")
+    train = tmp_path / "train.jsonl"
+    write_chat_jsonl([{"messages": d["messages"]} for d in ts.splits["train"]], train)
+    res = _run(tmp_path, "model=null", f"backbone={{path: {tmp_path / 'base'}}}",
+               "finetune.strategy=lora", "data.world=null", f"data.train={train}",
+               "train.lr=1e-2")
+    trainable, total = res.trainable
+    assert 0 < trainable < 0.2 * total
+    merged, tok2 = load_pretrained(res.run_dir / "model")
+    # the adapters moved the adapted layers; the embeddings were frozen
+    assert torch.equal(merged.state_dict()["wte.weight"], base.state_dict()["wte.weight"])
+    assert not torch.equal(merged.state_dict()["blocks.0.attn.qkv.weight"],
+                           base.state_dict()["blocks.0.attn.qkv.weight"])
+    msgs = [m for m in ts.splits["val"][0]["messages"] if m["role"] != "system"][:1]
+    assert isinstance(chat(merged, tok2, msgs, temperature=0, max_new_tokens=8), str)

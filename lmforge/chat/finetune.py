@@ -16,7 +16,7 @@
    beside its ceiling (1.0) and its closed-book ceiling (the share of answers its
    training dialogues can teach). Files are scored by the loss on the assistant's
    tokens. The chat template is saved in the run folder, where ``lmforge chat RUN``
-   finds it.
+   finds it. A LoRA run also saves the merged model in ``<run>/model``.
 """
 
 from __future__ import annotations
@@ -237,9 +237,23 @@ def finetune_chat(recipe: ChatRecipe, *, resume: bool = False, show_progress: bo
     train_result, best = fit_and_load_best(trainer, model, run_dir)
     results = evaluate_chat(model, tok, template, splits, card, recipe, run_dir)
     results.update(best_checkpoint=str(best), parameters=total, trainable=trainable)
+    if recipe.finetune.strategy == "lora":
+        results["merged_model"] = str(save_merged(model, tok, template, run_dir / "model"))
+        log(f"LoRA merged into {run_dir / 'model'}: lmforge chat {run_dir / 'model'}")
     atomic_write_json(run_dir / "results.json", results)
     log(results_table(results))
     return FinetuneResult(run_dir, None, results, train_result, (trainable, total))
+
+
+def save_merged(model: Any, tok: Any, template: ChatTemplate, folder: Path) -> Path:
+    """Fold the LoRA adapters into the weights (``W <- W + s B A``) and save a plain model
+    folder with its tokenizer and chat template."""
+    from ..nn.lora import merge_lora
+
+    merge_lora(model).save_pretrained(folder)
+    tok.save(folder)
+    save_chat_template(folder, template)
+    return folder
 
 
 def evaluate_chat(model: Any, tok: Any, template: ChatTemplate, splits: dict[str, list[dict]],
