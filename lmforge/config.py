@@ -23,6 +23,7 @@ This module knows the registries (models, tasks); nothing below it imports it ba
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -227,6 +228,48 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw = load_yaml(path) if path is not None else {}
     apply_overrides(raw, overrides or [])
     return build_recipe(raw)
+
+
+def validate_recipe(cls: type[BaseModel], raw: dict) -> Any:
+    """``cls.model_validate(raw)`` for any recipe class, with a one-line ConfigError."""
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, cls, raw)) from None
+
+
+def scratch_model(value: Any, archs: Sequence[str], hint: str = "") -> Any:
+    """A recipe's ``model:`` section for a model built from scratch: None, a config
+    dataclass, or ``{"arch": one of archs, ...fields}`` validated as that architecture's
+    config (``hint`` ends the error for another arch)."""
+    from .models import model_config_class
+
+    if value is None or dataclasses.is_dataclass(value):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping with an 'arch' key")
+    value = dict(value)
+    arch = value.pop("arch", None)
+    if arch not in archs:
+        raise ValueError(f"model.arch must be one of {', '.join(archs)} (got {arch!r}){hint}")
+    return TypeAdapter(model_config_class(arch)).validate_python(value)
+
+
+class ModelRecipeMixin:
+    """``to_dict`` / ``to_yaml`` of a recipe whose ``model`` is a config dataclass or
+    None: the dump with ``model: {arch, ...fields}``."""
+
+    def to_dict(self) -> dict:
+        from .models import arch_of
+
+        d = self.model_dump(mode="json", exclude={"model"})  # type: ignore[attr-defined]
+        model = self.model  # type: ignore[attr-defined]
+        if model is not None:
+            d["model"] = {"arch": arch_of(model), **dataclasses.asdict(model)}
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
 
 def build_section(cls: type[BaseModel], name: str, **values: Any) -> BaseModel:

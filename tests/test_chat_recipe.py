@@ -62,7 +62,7 @@ def test_chat_jsonl_files_are_scored_by_the_assistant_loss(tmp_path):
 def test_bad_recipes_and_files_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(ConfigError, match="lora needs a pretrained backbone"):
         load_finetune_recipe("chat-world", ["finetune.strategy=lora"])
-    with pytest.raises(ConfigError, match="model.arch must be gpt"):
+    with pytest.raises(ConfigError, match="model.arch must be one of gpt .got .bert..; a chat model is a decoder"):
         load_finetune_recipe("chat-world", ["model.arch=bert"])
     with pytest.raises(ConfigError, match="exactly one of data.world"):
         load_finetune_recipe("chat-world", ["data.train=x.jsonl"])

@@ -202,8 +202,8 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert_user_error(["finetune", "translate-transformer-en-zh", "--out", str(tmp_path / "o"),
                        "--set", "data.world=null", "--set", f"data.train={bad}"],
                       capsys, "bad.tsv:line 2")
-    assert_user_error(["finetune", "translate-transformer-en-zh", "--set", "task=chat"],
-                      capsys, "not a generation task")
+    assert_user_error(["finetune", "translate-transformer-en-zh", "--set", "task=poem"],
+                      capsys, "not a generation task", "summarize, answer, chat")
     assert_user_error(["translate", str(tmp_path), "--text", "x"], capsys,
                       "not a translation run")
     assert_user_error(["summarize", str(tmp_path), "--text", "x"], capsys,

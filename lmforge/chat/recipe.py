@@ -18,14 +18,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..config import RunConfig, TokenizerConfig, format_validation_error
-from ..errors import ConfigError
+from ..config import (
+    ModelRecipeMixin,
+    RunConfig,
+    TokenizerConfig,
+    scratch_model,
+    validate_recipe,
+)
 from ..train.config import TrainConfig
 from ..validation import Section
 
@@ -79,7 +82,7 @@ class ChatDecodeConfig(Section):
     batch_size: int = Field(64, ge=1)
 
 
-class ChatRecipe(Section):
+class ChatRecipe(ModelRecipeMixin, Section):
     task: Literal["chat"]
     run: RunConfig = Field(default_factory=RunConfig)
     data: ChatDataConfig
@@ -98,16 +101,7 @@ class ChatRecipe(Section):
     @field_validator("model", mode="before")
     @classmethod
     def _model(cls, v: Any) -> Any:
-        from ..models.gpt import GPTConfig
-
-        if v is None or dataclasses.is_dataclass(v):
-            return v
-        if not isinstance(v, dict):
-            raise ValueError("must be a mapping with 'arch: gpt' and GPT config fields")
-        v = dict(v)
-        if v.pop("arch", None) != "gpt":
-            raise ValueError("model.arch must be gpt (a decoder-only model)")
-        return TypeAdapter(GPTConfig).validate_python(v)
+        return scratch_model(v, ("gpt",), "; a chat model is a decoder (GPT)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatRecipe:
@@ -119,18 +113,6 @@ class ChatRecipe(Section):
                              "(backbone.path)")
         return self
 
-    def to_dict(self) -> dict:
-        out = self.model_dump(mode="json", exclude={"model"})
-        if self.model is not None:
-            out["model"] = {"arch": "gpt", **dataclasses.asdict(self.model)}
-        return out
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-
 
 def build_chat_recipe(raw: dict) -> ChatRecipe:
-    try:
-        return ChatRecipe.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, ChatRecipe, raw)) from None
+    return validate_recipe(ChatRecipe, raw)

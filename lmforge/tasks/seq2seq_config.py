@@ -25,14 +25,17 @@ A generation recipe names its ``task`` at the top; ``lmforge finetune`` reads it
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..config import RunConfig, TokenizerConfig, format_validation_error
-from ..errors import ConfigError
+from ..config import (
+    ModelRecipeMixin,
+    RunConfig,
+    TokenizerConfig,
+    scratch_model,
+    validate_recipe,
+)
 from ..train.config import TrainConfig
 from ..validation import Section
 from .config import PretrainFields
@@ -130,7 +133,7 @@ class DecodeConfig(Section):
     val_beams: int = Field(1, ge=1, description="beam size while validating (speed)")
 
 
-class Seq2SeqRecipe(Section):
+class Seq2SeqRecipe(ModelRecipeMixin, Section):
     task: Literal["translate", "summarize", "answer"]
     run: RunConfig = Field(default_factory=RunConfig)
     data: Seq2SeqDataConfig
@@ -151,19 +154,8 @@ class Seq2SeqRecipe(Section):
     @field_validator("model", mode="before")
     @classmethod
     def _model(cls, v: Any) -> Any:
-        from ..models import model_config_class
-
-        if v is None or dataclasses.is_dataclass(v):
-            return v
-        if not isinstance(v, dict):
-            raise ValueError("must be a mapping with an 'arch' key")
-        v = dict(v)
-        arch = v.pop("arch", None)
-        if arch not in SCRATCH_ARCHS:
-            raise ValueError(f"model.arch must be one of {', '.join(SCRATCH_ARCHS)} "
-                             f"(got {arch!r}); for T5 give backbone.path or "
+        return scratch_model(v, SCRATCH_ARCHS, "; for T5 give backbone.path or "
                              "backbone.pretrain")
-        return TypeAdapter(model_config_class(arch)).validate_python(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> Seq2SeqRecipe:
@@ -198,18 +190,6 @@ class Seq2SeqRecipe(Section):
 
         return arch_of(self.model) if self.model is not None else None
 
-    def to_dict(self) -> dict:
-        d = self.model_dump(mode="json", exclude={"model"})
-        if self.model is not None:
-            d["model"] = {"arch": self.arch, **dataclasses.asdict(self.model)}
-        return d
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-
 
 def build_seq2seq_recipe(raw: dict) -> Seq2SeqRecipe:
-    try:
-        return Seq2SeqRecipe.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, Seq2SeqRecipe, raw)) from None
+    return validate_recipe(Seq2SeqRecipe, raw)
