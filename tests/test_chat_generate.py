@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, d_model=64,
                           max_seq_len=160))
-    cfg = TrainConfig(max_steps=300, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=20,
+    cfg = TrainConfig(max_steps=200, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=20,
                       eval_every=300, ckpt_every=300, keep_last=1, threads=1)
     Trainer(model, cfg, ChatBatches(examples, 8, tok.pad_id), ChatBatches(examples, 8,
             tok.pad_id), tmp_path_factory.mktemp("sft"), seed=0, show_progress=False).fit()
