@@ -105,10 +105,15 @@ def test_history_drops_the_oldest_exchanges_and_keeps_the_system_message(trained
     assert len(prompt_ids(template, tok, kept)) <= full - 1
 
 
-def test_a_conversation_must_end_on_a_user_turn(trained):
+def test_a_conversation_must_end_on_a_user_turn_and_the_model_be_causal(trained):
+    from lmforge.models.bert import BertConfig, BertModel
+
     model, tok, dialogues = trained
     with pytest.raises(DataError, match="ends on the assistant's turn"):
         chat(model, tok, dialogues[0]["messages"])
+    bert = BertModel(BertConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=16))
+    with pytest.raises(DataError, match="is a BertModel; chat needs a causal language model"):
+        chat(bert, tok, [{"role": "user", "content": "Where was Anna born?"}])
 
 
 def _session(trained, **kw):

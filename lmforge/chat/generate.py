@@ -97,7 +97,17 @@ def _stopping(template: ChatTemplate, tokenizer: Any, config: GenerationConfig
     return config, None
 
 
+def check_causal(model: Any, name: str = "the model") -> None:
+    """A :class:`DataError` unless ``model`` is a causal language model (a GPT)."""
+    from ..models.gpt import GPT
+
+    if not isinstance(model, GPT):
+        raise DataError(f"{name} is a {type(model).__name__}; chat needs a causal language "
+                        "model (a GPT: lmforge's, or a GPT-2/Llama folder)")
+
+
 def _room(model: Any, config: GenerationConfig) -> int:
+    check_causal(model)
     room = model.config.max_seq_len - config.max_new_tokens
     if room < 1:
         raise DataError(f"max_new_tokens={config.max_new_tokens} leaves no room for the "

@@ -45,6 +45,7 @@ def chat(
     """Talk to a model in the terminal; the reply streams as it is generated. Commands:
     /reset, /system TEXT, /save FILE, /help, /exit."""
     from ..chat import ChatTemplate, load_chat_template
+    from ..chat.generate import check_causal
     from ..chat.repl import ChatSession, run_repl
     from ..errors import DataError
     from ..generate import GenerationConfig
@@ -61,6 +62,7 @@ def chat(
                or (load_chat_template(model) if Path(model).is_dir() else None)
                or ChatTemplate.default())
     m, tok = load_pretrained(model, require_tokenizer=True)
+    check_causal(m, model)
     if max_new_tokens >= m.config.max_seq_len:
         raise DataError(f"--max-new-tokens {max_new_tokens} leaves no room for the "
                         f"conversation in the model's {m.config.max_seq_len} positions")
