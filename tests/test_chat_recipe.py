@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakes import assert_user_error
+from fakes import assert_user_error, run_cli
 
 from lmforge.chat import DEFAULT_TEMPLATE, load_chat_template, write_chat_jsonl
 from lmforge.chat.finetune import finetune_chat
@@ -26,7 +26,7 @@ def _run(tmp_path, *sets):
     return finetune_chat(r, show_progress=False, log=lambda m: None)
 
 
-def test_world_dialogues_are_scored_beside_their_ceilings(tmp_path):
+def test_world_dialogues_are_scored_beside_their_ceilings(tmp_path, capsys):
     sizes = {"train": 60, "val": 8, "test": 10, "test_unseen": 6}
     res = _run(tmp_path, f"data.world_sizes={json.dumps(sizes)}", "data.langs=[en]",
                "data.val_dialogues=4")
@@ -42,6 +42,17 @@ def test_world_dialogues_are_scored_beside_their_ceilings(tmp_path):
     errors = (res.run_dir / "errors.jsonl").read_text().splitlines()
     assert len(errors) == round(splits["test"]["n"] * (1 - splits["test"]["accuracy"]))
     assert load_chat_template(res.run_dir).template == DEFAULT_TEMPLATE
+    # lmforge evaluate on the run: the same answers on the same file, and a plain chat file
+    test, plain = tmp_path / "test.jsonl", tmp_path / "plain.jsonl"
+    write_chat_jsonl(ts.splits["test"], test)
+    write_chat_jsonl([{"messages": d["messages"]} for d in ts.splits["test"]], plain)
+    code, out, err = run_cli(["evaluate", str(res.run_dir), "--data", str(test), "--data",
+                              str(plain), "--out", str(tmp_path / "ev")], capsys)
+    assert code == 0, err
+    assert f"factual accuracy {splits['test']['accuracy']:.4f}" in out
+    assert "loss on the assistant's tokens" in out
+    saved = json.loads((tmp_path / "ev" / "test" / "metrics.json").read_text())
+    assert saved["accuracy"] == splits["test"]["accuracy"]
 
 
 def test_chat_jsonl_files_are_scored_by_the_assistant_loss(tmp_path):

@@ -290,3 +290,46 @@ def results_table(results: dict) -> str:
                     f"{s['accuracy_follow_up'] or 0:.3f}     {s['ceiling']:.3f}    "
                     f"{s['closed_book_ceiling']:.3f}")
     return "\n".join(rows)
+
+
+def evaluate_chat_files(run: str | Path, paths: list[str], out: str | None = None,
+                        log: Callable[[str], None] = print) -> dict[str, dict]:
+    """``lmforge evaluate`` on a chat run: each chat JSONL file is scored by factual
+    accuracy when its records are the world's dialogues (they carry ``turns`` and
+    ``subject``), else by the loss on the assistant's tokens. ``out``: a folder per file
+    with ``metrics.json`` (and ``errors.jsonl``)."""
+    from ..config import load_yaml
+    from ..hub import load_pretrained, resolve_model_dir
+    from .recipe import build_chat_recipe
+    from .template import load_chat_template
+
+    run = Path(run)
+    run_dir = run if (run / "config.yaml").is_file() else run.parent.parent
+    recipe = build_chat_recipe(load_yaml(run_dir / "config.yaml"))
+    model, tok = load_pretrained(run, require_tokenizer=True)
+    template = (load_chat_template(resolve_model_dir(run)) or load_chat_template(run_dir)
+                or ChatTemplate.default())
+    report = {}
+    for path in paths:
+        records = read_chat_jsonl(path)
+        errors: list[dict] = []
+        if all("turns" in r and "subject" in r for r in records):
+            ev = factual_accuracy(model, tok, template, records, recipe)
+            errors = ev.pop("errors")
+            log(f"{path}: {ev['n']} answers, factual accuracy {ev['accuracy']:.4f} (known "
+                f"{ev['accuracy_known'] or 0:.3f}, unknown {ev['accuracy_unknown'] or 0:.3f}, "
+                f"follow-up {ev['accuracy_follow_up'] or 0:.3f})")
+        else:
+            ex = encode_split(template, tok, records, recipe.data.max_length, path)
+            ev = {"n": len(records), "assistant_loss": round(assistant_loss(
+                model, ChatBatches(ex, recipe.train.batch_size, tok.pad_id)), 4)}
+            log(f"{path}: {ev['n']} conversations, loss on the assistant's tokens "
+                f"{ev['assistant_loss']:.4f}")
+        report[path] = ev
+        if out is not None:
+            folder = Path(out) / Path(path).stem
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(folder / "metrics.json", ev)
+            atomic_write_text(folder / "errors.jsonl", "".join(
+                json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
+    return report

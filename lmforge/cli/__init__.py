@@ -271,11 +271,17 @@ def evaluate(
     """Perplexity and bits per document of a language model on held-out text; for a
     fine-tuned task model, the task's metrics on labelled files; for a translation run,
     BLEU, chrF and exact match on parallel files (.tsv or .jsonl); for a summarisation
-    run, ROUGE on .jsonl files of document and summary."""
+    run, ROUGE on .jsonl files of document and summary; for a chat run, factual accuracy
+    on the world's dialogues or the assistant-token loss on chat JSONL."""
     from ..evaluate import evaluate_texts
     from ..tasks import is_task_model
-    from ..tasks.seq2seq_predictor import seq2seq_task_of
+    from ..tasks.seq2seq_predictor import recipe_task, seq2seq_task_of
 
+    if recipe_task(model) == "chat":
+        from ..chat.finetune import evaluate_chat_files
+
+        evaluate_chat_files(model, data, out, log=_echo)
+        return
     if seq2seq_task_of(model) is not None:
         _tasks.evaluate_seq2seq(model, data, out)
         return

@@ -189,9 +189,8 @@ def _run_dir(path: str | Path) -> Path | None:
     return None
 
 
-def seq2seq_task_of(path: str | Path) -> str | None:
-    """``translate``, ``summarize`` or ``answer`` for a generation run or one of its
-    checkpoints."""
+def recipe_task(path: str | Path) -> str | None:
+    """The ``task`` field of the recipe of a run (or one of its checkpoints), if any."""
     import yaml
 
     d = _run_dir(path)
@@ -202,6 +201,13 @@ def seq2seq_task_of(path: str | Path) -> str | None:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     task = raw.get("task") if isinstance(raw, dict) else None
+    return task if isinstance(task, str) else None
+
+
+def seq2seq_task_of(path: str | Path) -> str | None:
+    """``translate``, ``summarize`` or ``answer`` for a generation run or one of its
+    checkpoints."""
+    task = recipe_task(path)
     return task if task in PREDICTORS else None
 
 
