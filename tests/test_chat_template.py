@@ -165,6 +165,18 @@ def test_load_and_save_where_transformers_does(tmp_path, hf_tokenizer):
     assert AutoTokenizer.from_pretrained(tmp_path / "hf").chat_template == DEFAULT_TEMPLATE
 
 
+def test_template_files_are_read_with_one_line_errors(tmp_path):
+    from lmforge.chat.template import read_chat_template
+
+    (tmp_path / "ok.jinja").write_text(ZEPHYR, encoding="utf-8")
+    assert read_chat_template(tmp_path / "ok.jinja").template == ZEPHYR
+    (tmp_path / "latin.jinja").write_bytes("{{ 'café' }}".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin\.jinja is not UTF-8 text \(byte 7\)"):
+        read_chat_template(tmp_path / "latin.jinja")
+    with pytest.raises(ConfigError, match="none.jinja does not exist"):
+        read_chat_template(tmp_path / "none.jinja")
+
+
 def test_older_tokenizer_config_fields(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": LLAMA2}))
     assert load_chat_template(tmp_path).template == LLAMA2

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,12 @@ from .generate import replies, template_variables
 from .messages import read_chat_jsonl
 from .recipe import ChatRecipe
 from .sft import ChatBatches, ChatExample, encode_chat, pack
-from .template import DEFAULT_TEMPLATE_TOKENS, ChatTemplate, save_chat_template
+from .template import (
+    DEFAULT_TEMPLATE_TOKENS,
+    ChatTemplate,
+    read_chat_template,
+    save_chat_template,
+)
 
 
 def load_dialogues(recipe: ChatRecipe) -> tuple[dict[str, list[dict]], dict | None]:
@@ -64,10 +70,7 @@ def load_dialogues(recipe: ChatRecipe) -> tuple[dict[str, list[dict]], dict | No
 def load_template(recipe: ChatRecipe) -> ChatTemplate:
     if recipe.template is None:
         return ChatTemplate.default()
-    p = Path(recipe.template)
-    if not p.is_file():
-        raise ConfigError(f"template: {p} does not exist")
-    return ChatTemplate(p.read_text(encoding="utf-8"), str(p))
+    return read_chat_template(recipe.template)
 
 
 def _special_tokens(recipe: ChatRecipe) -> list[str]:
@@ -103,10 +106,8 @@ def build_model(recipe: ChatRecipe, template: ChatTemplate, train: list[dict], r
     texts = [template.render(r["messages"], **_default_tokens(t.kind)).text for r in train]
     tok = scratch_tokenizer(t.kind, texts, t.vocab_size, t.min_frequency, run_dir, resume,
                             special_tokens=specials)
-    cfg = recipe.model
-    cfg = type(cfg)(**{**cfg.__dict__, "vocab_size": tok.vocab_size})
     torch.manual_seed(recipe.run.seed)
-    return GPT(cfg), tok
+    return GPT(dataclasses.replace(recipe.model, vocab_size=tok.vocab_size)), tok
 
 
 def _default_tokens(kind: str) -> dict[str, str]:

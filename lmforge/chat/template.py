@@ -291,6 +291,17 @@ class ChatTemplate:
         return f"ChatTemplate(source={self.source!r}, {len(self.template)} characters)"
 
 
+def read_chat_template(path: str | os.PathLike) -> ChatTemplate:
+    """A template file (``.jinja``); a missing or non-UTF-8 file is a one-line error."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"chat template {p} does not exist")
+    try:
+        return ChatTemplate(p.read_text(encoding="utf-8"), str(p))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"chat template {p} is not UTF-8 text (byte {e.start})") from None
+
+
 def load_chat_template(folder: str | os.PathLike, name: str | None = None
                        ) -> ChatTemplate | None:
     """The chat template stored in a model or tokenizer folder, or None if it has none:
@@ -299,11 +310,7 @@ def load_chat_template(folder: str | os.PathLike, name: str | None = None
     folder = Path(folder)
     file = folder / TEMPLATE_FILE
     if file.is_file() and name is None:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{file}: not UTF-8 text (byte {e.start})") from None
-        return ChatTemplate(text, str(file))
+        return read_chat_template(file)
     config = folder / CONFIG_FILE
     stored = read_json(config).get("chat_template") if config.is_file() else None
     if stored is None:

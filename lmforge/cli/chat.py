@@ -47,6 +47,7 @@ def chat(
     from ..chat import ChatTemplate, load_chat_template
     from ..chat.generate import check_causal
     from ..chat.repl import ChatSession, run_repl
+    from ..chat.template import read_chat_template
     from ..errors import DataError
     from ..generate import GenerationConfig
     from ..hub import load_pretrained, resolve_model_dir
@@ -54,9 +55,7 @@ def chat(
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature,
                               top_p=top_p, seed=seed)
     if template is not None:
-        if not template.is_file():
-            raise DataError(f"--template: {template} does not exist")
-        tpl = ChatTemplate(template.read_text(encoding="utf-8"), str(template))
+        tpl = read_chat_template(template)
     else:
         tpl = (load_chat_template(resolve_model_dir(model))
                or (load_chat_template(model) if Path(model).is_dir() else None)
