@@ -149,6 +149,7 @@ def factual_accuracy(model: Any, tok: Any, template: ChatTemplate, records: list
     """Answer every turn of the world's dialogues and score it (module docstring)."""
     from ..corpora.tasks.dialogue import answer_correct
 
+    was_training = model.training
     model.eval()
     items = turn_prompts(records)
     got = replies(model, tok, [conv for _, _, conv in items], template,
@@ -167,7 +168,7 @@ def factual_accuracy(model: Any, tok: Any, template: ChatTemplate, records: list
             errors.append({"id": r["id"], "turn": i, "fact": turn["fact"],
                            "gold": [m for m in r["messages"] if m["role"] == "assistant"][i]
                            ["content"], "reply": reply})
-    model.train()
+    model.train(was_training)
     acc = {f"accuracy_{g}" if g != "all" else "accuracy":
            round(sum(v) / len(v), 4) if v else None for g, v in groups.items()}
     return {"n": len(items), **acc, "errors": errors}
@@ -178,13 +179,14 @@ def assistant_loss(model: Any, batches: ChatBatches) -> float:
     """The mean cross-entropy over the assistant's tokens of ``batches``."""
     from ..train.objectives import CausalLMObjective
 
+    was_training = model.training
     model.eval()
     objective, total, n = CausalLMObjective(), 0.0, 0
     for b in batches.eval_batches():
         loss, _, count = objective(model, b)
         total += float(loss) * int(count)
         n += int(count)
-    model.train()
+    model.train(was_training)
     return total / max(1, n)
 
 
