@@ -49,6 +49,25 @@ def tiny_gpt_folder(folder):
     return folder
 
 
+def hf_gpt2_pair(folder, vocab_size: int = 257, seed: int = 0, **config):
+    """A random ``transformers`` GPT-2 (``initializer_range`` 0.3: logits that vary
+    strongly from token to token) saved to ``folder`` and loaded back into lmforge:
+    ``(hf, model)``, the same weights, both in eval mode. ``config`` overrides the
+    ``GPT2Config`` fields."""
+    import torch
+    import transformers
+
+    from lmforge.hub import load_pretrained
+
+    fields = dict(vocab_size=vocab_size, n_positions=64, n_embd=48, n_layer=3, n_head=4,
+                  initializer_range=0.3, bos_token_id=None, eos_token_id=None, pad_token_id=0)
+    torch.manual_seed(seed)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**{**fields, **config})).eval()
+    hf.save_pretrained(folder)
+    model, _ = load_pretrained(folder)
+    return hf, model
+
+
 class ByteTokenizer:
     """A byte-level tokenizer with the lmforge tokenizer interface (3 specials + bytes)."""
 

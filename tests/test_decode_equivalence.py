@@ -8,24 +8,16 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from fakes import hf_gpt2_pair  # noqa: E402
+
 from lmforge.generate import GenerationConfig, generate_ids  # noqa: E402
-from lmforge.hub import load_pretrained  # noqa: E402
 
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    # initializer_range 0.3: logits that vary strongly from token to token
-    cfg = transformers.GPT2Config(vocab_size=257, n_positions=64, n_embd=48, n_layer=3,
-                                  n_head=4, initializer_range=0.3, bos_token_id=None,
-                                  eos_token_id=None, pad_token_id=0)
-    torch.manual_seed(0)
-    hf = transformers.GPT2LMHeadModel(cfg).eval()
-    path = tmp_path_factory.mktemp("gpt2")
-    hf.save_pretrained(path)
-    model, _ = load_pretrained(path)
-    return hf, model
+    return hf_gpt2_pair(tmp_path_factory.mktemp("gpt2"))
 
 
 def _hf_greedy(hf, prompt: torch.Tensor, n_new: int):

@@ -212,9 +212,20 @@ def generate(
         help="int8 linear layers for faster CPU decoding: int8 (weights) or int8-dynamic "
              "(weights and activations).")] = None,
     beams: Annotated[int, typer.Option(
-        help="Encoder-decoder models (translation): beam size; 1 = greedy.")] = 1,
+        help="Beam size; 1 = no beam search (greedy or sampling). Beam search is "
+             "deterministic: the sampling options do not apply.")] = 1,
+    min_new_tokens: Annotated[int, typer.Option(
+        help="Generate at least this many tokens (eos is banned before).")] = 0,
+    no_repeat_ngram_size: Annotated[int, typer.Option(
+        help="Never repeat an n-gram of this size (prompt included); 0 = off.")] = 0,
+    bad_word: Annotated[list[str] | None, typer.Option(
+        help="A word never to generate (repeatable).", metavar="WORD")] = None,
+    force_word: Annotated[list[str] | None, typer.Option(
+        help="A word the output must contain (repeatable; 'a|b' = either); runs beam "
+             "search.", metavar="WORD")] = None,
 ):
     """Generate text from a trained model; an encoder-decoder translates each prompt."""
+    from ..errors import ConfigError
     from ..generate import GenerationConfig
     from ..generate import generate as run_generate
     from ..generate import stream as run_stream
@@ -223,16 +234,24 @@ def generate(
     from ..generate.text import encode_prompt
     from ..hub import load_pretrained
 
+    options = dict(temperature=temperature, top_k=top_k, top_p=top_p,
+                   repetition_penalty=repetition_penalty, stop=list(stop or []), seed=seed,
+                   num_beams=beams, min_new_tokens=min_new_tokens,
+                   no_repeat_ngram_size=no_repeat_ngram_size, bad_words=list(bad_word or []),
+                   force_words=[w.split("|") if "|" in w else w for w in force_word or []])
     # the options are checked before the (slow) model load
-    GenerationConfig(max_new_tokens=max_new_tokens or 0, temperature=temperature,
-                     top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                     stop=list(stop or []), seed=seed)
+    GenerationConfig(max_new_tokens=DEFAULT_NEW_TOKENS if max_new_tokens is None
+                     else max_new_tokens, **options)
     m, tok = load_pretrained(model, quantize=quantize.value if quantize else None,
                              require_tokenizer=True)
     prompts = list(prompt or [""])
     if is_encoder_decoder(m):  # greedy or beam search; sampling options do not apply
+        if bad_word or force_word or min_new_tokens:
+            raise ConfigError("--bad-word, --force-word and --min-new-tokens apply to "
+                              "decoder-only models; this one is an encoder-decoder")
         for target in translate(m, tok, prompts, beams=beams,
-                                max_new_tokens=max_new_tokens or DEFAULT_NEW_TOKENS):
+                                max_new_tokens=max_new_tokens or DEFAULT_NEW_TOKENS,
+                                no_repeat_ngram_size=no_repeat_ngram_size):
             _echo(target)
         return
     ids = [encode_prompt(tok, p) for p in prompts]
@@ -240,13 +259,12 @@ def generate(
         room = m.config.max_seq_len - max(map(len, ids))
         max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, room))
     check_prompts(ids, max_new_tokens, m.config.max_seq_len)  # before anything is printed
-    cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, repetition_penalty=repetition_penalty,
-                           stop=list(stop or []), seed=seed)
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, **options)
     if stream:
         for p in prompts:
+            pieces = run_stream(m, tok, p, cfg)  # a bad option fails before the prompt shows
             typer.echo(p, nl=False)
-            for piece in run_stream(m, tok, p, cfg):
+            for piece in pieces:
                 typer.echo(piece, nl=False)
             typer.echo()
         return

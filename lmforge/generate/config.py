@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -19,7 +20,9 @@ _AUTOCAST = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
 _FIELD_KINDS = (("max_new_tokens", Integral, False), ("temperature", Real, False),
                 ("top_k", Integral, True), ("top_p", Real, True),
                 ("repetition_penalty", Real, False), ("seed", Integral, True),
-                ("batch_size", Integral, False))
+                ("batch_size", Integral, False), ("min_new_tokens", Integral, False),
+                ("no_repeat_ngram_size", Integral, False), ("num_beams", Integral, False),
+                ("alpha", Real, False))
 
 
 @dataclass
@@ -35,6 +38,21 @@ class GenerationConfig:
     ``autocast`` runs the model under ``torch.autocast`` in ``"bf16"`` or ``"fp16"``
     (logits are still processed in fp32). ``batch_size`` caps how many prompts share one
     forward pass.
+
+    Constraints (rules in :mod:`lmforge.generate.constraints`), applied after the
+    repetition penalty and before the temperature, as Hugging Face orders them:
+    ``min_new_tokens`` bans ``eos`` until that many new tokens exist;
+    ``no_repeat_ngram_size = n`` bans every token that would repeat an n-gram of the
+    prompt plus the new tokens; ``bad_words`` never appear (each as any token sequence
+    that spells it); every entry of ``force_words`` appears in the output, a list entry
+    meaning "any one of these words".
+
+    ``num_beams > 1`` or any ``force_words`` switch to beam search
+    (:mod:`lmforge.generate.beam`): deterministic, so ``temperature``, ``top_k``,
+    ``top_p`` and ``seed`` do not apply, and the result is known only at the end (no
+    streaming). ``alpha`` is the GNMT length penalty of :mod:`lmforge.models.beam`,
+    ``score = log P / ((5 + |Y|) / 6) ** alpha``, with the translation models' default
+    0.6 (0 = raw log-probability, which favours short outputs).
     """
 
     max_new_tokens: int = 64
@@ -47,11 +65,23 @@ class GenerationConfig:
     use_cache: bool = True
     autocast: str | None = None
     batch_size: int = 32
+    min_new_tokens: int = 0
+    no_repeat_ngram_size: int = 0
+    bad_words: list[str] = field(default_factory=list)
+    force_words: list[str | list[str]] = field(default_factory=list)
+    num_beams: int = 1
+    alpha: float = 0.6
 
     def __post_init__(self) -> None:
-        if isinstance(self.stop, str):
-            self.stop = [self.stop]
-        self.stop = list(self.stop)
+        self.stop = _string_list("stop", self.stop)
+        self.bad_words = _string_list("bad_words", self.bad_words)
+        if isinstance(self.force_words, str):
+            self.force_words = [self.force_words]
+        if not isinstance(self.force_words, (list, tuple)):
+            raise ConfigError(f"force_words must be a list of words or of lists of words, "
+                              f"got {self.force_words!r}")
+        self.force_words = [w if isinstance(w, str) else _string_list("force_words", w)
+                            for w in self.force_words]
         for name, kinds, optional in _FIELD_KINDS:
             value = getattr(self, name)
             if (value is None and optional) or (
@@ -71,21 +101,54 @@ class GenerationConfig:
         if not self.repetition_penalty > 0:
             raise ConfigError(f"repetition_penalty must be > 0 (1 = off), "
                               f"got {self.repetition_penalty}")
-        if any(not isinstance(s, str) or not s for s in self.stop):
+        if any(not s for s in self.stop):
             raise ConfigError(f"stop must be a list of non-empty strings, got {self.stop!r}")
+        for name, words in (("bad_words", self.bad_words), ("force_words", self.force_words)):
+            for entry in words:
+                if isinstance(entry, list) and not entry:
+                    raise ConfigError(f"{name}: a list of alternatives must not be empty")
+                for word in [entry] if isinstance(entry, str) else entry:
+                    if not word.strip():
+                        raise ConfigError(f"{name}: a word must have a non-space character, "
+                                          f"got {word!r}")
         if self.autocast is not None and self.autocast not in _AUTOCAST:
             raise ConfigError(f"autocast must be one of {sorted(_AUTOCAST)} or None, "
                               f"got {self.autocast!r}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ConfigError(f"min_new_tokens must be in [0, max_new_tokens="
+                              f"{self.max_new_tokens}], got {self.min_new_tokens}")
+        if self.no_repeat_ngram_size < 0:
+            raise ConfigError(f"no_repeat_ngram_size must be >= 0 (0 = off), "
+                              f"got {self.no_repeat_ngram_size}")
+        if self.num_beams < 1:
+            raise ConfigError(f"num_beams must be >= 1 (1 = no beam search), "
+                              f"got {self.num_beams}")
+        if not (math.isfinite(self.alpha) and self.alpha >= 0):
+            raise ConfigError(f"alpha must be a finite number >= 0, got {self.alpha}")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
     @property
+    def beam_search(self) -> bool:
+        """True when decoding runs by beam search (``num_beams > 1`` or ``force_words``)."""
+        return self.num_beams > 1 or bool(self.force_words)
+
+    @property
     def autocast_dtype(self) -> torch.dtype | None:
         return _AUTOCAST[self.autocast] if self.autocast else None
+
+
+def _string_list(name: str, value: object) -> list[str]:
+    """``value`` as a list of strings (one string becomes a list of one)."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+    return list(value)
 
 
 def resolve_config(config: GenerationConfig | None, overrides: dict) -> GenerationConfig:

@@ -11,7 +11,9 @@ With the KV cache (default) the prompt is run once (prefill, O(P^2) attention) a
 later step feeds only the B new tokens: one attention row over the cached keys and
 values, O(T) per token instead of O(T^2) for recomputing the sequence. Rows that emit
 ``eos`` (or that the caller stops, e.g. on a stop string) are dropped from the batch with
-``cache.reorder``, so finished rows cost nothing afterwards.
+``cache.reorder``, so finished rows cost nothing afterwards. That model-side state (the
+padded prompts, the cache, and each row's tokens when a constraint reads them) is a
+:class:`SequenceBatch`; beam search (:mod:`lmforge.generate.beam`) steps one too.
 
 A prompt must leave room for its new tokens: ``len(prompt) + max_new_tokens <=
 model.config.max_seq_len``, else :class:`PromptTooLongError` says by how much. Nothing is
@@ -24,8 +26,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from ..errors import LmforgeError
+from ..errors import ConfigError, LmforgeError
 from .config import GenerationConfig, autocast_context
+from .constraints import TokenBans
 from .sampling import sample_next
 
 
@@ -69,68 +72,33 @@ def check_prompts(prompts_ids: Sequence[Sequence[int]], max_new_tokens: int,
                 + fix)
 
 
-class BatchDecoder:
-    """Steps a batch of prompts one token at a time.
+class SequenceBatch:
+    """The model's side of a batch of growing token sequences.
 
-    Iterating yields ``(rows, tokens)`` once per step: the indices (into
-    ``prompts_ids``) of the rows still running and the token each one just produced. A
-    row ends after it yields ``eos_id``, after :meth:`stop` is called for it, or after
-    ``max_new_tokens`` steps. Under ``torch.inference_mode`` only while computing, so
-    the caller's code between steps runs in its own grad mode.
+    :meth:`prefill` runs the left-padded prompts and returns the next-token logits;
+    :meth:`append` adds one token to every row and returns the next logits;
+    :meth:`select` keeps (or repeats: beam search) rows by index, in the KV cache and
+    everywhere else. Also kept, when asked: ``histories``, each row's token ids (prompt
+    included), and ``seen`` (B, V), the tokens present in each row (the repetition
+    penalty). Every step runs under ``torch.inference_mode``.
     """
 
-    def __init__(self, model: torch.nn.Module, prompts_ids: Sequence[Sequence[int]],
-                 config: GenerationConfig, eos_id: int | None = None, pad_id: int = 0,
-                 generator: torch.Generator | None = None):
-        self.model, self.config, self.eos_id, self.pad_id = model, config, eos_id, pad_id
-        self.prompts = [[int(t) for t in p] for p in prompts_ids]
-        check_prompts(self.prompts, config.max_new_tokens, model.config.max_seq_len,
-                      model.config.vocab_size)
+    def __init__(self, model: torch.nn.Module, prompts: list[list[int]],
+                 config: GenerationConfig, pad_id: int = 0, histories: bool = False):
+        self.model, self.config, self.prompts, self.pad_id = model, config, prompts, pad_id
         self.device = model_device(model)
-        self.generator = generator or make_generator(config.seed, self.device)
-        self.rows = list(range(len(self.prompts)))  # original index of each batch row
-        self._stopped: set[int] = set()
+        self.histories = [list(p) for p in prompts] if histories else None
+        self.seen: torch.Tensor | None = None
         self._cache = None
         self._ids = self._mask = None  # whole sequences, only without the cache
-        self._seen = None  # (B, V) bool: tokens present in each row (repetition penalty)
         self._autocast = config.autocast_dtype
-
-    def stop(self, row: int) -> None:
-        """End ``row`` (an index into ``prompts_ids``) after the current step."""
-        self._stopped.add(row)
-
-    def __iter__(self) -> Iterator[tuple[list[int], list[int]]]:
-        n_new = self.config.max_new_tokens
-        if n_new == 0 or not self.prompts:
-            return
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            logits = self._prefill()
-            for step in range(n_new):
-                tokens = self._sample(logits)
-                token_list = tokens.tolist()
-                rows = list(self.rows)
-                yield rows, token_list
-                if step == n_new - 1:
-                    return
-                keep = [i for i, (r, t) in enumerate(zip(rows, token_list, strict=True))
-                        if t != self.eos_id and r not in self._stopped]
-                if not keep:
-                    return
-                if len(keep) < len(rows):
-                    tokens = self._keep(keep, tokens)
-                logits = self._advance(tokens)
-        finally:
-            self.model.train(was_training)
-
-    # -- steps, each under inference mode -------------------------------------------------
 
     def _context(self):
         return autocast_context(self.device, self._autocast)
 
     @torch.inference_mode()
-    def _prefill(self) -> torch.Tensor:
+    def prefill(self) -> torch.Tensor:
+        """Run the prompts; the logits of each row's next token (B, V) in fp32."""
         B, P = len(self.prompts), max(len(p) for p in self.prompts)
         ids = torch.full((B, P), self.pad_id, dtype=torch.long)
         mask = torch.zeros((B, P), dtype=torch.bool)
@@ -151,30 +119,30 @@ class BatchDecoder:
         logits = logits[:, -1].float()  # (B, V)
         if self.config.repetition_penalty != 1.0:
             counts = torch.zeros(B, logits.shape[-1], device=self.device)
-            self._seen = counts.scatter_add_(1, ids, mask.float()) > 0
+            self.seen = counts.scatter_add_(1, ids, mask.float()) > 0
         return logits
 
     @torch.inference_mode()
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
-        return sample_next(logits, self.config, self._seen, self.generator)
-
-    @torch.inference_mode()
-    def _keep(self, keep: list[int], tokens: torch.Tensor) -> torch.Tensor:
-        index = torch.tensor(keep, device=self.device)
-        self.rows = [self.rows[i] for i in keep]
+    def select(self, rows: list[int]) -> None:
+        """Row ``r`` becomes a copy of row ``rows[r]`` (fewer rows: drop the others)."""
+        index = torch.tensor(rows, device=self.device)
         if self._cache is not None:
             self._cache.reorder(index)
         if self._ids is not None:
             self._ids, self._mask = self._ids[index], self._mask[index]
-        if self._seen is not None:
-            self._seen = self._seen[index]
-        return tokens[index]
+        if self.seen is not None:
+            self.seen = self.seen[index]
+        if self.histories is not None:
+            self.histories = [list(self.histories[r]) for r in rows]
 
     @torch.inference_mode()
-    def _advance(self, tokens: torch.Tensor) -> torch.Tensor:
+    def append(self, tokens: torch.Tensor) -> torch.Tensor:
         """Append ``tokens`` (B,) to every row; return the next logits (B, V)."""
-        if self._seen is not None:
-            self._seen[torch.arange(len(tokens), device=self.device), tokens] = True
+        if self.seen is not None:
+            self.seen[torch.arange(len(tokens), device=self.device), tokens] = True
+        if self.histories is not None:
+            for h, t in zip(self.histories, tokens.tolist(), strict=True):
+                h.append(t)
         with self._context():
             if self._cache is not None:
                 logits = self.model(tokens[:, None], cache=self._cache, last_only=True)
@@ -185,6 +153,75 @@ class BatchDecoder:
                 logits = self.model(self._ids, self._mask if padded else None,
                                     last_only=True)
         return logits[:, -1].float()
+
+
+class BatchDecoder:
+    """Steps a batch of prompts one token at a time.
+
+    Iterating yields ``(rows, tokens)`` once per step: the indices (into
+    ``prompts_ids``) of the rows still running and the token each one just produced. A
+    row ends after it yields ``eos_id``, after :meth:`stop` is called for it, or after
+    ``max_new_tokens`` steps. Under ``torch.inference_mode`` only while computing, so
+    the caller's code between steps runs in its own grad mode.
+
+    ``bans`` (default: those of ``config`` that need no tokenizer) are the constraints'
+    bans; each row's token history is kept only when they read it. Beam search
+    (``config.num_beams > 1`` or ``force_words``) is :mod:`lmforge.generate.beam`.
+    """
+
+    def __init__(self, model: torch.nn.Module, prompts_ids: Sequence[Sequence[int]],
+                 config: GenerationConfig, eos_id: int | None = None, pad_id: int = 0,
+                 generator: torch.Generator | None = None, bans: TokenBans | None = None):
+        if config.beam_search:
+            raise ConfigError("BatchDecoder picks one token per row; beam search "
+                              "(num_beams > 1 or force_words) is lmforge.generate.beam")
+        self.model, self.config, self.eos_id = model, config, eos_id
+        self.prompts = [[int(t) for t in p] for p in prompts_ids]
+        check_prompts(self.prompts, config.max_new_tokens, model.config.max_seq_len,
+                      model.config.vocab_size)
+        self.bans = bans if bans is not None else TokenBans.from_config(config, eos_id)
+        self.seqs = SequenceBatch(model, self.prompts, config, pad_id,
+                                  histories=self.bans.needs_history)
+        self.generator = generator or make_generator(config.seed, self.seqs.device)
+        self.rows = list(range(len(self.prompts)))  # original index of each batch row
+        self._stopped: set[int] = set()
+
+    def stop(self, row: int) -> None:
+        """End ``row`` (an index into ``prompts_ids``) after the current step."""
+        self._stopped.add(row)
+
+    def __iter__(self) -> Iterator[tuple[list[int], list[int]]]:
+        n_new = self.config.max_new_tokens
+        if n_new == 0 or not self.prompts:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            logits = self.seqs.prefill()
+            for step in range(n_new):
+                tokens = self._sample(logits, step)
+                token_list = tokens.tolist()
+                rows = list(self.rows)
+                yield rows, token_list
+                if step == n_new - 1:
+                    return
+                keep = [i for i, (r, t) in enumerate(zip(rows, token_list, strict=True))
+                        if t != self.eos_id and r not in self._stopped]
+                if not keep:
+                    return
+                if len(keep) < len(rows):
+                    self.rows = [self.rows[i] for i in keep]
+                    self.seqs.select(keep)
+                    tokens = tokens[torch.tensor(keep, device=tokens.device)]
+                logits = self.seqs.append(tokens)
+        finally:
+            self.model.train(was_training)
+
+    @torch.inference_mode()
+    def _sample(self, logits: torch.Tensor, n_new: int) -> torch.Tensor:
+        banned = self.bans.banned(self.seqs.histories, n_new, len(logits)) \
+            if self.bans.active else None
+        return sample_next(logits, self.config, self.seqs.seen, self.generator, banned)
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -200,12 +237,18 @@ def generate_ids(model: torch.nn.Module, prompts_ids: Sequence[Sequence[int]],
 
     Prompts are batched ``config.batch_size`` at a time (grouped by length), each batch
     left-padded with ``pad_id``. A row stops at ``eos_id`` or after
-    ``config.max_new_tokens``; ``config.stop`` strings need a tokenizer and are applied
-    by :func:`lmforge.generate.generate`, not here.
+    ``config.max_new_tokens``; ``config.stop`` strings, ``bad_words`` and ``force_words``
+    need a tokenizer and are applied by :func:`lmforge.generate.generate`, not here.
+    ``num_beams > 1`` runs :func:`lmforge.generate.beam.beam_search_ids` (the best beam).
     """
     config = config or GenerationConfig()
     check_prompts(prompts_ids, config.max_new_tokens, model.config.max_seq_len,
                   model.config.vocab_size)
+    if config.beam_search:
+        from .beam import beam_search_ids  # it steps a SequenceBatch: imports this module
+
+        hyps = beam_search_ids(model, prompts_ids, config, eos_id, pad_id)
+        return [h.tokens[:-1] if h.finished else h.tokens for h in hyps]
     generator = make_generator(config.seed, model_device(model))
     out: list[list[int]] = [[] for _ in prompts_ids]
     for batch in length_sorted_batches([len(p) for p in prompts_ids], config.batch_size):

@@ -2,23 +2,30 @@ r"""Decoding rules: from next-token logits to the next token, for a whole batch 
 
 Written by hand (generation is what lmforge teaches). Every function takes logits of
 shape (B, V), works on the logits' device and returns a new tensor; nothing loops over
-the batch in Python. The rules are applied in this order (as in Hugging Face):
+the batch in Python (the constraints' bans come in as each row's list of token ids,
+written with one indexed store). The rules are applied in this order (as in Hugging
+Face):
 
 1. Repetition penalty (CTRL, Keskar et al. 2019): for every token :math:`v` already in
    the row's sequence, :math:`z_v \leftarrow z_v / r` if :math:`z_v > 0` else
    :math:`z_v \cdot r` (with :math:`r > 1` both make :math:`v` less likely).
-2. Temperature: :math:`p_v = \mathrm{softmax}(z / \tau)_v`. :math:`\tau \to 0` is
+2. Constraints: :math:`z_v \leftarrow -\infty` for every token :math:`v` the row may not
+   produce next: a repeated n-gram, the end of a bad word, ``eos`` before
+   ``min_new_tokens`` (:class:`~lmforge.generate.constraints.TokenBans`).
+3. Temperature: :math:`p_v = \mathrm{softmax}(z / \tau)_v`. :math:`\tau \to 0` is
    greedy (``argmax``), :math:`\tau = 1` the model's distribution, :math:`\tau > 1`
    flatter.
-3. Top-k: keep the :math:`k` largest logits, set the rest to :math:`-\infty`.
-4. Top-p (nucleus, Holtzman et al. 2019): sort probabilities descending,
+4. Top-k: keep the :math:`k` largest logits, set the rest to :math:`-\infty`.
+5. Top-p (nucleus, Holtzman et al. 2019): sort probabilities descending,
    :math:`p_{(1)} \ge p_{(2)} \ge \dots`; keep the smallest prefix whose mass is
    :math:`\ge p`, i.e. token :math:`(i)` survives iff :math:`\sum_{j<i} p_{(j)} < p`. The
    top token always survives.
-5. Sample from the renormalised distribution with a private ``torch.Generator``.
+6. Sample from the renormalised distribution with a private ``torch.Generator``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -32,6 +39,29 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor,
         return logits
     penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
     return torch.where(seen, penalised, logits)
+
+
+def ban_tokens(logits: torch.Tensor, banned: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``logits`` (B, V) with ``-inf`` at the token ids ``banned[b]`` of each row ``b``."""
+    rows = [b for b, ids in enumerate(banned) for _ in ids]
+    if not rows:
+        return logits
+    cols = [i for ids in banned for i in ids]
+    index = (torch.tensor(rows, device=logits.device), torch.tensor(cols, device=logits.device))
+    return logits.index_put(index, torch.tensor(float("-inf"), device=logits.device))
+
+
+def constrain_logits(logits: torch.Tensor, config: GenerationConfig,
+                     seen: torch.Tensor | None = None,
+                     banned: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+    """Rules 1-2 on fp32 logits (B, V): the repetition penalty (``seen``), then the bans
+    (``banned[b]``: the ids row ``b`` may not produce)."""
+    logits = logits.float()
+    if seen is not None and config.repetition_penalty != 1.0:
+        logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
+    if banned is not None:
+        logits = ban_tokens(logits, banned)
+    return logits
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -56,11 +86,10 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def process_logits(logits: torch.Tensor, config: GenerationConfig,
-                   seen: torch.Tensor | None = None) -> torch.Tensor:
-    """Rules 1-4 on fp32 logits (B, V); returns the logits to sample from."""
-    logits = logits.float()
-    if seen is not None and config.repetition_penalty != 1.0:
-        logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
+                   seen: torch.Tensor | None = None,
+                   banned: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+    """Rules 1-5 on fp32 logits (B, V); returns the logits to sample from."""
+    logits = constrain_logits(logits, config, seen, banned)
     if config.greedy:
         return logits
     if config.temperature != 1.0:
@@ -74,9 +103,10 @@ def process_logits(logits: torch.Tensor, config: GenerationConfig,
 
 def sample_next(logits: torch.Tensor, config: GenerationConfig,
                 seen: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None,
+                banned: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
     """The next token of each row, (B,) int64: argmax when greedy, else a sample."""
-    logits = process_logits(logits, config, seen)
+    logits = process_logits(logits, config, seen, banned)
     if config.greedy:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits, dim=-1)

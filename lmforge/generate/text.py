@@ -18,6 +18,10 @@ the same character, before the longest). While the text ends
 with a prefix of a stop string (``"\\n"`` of ``"\\n\\n"``) that tail is held back, so a
 stream never shows any part of a stop string; it is released once it cannot start one.
 ``"".join(stream(...)) == generate(...)`` for the same config and seed.
+
+**Beam search** (``num_beams > 1`` or ``force_words``, :mod:`lmforge.generate.beam`)
+knows its result only at the end: the best beam's tokens are decoded as above and cut at
+the first stop string, and streaming it is a ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from typing import Any, Literal
 
 import torch
 
-from ..errors import LmforgeError
+from ..errors import ConfigError, LmforgeError
+from .beam import BeamHypothesis, beam_search_ids
 from .config import GenerationConfig, resolve_config
+from .constraints import TokenBans, build_constraints
 from .decode import (
     BatchDecoder,
     check_prompts,
@@ -189,19 +195,23 @@ def _encode_all(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str],
     return prompt_ids
 
 
-def _run(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[list[int]],
-         config: GenerationConfig, results: list[Completion],
-         eos: int | None = None) -> Iterator[tuple[int, str]]:
-    """Yield ``(prompt index, text delta)`` as text becomes stable; fill ``results``.
-    A row ends at ``eos`` (default: the tokenizer's)."""
+def _specials(tokenizer: Any, eos: int | None) -> tuple[int | None, int]:
+    """``(eos, pad)``: ``eos`` defaults to the tokenizer's; ``pad`` is the tokenizer's,
+    else ``eos``, else 0."""
     eos = eos if eos is not None else getattr(tokenizer, "eos_id", None)
     pad = getattr(tokenizer, "pad_id", None)
-    pad = pad if pad is not None else (eos if eos is not None else 0)
+    return eos, pad if pad is not None else (eos if eos is not None else 0)
+
+
+def _run(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[list[int]],
+         config: GenerationConfig, results: list[Completion], eos: int | None, pad: int,
+         bans: TokenBans) -> Iterator[tuple[int, str]]:
+    """Yield ``(prompt index, text delta)`` as text becomes stable; fill ``results``."""
     generator = make_generator(config.seed, model_device(model))
     for batch in length_sorted_batches([len(p) for p in prompt_ids], config.batch_size):
         rows = [_Row(tokenizer, prompt_ids[i], config.stop) for i in batch]
         decoder = BatchDecoder(model, [prompt_ids[i] for i in batch], config, eos, pad,
-                               generator)
+                               generator, bans)
         for active, tokens in decoder:
             for r, t in zip(active, tokens, strict=True):
                 row = rows[r]
@@ -218,16 +228,51 @@ def _run(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[list[int]],
             results[batch[r]] = row.completion()
 
 
+def _beam_completion(tokenizer: Any, prompt_ids: list[int], hyp: BeamHypothesis,
+                     stops: list[str]) -> Completion:
+    """A beam-search result as text, cut at the first stop string."""
+    row = _Row(tokenizer, prompt_ids, stops)
+    for t in hyp.tokens[:-1] if hyp.finished else hyp.tokens:
+        row.push(t)
+    row.end("eos" if hyp.finished else "length")
+    return row.completion()
+
+
+def _completions(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[list[int]],
+                 config: GenerationConfig, eos: int | None = None) -> list[Completion]:
+    """Every prompt's :class:`Completion`, by beam search when ``config.beam_search``,
+    else token by token. A row ends at ``eos`` (default: the tokenizer's)."""
+    eos, pad = _specials(tokenizer, eos)
+    bans, forced = build_constraints(config, tokenizer, eos)
+    if config.beam_search:
+        hyps = beam_search_ids(model, prompt_ids, config, eos, pad, bans=bans, forced=forced)
+        return [_beam_completion(tokenizer, ids, hyp, config.stop)
+                for ids, hyp in zip(prompt_ids, hyps, strict=True)]
+    results: list[Completion] = [Completion() for _ in prompt_ids]
+    for _ in _run(model, tokenizer, prompt_ids, config, results, eos, pad, bans):
+        pass
+    return results
+
+
+def _stream(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[int],
+            config: GenerationConfig, eos: int | None = None) -> Iterator[str]:
+    """The text deltas of one prompt (checked now, generated as the caller iterates)."""
+    if config.beam_search:
+        raise ConfigError("streaming cannot run beam search (num_beams > 1 or force_words): "
+                          "the best beam is known only at the end; use generate")
+    eos, pad = _specials(tokenizer, eos)
+    bans, _ = build_constraints(config, tokenizer, eos)
+    return (delta for _, delta in _run(model, tokenizer, [prompt_ids], config,
+                                       [Completion()], eos, pad, bans))
+
+
 def generate_completions(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str],
                          config: GenerationConfig | None = None,
                          **overrides: Any) -> list[Completion]:
     """Like :func:`generate` for a list, with token ids and the reason each row stopped."""
     config = resolve_config(config, overrides)
     prompt_ids = _encode_all(model, tokenizer, prompts, config)
-    results: list[Completion] = [Completion() for _ in prompts]
-    for _ in _run(model, tokenizer, prompt_ids, config, results):
-        pass
-    return results
+    return _completions(model, tokenizer, prompt_ids, config)
 
 
 def generate(model: torch.nn.Module, tokenizer: Any, prompts: str | Sequence[str],
@@ -235,7 +280,9 @@ def generate(model: torch.nn.Module, tokenizer: Any, prompts: str | Sequence[str
     """Complete each prompt; return only the new text, cut before any stop string.
 
     ``overrides`` replace fields of ``config`` (``generate(m, tok, "Hi", temperature=0)``).
-    A single string gives a string, a list gives a list in the same order.
+    A single string gives a string, a list gives a list in the same order. With
+    ``num_beams > 1`` or ``force_words`` the completion is the best beam
+    (:mod:`lmforge.generate.beam`), cut at the first stop string.
     """
     single = isinstance(prompts, str)
     results = generate_completions(model, tokenizer, [prompts] if single else prompts,
@@ -250,10 +297,11 @@ def stream(model: torch.nn.Module, tokenizer: Any, prompt: str,
 
     Each piece is whole characters (never a partial UTF-8 sequence) and no piece
     contains any part of a stop string; the pieces join to ``generate``'s result.
+    Beam search (``num_beams > 1`` or ``force_words``) cannot stream: ``ConfigError``.
     """
     config = resolve_config(config, overrides)  # errors surface here, not at next()
     prompt_ids = _encode_all(model, tokenizer, [prompt], config)
-    return (delta for _, delta in _run(model, tokenizer, prompt_ids, config, [Completion()]))
+    return _stream(model, tokenizer, prompt_ids[0], config)
 
 
 def complete_ids(model: torch.nn.Module, tokenizer: Any,
@@ -265,10 +313,7 @@ def complete_ids(model: torch.nn.Module, tokenizer: Any,
     ids = [list(p) for p in prompts_ids]
     check_prompts(ids, config.max_new_tokens, model.config.max_seq_len,
                   model.config.vocab_size)
-    results: list[Completion] = [Completion() for _ in ids]
-    for _ in _run(model, tokenizer, ids, config, results, eos_id):
-        pass
-    return results
+    return _completions(model, tokenizer, ids, config, eos_id)
 
 
 def stream_ids(model: torch.nn.Module, tokenizer: Any, prompt_ids: Sequence[int],
@@ -277,8 +322,7 @@ def stream_ids(model: torch.nn.Module, tokenizer: Any, prompt_ids: Sequence[int]
     """:func:`stream` for a prompt given as token ids (a chat template's rendering, with
     its special tokens), ending at ``eos_id`` (default: the tokenizer's ``eos``)."""
     config = resolve_config(config, overrides)
-    ids = [list(prompt_ids)]
-    check_prompts(ids, config.max_new_tokens, model.config.max_seq_len,
+    ids = list(prompt_ids)
+    check_prompts([ids], config.max_new_tokens, model.config.max_seq_len,
                   model.config.vocab_size)
-    return (delta for _, delta in _run(model, tokenizer, ids, config, [Completion()],
-                                       eos_id))
+    return _stream(model, tokenizer, ids, config, eos_id)

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Hypothesis", "length_penalty", "repeated_ngram_tokens", "greedy_search",
-           "beam_search"]
+__all__ = ["Hypothesis", "length_penalty", "repeated_ngram_tokens", "split_candidates",
+           "greedy_search", "beam_search"]
 
 StepFn = Callable[[Tensor], Tensor]
 ReorderFn = Callable[[Tensor], None]
@@ -83,6 +83,27 @@ def ban_repeated_ngrams(logits: Tensor, histories: Sequence[Sequence[int]], n: i
             if banned:
                 logits[row, banned] = float("-inf")
     return logits
+
+
+Candidate = tuple[float, int, int]  # (log P of the extended beam, row, token)
+
+
+def split_candidates(ranked: Sequence[Candidate], beam_size: int,
+                     eos_id: int) -> tuple[list[Candidate], list[Candidate]]:
+    """One source's extensions, ranked best first, split by the rule of the module
+    docstring: ``(ended, live)``, the ``eos`` extensions among the first ``beam_size``
+    (they end hypotheses) and every other finite extension in order (the first
+    ``beam_size`` of them become the live beams)."""
+    ended: list[Candidate] = []
+    live: list[Candidate] = []
+    for rank, cand in enumerate(ranked):
+        if cand[0] == float("-inf"):
+            break
+        if cand[2] != eos_id:
+            live.append(cand)
+        elif rank < beam_size:
+            ended.append(cand)
+    return ended, live
 
 
 def _log_probs(logits: Tensor, banned_ids: Sequence[int],
@@ -151,18 +172,13 @@ def beam_search(step: StepFn, reorder: ReorderFn, batch_size: int, *, beam_size:
         for b in range(B):
             if done[b]:
                 continue
-            j = 0  # live beams refilled so far
-            for rank, (s, idx) in enumerate(zip(top_s[b], top_i[b], strict=True)):
-                if s == float("-inf") or j == K:
-                    break
-                row, tok = b * K + idx // V, idx % V
-                if tok == eos_id:
-                    if rank < K:
-                        finished[b].append(Hypothesis(tokens[row] + [tok], s / lp, s))
-                    continue
+            ranked = [(s, b * K + idx // V, idx % V)
+                      for s, idx in zip(top_s[b], top_i[b], strict=True)]
+            ended, live = split_candidates(ranked, K, eos_id)
+            finished[b] += [Hypothesis(tokens[row] + [tok], s / lp, s) for s, row, tok in ended]
+            for j, (s, row, tok) in enumerate(live[:K]):
                 new_scores[b, j], parents[b, j], new_tok[b, j] = s, row, tok
-                j += 1
-            if len(finished[b]) >= K or j == 0:
+            if len(finished[b]) >= K or not live:
                 done[b] = True
                 new_scores[b] = float("-inf")
         if all(done):
