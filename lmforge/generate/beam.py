@@ -29,16 +29,32 @@ progress inside the word sequences it is partway through.
 
 1. ``eos`` is banned until every constraint is met.
 2. The candidates of a prompt are the ``2K`` best extensions plus, for every live beam,
-   its best next token (so no beam is lost only because others score better) and each
-   token that starts or continues a sequence of an unmet constraint
-   (:meth:`~lmforge.generate.constraints.ForcedWords.next_tokens`), however unlikely.
-3. ``eos`` extensions among the first ``K`` by score end hypotheses (as above).
-4. The other candidates go into **banks** by (constraints met, tokens into the furthest
-   partial word), each bank sorted by score. The K live beams are dealt round-robin from
-   the highest bank: the best of each bank, then the second best of each, and so on. A
-   bank therefore keeps a share of the beam however badly its hypotheses score, and
-   slots a bank cannot fill go to the others.
-5. The result is the hypothesis first by (constraints met, score) among the ended ones
+   its best next token and its best token other than ``eos`` (so no beam is lost only
+   because others score better, nor because its best move was to end where ending
+   does not rank) and each token that starts or continues a sequence of an unmet
+   constraint (:meth:`~lmforge.generate.constraints.ForcedWords.next_tokens`), however
+   unlikely.
+3. The candidates go into **banks** by (constraints met, whether partway through a
+   forced word) after the step and are dealt round-robin from the highest bank: the
+   first of each bank, then the second of each, and so on; a bank of partial words
+   puts the hypothesis furthest into its word first (so a word, once begun, is
+   finished however unlikely its tokens), the others the best score first. A bank
+   therefore keeps a share of the beam however badly its hypotheses score, slots a
+   bank cannot fill go to the others, and with ``K >= 3`` the best unconstrained
+   hypothesis always survives, so a forced word can still come where the model would
+   put it ("... The battery was ...") rather than as early as possible. (One bank per
+   depth, as in Post & Vilar, would give a word with many spellings more banks than
+   there are beams.)
+4. In that order, ``eos`` extensions among the first ``K`` end hypotheses and the other
+   extensions refill the ``K`` live beams (the rule above, with the dealt order in place
+   of the score order). ``eos`` is only allowed once every constraint is met, so such
+   a hypothesis sits in the highest bank and can end although unconstrained beams
+   score better.
+5. A prompt is done when ``K`` hypotheses have ended and no live beam's score now is
+   better than the ``K``-th best of them (Hugging Face's stopping rule): an early
+   placement of a forced word ends soon but badly, and a later, natural one ("... The
+   battery was ...") may still beat it.
+6. The result is the hypothesis first by (constraints met, score) among the ended ones
    and, at ``max_new_tokens``, the live ones: one that meets every constraint whenever the
    search found any. If none does by ``max_new_tokens``, the one with the most
    constraints met is returned, unfinished, with ``missing > 0`` (its
@@ -72,14 +88,16 @@ class BeamHypothesis(Hypothesis):
 
 
 def deal_by_bank(candidates: Sequence[Candidate],
-                 banks_of: Sequence[tuple[int, int]]) -> list[Candidate]:
-    """``candidates`` (best first), whose banks are ``banks_of``, dealt round-robin over
-    the banks, highest bank first: the best of every bank, then the second best of
-    every bank, ..."""
-    banks: dict[tuple[int, int], list[Candidate]] = {}
-    for cand, bank in zip(candidates, banks_of, strict=True):
-        banks.setdefault(bank, []).append(cand)
-    order = [banks[b] for b in sorted(banks, reverse=True)]
+                 banks_of: Sequence[tuple[int, int, int]]) -> list[Candidate]:
+    """``candidates`` (best first), with ``banks_of`` their ``(constraints met, partway
+    through a word, tokens into it)``, dealt round-robin over the banks (the first two
+    numbers), highest bank first: the first of every bank, then the second of every
+    bank, ...; within a bank, the furthest into a word first, then the best."""
+    banks: dict[tuple[int, int], list[tuple[int, int, Candidate]]] = {}
+    for rank, (cand, (met, partial, depth)) in enumerate(zip(candidates, banks_of,
+                                                              strict=True)):
+        banks.setdefault((met, partial), []).append((-depth, rank, cand))
+    order = [[c for *_, c in sorted(banks[b])] for b in sorted(banks, reverse=True)]
     return [group[i] for i in range(max(map(len, order), default=0)) for group in order
             if i < len(group)]
 
@@ -117,13 +135,19 @@ class _Search:
         return constrain_logits(logp, self.config, self.seqs.seen, banned)
 
     def _beam_candidates(self, logp: torch.Tensor) -> list[list[Candidate]]:
-        """Per group, every live beam extended by its best token and by each token that
-        starts or continues an unmet constraint."""
+        """Per group, every live beam extended by its best token, its best token other
+        than ``eos``, and each token that starts or continues an unmet constraint."""
         best = logp.argmax(dim=-1).tolist()
+        if self.eos_id is not None:  # the best token that continues the beam, too
+            cont = logp.clone()
+            cont[:, self.eos_id] = NEG_INF
+            cont_best = cont.argmax(dim=-1).tolist()
+        else:
+            cont_best = best
         pairs = [(row, tok) for row, (state, s) in enumerate(zip(self.states, self.scores,
                                                                  strict=True))
                  if s != NEG_INF
-                 for tok in sorted(self.forced.next_tokens(state) | {best[row]})]
+                 for tok in sorted(self.forced.next_tokens(state) | {best[row], cont_best[row]})]
         out: list[list[Candidate]] = [[] for _ in self.sources]
         if pairs:
             rows, toks = zip(*pairs, strict=True)
@@ -131,6 +155,17 @@ class _Search:
             for (row, tok), lp in zip(pairs, logp[index].tolist(), strict=True):
                 out[row // self.K].append((self.scores[row] + lp, row, tok))
         return out
+
+    def _done(self, b: int, live: list[Candidate]) -> bool:
+        """Whether prompt ``b``'s search is over: ``K`` hypotheses have ended and, with
+        forced words, no live beam scores better now than the ``K``-th best of them."""
+        if len(self.ended[b]) < self.K:
+            return False
+        if not self.forced.count:
+            return True
+        kth = sorted((h.score for h in self.ended[b]), reverse=True)[self.K - 1]
+        length = len(self.tokens[live[0][1]]) + 1
+        return max(c[0] for c in live) / length_penalty(length, self.config.alpha) <= kth
 
     def _step(self, logits: torch.Tensor, step: int) -> list[int]:
         """Extend every group by one token; return the parent row of each new live row
@@ -145,21 +180,22 @@ class _Search:
         for g, b in enumerate(self.sources):
             ranked = [(s, g * K + i // V, i % V) for s, i in zip(top_s[g], top_i[g],
                                                                    strict=True)]
+            nxt: dict[tuple[int, int], ForceState] = {}
             if extra is not None:
                 have = {(row, tok) for _, row, tok in ranked}
                 ranked += [c for c in extra[g] if (c[1], c[2]) not in have]
-                ranked.sort(key=lambda c: -c[0])  # stable: ties keep top-k's order
+                ranked = sorted((c for c in ranked if c[0] != NEG_INF),
+                                key=lambda c: -c[0])  # stable: ties keep top-k's order
+                nxt = {(row, tok): self.forced.advance(self.states[row], tok)
+                       for _, row, tok in ranked}
+                ranked = deal_by_bank(ranked, [self.forced.bank(nxt[row, tok])
+                                               for _, row, tok in ranked])
             ended, live = split_candidates(ranked, K, self.eos_id)
             self.ended[b] += [self._hypothesis(self.tokens[row] + [tok], s,
                                                self.states[row], True)
                               for s, row, tok in ended]
-            if len(self.ended[b]) >= K or not live:
+            if not live or self._done(b, live):
                 continue
-            nxt = {(row, tok): self.forced.advance(self.states[row], tok)
-                   for _, row, tok in live}
-            if extra is not None:
-                live = deal_by_bank(live, [self.forced.bank(nxt[row, tok])
-                                           for _, row, tok in live])
             live = live[:K] + [(NEG_INF, g * K, self.pad_id)] * (K - len(live))
             sources.append(b)
             for s, row, tok in live:

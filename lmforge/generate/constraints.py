@@ -372,10 +372,11 @@ class ForcedWords:
     def done(self, state: ForceState) -> bool:
         return state.met == self.all_met
 
-    def bank(self, state: ForceState) -> tuple[int, int]:
-        """(constraints met, tokens into the furthest partial sequence): larger is
-        closer to meeting every constraint."""
-        return self.n_met(state), max((self.depth[n] for n in state.partial), default=0)
+    def bank(self, state: ForceState) -> tuple[int, int, int]:
+        """(constraints met, whether partway through a word, tokens into the furthest
+        partial sequence): where beam search files the hypothesis."""
+        depth = max((self.depth[n] for n in state.partial), default=0)
+        return self.n_met(state), int(depth > 0), depth
 
 
 def build_constraints(config: GenerationConfig, tokenizer: Any,
