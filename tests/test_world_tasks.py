@@ -29,7 +29,7 @@ SMALL = {"train": 60, "val": 20, "test": 20, "test_unseen": 20}
 ADJ_EN = {w for words, _, _ in ADJECTIVES.values() for w in words}
 SENTENCES = {"sentiment": (2, 4), "topic": (1, 3), "ner": (1, 2), "relations": (1, 1)}
 LABELLED = [n for n in TASK_SETS
-            if n not in ("translation", "qa", "summarization", "dialogue")]  # own tests
+            if n not in ("translation", "qa", "summarization", "dialogue", "control")]  # own tests
 
 
 @pytest.fixture(scope="module")

@@ -223,17 +223,20 @@ def generate(
     force_word: Annotated[list[str] | None, typer.Option(
         help="A word the output must contain (repeatable; 'a|b' = either); runs beam "
              "search.", metavar="WORD")] = None,
+    control: Annotated[str | None, typer.Option(
+        help="Control codes of a controlled-generation run, e.g. 'negative, sport, zh' "
+             "(sentiment, topic, language; any subset).", metavar="CODES")] = None,
 ):
     """Generate text from a trained model; an encoder-decoder translates each prompt."""
+    from ..control.codes import code_ids, parse_controls
     from ..errors import ConfigError
     from ..generate import GenerationConfig
-    from ..generate import generate as run_generate
-    from ..generate import stream as run_stream
     from ..generate.decode import check_prompts
     from ..generate.seq2seq import is_encoder_decoder, translate
-    from ..generate.text import encode_prompt
+    from ..generate.text import complete_ids, encode_prompt, stream_ids
     from ..hub import load_pretrained
 
+    controls = parse_controls(control) if control is not None else None
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p,
                    repetition_penalty=repetition_penalty, stop=list(stop or []), seed=seed,
                    num_beams=beams, min_new_tokens=min_new_tokens,
@@ -246,6 +249,9 @@ def generate(
                              require_tokenizer=True)
     prompts = list(prompt or [""])
     if is_encoder_decoder(m):  # greedy or beam search; sampling options do not apply
+        if controls is not None:
+            raise ConfigError("--control needs a decoder trained with control codes "
+                              "(lmforge finetune control-world); this is an encoder-decoder")
         if bad_word or force_word or min_new_tokens:
             raise ConfigError("--bad-word, --force-word and --min-new-tokens apply to "
                               "decoder-only models; this one is an encoder-decoder")
@@ -254,30 +260,32 @@ def generate(
                                 no_repeat_ngram_size=no_repeat_ngram_size):
             _echo(target)
         return
-    ids = [encode_prompt(tok, p) for p in prompts]
+    ids = [encode_prompt(tok, p) if controls is None else
+           code_ids(tok, controls) + tok.encode(p) for p in prompts]
     if max_new_tokens is None:  # the default fits the context; an explicit value must
         room = m.config.max_seq_len - max(map(len, ids))
         max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, room))
     check_prompts(ids, max_new_tokens, m.config.max_seq_len)  # before anything is printed
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, **options)
     if stream:
-        for p in prompts:
-            pieces = run_stream(m, tok, p, cfg)  # a bad option fails before the prompt shows
+        for p, p_ids in zip(prompts, ids, strict=True):
+            pieces = stream_ids(m, tok, p_ids, cfg)  # a bad option fails before the prompt
             typer.echo(p, nl=False)
             for piece in pieces:
                 typer.echo(piece, nl=False)
             typer.echo()
         return
-    for p, completion in zip(prompts, run_generate(m, tok, prompts, cfg), strict=True):
-        _echo(f"{p}{completion}")
+    for p, completion in zip(prompts, complete_ids(m, tok, ids, cfg), strict=True):
+        _echo(f"{p}{completion.text}")
 
 
 @app.command(epilog="Example: lmforge evaluate runs/quickstart --data runs/quickstart/"
                     "world/test.jsonl")
 def evaluate(
     model: Annotated[str, typer.Argument(help="A run folder or a model folder.", metavar="RUN_OR_DIR")],
-    data: Annotated[list[str], typer.Option(help="Text file(s): .txt, .jsonl, .csv, .parquet.",
-                                                    metavar="FILE")],
+    data: Annotated[list[str] | None, typer.Option(
+        help="Text file(s): .txt, .jsonl, .csv, .parquet (a control run needs none).",
+        metavar="FILE")] = None,
     field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
     column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
@@ -285,17 +293,31 @@ def evaluate(
         help="Score with int8 linear layers (to measure what quantisation costs).")] = None,
     out: Annotated[str | None, typer.Option(
         help="Task models: write metrics, confusion matrix and errors.jsonl here.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Control runs: override a field of the recipe's evaluate: section "
+        "(samples=8, 'classifiers={sentiment: runs/s}').")] = None,
 ):
     """Perplexity and bits per document of a language model on held-out text; for a
     fine-tuned task model, the task's metrics on labelled files; for a translation run,
     BLEU, chrF and exact match on parallel files (.tsv or .jsonl); for a summarisation
     run, ROUGE on .jsonl files of document and summary; for a chat run, factual accuracy
-    on the world's dialogues or the assistant-token loss on chat JSONL."""
+    on the world's dialogues or the assistant-token loss on chat JSONL; for a control
+    run, the control accuracies of texts generated for every combination of codes."""
     from ..evaluate import evaluate_texts
     from ..tasks import is_task_model
     from ..tasks.seq2seq_predictor import recipe_task, seq2seq_task_of
 
-    if recipe_task(model) == "chat":
+    task = recipe_task(model)
+    if task == "control":
+        from ..control.finetune import evaluate_control_run
+
+        evaluate_control_run(model, out, list(set_ or []), log=_echo)
+        return
+    if set_:
+        raise LmforgeError("--set applies to control runs only")
+    if not data:
+        raise LmforgeError("give the held-out data with --data FILE")
+    if task == "chat":
         from ..chat.finetune import evaluate_chat_files
 
         evaluate_chat_files(model, data, out, log=_echo)

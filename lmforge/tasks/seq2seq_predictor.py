@@ -180,7 +180,7 @@ def record_lang(record: dict, langs: Sequence[str]) -> str:
 PREDICTORS = {"translate": Translator, "summarize": Summarizer, "answer": Answerer}
 
 
-def _run_dir(path: str | Path) -> Path | None:
+def run_dir_of(path: str | Path) -> Path | None:
     """The run folder of ``path`` (a run, or one of its checkpoints) if it has a recipe."""
     p = Path(path)
     for d in (p, p.parent.parent):
@@ -193,7 +193,7 @@ def recipe_task(path: str | Path) -> str | None:
     """The ``task`` field of the recipe of a run (or one of its checkpoints), if any."""
     import yaml
 
-    d = _run_dir(path)
+    d = run_dir_of(path)
     if d is None:
         return None
     try:
@@ -219,7 +219,7 @@ def load_seq2seq(run: str | Path, task: str | None = None) -> Seq2SeqPredictor:
     from .config import load_finetune_recipe
 
     p = Path(run)
-    run_dir = _run_dir(p)
+    run_dir = run_dir_of(p)
     found = seq2seq_task_of(p)
     want = {"translate": "translation", "summarize": "summarisation",
             "answer": "generative QA"}

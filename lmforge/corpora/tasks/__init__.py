@@ -15,7 +15,9 @@ cities, organisations and films never occur in the other splits):
 Two more have their own record shapes: ``translation`` (parallel pairs,
 :mod:`.translation`) and ``qa`` (questions about a shared page collection, answers as
 page spans, SQuAD 2.0 with unanswerable and multi-hop questions, :mod:`.qa`), and
-``dialogue`` (multi-turn chats about the world's facts, OpenAI messages, :mod:`.dialogue`).
+``dialogue`` (multi-turn chats about the world's facts, OpenAI messages, :mod:`.dialogue`)
+and ``control`` (news items with an opinion, labelled with sentiment, topic and language
+codes, judged exactly by the world's rules, :mod:`.control`).
 
 Each set's ``card`` gives the labels, sizes, label and language distributions, the noise
 rate and the **ceiling** per split: the best score any model can reach, ``1 - k/n`` when
@@ -42,7 +44,7 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from ...io import atomic_write_json, atomic_write_text, ensure_writable_dir
-from . import dialogue, ner, qa, relations, sentiment, summarization, topic, translation
+from . import control, dialogue, ner, qa, relations, sentiment, summarization, topic, translation
 from .common import DEFAULT_SIZES, SPLITS, TaskSet, check_langs, resolve_sizes
 from .synonyms import synonym_sets
 
@@ -75,6 +77,7 @@ TASK_SETS: dict[str, TaskSpec] = {
     "summarization": TaskSpec("summarization", summarization.SPLITS, summarization.SIZES,
                               summarization.render),
     "dialogue": TaskSpec("dialogue", SPLITS, DEFAULT_SIZES, dialogue.render),
+    "control": TaskSpec("control", SPLITS, control.SIZES, control.render),
 }
 
 

@@ -146,7 +146,7 @@ class Aspect:
     adjectives: tuple[str, ...]  # concepts that fit this aspect
 
 
-def _aspects(table: str) -> dict[str, tuple[Aspect, ...]]:
+def aspects_table(table: str) -> dict[str, tuple[Aspect, ...]]:
     out: dict[str, list[Aspect]] = {}
     for line in table.strip().splitlines():
         dom, en, num, zh, adj = (c.strip() for c in line.split("|"))
@@ -156,7 +156,7 @@ def _aspects(table: str) -> dict[str, tuple[Aspect, ...]]:
 
 
 # domain | English nouns | sg/pl | Chinese nouns | adjective concepts
-ASPECTS = _aspects("""
+ASPECTS = aspects_table("""
 hotel | room | sg | 房间 | clean quiet comfortable spacious good dirty noisy cramped bad
 hotel | bed | sg | 床 | comfortable clean good hard dirty bad
 hotel | staff,employees | pl | 员工,工作人员 | friendly helpful good rude slow bad
@@ -299,7 +299,7 @@ def _clause(rng: random.Random, lang: str, aspect: Aspect, concept: str, mod: st
                   _mod_word(rng, lang, mod, pol, adj))
 
 
-def _polar_clause(rng: random.Random, lang: str, aspect: Aspect, sign: int | None = None) -> Clause:
+def polar_clause(rng: random.Random, lang: str, aspect: Aspect, sign: int | None = None) -> Clause:
     """A clause on ``aspect`` whose score has ``sign`` (any sign if None)."""
     while True:
         concept = rng.choice(aspect.adjectives)
@@ -309,7 +309,7 @@ def _polar_clause(rng: random.Random, lang: str, aspect: Aspect, sign: int | Non
             return _clause(rng, lang, aspect, concept, mod)
 
 
-def _neutral_clause(rng: random.Random, lang: str, aspect: Aspect) -> Clause:
+def neutral_clause(rng: random.Random, lang: str, aspect: Aspect) -> Clause:
     """"okay"-like (60%), or "neither X nor Y" with X, Y of opposite polarities."""
     noun = _noun(rng, aspect, lang)
     pos = [c for c in aspect.adjectives if ADJECTIVES[c][2] > 0]
@@ -329,7 +329,7 @@ def _label(score: int) -> str:
 # ----------------------------------------------------------------------------- cores
 # A core is a list of opinion sentences; the review puts facts around it.
 
-def _cap(s: str) -> str:
+def cap(s: str) -> str:
     return s[0].upper() + s[1:]
 
 
@@ -337,27 +337,27 @@ def _end(s: str, lang: str) -> str:
     return s + ("." if lang == "en" else "。")
 
 
-def _sentence(clause: Clause, lang: str, present: bool, contract: bool) -> str:
-    return _end(_cap(clause.render(lang, present, contract)), lang)
+def sentence_of(clause: Clause, lang: str, present: bool, contract: bool) -> str:
+    return _end(cap(clause.render(lang, present, contract)), lang)
 
 
-def _contrast(lang: str, first: Clause, second: Clause, style: int, present: bool,
+def contrast_sentences(lang: str, first: Clause, second: Clause, style: int, present: bool,
               contract: bool) -> list[str]:
     """``second`` dominates: "first, but second" and its variants (style 0..4)."""
     a = first.render(lang, present, contract)
     b = second.render(lang, present, contract)
     if lang == "en":
-        return [[f"{_cap(a)}, but {b}.", f"Although {a}, {b}.", f"{_cap(b)}, although {a}.",
-                 f"{_cap(a)}. However, {b}.", f"{_cap(a)}; however, {b}."][style]]
+        return [[f"{cap(a)}, but {b}.", f"Although {a}, {b}.", f"{cap(b)}, although {a}.",
+                 f"{cap(a)}. However, {b}.", f"{cap(a)}; however, {b}."][style]]
     return [[f"{a},但是{b}。", f"虽然{a},但是{b}。", f"{b},虽然{a}。", f"{a},不过{b}。",
              f"{a}。可是{b}。"][style]]
 
 
-def _and(lang: str, first: Clause, second: Clause, present: bool, contract: bool) -> str:
+def and_sentence(lang: str, first: Clause, second: Clause, present: bool, contract: bool) -> str:
     a = first.render(lang, present, contract)
     b = second.render(lang, present, contract)
     if lang == "en":
-        return f"{_cap(a)}, and {b}."
+        return f"{cap(a)}, and {b}."
     return f"{a},{'而且' if first.score * second.score > 0 else ''}{b}。"
 
 
@@ -370,32 +370,33 @@ def _overall(rng: random.Random, lang: str, domain: str, product: str, sign: int
     else:
         nouns = OVERALL_NOUN[domain]
     aspect = Aspect(nouns[0], False, nouns[1], OVERALL_ADJ)
-    clause = (_neutral_clause(rng, lang, aspect) if sign == 0
-              else _polar_clause(rng, lang, aspect, sign))
+    clause = (neutral_clause(rng, lang, aspect) if sign == 0
+              else polar_clause(rng, lang, aspect, sign))
     text = clause.render(lang, present, contract)
     return f"Overall, {text}." if lang == "en" else f"总的来说,{text}。"
 
 
-def _opinion(rng: random.Random, lang: str, domain: str, label: str, present: bool,
-             contract: bool) -> list[str]:
-    """One opinion sentence (or two, for "A. However, B.") with ``label``, no verdict:
-    a single clause (35%), two clauses that add up (20%), a contrast (45%)."""
-    a1, a2 = rng.sample(ASPECTS[domain], 2)
+def opinion(rng: random.Random, lang: str, aspects: tuple[Aspect, ...], label: str,
+            present: bool, contract: bool) -> list[str]:
+    """One opinion sentence (or two, for "A. However, B.") with ``label`` on two of
+    ``aspects``, no verdict: a single clause (35%), two clauses that add up (20%), a
+    contrast (45%)."""
+    a1, a2 = rng.sample(aspects, 2)
     args = (present, contract)
     if label == "neutral":
-        return [_sentence(_neutral_clause(rng, lang, a1), lang, *args)]
+        return [sentence_of(neutral_clause(rng, lang, a1), lang, *args)]
     sign = 1 if label == "positive" else -1
     r = rng.random()
     if r < 0.35:
-        return [_sentence(_polar_clause(rng, lang, a1, sign), lang, *args)]
+        return [sentence_of(polar_clause(rng, lang, a1, sign), lang, *args)]
     if r < 0.55:
         while True:
-            c1, c2 = _polar_clause(rng, lang, a1), _polar_clause(rng, lang, a2)
+            c1, c2 = polar_clause(rng, lang, a1), polar_clause(rng, lang, a2)
             if (c1.score + c2.score) * sign > 0:
-                return [_and(lang, c1, c2, *args)]
-    first = (_neutral_clause(rng, lang, a1) if rng.random() < 0.2
-             else _polar_clause(rng, lang, a1, -sign))
-    return _contrast(lang, first, _polar_clause(rng, lang, a2, sign), rng.randrange(5), *args)
+                return [and_sentence(lang, c1, c2, *args)]
+    first = (neutral_clause(rng, lang, a1) if rng.random() < 0.2
+             else polar_clause(rng, lang, a1, -sign))
+    return contrast_sentences(lang, first, polar_clause(rng, lang, a2, sign), rng.randrange(5), *args)
 
 
 def _core(rng: random.Random, lang: str, domain: str, product: str, label: str,
@@ -409,13 +410,13 @@ def _core(rng: random.Random, lang: str, domain: str, product: str, label: str,
         if r < 0.3:
             return []
         if r < 0.7:
-            return _opinion(rng, lang, domain, label, *args)
-        return (_opinion(rng, lang, domain, rng.choice(LABELS[:2]), *args)
+            return opinion(rng, lang, ASPECTS[domain], label, *args)
+        return (opinion(rng, lang, ASPECTS[domain], rng.choice(LABELS[:2]), *args)
                 + [_overall(rng, lang, domain, product, 0, *args)])
     if r < 0.85:
-        return _opinion(rng, lang, domain, label, *args)
+        return opinion(rng, lang, ASPECTS[domain], label, *args)
     sign = 1 if label == "positive" else -1
-    return (_opinion(rng, lang, domain, rng.choice(LABELS), *args)
+    return (opinion(rng, lang, ASPECTS[domain], rng.choice(LABELS), *args)
             + [_overall(rng, lang, domain, product, sign, *args)])
 
 
@@ -501,12 +502,12 @@ def _make_pair(rng: random.Random, lang: str, unseen: bool) -> list[tuple[dict, 
         plain = _clause(rng, lang, a1, concept, PLAIN)
         negated = Clause(plain.noun, plain.plural, plain.adj, pol, NEG,
                          _mod_word(rng, lang, NEG, pol, plain.adj))
-        cores = [[_sentence(plain, lang, *args)], [_sentence(negated, lang, *args)]]
+        cores = [[sentence_of(plain, lang, *args)], [sentence_of(negated, lang, *args)]]
         labels = [_label(pol), _label(-pol)]
     else:
-        c1, c2 = _polar_clause(rng, lang, a1, 1), _polar_clause(rng, lang, a2, -1)
+        c1, c2 = polar_clause(rng, lang, a1, 1), polar_clause(rng, lang, a2, -1)
         style = rng.randrange(5)
-        cores = [_contrast(lang, c2, c1, style, *args), _contrast(lang, c1, c2, style, *args)]
+        cores = [contrast_sentences(lang, c2, c1, style, *args), contrast_sentences(lang, c1, c2, style, *args)]
         labels = ["positive", "negative"]
     state = rng.getstate()
     out = []

@@ -145,7 +145,7 @@ GENERIC = [
 ]
 
 
-def _values(rng: random.Random, lang: str, unseen: bool) -> dict[str, str]:
+def draw_values(rng: random.Random, lang: str, unseen: bool) -> dict[str, str]:
     """A value for every slot (entities from one side of the partition)."""
     c = cast()
     en = lang == "en"
@@ -197,7 +197,7 @@ def _make(rng: random.Random, lang: str, unseen: bool) -> list[tuple[dict, str]]
     if rng.random() < BRIEF:
         other = rng.choice([x for x in LABELS if x != label])
         chosen[1 + (extra == 2):] = [_brief(rng.choice(TEMPLATES[other][0])[k], lang)]
-    values = _values(rng, lang, unseen)
+    values = draw_values(rng, lang, unseen)
     text = (" " if lang == "en" else "").join(fill(t, values)[0] for t in chosen)
     return [({"text": text, "label": label, "lang": lang}, label)]
 
