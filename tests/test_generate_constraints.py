@@ -351,6 +351,39 @@ def test_bad_words_never_appear_in_the_text(char):
             assert not any(w in text for w in words), (text, words, kw)
 
 
+def test_unspaced_bad_words_are_banned_as_text_whatever_the_tokens():
+    """Chinese has no word boundaries: BPE merges ``的医生`` and ``球迷们`` into tokens,
+    which a ban of the word's own spellings would let through. A token is banned exactly
+    when it would complete the word in the text (brute force over every token and random
+    histories); generation never writes it."""
+    import random
+
+    texts = ["医院的医生治疗了患者。球迷们在街头庆祝。医生说球迷很多。"] * 40
+    tok = train_tokenizer("bpe", texts=texts, vocab_size=330, show_progress=False)
+    words = ["医生", "球迷"]
+    bans, _ = build_constraints(GenerationConfig(bad_words=words), tok, tok.eos_id)
+    assert any(w in tok.decode([i]) and tok.decode([i]) != w for w in words
+               for i in range(tok.vocab_size))  # some token holds more than the word
+    by_id = {i: tok.decode([i]).encode() for i in range(tok.vocab_size)
+             if i not in tok.special_ids and "\ufffd" not in tok.decode([i])}
+    rng = random.Random(0)
+    ids = sorted(by_id)
+    for _ in range(40):
+        history = [rng.choice(ids) for _ in range(rng.randint(0, 4))]
+        text = b"".join(by_id[t] for t in history)
+        if any(w.encode() in text for w in words):
+            continue
+        banned = set(bans.banned([history], 0, 1)[0])
+        for t in ids:
+            completes = any(w.encode() in text + by_id[t] for w in words)
+            assert (t in banned) == completes, (tok.decode(history), tok.decode([t]))
+    model = tiny_gpt(tok.vocab_size, seed=2)
+    for kw in (dict(temperature=1.0, seed=0), dict(num_beams=3)):
+        for text in generate(model, tok, ["医院的", "球", ""] * 3, max_new_tokens=24,
+                             bad_words=words, **kw):
+            assert not any(w in text for w in words), text
+
+
 def test_stop_strings_cut_the_beam_text_and_streaming_beams_is_refused(bpe):
     model = tiny_gpt(bpe.vocab_size)
     full = generate_completions(model, bpe, ["the"], max_new_tokens=12, num_beams=3,

@@ -165,7 +165,7 @@ def evaluate_control(model: Any, tok: Any, recipe: ControlRecipe,
 
 
 def results_table(results: dict) -> str:
-    rows = ["part      n  sentiment  topic   lang   all-3  grammatical  distinct  word"]
+    rows = ["part      n  sentiment  topic   lang   all-3  grammatical  distinct  copied  word"]
     for part in ("sampled", "forced", "banned"):
         s = results.get(part)
         if s is None:
@@ -174,6 +174,8 @@ def results_table(results: dict) -> str:
         rows.append(f"{part:<8}{s['n']:>4}   {s['sentiment_accuracy']:.3f}    "
                     f"{s['topic_accuracy']:.3f}  {s['lang_accuracy']:.3f}  "
                     f"{s['all_three']:.3f}     {s['grammatical']:.3f}     {s['distinct']:.3f}"
+                    + (f"    {s['copied_from_train']:.3f}" if "copied_from_train" in s
+                       else "        -")
                     + (f"   {word:.3f}" if word is not None else ""))
     rows.append(f"ceiling of every column: {results['ceiling']:.1f}")
     return "\n".join(rows)

@@ -34,8 +34,8 @@ class ControlDataConfig(Section):
 
 
 class ControlEvaluateConfig(Section):
-    samples: int = Field(4, ge=1, description="sampled texts per code combination")
-    temperature: float = Field(1.0, gt=0)
+    samples: int = Field(8, ge=1, description="sampled texts per code combination")
+    temperature: float = Field(0.8, gt=0)
     top_p: float | None = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(96, ge=1)
     forced: int = Field(2, ge=0, description="texts per combination that must contain a "
@@ -59,7 +59,7 @@ class ControlRecipe(ModelRecipeMixin, Section):
     model: Any = Field(description="a GPT from scratch: arch gpt plus GPTConfig fields")
     evaluate: ControlEvaluateConfig = Field(default_factory=ControlEvaluateConfig)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(
-        max_steps=2000, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=100,
+        max_steps=4000, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=100,
         eval_every=500, ckpt_every=500, keep_last=1))
 
     @field_validator("model", mode="before")

@@ -34,6 +34,14 @@ history :math:`h` of a row is its prompt followed by its new tokens):
   therefore never be completed in any spelling. Tokens that write no text (the
   tokenizer's special tokens, ``skip``) are left out of the history for this match,
   so a bad word cannot appear in the text around one (Hugging Face matches them too).
+- *Bad words as text*: a bad word that does not begin and end with a letter or digit
+  of a spaced script (Chinese ``球迷``, a symbol) has no word boundaries to be matched by:
+  a token may write it together with other characters (``球迷们``, ``的医生``). Such a
+  word :math:`w` is banned at the text level, whatever the tokens: token :math:`t`
+  (writing bytes :math:`b_t`) is banned when :math:`b_t` contains :math:`w`, or when the
+  text so far ends with :math:`w_{<k}` and :math:`b_t` starts with :math:`w_{\ge k}`
+  (``0 < k < |w|``). So :math:`w` is never completed in the text (a shorter token that
+  only continues it is allowed, and the token that would complete it is banned later).
 - *Min new tokens* (``MinNewTokensLengthLogitsProcessor``): ``eos`` is banned while fewer
   than ``min_new_tokens`` new tokens exist.
 
@@ -177,6 +185,10 @@ class Speller:
         stuck = max(reach)
         return next(c for k, c in enumerate(word) if len(word[:k + 1].encode()) > stuck)
 
+    def token_bytes(self) -> dict[int, bytes]:
+        """The bytes each (non-special) token writes after other text."""
+        return {i: piece for piece, ids in self.later.items() for i in ids}
+
     def sequences(self, word: str, what: str = "word",
                   limit: int = MAX_SEQUENCES) -> list[tuple[int, ...]]:
         """Every token sequence (at most ``limit``, the shortest) that decodes to
@@ -202,6 +214,16 @@ def word_sequences(tokenizer: Any, word: str, what: str = "word",
     return Speller(tokenizer).sequences(word, what, limit)
 
 
+def is_spaced_word(word: str) -> bool:
+    """Whether ``word`` begins and ends with a letter or digit of a script that puts
+    spaces between words (not CJK): such a word is banned as a word (its spellings),
+    any other (``球迷``, ``%``) as text (every occurrence)."""
+    def spaced(c: str) -> bool:
+        return c.isalnum() and not ("\u2e80" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff")
+
+    return bool(word) and spaced(word[0]) and spaced(word[-1])
+
+
 @dataclass(frozen=True)
 class TokenBans:
     """The tokens each row may not produce next (rules in the module docstring).
@@ -216,18 +238,30 @@ class TokenBans:
     no_repeat_ngram_size: int = 0
     bad_sequences: tuple[tuple[int, ...], ...] = ()
     skip: frozenset[int] = frozenset()
+    bad_texts: tuple[bytes, ...] = ()
+    token_bytes: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)
     _always: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _after: dict[int, dict[tuple[int, ...], list[int]]] = field(init=False, repr=False,
                                                                 compare=False)
+    _completing: tuple[tuple[bytes, list[int]], ...] = field(init=False, repr=False,
+                                                             compare=False)
 
     def __post_init__(self) -> None:
         after: dict[int, dict[tuple[int, ...], list[int]]] = {}  # prefix length -> prefix -> last
         for s in self.bad_sequences:
             if len(s) > 1:
                 after.setdefault(len(s) - 1, {}).setdefault(tuple(s[:-1]), []).append(s[-1])
-        object.__setattr__(self, "_always", tuple(sorted({s[0] for s in self.bad_sequences
-                                                          if len(s) == 1})))
+        always = {s[0] for s in self.bad_sequences if len(s) == 1}
+        completing: dict[bytes, list[int]] = {}  # text before -> tokens that complete
+        for w in self.bad_texts:
+            always.update(i for i, b in self.token_bytes.items() if w in b)
+            for k in range(1, len(w)):
+                ids = [i for i, b in self.token_bytes.items() if b.startswith(w[k:])]
+                if ids:
+                    completing.setdefault(w[:k], []).extend(ids)
+        object.__setattr__(self, "_always", tuple(sorted(always)))
         object.__setattr__(self, "_after", after)
+        object.__setattr__(self, "_completing", tuple(completing.items()))
 
     @classmethod
     def from_config(cls, config: GenerationConfig, eos_id: int | None,
@@ -239,8 +273,10 @@ class TokenBans:
         if not config.bad_words:
             return cls(eos_id, config.min_new_tokens, config.no_repeat_ngram_size)
         bad = [s for w in config.bad_words for s in speller.sequences(w, "bad word")]
+        texts = tuple(w.encode("utf-8") for w in config.bad_words if not is_spaced_word(w))
         return cls(eos_id, config.min_new_tokens, config.no_repeat_ngram_size,
-                   tuple(dict.fromkeys(bad)), frozenset(speller.specials))
+                   tuple(dict.fromkeys(bad)), frozenset(speller.specials), texts,
+                   speller.token_bytes() if texts else {})
 
     @property
     def active(self) -> bool:
@@ -251,7 +287,7 @@ class TokenBans:
     @property
     def needs_history(self) -> bool:
         """Whether the bans read each row's tokens (n-grams, multi-token bad words)."""
-        return bool(self.no_repeat_ngram_size or self._after)
+        return bool(self.no_repeat_ngram_size or self._after or self._completing)
 
     def banned(self, histories: Sequence[Sequence[int]] | None, n_new: int,
                rows: int) -> list[list[int]]:
@@ -267,26 +303,42 @@ class TokenBans:
         for h in histories:
             ban = base + repeated_ngram_tokens(h, self.no_repeat_ngram_size)
             if self._after:
-                tail = self._text_tail(h)
+                tail = self._text_tail(h, max(self._after))
                 for m, prefixes in self._after.items():
                     if len(tail) >= m:
                         ban += prefixes.get(tuple(tail[len(tail) - m:]), [])
+            if self._completing:
+                text = self._byte_tail(h)
+                for before, ids in self._completing:
+                    if text.endswith(before):
+                        ban += ids
             out.append(ban)
         return out
 
-    def _text_tail(self, history: Sequence[int]) -> list[int]:
-        """The last tokens of ``history`` not in ``skip``, as many as a bad word's
-        longest prefix."""
-        longest = max(self._after)
+    def _text_tail(self, history: Sequence[int], n: int) -> list[int]:
+        """The last ``n`` tokens of ``history`` not in ``skip``."""
         if not self.skip:
-            return list(history[-longest:])
+            return list(history[-n:])
         tail = []
         for t in reversed(history):
             if t not in self.skip:
                 tail.append(t)
-                if len(tail) == longest:
+                if len(tail) == n:
                     break
         return tail[::-1]
+
+    def _byte_tail(self, history: Sequence[int]) -> bytes:
+        """The text bytes the last tokens of ``history`` wrote, at least as many as the
+        longest bad text (or all of them)."""
+        need, pieces, size = max(map(len, self.bad_texts)), [], 0
+        for t in reversed(history):
+            if t not in self.skip:
+                piece = self.token_bytes.get(t, b"")
+                pieces.append(piece)
+                size += len(piece)
+                if size >= need:
+                    break
+        return b"".join(reversed(pieces))
 
 
 class ForceState(NamedTuple):
