@@ -31,7 +31,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, atomic_write_text
-from ..tasks.finetune import FinetuneResult, check_run_dir, fit_and_load_best, scratch_tokenizer
+from ..tasks.finetune import FinetuneResult, fit_and_load_best, scratch_tokenizer, start_run
 from .generate import replies, template_variables
 from .messages import read_chat_jsonl
 from .recipe import ChatRecipe
@@ -197,10 +197,7 @@ def finetune_chat(recipe: ChatRecipe, *, resume: bool = False, show_progress: bo
     """Train, select on validation, evaluate every split; see the module docstring."""
     from ..train import Trainer
 
-    run_dir = recipe.run.path
-    check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
+    run_dir = start_run(recipe, resume)
     template = load_template(recipe)
     splits, card = load_dialogues(recipe)
     if not splits.get("train"):

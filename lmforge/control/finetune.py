@@ -38,7 +38,7 @@ from ..chat.sft import ChatBatches, ChatExample
 from ..corpora.tasks.control import ASPECTS, CONTROLS, judge
 from ..errors import DataError
 from ..io import atomic_write_json, atomic_write_text
-from ..tasks.finetune import FinetuneResult, check_run_dir, fit_and_load_best, scratch_tokenizer
+from ..tasks.finetune import FinetuneResult, fit_and_load_best, scratch_tokenizer, start_run
 from .codes import ORDER, all_code_tokens, code_ids
 from .recipe import ControlRecipe
 
@@ -200,10 +200,7 @@ def finetune_control(recipe: ControlRecipe, *, resume: bool = False, show_progre
     from ..models.gpt import GPT
     from ..train import Trainer
 
-    run_dir = recipe.run.path
-    check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
+    run_dir = start_run(recipe, resume)
     d, seed = recipe.data, recipe.run.seed
     ts = render_control_set(recipe)
     train = ts.splits["train"]

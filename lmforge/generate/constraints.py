@@ -66,6 +66,7 @@ from tokenizers import decoders
 
 from ..errors import ConfigError
 from ..models.beam import repeated_ngram_tokens
+from ..tokenize.byte_level import byte_decoder
 from .config import GenerationConfig
 
 MAX_SEQUENCES = 64  # token sequences kept per word, the shortest
@@ -73,20 +74,6 @@ MAX_SEQUENCES = 64  # token sequences kept per word, the shortest
 
 class UnencodableWordError(ConfigError):
     """A bad or forced word that no sequence of the tokenizer's tokens spells."""
-
-
-def _gpt2_byte_table() -> dict[str, int]:
-    """GPT-2's printable character of each byte (byte-level BPE's alphabet), reversed."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[chr(b)] = b
-        else:
-            chars[chr(256 + extra)] = b
-            extra += 1
-    return chars
 
 
 def _special_ids(tokenizer: Any) -> set[int]:
@@ -111,7 +98,7 @@ class Speller:
         self.later: dict[bytes, list[int]] = {}
         decoder = getattr(getattr(tokenizer, "hf", None), "decoder", None)
         if isinstance(decoder, decoders.ByteLevel):
-            table = _gpt2_byte_table()
+            table = byte_decoder()
             for token, i in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]):
                 if i not in specials and all(c in table for c in token):
                     piece = bytes(table[c] for c in token)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ..config import RECIPE_DIR, RunConfig, TokenizerConfig, apply_overrides, load_yaml
@@ -203,6 +204,9 @@ class FinetuneRecipe(Section):
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
 
 def builtin_finetune_recipes() -> list[str]:

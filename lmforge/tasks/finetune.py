@@ -254,10 +254,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
              log: Callable[[str], None] = print) -> FinetuneResult:
     from ..train import Trainer
 
-    run_dir = recipe.run.path
-    check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", _yaml(recipe))
+    run_dir = start_run(recipe, resume)
 
     splits, card, task = load_splits(recipe)
     if task == "extract":
@@ -373,6 +370,16 @@ def _fit_classical(recipe: FinetuneRecipe, task: str, splits: dict, card: dict |
     return FinetuneResult(run_dir, predictor, results, None, (0, 0))
 
 
+def start_run(recipe: Any, resume: bool) -> Path:
+    """The recipe's run folder, checked (:func:`check_run_dir`), created, with the
+    recipe saved as ``config.yaml``."""
+    run_dir = recipe.run.path
+    check_run_dir(run_dir, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
+    return run_dir
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     from ..train import latest_checkpoint
 
@@ -382,12 +389,6 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
     if not resume and has:
         raise LmforgeError(f"{run_dir} already holds a run; pass --resume to continue it or "
                            "choose another folder with --out / run.out_dir")
-
-
-def _yaml(recipe: FinetuneRecipe) -> str:
-    import yaml
-
-    return yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True)
 
 
 def evaluate_splits(predictor: TaskPredictor, splits: dict[str, list[dict]],

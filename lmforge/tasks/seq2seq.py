@@ -43,11 +43,11 @@ from ..io import atomic_write_json, atomic_write_text
 from .datasets import hold_out
 from .finetune import (
     FinetuneResult,
-    check_run_dir,
     fit_and_load_best,
     pretrain_backbone,
     results_table,
     scratch_tokenizer,
+    start_run,
 )
 from .seq2seq_config import Seq2SeqRecipe
 from .seq2seq_predictor import Seq2SeqPredictor, make_predictor, record_lang
@@ -188,10 +188,7 @@ def finetune_seq2seq(recipe: Seq2SeqRecipe, *, resume: bool = False,
     """Train, select on validation, evaluate every split; see the module docstring."""
     from ..train import Trainer
 
-    run_dir = recipe.run.path
-    check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
+    run_dir = start_run(recipe, resume)
 
     splits, card = load_pairs(recipe, run_dir)
     model, tokenizer = build_seq2seq(recipe, splits, run_dir, resume=resume,

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, ConfigError, DataError
+from ..tokenize.byte_level import byte_decoder
 
 __all__ = ["gpt_attention", "token_labels", "plot_attention", "attention_figure_size"]
 
@@ -59,25 +60,7 @@ def gpt_attention(model: torch.nn.Module, input_ids: Tensor,
 # ------------------------------------------------------------------- labels
 
 
-def _byte_decoder() -> dict[str, int]:
-    """Inverse of GPT-2's byte -> printable-character table used by byte-level BPE.
-
-    Printable Latin-1 bytes stand for themselves; the other 68 bytes are mapped, in
-    order, to the code points 256, 257, ...
-    """
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[chr(b)] = b
-        else:
-            table[chr(256 + extra)] = b
-            extra += 1
-    return table
-
-
-_BYTES = _byte_decoder()
+_BYTES = byte_decoder()
 _ESCAPES = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
