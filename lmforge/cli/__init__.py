@@ -545,6 +545,7 @@ def embed_plot(
 
 
 from . import chat as _chat  # noqa: E402,F401  (registers chat)
+from . import complete as _complete  # noqa: E402,F401  (registers complete)
 from . import qa as _qa  # noqa: E402,F401  (registers qa index, search, ask)
 from . import tasks as _tasks  # noqa: E402,F401  (registers finetune, predict, lora, ...)
 

@@ -29,9 +29,10 @@ def finetune(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ):
     """Fine-tune a model on a task (classification, NER, relations, extractive QA,
-    translation, summarisation, generative QA, chat, controlled generation) and evaluate
-    it."""
+    translation, summarisation, generative QA, chat, controlled generation, code
+    completion) and evaluate it."""
     from ..chat.recipe import ChatRecipe
+    from ..code.recipe import CodeRecipe
     from ..control.recipe import ControlRecipe
     from ..tasks.config import load_finetune_recipe
     from ..tasks.finetune import finetune as run_finetune
@@ -46,6 +47,8 @@ def finetune(
         from ..chat.finetune import finetune_chat as run
     elif isinstance(r, ControlRecipe):
         from ..control.finetune import finetune_control as run
+    elif isinstance(r, CodeRecipe):
+        from ..code.finetune import finetune_code as run
     else:
         run = finetune_seq2seq if isinstance(r, Seq2SeqRecipe) else run_finetune
     res = run(r, resume=resume, show_progress=progress, log=_echo)

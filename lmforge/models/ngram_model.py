@@ -39,6 +39,7 @@ table is rebuilt from them on load, so a model folder is ``config.json`` +
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, DataError
 from . import register_model
 from .base import PretrainedMixin, require_vocab
-from .ngram import BOS, EOS, NGramLM
+from .ngram import BOS, EOS, UNK, NGramLM
 
 _BOS_ID = -1  # how <s> is stored in the ``ngrams`` buffer
 _MEMO_SIZE = 65536  # distributions kept per model (V floats each)
@@ -191,6 +192,32 @@ class NGramModel(PretrainedMixin, nn.Module):
             self._memo.clear()
         self._memo[context] = out = p.log().float()
         return out
+
+    def document_logprob(self, document: Sequence[int]) -> tuple[float, int]:
+        """``(sum of ln p, number of targets)`` of a document's tokens and its closing
+        ``eos``, given ``bos``: the log-probabilities :meth:`forward` gives
+        ``[bos] + document + [eos]``, one token at a time instead of whole distributions
+        (a long held-out document costs no ``V``-sized work per position)."""
+        cfg, lm = self.config, self.lm
+        bad = {cfg.pad_id, cfg.bos_id, cfg.eos_id}.intersection(document)
+        if bad:
+            raise DataError(f"the document contains special id {min(bad)}; pass the tokens "
+                            "between bos and eos")
+        is_unseen = self._unseen.tolist()
+        n_unseen = sum(is_unseen)
+        order = cfg.order
+        words = [BOS] * (order - 1) + [str(t) for t in document] + [EOS]
+        unseen = [False] * (order - 1) + [is_unseen[t] for t in document] + [False]
+        total = 0.0
+        for i in range(order - 1, len(words)):
+            ctx = words[i - order + 1:i]
+            lp = lm.logprob(words[i], ctx)
+            if unseen[i]:  # <unk>'s mass, shared by the unseen ids
+                lp -= math.log(n_unseen)
+            elif not n_unseen:  # no unseen id: <unk>'s mass is dropped, the rest renormalised
+                lp -= math.log1p(-lm.prob(UNK, ctx))
+            total += lp
+        return total, len(words) - (order - 1)
 
     def context(self, history: Sequence[int]) -> tuple[int, ...]:
         """The context the model conditions on after ``history`` (token ids)."""

@@ -219,7 +219,8 @@ def load_finetune_recipe(name_or_path: str, overrides: list[str] | None = None
     recipe with a ``task`` field (``translate``) is a generation recipe
     (:mod:`lmforge.tasks.seq2seq_config`), ``task: chat`` a chat recipe
     (:mod:`lmforge.chat.recipe`), ``task: control`` a controlled-generation recipe
-    (:mod:`lmforge.control.recipe`)."""
+    (:mod:`lmforge.control.recipe`), ``task: code`` a code-completion recipe
+    (:mod:`lmforge.code.recipe`)."""
     p = Path(name_or_path)
     if not p.is_file():
         builtin = FINETUNE_DIR / f"{name_or_path}.yaml"
@@ -237,12 +238,16 @@ def load_finetune_recipe(name_or_path: str, overrides: list[str] | None = None
         from ..control.recipe import build_control_recipe
 
         return build_control_recipe(raw)
+    if raw.get("task") == "code":
+        from ..code.recipe import build_code_recipe
+
+        return build_code_recipe(raw)
     if raw.get("task") is not None:
         from .seq2seq_config import GENERATION_TASKS, build_seq2seq_recipe
 
         if raw["task"] not in GENERATION_TASKS:
             raise ConfigError(f"task: {raw['task']!r} is not a generation task "
-                              f"({', '.join(GENERATION_TASKS)}, chat, control); the "
+                              f"({', '.join(GENERATION_TASKS)}, chat, control, code); the "
                               "understanding tasks take no task field (it follows from the "
                               "data)")
         return build_seq2seq_recipe(raw)
