@@ -42,8 +42,6 @@ from ..tasks.finetune import FinetuneResult, fit_and_load_best, scratch_tokenize
 from .codes import ORDER, all_code_tokens, code_ids
 from .recipe import ControlRecipe
 
-KINDS = ("sentiment", "topic", "lang")
-
 
 def encode_example(tok: Any, record: dict, max_length: int, keep: Sequence[bool]
                    ) -> ChatExample:
@@ -66,7 +64,7 @@ def encode_split(tok: Any, records: list[dict], max_length: int, dropout: float,
 
 def combinations(langs: Sequence[str]) -> list[dict[str, str]]:
     """Every ``{"sentiment", "topic", "lang"}`` combination."""
-    return [dict(zip(KINDS, c, strict=True))
+    return [dict(zip(ORDER, c, strict=True))
             for c in itertools.product(CONTROLS["sentiment"], CONTROLS["topic"], langs)]
 
 
@@ -77,11 +75,12 @@ def aspect_word(controls: dict[str, str], i: int) -> str:
     return (a.en if controls["lang"] == "en" else a.zh)[0]
 
 
-def _score(asked: list[dict], texts: list[str], train_texts: set[str] | None = None) -> dict:
-    """Control accuracies, grammaticality, diversity of ``texts`` generated for ``asked``."""
-    judged = [judge(t, a["lang"]) for a, t in zip(asked, texts, strict=True)]
+def _score(asked: list[dict], texts: list[str], judged: list[dict],
+           train_texts: set[str] | None = None) -> dict:
+    """Control accuracies, grammaticality, diversity of ``texts`` generated for ``asked``
+    (``judged``: what the world read in each)."""
     n = max(1, len(texts))
-    hit = {k: [j[k] == a[k] for a, j in zip(asked, judged, strict=True)] for k in KINDS}
+    hit = {k: [j[k] == a[k] for a, j in zip(asked, judged, strict=True)] for k in ORDER}
     out = {"n": len(texts),
            **{f"{k}_accuracy": round(sum(v) / n, 4) for k, v in hit.items()},
            "all_three": round(sum(all(x) for x in zip(*hit.values(), strict=True)) / n, 4),
@@ -113,52 +112,57 @@ def _classifier_accuracy(paths: dict[str, str], asked: list[dict], texts: list[s
     return out
 
 
+def _per_word(model: Any, tok: Any, asked: list[dict], words: list[str], ev: Any,
+              options: Callable[[str], dict]) -> list[str]:
+    """The texts for ``asked``, one batched generation per distinct word, with the
+    generation ``options(word)`` (a forced or a banned word)."""
+    texts = [""] * len(asked)
+    for word in sorted(set(words)):
+        rows = [i for i, w in enumerate(words) if w == word]
+        got = _generate(model, tok, [asked[i] for i in rows], ev, **options(word))
+        for i, t in zip(rows, got, strict=True):
+            texts[i] = t
+    return texts
+
+
 def evaluate_control(model: Any, tok: Any, recipe: ControlRecipe,
                      train_texts: set[str] | None = None) -> tuple[dict, list[dict]]:
     """The measurements of the module docstring; returns them and every generated text
     with what was asked and what the world read."""
     ev, combos = recipe.evaluate, combinations(recipe.data.langs)
+    sampling = dict(temperature=ev.temperature, top_p=ev.top_p)
     was_training = model.training
     model.eval()
+    results: dict = {}
     samples: list[dict] = []
 
-    def record(part: str, asked: list[dict], texts: list[str], words: list[str] | None = None):
-        for i, (a, t) in enumerate(zip(asked, texts, strict=True)):
-            samples.append({"part": part, "asked": a, "text": t, "judged": judge(t, a["lang"]),
-                            **({"word": words[i]} if words else {})})
+    def measure(part: str, asked: list[dict], texts: list[str], words: list[str] | None = None,
+                **extra: Any) -> None:
+        judged = [judge(t, a["lang"]) for a, t in zip(asked, texts, strict=True)]
+        results[part] = {**_score(asked, texts, judged, extra.pop("train_texts", None)),
+                         **extra}
+        samples.extend({"part": part, "asked": a, "text": t, "judged": j,
+                        **({"word": words[i]} if words else {})}
+                       for i, (a, t, j) in enumerate(zip(asked, texts, judged, strict=True)))
 
     asked = [c for c in combos for _ in range(ev.samples)]
-    texts = _generate(model, tok, asked, ev, temperature=ev.temperature, top_p=ev.top_p)
-    results: dict = {"sampled": _score(asked, texts, train_texts)}
-    if ev.classifiers:
-        results["sampled"].update(_classifier_accuracy(ev.classifiers, asked, texts))
-    record("sampled", asked, texts)
+    texts = _generate(model, tok, asked, ev, **sampling)
+    measure("sampled", asked, texts, train_texts=train_texts,
+            **(_classifier_accuracy(ev.classifiers, asked, texts) if ev.classifiers else {}))
     if ev.forced:
         asked = [c for c in combos for _ in range(ev.forced)]
         words = [aspect_word(c, i) for c in combos for i in range(ev.forced)]
-        texts = [""] * len(asked)
-        for word in sorted(set(words)):  # one constrained search per forced word
-            rows = [i for i, w in enumerate(words) if w == word]
-            got = _generate(model, tok, [asked[i] for i in rows], ev, temperature=0,
-                            num_beams=ev.num_beams, force_words=[word])
-            for i, t in zip(rows, got, strict=True):
-                texts[i] = t
-        results["forced"] = {**_score(asked, texts), "word_present": round(
-            sum(w in t for w, t in zip(words, texts, strict=True)) / max(1, len(texts)), 4)}
-        record("forced", asked, texts, words)
+        texts = _per_word(model, tok, asked, words, ev, lambda w: dict(
+            temperature=0, num_beams=ev.num_beams, force_words=[w]))
+        measure("forced", asked, texts, words, word_present=round(
+            sum(w in t for w, t in zip(words, texts, strict=True)) / len(texts), 4))
     if ev.banned:
         asked = [c for c in combos for _ in range(ev.banned)]
         words = [aspect_word(c, 0) for c in asked]
-        texts = [""] * len(asked)
-        for word in sorted(set(words)):
-            rows = [i for i, w in enumerate(words) if w == word]
-            got = _generate(model, tok, [asked[i] for i in rows], ev,
-                            temperature=ev.temperature, top_p=ev.top_p, bad_words=[word])
-            for i, t in zip(rows, got, strict=True):
-                texts[i] = t
-        results["banned"] = {**_score(asked, texts), "word_absent": round(
-            sum(w not in t for w, t in zip(words, texts, strict=True)) / max(1, len(texts)), 4)}
-        record("banned", asked, texts, words)
+        texts = _per_word(model, tok, asked, words, ev, lambda w: dict(
+            **sampling, bad_words=[w]))
+        measure("banned", asked, texts, words, word_absent=round(
+            sum(w not in t for w, t in zip(words, texts, strict=True)) / len(texts), 4))
     model.train(was_training)
     results["ceiling"] = 1.0
     return results, samples
