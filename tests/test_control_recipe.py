@@ -122,3 +122,25 @@ def test_evaluate_a_control_run_again(run, capsys, tmp_path):
                       "evaluate.beams: unknown field")
     assert_user_error(["evaluate", str(run.run_dir / "nowhere")], capsys,
                       "--data")
+
+
+def test_classifier_runs_also_label_the_sampled_texts(run, tmp_path):
+    from lmforge.control.finetune import evaluate_control_run
+    from lmforge.tasks.finetune import finetune
+    from lmforge.tasks.predictor import load_task_model
+
+    sizes = json.dumps({"train": 300, "val": 50, "test": 10, "test_unseen": 10,
+                        "contrast": 10})
+    clf = finetune(load_finetune_recipe("classify-tfidf", [
+        f"run.out_dir={tmp_path / 'tfidf'}", f"data.world_sizes={sizes}"]),
+        show_progress=False, log=lambda m: None).run_dir
+    res = evaluate_control_run(run.run_dir, None, ["forced=0", "banned=0",
+                                                   f"classifiers={{sentiment: {clf}}}"],
+                               log=lambda m: None)
+    samples = [json.loads(x) for x in (run.run_dir / "samples.jsonl").read_text(
+        "utf-8").splitlines() if '"sampled"' in x]
+    written = [s for s in samples if s["text"].strip()]  # an empty text counts as wrong
+    labels = [p["label"] for p in load_task_model(clf).predict([s["text"] for s in written])]
+    want = sum(lab == s["asked"]["sentiment"] for lab, s in zip(labels, written,
+                                                                 strict=True)) / len(samples)
+    assert res["sampled"]["sentiment_accuracy_by_classifier"] == round(want, 4)

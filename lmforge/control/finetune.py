@@ -104,10 +104,11 @@ def _classifier_accuracy(paths: dict[str, str], asked: list[dict], texts: list[s
     from ..tasks.predictor import load_task_model
 
     out = {}
+    written = [i for i, t in enumerate(texts) if t.strip()]  # an empty text is wrong
     for kind, path in paths.items():
-        labels = [p["label"] for p in load_task_model(path).predict(texts)]
+        labels = load_task_model(path).predict([texts[i] for i in written])
         out[f"{kind}_accuracy_by_classifier"] = round(
-            sum(lab == a[kind] for lab, a in zip(labels, asked, strict=True))
+            sum(p["label"] == asked[i][kind] for i, p in zip(written, labels, strict=True))
             / max(1, len(texts)), 4)
     return out
 
@@ -181,6 +182,11 @@ def results_table(results: dict) -> str:
                     + (f"    {s['copied_from_train']:.3f}" if "copied_from_train" in s
                        else "        -")
                     + (f"   {word:.3f}" if word is not None else ""))
+    by_classifier = {k.split("_")[0]: v for k, v in results["sampled"].items()
+                     if k.endswith("_by_classifier")}
+    if by_classifier:
+        rows.append("sampled, as the classifier runs label them: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in by_classifier.items()))
     rows.append(f"ceiling of every column: {results['ceiling']:.1f}")
     return "\n".join(rows)
 
