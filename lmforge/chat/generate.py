@@ -76,7 +76,7 @@ def chat_stream(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, Any]
     """The assistant's reply to ``messages`` (which must end on a user turn), piece by
     piece. ``template``: the model's (default: lmforge's ChatML)."""
     template = template or ChatTemplate.default()
-    config, end_id = _stopping(template, tokenizer, resolve_config(config, overrides))
+    config, end_id = reply_stopping(template, tokenizer, resolve_config(config, overrides))
     msgs = check_messages(list(messages))
     check_prompt(msgs)
     msgs, _ = fit_history(template, tokenizer, msgs, _room(model, config))
@@ -84,7 +84,7 @@ def chat_stream(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, Any]
                       eos_id=end_id)
 
 
-def _stopping(template: ChatTemplate, tokenizer: Any, config: GenerationConfig
+def reply_stopping(template: ChatTemplate, tokenizer: Any, config: GenerationConfig
               ) -> tuple[GenerationConfig, int | None]:
     """``config`` and the id generation stops at: the end of turn when it is one special
     token; otherwise None, and the end of turn joins the stop strings."""
@@ -121,7 +121,7 @@ def replies(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Mapping
     """The assistant's reply to each conversation, generated in batches (each must end on
     a user turn; see :func:`chat_stream`)."""
     template = template or ChatTemplate.default()
-    config, end_id = _stopping(template, tokenizer, resolve_config(config, overrides))
+    config, end_id = reply_stopping(template, tokenizer, resolve_config(config, overrides))
     room = _room(model, config)
     ids = []
     for i, messages in enumerate(conversations):

@@ -547,6 +547,8 @@ def embed_plot(
 from . import chat as _chat  # noqa: E402,F401  (registers chat)
 from . import complete as _complete  # noqa: E402,F401  (registers complete)
 from . import qa as _qa  # noqa: E402,F401  (registers qa index, search, ask)
+from . import serve as _serve  # noqa: E402,F401  (registers serve)
+from . import serve_admin as _serve_admin  # noqa: E402,F401  (registers keys, audit)
 from . import tasks as _tasks  # noqa: E402,F401  (registers finetune, predict, lora, ...)
 
 # ----------------------------------------------------------------------------- entry

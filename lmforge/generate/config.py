@@ -22,7 +22,8 @@ _FIELD_KINDS = (("max_new_tokens", Integral, False), ("temperature", Real, False
                 ("repetition_penalty", Real, False), ("seed", Integral, True),
                 ("batch_size", Integral, False), ("min_new_tokens", Integral, False),
                 ("no_repeat_ngram_size", Integral, False), ("num_beams", Integral, False),
-                ("alpha", Real, False))
+                ("alpha", Real, False), ("presence_penalty", Real, False),
+                ("frequency_penalty", Real, False))
 
 
 @dataclass
@@ -33,6 +34,10 @@ class GenerationConfig:
     ``softmax(logits / temperature)`` after the repetition penalty, then cut to the
     ``top_k`` most likely and to the nucleus of mass ``top_p``. ``stop`` strings end a
     row as soon as its decoded completion contains one (the text is cut just before it).
+    ``presence_penalty`` and ``frequency_penalty`` are OpenAI's: with :math:`c_v` the
+    count of token :math:`v` among the *new* tokens (the prompt not counted),
+    :math:`z_v ← z_v - c_v f - [c_v > 0] p`, applied after the repetition
+    penalty; both lie in [-2, 2] as in the OpenAI API (0 = off).
     ``seed`` seeds a private ``torch.Generator`` (the global RNG is left alone).
     ``use_cache=False`` recomputes the whole sequence every step (slow; for testing).
     ``autocast`` runs the model under ``torch.autocast`` in ``"bf16"`` or ``"fp16"``
@@ -71,6 +76,8 @@ class GenerationConfig:
     force_words: list[str | list[str]] = field(default_factory=list)
     num_beams: int = 1
     alpha: float = 0.6
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         self.stop = _string_list("stop", self.stop)
@@ -101,6 +108,10 @@ class GenerationConfig:
         if not self.repetition_penalty > 0:
             raise ConfigError(f"repetition_penalty must be > 0 (1 = off), "
                               f"got {self.repetition_penalty}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not -2 <= getattr(self, name) <= 2:
+                raise ConfigError(f"{name} must be in [-2, 2] (0 = off), "
+                                  f"got {getattr(self, name)}")
         if any(not s for s in self.stop):
             raise ConfigError(f"stop must be a list of non-empty strings, got {self.stop!r}")
         for name, words in (("bad_words", self.bad_words), ("force_words", self.force_words)):
@@ -131,6 +142,11 @@ class GenerationConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    @property
+    def counts_new_tokens(self) -> bool:
+        """True when a penalty reads how often each new token occurred."""
+        return self.presence_penalty != 0 or self.frequency_penalty != 0
 
     @property
     def beam_search(self) -> bool:

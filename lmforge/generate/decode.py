@@ -79,8 +79,9 @@ class SequenceBatch:
     :meth:`append` adds one token to every row and returns the next logits;
     :meth:`select` keeps (or repeats: beam search) rows by index, in the KV cache and
     everywhere else. Also kept, when asked: ``histories``, each row's token ids (prompt
-    included), and ``seen`` (B, V), the tokens present in each row (the repetition
-    penalty). Every step runs under ``torch.inference_mode``.
+    included), ``seen`` (B, V), the tokens present in each row (the repetition
+    penalty), and ``counts`` (B, V), how often each new token occurred (the presence and
+    frequency penalties). Every step runs under ``torch.inference_mode``.
     """
 
     def __init__(self, model: torch.nn.Module, prompts: list[list[int]],
@@ -89,6 +90,7 @@ class SequenceBatch:
         self.device = model_device(model)
         self.histories = [list(p) for p in prompts] if histories else None
         self.seen: torch.Tensor | None = None
+        self.counts: torch.Tensor | None = None
         self._cache = None
         self._ids = self._mask = None  # whole sequences, only without the cache
         self._autocast = config.autocast_dtype
@@ -120,6 +122,8 @@ class SequenceBatch:
         if self.config.repetition_penalty != 1.0:
             counts = torch.zeros(B, logits.shape[-1], device=self.device)
             self.seen = counts.scatter_add_(1, ids, mask.float()) > 0
+        if self.config.counts_new_tokens:
+            self.counts = torch.zeros(B, logits.shape[-1], device=self.device)
         return logits
 
     @torch.inference_mode()
@@ -132,6 +136,8 @@ class SequenceBatch:
             self._ids, self._mask = self._ids[index], self._mask[index]
         if self.seen is not None:
             self.seen = self.seen[index]
+        if self.counts is not None:
+            self.counts = self.counts[index]
         if self.histories is not None:
             self.histories = [list(self.histories[r]) for r in rows]
 
@@ -140,6 +146,8 @@ class SequenceBatch:
         """Append ``tokens`` (B,) to every row; return the next logits (B, V)."""
         if self.seen is not None:
             self.seen[torch.arange(len(tokens), device=self.device), tokens] = True
+        if self.counts is not None:
+            self.counts[torch.arange(len(tokens), device=self.device), tokens] += 1
         if self.histories is not None:
             for h, t in zip(self.histories, tokens.tolist(), strict=True):
                 h.append(t)
@@ -221,7 +229,8 @@ class BatchDecoder:
     def _sample(self, logits: torch.Tensor, n_new: int) -> torch.Tensor:
         banned = self.bans.banned(self.seqs.histories, n_new, len(logits)) \
             if self.bans.active else None
-        return sample_next(logits, self.config, self.seqs.seen, self.generator, banned)
+        return sample_next(logits, self.config, self.seqs.seen, self.generator, banned,
+                           self.seqs.counts)
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

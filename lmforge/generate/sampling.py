@@ -9,18 +9,20 @@ Face):
 1. Repetition penalty (CTRL, Keskar et al. 2019): for every token :math:`v` already in
    the row's sequence, :math:`z_v \leftarrow z_v / r` if :math:`z_v > 0` else
    :math:`z_v \cdot r` (with :math:`r > 1` both make :math:`v` less likely).
-2. Constraints: :math:`z_v \leftarrow -\infty` for every token :math:`v` the row may not
+2. Presence and frequency penalties (OpenAI): with :math:`c_v` the count of :math:`v`
+   among the new tokens, :math:`z_v \leftarrow z_v - c_v f - [c_v > 0] p`.
+3. Constraints: :math:`z_v \leftarrow -\infty` for every token :math:`v` the row may not
    produce next: a repeated n-gram, the end of a bad word, ``eos`` before
    ``min_new_tokens`` (:class:`~lmforge.generate.constraints.TokenBans`).
-3. Temperature: :math:`p_v = \mathrm{softmax}(z / \tau)_v`. :math:`\tau \to 0` is
+4. Temperature: :math:`p_v = \mathrm{softmax}(z / \tau)_v`. :math:`\tau \to 0` is
    greedy (``argmax``), :math:`\tau = 1` the model's distribution, :math:`\tau > 1`
    flatter.
-4. Top-k: keep the :math:`k` largest logits, set the rest to :math:`-\infty`.
-5. Top-p (nucleus, Holtzman et al. 2019): sort probabilities descending,
+5. Top-k: keep the :math:`k` largest logits, set the rest to :math:`-\infty`.
+6. Top-p (nucleus, Holtzman et al. 2019): sort probabilities descending,
    :math:`p_{(1)} \ge p_{(2)} \ge \dots`; keep the smallest prefix whose mass is
    :math:`\ge p`, i.e. token :math:`(i)` survives iff :math:`\sum_{j<i} p_{(j)} < p`. The
    top token always survives.
-6. Sample from the renormalised distribution with a private ``torch.Generator``.
+7. Sample from the renormalised distribution with a private ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -51,14 +53,25 @@ def ban_tokens(logits: torch.Tensor, banned: Sequence[Sequence[int]]) -> torch.T
     return logits.index_put(index, torch.tensor(float("-inf"), device=logits.device))
 
 
+def apply_count_penalties(logits: torch.Tensor, counts: torch.Tensor, presence: float,
+                          frequency: float) -> torch.Tensor:
+    """OpenAI's penalties: ``counts`` (B, V) holds how often each token was generated."""
+    return logits - counts * frequency - (counts > 0).to(logits.dtype) * presence
+
+
 def constrain_logits(logits: torch.Tensor, config: GenerationConfig,
                      seen: torch.Tensor | None = None,
-                     banned: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
-    """Rules 1-2 on fp32 logits (B, V): the repetition penalty (``seen``), then the bans
-    (``banned[b]``: the ids row ``b`` may not produce)."""
+                     banned: Sequence[Sequence[int]] | None = None,
+                     counts: torch.Tensor | None = None) -> torch.Tensor:
+    """Rules 1-3 on fp32 logits (B, V): the repetition penalty (``seen``), the presence
+    and frequency penalties (``counts`` of the new tokens), then the bans (``banned[b]``:
+    the ids row ``b`` may not produce)."""
     logits = logits.float()
     if seen is not None and config.repetition_penalty != 1.0:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
+    if counts is not None and config.counts_new_tokens:
+        logits = apply_count_penalties(logits, counts, config.presence_penalty,
+                                       config.frequency_penalty)
     if banned is not None:
         logits = ban_tokens(logits, banned)
     return logits
@@ -87,9 +100,10 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 def process_logits(logits: torch.Tensor, config: GenerationConfig,
                    seen: torch.Tensor | None = None,
-                   banned: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
-    """Rules 1-5 on fp32 logits (B, V); returns the logits to sample from."""
-    logits = constrain_logits(logits, config, seen, banned)
+                   banned: Sequence[Sequence[int]] | None = None,
+                   counts: torch.Tensor | None = None) -> torch.Tensor:
+    """Rules 1-6 on fp32 logits (B, V); returns the logits to sample from."""
+    logits = constrain_logits(logits, config, seen, banned, counts)
     if config.greedy:
         return logits
     if config.temperature != 1.0:
@@ -104,9 +118,10 @@ def process_logits(logits: torch.Tensor, config: GenerationConfig,
 def sample_next(logits: torch.Tensor, config: GenerationConfig,
                 seen: torch.Tensor | None = None,
                 generator: torch.Generator | None = None,
-                banned: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+                banned: Sequence[Sequence[int]] | None = None,
+                counts: torch.Tensor | None = None) -> torch.Tensor:
     """The next token of each row, (B,) int64: argmax when greedy, else a sample."""
-    logits = process_logits(logits, config, seen, banned)
+    logits = process_logits(logits, config, seen, banned, counts)
     if config.greedy:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits, dim=-1)

@@ -149,8 +149,11 @@ class Completion:
     prompt_tokens: int = 0
 
 
-class _Row:
-    """Text state of one running prompt."""
+class TextRow:
+    """The text of one running prompt: :meth:`push` each new token, :meth:`end` at
+    ``eos`` or the length limit; each returns the text it released (detokenised, cut at
+    a stop string, holding back a possible stop string's start). Also used by the
+    serving engine (:mod:`lmforge.serve.engine`), so both give the same text."""
 
     def __init__(self, tokenizer: Any, prompt_ids: list[int], stops: list[str]):
         self.detok = IncrementalDetokenizer(tokenizer, prompt_ids[-CONTEXT_TOKENS:])
@@ -209,7 +212,7 @@ def _run(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[list[int]],
     """Yield ``(prompt index, text delta)`` as text becomes stable; fill ``results``."""
     generator = make_generator(config.seed, model_device(model))
     for batch in length_sorted_batches([len(p) for p in prompt_ids], config.batch_size):
-        rows = [_Row(tokenizer, prompt_ids[i], config.stop) for i in batch]
+        rows = [TextRow(tokenizer, prompt_ids[i], config.stop) for i in batch]
         decoder = BatchDecoder(model, [prompt_ids[i] for i in batch], config, eos, pad,
                                generator, bans)
         for active, tokens in decoder:
@@ -231,7 +234,7 @@ def _run(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[list[int]],
 def _beam_completion(tokenizer: Any, prompt_ids: list[int], hyp: BeamHypothesis,
                      stops: list[str]) -> Completion:
     """A beam-search result as text, cut at the first stop string."""
-    row = _Row(tokenizer, prompt_ids, stops)
+    row = TextRow(tokenizer, prompt_ids, stops)
     for t in hyp.tokens[:-1] if hyp.finished else hyp.tokens:
         row.push(t)
     row.end("eos" if hyp.finished else "length")

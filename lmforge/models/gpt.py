@@ -308,9 +308,6 @@ class GPT(PretrainedMixin, nn.Module):
                                   f"{cache.k.shape[1]} rows")
         start = cache.length if cache is not None else 0
         end = start + T
-        if end > self.config.max_seq_len:
-            raise ModelInputError(f"sequence length {end} exceeds max_seq_len "
-                             f"{self.config.max_seq_len}")
         # Key validity over all positions seen so far (B, S).
         if cache is not None:
             if attention_mask is not None:
@@ -321,11 +318,18 @@ class GPT(PretrainedMixin, nn.Module):
         padded = key_valid is not None and not bool(key_valid.all())
 
         # Positions: count only real tokens, so left padding does not shift them.
+        # A cache may hold more columns than max_seq_len when rows start at different
+        # columns (the serving engine's slots): the limit is on positions.
         if padded:
             pos_all = (key_valid.long().cumsum(-1) - 1).clamp(min=0)
             positions = pos_all[:, start:end]  # (B, T)
+            longest = int(pos_all[:, -1].max()) + 1 if end > self.config.max_seq_len else 0
         else:
             positions = torch.arange(start, end, device=input_ids.device).expand(B, T)
+            longest = end
+        if longest > self.config.max_seq_len:
+            raise ModelInputError(f"sequence length {longest} exceeds max_seq_len "
+                                  f"{self.config.max_seq_len}")
 
         # Attention mask (B, 1, T, S): causal, and never attend to padding. A query may
         # always see itself so that padding rows stay finite.

@@ -1,0 +1,93 @@
+"""CLI verb ``lmforge serve MODEL...``: the OpenAI-compatible HTTP server
+(:mod:`lmforge.serve`)."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import app
+
+
+class Dtype(str, enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command(epilog="Example: lmforge serve runs/chat-world embed=minilm --port 8000")
+def serve(
+    models: Annotated[list[str], typer.Argument(
+        help="What to serve: a run or model folder (GPT: completions and chat; BERT "
+             "encoder: embeddings), NAME=FOLDER to choose its name, or 'minilm' for the "
+             "shipped sentence encoder.", metavar="MODEL...")],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.", min=0, max=65535)] = 8000,
+    max_running: Annotated[int, typer.Option(
+        help="Sequences decoded together (continuous batching).", min=1)] = 16,
+    max_waiting: Annotated[int, typer.Option(
+        help="Sequences queued before the server answers 503.", min=0)] = 256,
+    prefill_chunk: Annotated[int, typer.Option(
+        help="Prompt tokens prefilled per engine step (longer prompts are chunked).",
+        min=1)] = 512,
+    prefix_cache_tokens: Annotated[int, typer.Option(
+        help="Prompt tokens kept in the prefix cache; 0 = off.", min=0)] = 4096,
+    dtype: Annotated[Dtype, typer.Option(
+        help="fp32, or bf16 autocast (fast on CPUs with AMX).")] = Dtype.fp32,
+    request_timeout: Annotated[float, typer.Option(
+        help="Seconds a request may run; 0 = no limit.", min=0)] = 600.0,
+    max_body_bytes: Annotated[int, typer.Option(
+        help="Largest request body (413 above).", min=1)] = 4 * 1024 * 1024,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    insecure: Annotated[bool, typer.Option(
+        help="Allow a non-loopback --host without API keys.")] = False,
+    db: Annotated[Path | None, typer.Option(
+        help="The keys and audit database [default: $LMFORGE_DB or ~/.lmforge/serve.db].")]
+    = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+):
+    """Serve models over an OpenAI-compatible HTTP API (completions, chat, embeddings,
+    tokenize), with Prometheus metrics at /metrics and health at /health and /ready."""
+    import torch
+
+    from ..errors import ConfigError
+    from ..serve.app import ServerOptions, build_app
+    from ..serve.keys import KeyStore, default_db_path
+    from ..serve.models import parse_specs
+
+    specs = parse_specs(models)
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    for f in (ssl_certfile, ssl_keyfile):
+        if f is not None and not f.is_file():
+            raise ConfigError(f"{f} does not exist")
+    db_path = db or default_db_path()
+    keyed = db_path.is_file() and KeyStore(db_path).count_active() > 0
+    if not keyed and not is_loopback(host) and not insecure:
+        raise ConfigError(f"refusing to serve on {host} without API keys: anyone who can "
+                          "reach it could use it. Create a key (lmforge keys create --role "
+                          "user --name NAME) or pass --insecure")
+    options = ServerOptions(
+        engine={"max_running": max_running, "max_waiting": max_waiting,
+                "prefill_chunk": prefill_chunk, "prefix_cache_tokens": prefix_cache_tokens,
+                "autocast": torch.bfloat16 if dtype == Dtype.bf16 else None},
+        max_body_bytes=max_body_bytes, request_timeout=request_timeout or None)
+    import uvicorn
+
+    uvicorn.run(build_app(specs, options), host=host, port=port, log_level=log_level,
+                ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)

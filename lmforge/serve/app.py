@@ -1,0 +1,175 @@
+"""The FastAPI application: the models it serves, health and metrics, limits, errors.
+
+:func:`build_app` returns the app; the models load on a background thread when the app
+starts, so ``GET /health`` answers at once (the process is alive) while ``GET /ready``
+answers 503 until every model is loaded (200 after), like llama.cpp's server. A request
+for a model still loading is a 503 with ``Retry-After``; an unknown model a 404.
+
+Limits: a request body over ``max_body_bytes`` is a 413 (checked on ``Content-Length``
+and while reading a chunked body); past the engine's ``max_waiting`` queued sequences a
+503 with ``Retry-After``; a sequence running longer than ``request_timeout`` seconds
+ends with a 408 (or an error event in a stream).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from .. import __version__
+from . import errors
+from .errors import ApiError
+from .metrics import ServerMetrics
+from .models import ModelSpec, ServedModel, load_model
+from .routes import router
+
+log = logging.getLogger("lmforge.serve")
+
+
+@dataclass
+class ServerOptions:
+    """What ``lmforge serve`` configures (the engine's options are passed through)."""
+
+    engine: dict[str, Any] = field(default_factory=dict)
+    max_body_bytes: int = 4 * 1024 * 1024
+    request_timeout: float | None = 600.0
+
+
+class Server:
+    """The state shared by the routes: the models and the metrics."""
+
+    def __init__(self, specs: list[ModelSpec], options: ServerOptions):
+        self.specs, self.options = specs, options
+        self.models: dict[str, ServedModel] = {}
+        self.load_error: str | None = None
+        self.loaded = threading.Event()
+        self.request_timeout = options.request_timeout
+        self.metrics = ServerMetrics(self._engines)
+        self._encode_lock = threading.Lock()
+
+    def _engines(self):
+        return [(m.name, m.version, m.engine) for m in self.models.values()
+                if m.engine is not None]
+
+    def load(self) -> None:
+        """Load every model (on a background thread at startup)."""
+        try:
+            for spec in self.specs:
+                self.models[spec.name] = load_model(spec, self.options.engine)
+                log.info("loaded model %s from %s", spec.name, spec.path)
+        except Exception as e:  # shown by /ready and the log; the process stays up
+            self.load_error = f"{type(e).__name__}: {e}"
+            log.error("loading models failed: %s", self.load_error)
+        finally:
+            self.loaded.set()
+
+    def close(self) -> None:
+        for m in self.models.values():
+            m.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded.is_set() and self.load_error is None
+
+    def model(self, name: str) -> ServedModel:
+        """The served model ``name``: 404 if unknown, 503 while loading."""
+        served = self.models.get(name)
+        if served is not None:
+            return served
+        if any(s.name == name for s in self.specs) and not self.loaded.is_set():
+            raise ApiError(f"model {name} is still loading", 503,
+                           headers={"Retry-After": "5"})
+        names = ", ".join(s.name for s in self.specs)
+        raise ApiError(f"the model {name!r} does not exist; served: {names}", 404,
+                       param="model", code="model_not_found")
+
+    def generator(self, name: str) -> ServedModel:
+        served = self.model(name)
+        if served.engine is None:
+            raise ApiError(f"model {name} is an embedding model; use /v1/embeddings",
+                           param="model")
+        return served
+
+    def encode(self, served: ServedModel, texts: list[str]):
+        with self._encode_lock:  # one encoder pass at a time (they use every core)
+            return served.encoder.encode(texts)
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes (module docstring)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = ApiError(f"the request body is over the limit of {self.limit} bytes", 413)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await too_big.response()(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooBig
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooBig:
+            await too_big.response()(scope, receive, send)
+
+
+class _TooBig(Exception):
+    pass
+
+
+def build_app(specs: list[ModelSpec], options: ServerOptions | None = None) -> FastAPI:
+    """The server for ``specs`` (module docstring)."""
+    server = Server(specs, options or ServerOptions())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        threading.Thread(target=server.load, name="lmforge-load", daemon=True).start()
+        try:
+            yield
+        finally:
+            server.close()
+
+    app = FastAPI(title="lmforge", version=__version__, lifespan=lifespan,
+                  description="An OpenAI-compatible API over lmforge models.")
+    app.state.server = server
+    errors.install(app)
+    app.include_router(router)
+
+    @app.get("/health", summary="The process is alive")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Every model is loaded (503 until then)")
+    async def ready():
+        if server.ready:
+            return {"status": "ready", "models": sorted(server.models)}
+        if server.load_error is not None:
+            return JSONResponse({"status": "failed", "error": server.load_error}, 503)
+        return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics():
+        return Response(server.metrics.scrape(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    app.add_middleware(_BodyLimit, limit=server.options.max_body_bytes)
+    return app

@@ -1,0 +1,183 @@
+"""The OpenAI API's request bodies, as pydantic models (they also make the OpenAPI schema).
+
+Fields and ranges follow OpenAI's API reference; the extras (``top_k``,
+``repetition_penalty``, ``min_tokens``, ``ignore_eos``, ``stop_token_ids``) are vLLM's.
+Unknown fields are ignored, as OpenAI and vLLM do, so clients that send newer fields keep
+working; a field that would change the output and is not supported (``logit_bias``,
+``suffix``, ``tools``, ``best_of`` other than ``n``) is a 400 naming it, never silently
+dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .errors import ApiError
+
+MAX_N = 16  # choices per request
+MAX_LOGPROBS = 20
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class SamplingFields(BaseModel):
+    """The sampling parameters shared by completions and chat completions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="A served model name (GET /v1/models).")
+    temperature: float = Field(1.0, ge=0, le=2, description="0 = greedy.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(-1, ge=-1, description="-1 or 0 = off (vLLM).")
+    n: int = Field(1, ge=1, le=MAX_N)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    repetition_penalty: float = Field(1.0, gt=0, le=10)
+    min_tokens: int = Field(0, ge=0)
+    ignore_eos: bool = False
+    stop_token_ids: list[int] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(None, max_length=256)
+    logit_bias: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        if any(not s for s in stops):
+            raise ApiError("stop strings must not be empty", param="stop")
+        if self.stream_options is not None and not self.stream:
+            raise ApiError("stream_options is only allowed when stream is true",
+                           param="stream_options")
+        if self.logit_bias:
+            raise ApiError("logit_bias is not supported by this server", param="logit_bias")
+        return self
+
+    @property
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class CompletionRequest(SamplingFields):
+    """``POST /v1/completions``."""
+
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A string, a list of strings, token ids, or a list of token-id lists.")
+    max_tokens: int | None = Field(16, ge=1)
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_completion(self):
+        if self.suffix:
+            raise ApiError("suffix is not supported by this server", param="suffix")
+        if self.best_of is not None and self.best_of != self.n:
+            raise ApiError("best_of must equal n (this server returns every sequence)",
+                           param="best_of")
+        if self.echo and self.logprobs is not None:
+            raise ApiError("echo with logprobs is not supported by this server",
+                           param="echo")
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise ApiError("prompt must not be an empty list", param="prompt")
+        return self
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: a string or a list of token ids."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if all(isinstance(x, int) for x in p):
+            return [list(p)]
+        return list(p)
+
+
+class ChatCompletionRequest(SamplingFields):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[dict[str, Any]] = Field(
+        description="The conversation: objects with role (system, developer, user, "
+                    "assistant, tool) and content (a string or a list of text parts).")
+    max_tokens: int | None = Field(None, ge=1, description="Deprecated by OpenAI in favour "
+                                                           "of max_completion_tokens.")
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+
+    @model_validator(mode="after")
+    def _check_chat(self):
+        if self.tools:
+            raise ApiError("tools are not supported by this server", param="tools")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ApiError("top_logprobs needs logprobs to be true", param="top_logprobs")
+        return self
+
+    @property
+    def length(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class EmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = Field(None, max_length=256)
+
+    @model_validator(mode="after")
+    def _check(self):
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        if not texts:
+            raise ApiError("input must not be empty", param="input")
+        if not all(isinstance(t, str) for t in texts):
+            raise ApiError("input must be a string or a list of strings (token ids are not "
+                           "accepted by this server)", param="input")
+        return self
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class TokenizeRequest(BaseModel):
+    """``POST /tokenize``: a prompt, or chat ``messages`` rendered by the template."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    prompt: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    add_special_tokens: bool = True
+    add_generation_prompt: bool = True
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.prompt is None) == (self.messages is None):
+            raise ApiError("give exactly one of prompt and messages", param="prompt")
+        return self
+
+
+class DetokenizeRequest(BaseModel):
+    """``POST /detokenize``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    tokens: list[int]

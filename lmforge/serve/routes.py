@@ -1,0 +1,364 @@
+"""The OpenAI-compatible routes: models, completions, chat completions, embeddings, and
+vLLM's ``/tokenize`` and ``/detokenize``.
+
+Response shapes are OpenAI's. ``n`` choices of ``P`` prompts are ``P * n`` sequences,
+choice ``i * n + j`` being prompt ``i``'s ``j``-th; with a ``seed`` choice ``j`` uses
+``seed + j``, so choice 0 is what ``lmforge generate --seed SEED`` gives. Finish reasons
+are ``stop`` (end of sequence or a stop string) and ``length``. ``usage`` counts each
+prompt once and every generated token, a final end-of-sequence token included;
+``prompt_tokens_details.cached_tokens`` the prompt tokens found in the prefix cache.
+
+Streaming is server-sent events: one ``data: {chunk}`` per piece of text (whole
+characters, never a part of a stop string), the last chunk of each choice carrying its
+``finish_reason``, then with ``stream_options.include_usage`` a chunk with empty
+``choices`` and the usage, then ``data: [DONE]``. An error after the stream started is
+sent as ``data: {"error": {...}}`` before ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ..errors import LmforgeError
+from ..generate.config import GenerationConfig
+from ..generate.text import encode_prompt
+from .engine import Event, TokenLogprob
+from .errors import ApiError
+from .jobs import Job
+from .protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+    SamplingFields,
+    TokenizeRequest,
+)
+
+router = APIRouter()
+
+_FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
+
+
+def _server(request: Request) -> Any:
+    return request.app.state.server
+
+
+def _sampling(body: SamplingFields, max_tokens: int, choice: int) -> GenerationConfig:
+    """Choice ``choice``'s generation rules."""
+    try:
+        return GenerationConfig(
+            max_new_tokens=max_tokens, temperature=body.temperature,
+            top_k=body.top_k if body.top_k > 0 else None,
+            top_p=body.top_p if body.top_p < 1 else None,
+            repetition_penalty=body.repetition_penalty,
+            presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+            stop=body.stops, seed=None if body.seed is None else body.seed + choice,
+            min_new_tokens=min(body.min_tokens, max_tokens))
+    except LmforgeError as e:
+        raise ApiError(str(e)) from None
+
+
+def _stop_ids(body: SamplingFields, eos: int | None, vocab: int) -> frozenset[int]:
+    ids = set(body.stop_token_ids or [])
+    if any(not 0 <= i < vocab for i in ids):
+        raise ApiError(f"stop_token_ids must lie in [0, {vocab})", param="stop_token_ids")
+    if eos is not None and not body.ignore_eos:
+        ids.add(eos)
+    return frozenset(ids)
+
+
+def _check_length(served: Any, prompt: list[int], max_tokens: int, param: str) -> None:
+    ctx = served.max_seq_len
+    if not prompt:
+        raise ApiError("the prompt has no tokens", param="prompt")
+    if len(prompt) + max_tokens > ctx:
+        raise ApiError(f"this model's maximum context length is {ctx} tokens; the request "
+                       f"asks for {len(prompt) + max_tokens} ({len(prompt)} in the prompt, "
+                       f"{max_tokens} to generate). Lower {param} or shorten the prompt.",
+                       param=param)
+
+
+def _usage(prompts: list[list[int]], finals: dict[int, Event]) -> dict:
+    p = sum(len(x) for x in prompts)
+    c = sum(e.completion_tokens for e in finals.values())
+    cached = sum(e.cached_tokens for e in finals.values())
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+            "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def _token_text(tokenizer: Any, token: int) -> str:
+    return tokenizer.decode([token], skip_special_tokens=False)
+
+
+def _completion_logprobs(tokenizer: Any, items: list[TokenLogprob], offset: int) -> dict:
+    tokens = [_token_text(tokenizer, t.token) for t in items]
+    offsets, pos = [], offset
+    for s in tokens:
+        offsets.append(pos)
+        pos += len(s)
+    return {"tokens": tokens, "token_logprobs": [t.logprob for t in items],
+            "top_logprobs": [{_token_text(tokenizer, i): lp for i, lp in t.top}
+                             for t in items],
+            "text_offset": offsets}
+
+
+def _chat_logprobs(tokenizer: Any, items: list[TokenLogprob]) -> dict:
+    def entry(token: int, logprob: float) -> dict:
+        s = _token_text(tokenizer, token)
+        return {"token": s, "logprob": logprob, "bytes": list(s.encode("utf-8"))}
+
+    return {"content": [{**entry(t.token, t.logprob),
+                         "top_logprobs": [entry(i, lp) for i, lp in t.top]} for t in items]}
+
+
+def _finish_error(event: Event) -> ApiError | None:
+    if event.finish_reason == "timeout":
+        return ApiError("the request timed out", 408, code="timeout")
+    if event.finish_reason == "error":
+        return ApiError(event.error or "internal error", 500, type="server_error")
+    return None
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class _Generation:
+    """The shared flow of completions and chat completions: submit ``P * n`` sequences,
+    then gather or stream their events."""
+
+    def __init__(self, request: Request, body: SamplingFields, served: Any,
+                 prompts: list[list[int]], max_tokens: list[int], stop_ids: frozenset[int],
+                 logprobs: int | None, kind: str):
+        server = _server(request)
+        self.request, self.body, self.served, self.prompts = request, body, served, prompts
+        self.kind, self.tokenizer = kind, served.tokenizer
+        self.id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.job = Job(served, server.metrics, server.request_timeout)
+        for i, prompt in enumerate(prompts):
+            for j in range(body.n):
+                self.job.submit(prompt, _sampling(body, max_tokens[i], j), stop_ids, logprobs)
+        server.metrics.prompt_tokens.labels(served.name, served.version).inc(
+            sum(len(p) for p in prompts))
+
+    def _envelope(self, choices: list[dict], obj: str) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created,
+                "model": self.served.name, "choices": choices}
+
+    async def gather(self, echo: list[str] | None = None) -> JSONResponse:
+        n = len(self.job.requests)
+        texts = [""] * n
+        items: list[list[TokenLogprob]] = [[] for _ in range(n)]
+        finals: dict[int, Event] = {}
+        async for i, ev in self.job.events(self.request):
+            texts[i] += ev.text
+            items[i].extend(ev.logprobs)
+            if ev.finish_reason is not None:
+                error = _finish_error(ev)
+                if error is not None:
+                    self.job.cancel()
+                    raise error
+                finals[i] = ev
+        if len(finals) < n:  # the client went away; nobody reads this
+            return JSONResponse({}, status_code=499)
+        choices = []
+        for i in range(n):
+            reason = _FINISH.get(finals[i].finish_reason, finals[i].finish_reason)
+            if self.kind == "chat":
+                lp = _chat_logprobs(self.tokenizer, items[i]) if self.body.logprobs else None
+                choices.append({"index": i, "message": {"role": "assistant",
+                                                        "content": texts[i]},
+                                "logprobs": lp, "finish_reason": reason})
+            else:
+                prefix = echo[i // self.body.n] if echo else ""
+                lp = (_completion_logprobs(self.tokenizer, items[i], len(prefix))
+                      if self.body.logprobs is not None else None)
+                choices.append({"index": i, "text": prefix + texts[i], "logprobs": lp,
+                                "finish_reason": reason})
+        obj = "chat.completion" if self.kind == "chat" else "text_completion"
+        return JSONResponse({**self._envelope(choices, obj),
+                             "usage": _usage(self.prompts, finals)})
+
+    def stream(self, echo: list[str] | None = None) -> StreamingResponse:
+        return StreamingResponse(self._chunks(echo), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    async def _chunks(self, echo: list[str] | None) -> AsyncIterator[str]:
+        chat, usage = self.kind == "chat", self.body.include_usage
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        finals: dict[int, Event] = {}
+        extra = {"usage": None} if usage else {}
+        n = len(self.job.requests)
+        try:
+            for i in range(n):  # the role (chat) or the echoed prompt first
+                if chat:
+                    delta = {"role": "assistant", "content": ""}
+                    yield _sse({**self._envelope([{"index": i, "delta": delta,
+                                                   "logprobs": None, "finish_reason": None}],
+                                                 obj), **extra})
+                elif echo:
+                    yield _sse({**self._envelope([{"index": i, "text": echo[i // self.body.n],
+                                                   "logprobs": None, "finish_reason": None}],
+                                                 obj), **extra})
+            async for i, ev in self.job.events(self.request):
+                if ev.finish_reason is not None:
+                    error = _finish_error(ev)
+                    if error is not None:
+                        self.job.cancel()
+                        yield _sse(error.body())
+                        break
+                    finals[i] = ev
+                if not (ev.text or ev.finish_reason or ev.logprobs):
+                    continue
+                reason = _FINISH.get(ev.finish_reason or "", None)
+                yield _sse({**self._envelope([self._choice(i, ev, reason)], obj), **extra})
+            else:
+                if usage and len(finals) == n:
+                    yield _sse({**self._envelope([], obj),
+                                "usage": _usage(self.prompts, finals)})
+            yield "data: [DONE]\n\n"
+        finally:
+            self.job.cancel()
+
+    def _choice(self, i: int, ev: Event, reason: str | None) -> dict:
+        if self.kind == "chat":
+            lp = _chat_logprobs(self.tokenizer, ev.logprobs) if self.body.logprobs else None
+            delta = {"content": ev.text} if ev.text else {}
+            return {"index": i, "delta": delta, "logprobs": lp, "finish_reason": reason}
+        lp = (_completion_logprobs(self.tokenizer, ev.logprobs, 0)
+              if self.body.logprobs is not None else None)
+        return {"index": i, "text": ev.text, "logprobs": lp, "finish_reason": reason}
+
+
+# ----------------------------------------------------------------------------- routes
+
+@router.get("/v1/models", summary="The models served")
+async def list_models(request: Request):
+    return {"object": "list", "data": [
+        {"id": m.name, "object": "model", "created": m.created, "owned_by": "lmforge",
+         "root": m.path, "version": m.version, "kind": m.kind,
+         "max_model_len": m.max_seq_len}
+        for m in _server(request).models.values()]}
+
+
+@router.post("/v1/completions", summary="Complete prompts (OpenAI completions)")
+async def completions(body: CompletionRequest, request: Request):
+    served = _server(request).generator(body.model)
+    tok = served.tokenizer
+    prompts, echo = [], []
+    for i, p in enumerate(body.prompts()):
+        if isinstance(p, str):
+            prompts.append(encode_prompt(tok, p))
+            echo.append(p)
+        else:
+            if not p or not all(isinstance(t, int) and 0 <= t < served.engine.vocab for t in p):
+                raise ApiError(f"prompt {i}: token ids must lie in [0, {served.engine.vocab})",
+                               param="prompt")
+            prompts.append(list(p))
+            echo.append(tok.decode(p, skip_special_tokens=True))
+    max_tokens = body.max_tokens or 16
+    for p in prompts:
+        _check_length(served, p, max_tokens, "max_tokens")
+    stop_ids = _stop_ids(body, getattr(tok, "eos_id", None), served.engine.vocab)
+    gen = _Generation(request, body, served, prompts, [max_tokens] * len(prompts),
+                      stop_ids, body.logprobs, "completion")
+    echoed = echo if body.echo else None
+    return gen.stream(echoed) if body.stream else await gen.gather(echoed)
+
+
+@router.post("/v1/chat/completions", summary="Answer a conversation (OpenAI chat)")
+async def chat_completions(body: ChatCompletionRequest, request: Request):
+    from ..chat.generate import prompt_ids, reply_stopping
+    from ..chat.messages import check_messages, check_prompt
+
+    served = _server(request).generator(body.model)
+    if served.template is None:
+        raise ApiError(f"model {served.name} has no chat template (chat_template.jinja or "
+                       "tokenizer_config.json's chat_template); use /v1/completions",
+                       param="model")
+    tok = served.tokenizer
+    try:
+        msgs = check_messages(body.messages)
+        check_prompt(msgs)
+        ids = prompt_ids(served.template, tok, msgs)
+    except LmforgeError as e:
+        raise ApiError(str(e), param="messages") from None
+    param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+    max_tokens = body.length or served.max_seq_len - len(ids)
+    _check_length(served, ids, max(1, max_tokens), param)
+    config, end_id = reply_stopping(served.template, tok, GenerationConfig(stop=body.stops))
+    body.stop = config.stop
+    eos = end_id if end_id is not None else getattr(tok, "eos_id", None)
+    stop_ids = _stop_ids(body, eos, served.engine.vocab)
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    gen = _Generation(request, body, served, [ids], [max_tokens], stop_ids, logprobs, "chat")
+    return gen.stream() if body.stream else await gen.gather()
+
+
+@router.post("/v1/embeddings", summary="Embed texts (OpenAI embeddings)")
+async def embeddings(body: EmbeddingRequest, request: Request):
+    server = _server(request)
+    served = server.model(body.model)
+    if served.encoder is None:
+        raise ApiError(f"model {served.name} is a language model; embeddings need an "
+                       "encoder (serve one, e.g. `lmforge serve ... minilm`)", param="model")
+    enc = served.encoder
+    if body.dimensions is not None and body.dimensions != enc.dim:
+        raise ApiError(f"this model's embeddings have {enc.dim} dimensions",
+                       param="dimensions")
+    texts = body.texts
+    vectors = await asyncio.to_thread(server.encode, served, texts)
+    data = []
+    for i, v in enumerate(vectors):
+        v = np.asarray(v, dtype="<f4")
+        emb = (base64.b64encode(v.tobytes()).decode() if body.encoding_format == "base64"
+               else v.tolist())
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    limit = enc.max_length or enc.model.config.max_len
+    tokens = sum(min(len(enc.tokenizer.encode(t.strip())) + 2, limit) for t in texts)
+    return {"object": "list", "data": data, "model": served.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+@router.post("/tokenize", summary="Token ids of a prompt or a conversation (vLLM)")
+async def tokenize(body: TokenizeRequest, request: Request):
+    from ..chat.generate import template_variables
+    from ..chat.messages import check_messages
+
+    served = _server(request).model(body.model)
+    tok = served.tokenizer
+    if body.messages is not None:
+        if served.template is None:
+            raise ApiError(f"model {served.name} has no chat template", param="messages")
+        try:
+            text = served.template.render(check_messages(body.messages),
+                                          add_generation_prompt=body.add_generation_prompt,
+                                          **template_variables(tok)).text
+        except LmforgeError as e:
+            raise ApiError(str(e), param="messages") from None
+        ids = tok.encode(text, allow_special=True)
+    else:
+        ids = encode_prompt(tok, body.prompt) if body.add_special_tokens \
+            else list(tok.encode(body.prompt))
+    return {"tokens": ids, "count": len(ids), "max_model_len": served.max_seq_len}
+
+
+@router.post("/detokenize", summary="The text of token ids (vLLM)")
+async def detokenize(body: DetokenizeRequest, request: Request):
+    served = _server(request).model(body.model)
+    vocab = served.tokenizer.vocab_size
+    if any(not 0 <= t < vocab for t in body.tokens):
+        raise ApiError(f"tokens must lie in [0, {vocab})", param="tokens")
+    return {"prompt": served.tokenizer.decode(body.tokens, skip_special_tokens=False)}
