@@ -85,7 +85,8 @@ def serve(
         engine={"max_running": max_running, "max_waiting": max_waiting,
                 "prefill_chunk": prefill_chunk, "prefix_cache_tokens": prefix_cache_tokens,
                 "autocast": torch.bfloat16 if dtype == Dtype.bf16 else None},
-        max_body_bytes=max_body_bytes, request_timeout=request_timeout or None)
+        max_body_bytes=max_body_bytes, request_timeout=request_timeout or None,
+        db=db_path if keyed else None)
     import uvicorn
 
     uvicorn.run(build_app(specs, options), host=host, port=port, log_level=log_level,

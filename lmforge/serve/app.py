@@ -1,4 +1,5 @@
-"""The FastAPI application: the models it serves, health and metrics, limits, errors.
+"""The FastAPI application: the models it serves, health and metrics, limits, errors,
+and access control (:mod:`lmforge.serve.access`: keys, roles, rate limits, audit).
 
 :func:`build_app` returns the app; the models load on a background thread when the app
 starts, so ``GET /health`` answers at once (the process is alive) while ``GET /ready``
@@ -17,16 +18,21 @@ import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
-from . import errors
+from . import admin, errors
+from .access import Access, AccessMiddleware
+from .audit import AuditLog
 from .errors import ApiError
+from .keys import KeyStore
 from .metrics import ServerMetrics
 from .models import ModelSpec, ServedModel, load_model
+from .ratelimit import RateLimiter
 from .routes import router
 
 log = logging.getLogger("lmforge.serve")
@@ -34,11 +40,25 @@ log = logging.getLogger("lmforge.serve")
 
 @dataclass
 class ServerOptions:
-    """What ``lmforge serve`` configures (the engine's options are passed through)."""
+    """What ``lmforge serve`` configures (the engine's options are passed through).
+    ``db``: the keys and audit database; with active keys in it, every route but the
+    public ones needs a key (:mod:`lmforge.serve.access`)."""
 
     engine: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float | None = 600.0
+    db: Path | None = None
+
+
+def make_access(db: Path | None) -> Access:
+    """Keys, rate limits and audit from ``db`` when it holds active keys, else an open
+    server's (no checks)."""
+    if db is None or not Path(db).is_file():
+        return Access()
+    keys = KeyStore(db)
+    if keys.count_active() == 0:
+        return Access()
+    return Access(keys, RateLimiter(), AuditLog(db))
 
 
 class Server:
@@ -51,6 +71,7 @@ class Server:
         self.loaded = threading.Event()
         self.request_timeout = options.request_timeout
         self.metrics = ServerMetrics(self._engines)
+        self.access = make_access(options.db)
         self._encode_lock = threading.Lock()
 
     def _engines(self):
@@ -153,6 +174,7 @@ def build_app(specs: list[ModelSpec], options: ServerOptions | None = None) -> F
     app.state.server = server
     errors.install(app)
     app.include_router(router)
+    app.include_router(admin.router)
 
     @app.get("/health", summary="The process is alive")
     async def health():
@@ -172,4 +194,5 @@ def build_app(specs: list[ModelSpec], options: ServerOptions | None = None) -> F
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.add_middleware(_BodyLimit, limit=server.options.max_body_bytes)
+    app.add_middleware(AccessMiddleware, access=server.access)  # outermost: sees all
     return app

@@ -96,6 +96,15 @@ def _usage(prompts: list[list[int]], finals: dict[int, Event]) -> dict:
             "prompt_tokens_details": {"cached_tokens": cached}}
 
 
+def report_usage(request: Request, served: Any, prompt_tokens: int,
+                 completion_tokens: int) -> None:
+    """What the request used, for the access log, the audit and the token budget
+    (:mod:`lmforge.serve.access`)."""
+    request.state.usage = {"model": served.name, "version": served.version,
+                           "prompt_tokens": prompt_tokens,
+                           "completion_tokens": completion_tokens}
+
+
 def _token_text(tokenizer: Any, token: int) -> str:
     return tokenizer.decode([token], skip_special_tokens=False)
 
@@ -151,6 +160,7 @@ class _Generation:
                 self.job.submit(prompt, _sampling(body, max_tokens[i], j), stop_ids, logprobs)
         server.metrics.prompt_tokens.labels(served.name, served.version).inc(
             sum(len(p) for p in prompts))
+        report_usage(request, served, sum(len(p) for p in prompts), 0)
 
     def _envelope(self, choices: list[dict], obj: str) -> dict:
         return {"id": self.id, "object": obj, "created": self.created,
@@ -187,8 +197,10 @@ class _Generation:
                 choices.append({"index": i, "text": prefix + texts[i], "logprobs": lp,
                                 "finish_reason": reason})
         obj = "chat.completion" if self.kind == "chat" else "text_completion"
-        return JSONResponse({**self._envelope(choices, obj),
-                             "usage": _usage(self.prompts, finals)})
+        usage = _usage(self.prompts, finals)
+        report_usage(self.request, self.served, usage["prompt_tokens"],
+                     usage["completion_tokens"])
+        return JSONResponse({**self._envelope(choices, obj), "usage": usage})
 
     def stream(self, echo: list[str] | None = None) -> StreamingResponse:
         return StreamingResponse(self._chunks(echo), media_type="text/event-stream",
@@ -231,6 +243,8 @@ class _Generation:
             yield "data: [DONE]\n\n"
         finally:
             self.job.cancel()
+            report_usage(self.request, self.served, sum(len(p) for p in self.prompts),
+                         sum(e.completion_tokens for e in finals.values()))
 
     def _choice(self, i: int, ev: Event, reason: str | None) -> dict:
         if self.kind == "chat":
@@ -328,6 +342,7 @@ async def embeddings(body: EmbeddingRequest, request: Request):
         data.append({"object": "embedding", "index": i, "embedding": emb})
     limit = enc.max_length or enc.model.config.max_len
     tokens = sum(min(len(enc.tokenizer.encode(t.strip())) + 2, limit) for t in texts)
+    report_usage(request, served, tokens, 0)
     return {"object": "list", "data": data, "model": served.name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
