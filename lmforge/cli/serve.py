@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -59,13 +60,14 @@ def serve(
         help="The keys and audit database [default: $LMFORGE_DB or ~/.lmforge/serve.db].")]
     = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    workers: Annotated[int, typer.Option(
+        help="Server processes on one port (each loads its own models; rate limits and "
+             "metrics are per process).", min=1)] = 1,
 ):
     """Serve models over an OpenAI-compatible HTTP API (completions, chat, embeddings,
     tokenize), with Prometheus metrics at /metrics and health at /health and /ready."""
-    import torch
-
     from ..errors import ConfigError
-    from ..serve.app import ServerOptions, build_app
+    from ..serve.app import ENV_CONFIG, ServerOptions, build_app, config_json
     from ..serve.keys import KeyStore, default_db_path
     from ..serve.models import parse_specs
 
@@ -84,11 +86,17 @@ def serve(
     options = ServerOptions(
         engine={"max_running": max_running, "max_waiting": max_waiting,
                 "prefill_chunk": prefill_chunk, "prefix_cache_tokens": prefix_cache_tokens,
-                "autocast": torch.bfloat16 if dtype == Dtype.bf16 else None},
+                "dtype": dtype.value},
         max_body_bytes=max_body_bytes, request_timeout=request_timeout or None,
         db=db_path if keyed else None)
     import uvicorn
 
-    uvicorn.run(build_app(specs, options), host=host, port=port, log_level=log_level,
-                ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-                ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+    tls = {"ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
+           "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None}
+    if workers == 1:
+        uvicorn.run(build_app(specs, options), host=host, port=port, log_level=log_level,
+                    **tls)
+        return
+    os.environ[ENV_CONFIG] = config_json(specs, options)
+    uvicorn.run("lmforge.serve.app:app_from_env", factory=True, workers=workers, host=host,
+                port=port, log_level=log_level, **tls)

@@ -15,7 +15,10 @@ ends with a 408 (or an error event in a stream).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +51,26 @@ class ServerOptions:
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float | None = 600.0
     db: Path | None = None
+
+
+ENV_CONFIG = "LMFORGE_SERVE_CONFIG"
+
+
+def config_json(specs: list[ModelSpec], options: ServerOptions) -> str:
+    """What ``lmforge serve --workers N`` hands each worker process (:func:`app_from_env`)."""
+    opts = dataclasses.asdict(options)
+    opts["db"] = None if options.db is None else str(options.db)
+    return json.dumps({"specs": [dataclasses.asdict(s) for s in specs], "options": opts})
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker of ``lmforge serve --workers N``: built from the JSON that
+    the parent process put in ``$LMFORGE_SERVE_CONFIG`` (:func:`config_json`). Each
+    worker loads its own copy of the models."""
+    cfg = json.loads(os.environ[ENV_CONFIG])
+    opts = cfg["options"]
+    opts["db"] = None if opts["db"] is None else Path(opts["db"])
+    return build_app([ModelSpec(**s) for s in cfg["specs"]], ServerOptions(**opts))
 
 
 def make_access(db: Path | None) -> Access:

@@ -85,7 +85,11 @@ class ServedModel:
 
 
 def load_model(spec: ModelSpec, engine_options: dict[str, Any]) -> ServedModel:
-    """Load ``spec`` (module docstring); a GPT gets a started engine."""
+    """Load ``spec`` (module docstring); a GPT gets a started engine, built with
+    ``engine_options`` (:class:`~lmforge.serve.engine.Engine`'s keywords, and ``dtype``:
+    ``"fp32"`` or ``"bf16"`` autocast)."""
+    import torch
+
     from ..chat.template import load_chat_template
     from ..embeddings.contextual import SentenceEncoder
     from ..hub import load_pretrained, resolve_model_dir
@@ -108,6 +112,11 @@ def load_model(spec: ModelSpec, engine_options: dict[str, Any]) -> ServedModel:
     template = load_chat_template(folder)
     if template is None and Path(spec.path).is_dir() and Path(spec.path) != folder:
         template = load_chat_template(spec.path)  # a run folder keeps it at its root
-    engine = Engine(model, tokenizer, **engine_options).start()
+    options = dict(engine_options)
+    dtype = options.pop("dtype", "fp32")
+    if dtype not in ("fp32", "bf16"):
+        raise ConfigError(f"dtype must be fp32 or bf16, got {dtype!r}")
+    autocast = torch.bfloat16 if dtype == "bf16" else None
+    engine = Engine(model, tokenizer, autocast=autocast, **options).start()
     return ServedModel(spec.name, spec.path, engine=engine, tokenizer=tokenizer,
                        template=template)
