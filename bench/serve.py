@@ -187,7 +187,7 @@ async def one_request(client, url: str, prompt: list[int], n_out: int) -> dict:
         return {"error": "no tokens"}
     ttft = times[0] - sent
     return {"ttft": ttft, "e2e": end - sent, "tokens": tokens,
-            "itl": [b - a for a, b in zip(times, times[1:])],
+            "itl": [b - a for a, b in zip(times, times[1:], strict=False)],
             "tpot": (end - sent - ttft) / max(1, tokens - 1)}
 
 

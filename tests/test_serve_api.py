@@ -316,3 +316,44 @@ def test_overload_is_503_with_retry_after(folders):
                 r = c.post(url + "/v1/completions", json=body)
                 assert r.status_code == 503 and r.headers["Retry-After"] == "1"
                 assert r.json()["error"]["type"] == "service_unavailable"
+
+
+def test_response_cache_answers_deterministic_requests_again(folders):
+    app = build_app([ModelSpec("tiny", str(folders["tiny"]))],
+                    ServerOptions(response_cache_entries=4))
+    with running(app) as url:
+        engine = app.state.server.models["tiny"].engine
+        body = {"model": "tiny", "prompt": "Alice", "max_tokens": 6, "temperature": 0}
+        first = httpx.post(url + "/v1/completions", json=body)
+        made = engine.generated_tokens
+        again = httpx.post(url + "/v1/completions", json={**body, "user": "someone else"})
+        assert again.headers.get("x-cache") == "hit" and engine.generated_tokens == made
+        assert again.json()["choices"] == first.json()["choices"]
+        assert again.json()["usage"] == first.json()["usage"]
+        assert again.json()["id"] != first.json()["id"]
+        sampled = {**body, "temperature": 1.0}  # without a seed: never cached
+        for _ in range(2):
+            assert "x-cache" not in httpx.post(url + "/v1/completions", json=sampled).headers
+        other = {**body, "max_tokens": 7}  # other parameters: another entry
+        assert "x-cache" not in httpx.post(url + "/v1/completions", json=other).headers
+        seeded = {**body, "temperature": 1.0, "seed": 3}
+        httpx.post(url + "/v1/completions", json=seeded)
+        assert httpx.post(url + "/v1/completions", json=seeded).headers.get("x-cache") == "hit"
+        metrics = httpx.get(url + "/metrics").text
+        assert 'lmforge:response_cache_hits_total{model_name="tiny",model_version="1"} 2.0' \
+            in metrics
+
+
+def test_response_cache_lru_and_ttl():
+    from lmforge.serve.response_cache import ResponseCache
+
+    now = [0.0]
+    cache = ResponseCache(max_entries=2, ttl=10, clock=lambda: now[0])
+    cache.put("a", {"x": 1})
+    cache.put("b", {"x": 2})
+    assert cache.get("a") == {"x": 1}  # a is now the most recent
+    cache.put("c", {"x": 3})  # evicts b, the least recently used
+    assert cache.get("b") is None and cache.get("a") == {"x": 1}
+    now[0] = 10.5
+    assert cache.get("c") is None and len(cache) == 1
+    assert (cache.hits, cache.lookups) == (2, 4)

@@ -59,6 +59,11 @@ def serve(
     db: Annotated[Path | None, typer.Option(
         help="The keys and audit database [default: $LMFORGE_DB or ~/.lmforge/serve.db].")]
     = None,
+    response_cache: Annotated[int, typer.Option(
+        help="Entries of the response cache for deterministic requests (temperature 0 "
+             "or a seed); 0 = off.", min=0)] = 0,
+    response_cache_ttl: Annotated[float, typer.Option(
+        help="Seconds a cached response stays valid.", min=0)] = 300.0,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
     workers: Annotated[int, typer.Option(
         help="Server processes on one port (each loads its own models; rate limits and "
@@ -88,7 +93,8 @@ def serve(
                 "prefill_chunk": prefill_chunk, "prefix_cache_tokens": prefix_cache_tokens,
                 "dtype": dtype.value},
         max_body_bytes=max_body_bytes, request_timeout=request_timeout or None,
-        db=db_path if keyed else None)
+        db=db_path if keyed else None, response_cache_entries=response_cache,
+        response_cache_ttl=response_cache_ttl)
     import uvicorn
 
     tls = {"ssl_certfile": str(ssl_certfile) if ssl_certfile else None,

@@ -36,6 +36,7 @@ from .keys import KeyStore
 from .metrics import ServerMetrics
 from .models import ModelSpec, ServedModel, load_model
 from .ratelimit import RateLimiter
+from .response_cache import ResponseCache
 from .routes import router
 
 log = logging.getLogger("lmforge.serve")
@@ -45,12 +46,15 @@ log = logging.getLogger("lmforge.serve")
 class ServerOptions:
     """What ``lmforge serve`` configures (the engine's options are passed through).
     ``db``: the keys and audit database; with active keys in it, every route but the
-    public ones needs a key (:mod:`lmforge.serve.access`)."""
+    public ones needs a key (:mod:`lmforge.serve.access`). ``response_cache_entries``
+    > 0 turns the response cache on (:mod:`lmforge.serve.response_cache`)."""
 
     engine: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float | None = 600.0
     db: Path | None = None
+    response_cache_entries: int = 0
+    response_cache_ttl: float = 300.0
 
 
 ENV_CONFIG = "LMFORGE_SERVE_CONFIG"
@@ -95,6 +99,9 @@ class Server:
         self.request_timeout = options.request_timeout
         self.metrics = ServerMetrics(self._engines)
         self.access = make_access(options.db)
+        self.response_cache = (
+            ResponseCache(options.response_cache_entries, options.response_cache_ttl)
+            if options.response_cache_entries > 0 else None)
         self._encode_lock = threading.Lock()
 
     def _engines(self):

@@ -1,0 +1,68 @@
+"""The response cache: deterministic requests answered again without generating.
+
+A request is deterministic when it decodes greedily (``temperature`` 0) or fixes its
+``seed``: the engine then gives the same tokens every time (:mod:`lmforge.serve.engine`).
+Its key is the route, the model's name and version, and the request body in canonical
+JSON without the fields that do not change the output (``stream``, ``stream_options``,
+``user``). A hit returns the stored response with a new ``id`` and ``created`` time and
+the header ``X-Cache: hit``. Only whole (non-streamed) responses are stored and served.
+
+Entries live at most ``ttl`` seconds and at most ``max_entries`` are kept, the least
+recently used dropped first (LRU). ``hits`` and ``lookups`` count the cache's use
+(``lmforge:response_cache_hits_total`` in the metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+IGNORED = ("stream", "stream_options", "user")
+
+
+def is_deterministic(body: Any) -> bool:
+    return body.temperature == 0 or body.seed is not None
+
+
+def cache_key(route: str, name: str, version: str, body: Any) -> str:
+    fields = body.model_dump(exclude=set(IGNORED))
+    return json.dumps([route, name, version, fields], sort_keys=True, ensure_ascii=False)
+
+
+class ResponseCache:
+    """An LRU cache of response bodies with a time to live (module docstring)."""
+
+    def __init__(self, max_entries: int, ttl: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.max_entries, self.ttl, self.clock = max_entries, ttl, clock
+        self._entries: OrderedDict[str, tuple[float, dict]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.lookups = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> dict | None:
+        with self._lock:
+            self.lookups += 1
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            stored, body = entry
+            if self.clock() - stored > self.ttl:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return body
+
+    def put(self, key: str, body: dict) -> None:
+        with self._lock:
+            self._entries[key] = (self.clock(), body)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
