@@ -31,10 +31,13 @@ def is_loopback(host: str) -> bool:
 
 @app.command(epilog="Example: lmforge serve runs/chat-world embed=minilm --port 8000")
 def serve(
-    models: Annotated[list[str], typer.Argument(
+    models: Annotated[list[str] | None, typer.Argument(
         help="What to serve: a run or model folder (GPT: completions and chat; BERT "
              "encoder: embeddings), NAME=FOLDER to choose its name, or 'minilm' for the "
-             "shipped sentence encoder.", metavar="MODEL...")],
+             "shipped sentence encoder.", metavar="MODEL...")] = None,
+    registry: Annotated[Path | None, typer.Option(
+        help="A folder of NAME/VERSION/ model folders: serve each NAME at its latest "
+             "version; admins load other versions.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.", min=0, max=65535)] = 8000,
     max_running: Annotated[int, typer.Option(
@@ -75,8 +78,14 @@ def serve(
     from ..serve.app import ENV_CONFIG, ServerOptions, build_app, config_json
     from ..serve.keys import KeyStore, default_db_path
     from ..serve.models import parse_specs
+    from ..serve.registry import registry_specs
 
-    specs = parse_specs(models)
+    specs = registry_specs(registry) if registry is not None else []
+    if models or not specs:
+        specs += parse_specs(list(models or []))
+    names = [s.name for s in specs]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"model names must be unique; got {', '.join(names)}")
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
     for f in (ssl_certfile, ssl_keyfile):
@@ -93,7 +102,8 @@ def serve(
                 "prefill_chunk": prefill_chunk, "prefix_cache_tokens": prefix_cache_tokens,
                 "dtype": dtype.value},
         max_body_bytes=max_body_bytes, request_timeout=request_timeout or None,
-        db=db_path if keyed else None, response_cache_entries=response_cache,
+        db=db_path if keyed else None, registry=registry,
+        response_cache_entries=response_cache,
         response_cache_ttl=response_cache_ttl)
     import uvicorn
 

@@ -1,8 +1,14 @@
-"""Admin routes (the ``admin`` role): API keys and the audit log over HTTP.
+"""Admin routes (the ``admin`` role): models and their versions, API keys and the audit
+log over HTTP.
 
-The same operations as ``lmforge keys`` and ``lmforge audit``; the audit row of a key
-change says what changed (``detail``), as the CLI's rows do. They exist only on a server with
-keys (an open server has no one to authorise them).
+- ``GET /admin/models`` lists what is served, with the registry's versions;
+  ``POST /admin/models`` loads a model (a registry version, or a folder) and switches
+  its name's traffic to it with no failed request; ``DELETE /admin/models/NAME`` stops
+  serving it (:meth:`lmforge.serve.app.Server.switch`).
+- The key and audit routes do what ``lmforge keys`` and ``lmforge audit`` do.
+
+The audit row of each change says what changed (``detail``), as the CLI's rows do. The
+routes exist only on a server with keys (an open server has no one to authorise them).
 """
 
 from __future__ import annotations
@@ -17,6 +23,15 @@ from ..errors import LmforgeError
 from .errors import ApiError
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class ModelLoad(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    version: str | None = Field(None, description="A registry version (default: the "
+                                                  "latest).")
+    path: str | None = Field(None, description="A model folder instead of the registry.")
 
 
 class KeyCreate(BaseModel):
@@ -87,3 +102,63 @@ async def audit(request: Request, since: str | None = None,
     rows = await asyncio.to_thread(access.audit.since, t) if t is not None else \
         await asyncio.to_thread(access.audit.tail, limit)
     return {"object": "list", "data": rows[-limit:]}
+
+
+def _model_json(served, registry) -> dict:
+    from .registry import versions
+
+    out = {"name": served.name, "version": served.version, "path": served.path,
+           "kind": served.kind}
+    if registry is not None:
+        try:
+            out["versions"] = versions(registry, served.name)
+        except LmforgeError:
+            out["versions"] = []
+    return out
+
+
+@router.get("/models", summary="The served models and their registry versions")
+async def list_served(request: Request):
+    _access(request)
+    server = request.app.state.server
+    return {"object": "list", "data": [_model_json(m, server.options.registry)
+                                       for m in server.models.values()]}
+
+
+@router.post("/models", summary="Load a model version and switch its traffic to it")
+async def load_served(body: ModelLoad, request: Request):
+    from pathlib import Path
+
+    from .models import ModelSpec
+    from .registry import resolve
+
+    _access(request)
+    server = request.app.state.server
+    if body.path is not None:
+        if body.version is None:
+            raise ApiError("give the version of a model loaded by path", param="version")
+        if not Path(body.path).exists():
+            raise ApiError(f"{body.path} does not exist", param="path")
+        spec = ModelSpec(body.name, body.path, body.version)
+    elif server.options.registry is None:
+        raise ApiError("this server has no registry (--registry); give a path",
+                       param="path")
+    else:
+        try:
+            spec = resolve(server.options.registry, body.name, body.version)
+        except LmforgeError as e:
+            raise ApiError(str(e), 404, param="version") from None
+    try:
+        served = await server.switch(spec)
+    except LmforgeError as e:
+        raise ApiError(f"loading {spec.name} {spec.version} failed: {e}") from None
+    request.state.detail = f"loaded {spec.name} version {spec.version}"
+    return _model_json(served, server.options.registry)
+
+
+@router.delete("/models/{name}", summary="Stop serving a model")
+async def unload_served(name: str, request: Request):
+    _access(request)
+    served = await request.app.state.server.unload(name)
+    request.state.detail = f"unloaded {served.name} version {served.version}"
+    return {"name": served.name, "version": served.version, "unloaded": True}

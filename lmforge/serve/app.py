@@ -14,12 +14,14 @@ ends with a 408 (or an error event in a stream).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +49,14 @@ class ServerOptions:
     """What ``lmforge serve`` configures (the engine's options are passed through).
     ``db``: the keys and audit database; with active keys in it, every route but the
     public ones needs a key (:mod:`lmforge.serve.access`). ``response_cache_entries``
-    > 0 turns the response cache on (:mod:`lmforge.serve.response_cache`)."""
+    > 0 turns the response cache on (:mod:`lmforge.serve.response_cache`). ``registry``
+    is the folder admins load other versions from (:mod:`lmforge.serve.registry`)."""
 
     engine: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float | None = 600.0
     db: Path | None = None
+    registry: Path | None = None
     response_cache_entries: int = 0
     response_cache_ttl: float = 300.0
 
@@ -63,7 +67,8 @@ ENV_CONFIG = "LMFORGE_SERVE_CONFIG"
 def config_json(specs: list[ModelSpec], options: ServerOptions) -> str:
     """What ``lmforge serve --workers N`` hands each worker process (:func:`app_from_env`)."""
     opts = dataclasses.asdict(options)
-    opts["db"] = None if options.db is None else str(options.db)
+    for k in ("db", "registry"):
+        opts[k] = None if opts[k] is None else str(opts[k])
     return json.dumps({"specs": [dataclasses.asdict(s) for s in specs], "options": opts})
 
 
@@ -73,7 +78,8 @@ def app_from_env() -> FastAPI:
     worker loads its own copy of the models."""
     cfg = json.loads(os.environ[ENV_CONFIG])
     opts = cfg["options"]
-    opts["db"] = None if opts["db"] is None else Path(opts["db"])
+    for k in ("db", "registry"):
+        opts[k] = None if opts[k] is None else Path(opts[k])
     return build_app([ModelSpec(**s) for s in cfg["specs"]], ServerOptions(**opts))
 
 
@@ -103,6 +109,7 @@ class Server:
             ResponseCache(options.response_cache_entries, options.response_cache_ttl)
             if options.response_cache_entries > 0 else None)
         self._encode_lock = threading.Lock()
+        self._retiring: set[asyncio.Task] = set()
 
     def _engines(self):
         return [(m.name, m.version, m.engine) for m in self.models.values()
@@ -112,13 +119,49 @@ class Server:
         """Load every model (on a background thread at startup)."""
         try:
             for spec in self.specs:
-                self.models[spec.name] = load_model(spec, self.options.engine)
-                log.info("loaded model %s from %s", spec.name, spec.path)
+                self.models[spec.name] = self._load(spec)
         except Exception as e:  # shown by /ready and the log; the process stays up
             self.load_error = f"{type(e).__name__}: {e}"
             log.error("loading models failed: %s", self.load_error)
         finally:
             self.loaded.set()
+
+    def _load(self, spec: ModelSpec) -> ServedModel:
+        served = load_model(spec, self.options.engine)
+        served.version = spec.version
+        log.info("loaded model %s version %s from %s", spec.name, spec.version, spec.path)
+        return served
+
+    async def switch(self, spec: ModelSpec) -> ServedModel:
+        """Load ``spec`` and send its name's traffic to it at once; the version it
+        replaces finishes its running and queued requests first, then is unloaded. A
+        request picks its model and submits to its engine without yielding to the event
+        loop, so no request can reach an engine that is being retired."""
+        served = await asyncio.to_thread(self._load, spec)
+        old = self.models.get(spec.name)
+        self.models[spec.name] = served
+        self.specs = [s for s in self.specs if s.name != spec.name] + [spec]
+        if old is not None:
+            self._retiring.add(asyncio.create_task(self._retire(old)))
+        return served
+
+    async def unload(self, name: str) -> ServedModel:
+        """Stop serving ``name`` (its running requests finish first)."""
+        served = self.model(name)
+        del self.models[name]
+        self.specs = [s for s in self.specs if s.name != name]
+        self._retiring.add(asyncio.create_task(self._retire(served)))
+        return served
+
+    async def _retire(self, served: ServedModel) -> None:
+        engine = served.engine
+        deadline = time.monotonic() + (self.request_timeout or 600.0)
+        while engine is not None and (engine.num_running or engine.num_waiting) \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(served.close)
+        log.info("unloaded model %s version %s", served.name, served.version)
+        self._retiring.discard(asyncio.current_task())
 
     def close(self) -> None:
         for m in self.models.values():

@@ -241,9 +241,11 @@ class Engine:
                 if self._closing:
                     return
                 while self._waiting and self.num_running < self.max_running:
-                    req = self._waiting.popleft()
-                    self._prefilling.append(_Sequence(req, self.tokenizer, self.vocab,
-                                                      self.device))
+                    # counted as prefilling before it stops counting as waiting, so
+                    # num_running + num_waiting never reads 0 for a live request
+                    self._prefilling.append(_Sequence(self._waiting[0], self.tokenizer,
+                                                      self.vocab, self.device))
+                    self._waiting.popleft()
             try:
                 self._drop_ended()
                 self._prefill()
