@@ -29,8 +29,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 @dataclass
 class ModelSpec:
+    """A model to serve: its name, folder and version (``"1"`` outside a registry)."""
+
     name: str
     path: str
+    version: str = "1"
 
 
 def parse_specs(specs: list[str]) -> list[ModelSpec]:
