@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import __version__
 from . import admin, errors
@@ -243,7 +243,8 @@ def build_app(specs: list[ModelSpec], options: ServerOptions | None = None) -> F
             server.close()
 
     app = FastAPI(title="lmforge", version=__version__, lifespan=lifespan,
-                  description="An OpenAI-compatible API over lmforge models.")
+                  description="An OpenAI-compatible API over lmforge models.",
+                  responses=errors.ERROR_RESPONSES)
     app.state.server = server
     errors.install(app)
     app.include_router(router)
@@ -261,7 +262,7 @@ def build_app(specs: list[ModelSpec], options: ServerOptions | None = None) -> F
             return JSONResponse({"status": "failed", "error": server.load_error}, 503)
         return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics():
         return Response(server.metrics.scrape(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")

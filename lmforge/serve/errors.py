@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import LmforgeError
@@ -22,6 +23,30 @@ from ..errors import LmforgeError
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 408: "timeout_error",
           413: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | int | None = None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error envelope."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {400: "Invalid request (the field is in error.param)",
+                 401: "Missing or invalid API key", 403: "The key's role may not use this route",
+                 404: "Unknown model or route", 408: "The request timed out",
+                 413: "Request body over the limit", 429: "Rate limit reached (Retry-After)",
+                 500: "Internal error", 503: "Overloaded or loading (Retry-After)"}
+
+# every route documents these (OpenAPI ``responses``), so clients and fuzzers know them
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in _DESCRIPTIONS.items()}
 
 
 class ApiError(Exception):

@@ -47,6 +47,10 @@ from .response_cache import cache_key, is_deterministic
 
 router = APIRouter()
 
+# a request with "stream": true is answered with server-sent events
+_STREAMABLE = {200: {"content": {"application/json": {}, "text/event-stream": {}},
+                     "description": "The completion, or its stream (stream: true)"}}
+
 _FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 
 
@@ -300,7 +304,8 @@ async def list_models(request: Request):
         for m in _server(request).models.values()]}
 
 
-@router.post("/v1/completions", summary="Complete prompts (OpenAI completions)")
+@router.post("/v1/completions", summary="Complete prompts (OpenAI completions)",
+             responses=_STREAMABLE)
 async def completions(body: CompletionRequest, request: Request):
     served = _server(request).generator(body.model)
     tok = served.tokenizer
@@ -324,7 +329,8 @@ async def completions(body: CompletionRequest, request: Request):
         body.logprobs, "completion"), echo if body.echo else None)
 
 
-@router.post("/v1/chat/completions", summary="Answer a conversation (OpenAI chat)")
+@router.post("/v1/chat/completions", summary="Answer a conversation (OpenAI chat)",
+             responses=_STREAMABLE)
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     from ..chat.generate import prompt_ids, reply_stopping
     from ..chat.messages import check_messages, check_prompt
