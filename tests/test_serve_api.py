@@ -357,3 +357,12 @@ def test_response_cache_lru_and_ttl():
     now[0] = 10.5
     assert cache.get("c") is None and len(cache) == 1
     assert (cache.hits, cache.lookups) == (2, 4)
+
+
+def test_sse_events_stay_one_line_for_line_splitting_clients():
+    from lmforge.serve.routes import _sse
+
+    text = "a\u2028b\u2029c\x85d\ne\rf\x0bg\x1ch"  # every break str.splitlines knows
+    event = _sse({"text": text})
+    assert event.endswith("\n\n") and len(event[:-2].splitlines()) == 1
+    assert json.loads(event[len("data: "):])["text"] == text

@@ -107,12 +107,15 @@ def serve(
         response_cache_ttl=response_cache_ttl)
     import uvicorn
 
-    tls = {"ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
-           "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None}
+    # keep-alive longer than clients' pools (httpx and the openai client: 5 s), so a
+    # client never reuses a connection the server is closing; nginx uses 75 s too
+    server_options = {"ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
+           "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None,
+           "timeout_keep_alive": 75}
     if workers == 1:
         uvicorn.run(build_app(specs, options), host=host, port=port, log_level=log_level,
-                    **tls)
+                    **server_options)
         return
     os.environ[ENV_CONFIG] = config_json(specs, options)
     uvicorn.run("lmforge.serve.app:app_from_env", factory=True, workers=workers, host=host,
-                port=port, log_level=log_level, **tls)
+                port=port, log_level=log_level, **server_options)

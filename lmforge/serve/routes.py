@@ -174,8 +174,14 @@ async def _answer(request: Request, kind: str, served: Any, body: SamplingFields
     return JSONResponse(out)
 
 
+# Characters that line-splitting clients (Python's str.splitlines, httpx's aiter_lines)
+# take for line ends, though SSE and JSON do not: escaped, so one event stays one line.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028",
+                              "\u2029": "\\u2029"})
+
+
 def _sse(data: Any) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+    return f"data: {json.dumps(data, ensure_ascii=False).translate(_LINE_BREAKS)}\n\n"
 
 
 class _Generation:
