@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 from _common import emit, machine_line
+from fastapi import Request  # at module level: the peer app's route annotation names it
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB = 50257
@@ -64,8 +65,8 @@ def prepare(work: Path) -> Path:
     from lmforge.tokenize.train import train_tokenizer
 
     print("training a 50,257-token BPE on the standard library (once) ...", flush=True)
-    tok = train_tokenizer("bpe", texts=iter_stdlib_documents(), vocab_size=VOCAB,
-                          show_progress=False)
+    tok = train_tokenizer("bpe", texts=(text for _, text in iter_stdlib_documents()),
+                          vocab_size=VOCAB, show_progress=False)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size)).eval()
     model.save_pretrained(folder)
@@ -80,7 +81,7 @@ def make_prompts(folder: Path, n: int, length: int, seed: int) -> list[list[int]
 
     tok = load_tokenizer(folder)
     ids: list[int] = []
-    for doc in iter_stdlib_documents():
+    for _, doc in iter_stdlib_documents():
         ids.extend(tok.encode(doc))
         if len(ids) > 200 * length:
             break
@@ -96,7 +97,7 @@ def hf_app(folder: str):
     import threading
 
     import torch
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import StreamingResponse
     from transformers import GPT2LMHeadModel
     from transformers.generation.streamers import BaseStreamer
