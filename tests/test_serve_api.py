@@ -69,6 +69,7 @@ def test_models_lists_what_is_served(client):
 
 @pytest.mark.parametrize("options", [
     {"temperature": 0},
+    {"temperature": 1e-30},  # greedy: dividing by it would overflow to inf
     {"temperature": 0.9, "top_p": 0.9, "seed": 7},
     {"temperature": 1.2, "top_k": 30, "seed": 3, "presence_penalty": 0.5,
      "frequency_penalty": 0.8},
@@ -193,6 +194,10 @@ def test_errors_are_openai_exceptions(client):
         client.completions.create(model="tiny", prompt="x", temperature=-1)
     assert e.value.body["param"] == "temperature"
     with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="tiny", prompt="x", extra_body={
+            "repetition_penalty": 1e-300})
+    assert e.value.body["param"] == "repetition_penalty"
+    with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model="tiny", prompt="x", max_tokens=10_000)
     assert e.value.body["param"] == "max_tokens" and "128" in e.value.message
     with pytest.raises(openai.BadRequestError) as e:
@@ -309,6 +314,13 @@ def test_overload_is_503_with_retry_after(folders):
             "stream": True}
     with running(app) as url, httpx.Client(timeout=30) as c:
         engine = app.state.server.models["tiny"].engine
+        forward = engine.model.forward
+
+        def slow_forward(*args, **kwargs):  # the two admitted requests outlast the test
+            time.sleep(0.05)
+            return forward(*args, **kwargs)
+
+        engine.model.forward = slow_forward
         with c.stream("POST", url + "/v1/completions", json=body):
             with c.stream("POST", url + "/v1/completions", json=body):
                 while engine.num_waiting < 1:

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import ConfigError
 
+GREEDY_BELOW = 1e-5  # as vLLM's _SAMPLING_EPS
 _AUTOCAST = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
              "fp16": torch.float16, "float16": torch.float16}
 
@@ -30,7 +31,7 @@ _FIELD_KINDS = (("max_new_tokens", Integral, False), ("temperature", Real, False
 class GenerationConfig:
     """How to pick each next token and when to stop.
 
-    ``temperature=0`` is greedy decoding; otherwise tokens are sampled from
+    ``temperature=0`` (or below ``1e-5``) is greedy decoding; otherwise tokens are sampled from
     ``softmax(logits / temperature)`` after the repetition penalty, then cut to the
     ``top_k`` most likely and to the nucleus of mass ``top_p``. ``stop`` strings end a
     row as soon as its decoded completion contains one (the text is cut just before it).
@@ -141,7 +142,9 @@ class GenerationConfig:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        """Temperatures below ``GREEDY_BELOW`` decode greedily: dividing fp32 logits by
+        a smaller one can overflow to inf, and the limit distribution is the argmax."""
+        return self.temperature < GREEDY_BELOW
 
     @property
     def counts_new_tokens(self) -> bool:

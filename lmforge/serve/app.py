@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import __version__
-from . import admin, errors
+from . import admin, errors, task_routes
 from .access import Access, AccessMiddleware
 from .audit import AuditLog
 from .errors import ApiError
@@ -186,8 +186,8 @@ class Server:
     def generator(self, name: str) -> ServedModel:
         served = self.model(name)
         if served.engine is None:
-            raise ApiError(f"model {name} is an embedding model; use /v1/embeddings",
-                           param="model")
+            raise ApiError(f"model {name} serves {task_routes.route_of(served)}; this route "
+                           "needs a language model", param="model")
         return served
 
     def encode(self, served: ServedModel, texts: list[str]):
@@ -248,6 +248,7 @@ def build_app(specs: list[ModelSpec], options: ServerOptions | None = None) -> F
     app.state.server = server
     errors.install(app)
     app.include_router(router)
+    app.include_router(task_routes.router)
     app.include_router(admin.router)
 
     @app.get("/health", summary="The process is alive")

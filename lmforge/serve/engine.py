@@ -279,32 +279,43 @@ class Engine:
 
     @torch.inference_mode()
     def _prefill(self) -> None:
+        """Prefill up to ``prefill_chunk`` prompt tokens, oldest request first; a
+        sequence whose prefill fails ends alone, with an error."""
         budget = self.prefill_chunk
         while self._prefilling and budget > 0:
             seq = self._prefilling[0]
-            prompt = seq.req.prompt
-            if seq.cache is None:
-                seq.cache = KVCache(self.model.config, 1, len(prompt), self.device,
-                                    self.kv_dtype)
-                n, k, v = self.prefix.lookup(prompt)
-                if n:
-                    seq.cache.k[:, 0, :, :n] = k
-                    seq.cache.v[:, 0, :, :n] = v
-                    seq.cache.length = seq.computed = seq.cached_tokens = n
-            take = min(budget, len(prompt) - seq.computed)
-            ids = torch.tensor([prompt[seq.computed:seq.computed + take]], device=self.device)
-            with self._context():
-                logits = self.model(ids, cache=seq.cache, last_only=True)
-            seq.computed += take
-            budget -= take
-            if seq.computed < len(prompt):
-                continue
+            try:
+                budget -= self._prefill_chunk(seq, budget)
+            except Exception as e:
+                log.exception("prefill of sequence %s failed", seq.req.id)
+                self._prefilling.popleft()
+                self._finish(seq, "error", error=f"internal error: {type(e).__name__}: {e}")
+
+    def _prefill_chunk(self, seq: _Sequence, budget: int) -> int:
+        """Run the next at most ``budget`` prompt tokens of ``seq``; when the prompt is
+        done, sample its first token and join the batch. Returns the tokens run."""
+        prompt = seq.req.prompt
+        if seq.cache is None:
+            seq.cache = KVCache(self.model.config, 1, len(prompt), self.device,
+                                self.kv_dtype)
+            n, k, v = self.prefix.lookup(prompt)
+            if n:
+                seq.cache.k[:, 0, :, :n] = k
+                seq.cache.v[:, 0, :, :n] = v
+                seq.cache.length = seq.computed = seq.cached_tokens = n
+        take = min(budget, len(prompt) - seq.computed)
+        ids = torch.tensor([prompt[seq.computed:seq.computed + take]], device=self.device)
+        with self._context():
+            logits = self.model(ids, cache=seq.cache, last_only=True)
+        seq.computed += take
+        if seq.computed == len(prompt):
             self._prefilling.popleft()
             self.prefix.store(prompt, seq.cache.k[:, 0], seq.cache.v[:, 0])
             if not self._advance(seq, logits[:, -1].float()):
                 self.slots.join(seq.cache)
                 self._rows.append(seq)
             seq.cache = None
+        return take
 
     @torch.inference_mode()
     def _decode(self) -> None:
@@ -329,7 +340,15 @@ class Engine:
 
     def _advance(self, seq: _Sequence, logits: torch.Tensor) -> bool:
         """Pick ``seq``'s next token from its logits (1, V), release its text, and say
-        whether the sequence ended."""
+        whether the sequence ended. A failure ends this sequence alone, with an error."""
+        try:
+            return self._next_token(seq, logits)
+        except Exception as e:
+            log.exception("sequence %s failed", seq.req.id)
+            self._finish(seq, "error", error=f"internal error: {type(e).__name__}: {e}")
+            return True
+
+    def _next_token(self, seq: _Sequence, logits: torch.Tensor) -> bool:
         cfg = seq.cfg
         stop_ids = seq.req.stop_ids
         banned = [sorted(stop_ids)] if stop_ids and seq.n_new < cfg.min_new_tokens else None

@@ -61,7 +61,8 @@ def parse_specs(specs: list[str]) -> list[ModelSpec]:
 
 @dataclass
 class ServedModel:
-    """A loaded model: a GPT with its engine (and chat template), or a sentence encoder."""
+    """A loaded model: a GPT with its engine (and chat template), a sentence encoder, or a
+    task model's ``predictor`` with its ``task`` (:mod:`lmforge.serve.task_models`)."""
 
     name: str
     path: str
@@ -70,17 +71,25 @@ class ServedModel:
     tokenizer: Any = None
     template: Any = None
     encoder: Any = None
+    task: str | None = None
+    predictor: Any = None
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
     def kind(self) -> str:
+        if self.task is not None:
+            return self.task
         return "embedding" if self.encoder is not None else "generate"
 
     @property
-    def max_seq_len(self) -> int:
+    def max_seq_len(self) -> int | None:
+        """The model's context in tokens; None for a task model, whose predictor cuts or
+        windows long inputs itself."""
         if self.engine is not None:
             return self.engine.max_seq_len
-        return int(self.encoder.model.config.max_len)
+        if self.encoder is not None:
+            return int(self.encoder.model.config.max_len)
+        return None
 
     def close(self) -> None:
         if self.engine is not None:
@@ -99,7 +108,11 @@ def load_model(spec: ModelSpec, engine_options: dict[str, Any]) -> ServedModel:
     from ..models.bert import BertModel
     from ..models.gpt import GPT
     from .engine import Engine
+    from .task_models import load_task
 
+    task = load_task(spec)
+    if task is not None:
+        return task
     if spec.path == MINILM:
         enc = SentenceEncoder.load(None)
         return ServedModel(spec.name, spec.path, encoder=enc, tokenizer=enc.tokenizer)

@@ -21,11 +21,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from ..generate.config import GREEDY_BELOW
+
 IGNORED = ("stream", "stream_options", "user")
 
 
 def is_deterministic(body: Any) -> bool:
-    return body.temperature == 0 or body.seed is not None
+    return body.temperature < GREEDY_BELOW or body.seed is not None
 
 
 def cache_key(route: str, name: str, version: str, body: Any) -> str:
