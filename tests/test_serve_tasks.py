@@ -7,13 +7,23 @@ comes in OpenAI's envelope naming the field; the OpenAPI schema documents the ro
 from __future__ import annotations
 
 import concurrent.futures
-import json
-import random
 from pathlib import Path
 
 import httpx
 import pytest
-from serve_fixtures import make_model_folder, running
+from serve_fixtures import (
+    CITIES,
+    QUIET,
+    make_model_folder,
+    ner_run,
+    people,
+    running,
+    sentiment_run,
+    seq2seq_run,
+    task_run,
+    translate_run,
+    write_jsonl,
+)
 
 from lmforge.data.squad import write_squad
 from lmforge.retrieval.ask import rag_input
@@ -25,62 +35,16 @@ from lmforge.tasks import load_task_model
 from lmforge.tasks.config import build_finetune_recipe
 from lmforge.tasks.finetune import finetune
 from lmforge.tasks.rag import open_run_index, rag_records
-from lmforge.tasks.seq2seq import finetune_seq2seq
-from lmforge.tasks.seq2seq_config import build_seq2seq_recipe
 from lmforge.tasks.seq2seq_predictor import load_seq2seq
 
-QUIET = {"show_progress": False, "log": lambda m: None}
-NAMES = ["Anna", "Bob", "Carl", "安娜", "王磊"]
-CITIES = ["Paris", "Rome", "北京", "上海"]
-ENCODER_STEPS, SEQ2SEQ_STEPS = 100, 300  # enough to make the outputs differ by input
 TASKS = {"sent": "classify", "pairs": "classify", "baseline": "classify", "ner": "ner",
          "rel": "relations", "squad": "qa", "rag": "qa", "mt": "translate",
          "sum": "summarize", "gpt": "generate"}
 
 
-def _jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                    encoding="utf-8")
-    return str(path)
-
-
-def _train(steps: int) -> dict:
-    return {"max_steps": steps, "batch_size": 8, "lr": 3e-3, "min_lr": 0.0,
-            "warmup_steps": 0, "eval_every": steps, "ckpt_every": steps, "keep_last": 1,
-            "log_every": steps, "threads": 1}
-
-
-def _task_run(out: Path, train: str, encoder: str = "bilstm", **sections) -> Path:
-    """A small encoder with a task head trained on ``train`` (validated on it too)."""
-    raw = {"run": {"name": out.name, "out_dir": str(out), "seed": 0},
-           "data": {"train": train, "val": train, "max_length": 32},
-           "backbone": {"encoder": encoder, "encoder_config": {"d_emb": 16, "hidden": 16}},
-           "train": _train(ENCODER_STEPS)}
-    for k, v in sections.items():
-        raw[k] = {**raw.get(k, {}), **v}
-    return finetune(build_finetune_recipe(raw), **QUIET).run_dir
-
-
-def _seq2seq_run(out: Path, task: str, train: str, langs: list[str], **sections) -> Path:
-    """A tiny Transformer encoder-decoder trained on ``train``."""
-    raw = {"task": task, "run": {"name": out.name, "out_dir": str(out), "seed": 0},
-           "data": {"train": train, "langs": langs, "max_length": 32, "val_decode": 4},
-           "tokenizer": {"kind": "bpe", "vocab_size": 300},
-           "model": {"arch": "transformer", "d_model": 16, "n_head": 2, "n_encoder_layers": 1,
-                     "n_decoder_layers": 1, "d_ff": 32, "dropout": 0.0, "norm_first": True,
-                     "max_seq_len": 48, "share_embeddings": True},
-           "decode": {"beams": 2, "max_new_tokens": 8}, "label_smoothing": 0.0,
-           "train": _train(SEQ2SEQ_STEPS), **sections}
-    return finetune_seq2seq(build_seq2seq_recipe(raw), **QUIET).run_dir
-
-
-def _people() -> list[tuple[str, str]]:
-    return [(p, c) for p in NAMES for c in CITIES]
-
-
 def _squad_records() -> list[dict]:
     out = []
-    for i, (p, c) in enumerate(_people()):
+    for i, (p, c) in enumerate(people()):
         ctx = f"{p} lives in {c}. The sky is clear today. It rained on Monday."
         out.append({"id": f"q{i}", "question": f"Where does {p} live?", "context": ctx,
                     "answers": [{"text": c, "answer_start": ctx.index(c)}],
@@ -99,43 +63,30 @@ def _relation(p: str, c: str, verb: str = "lives in") -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("task-runs")
-    rng = random.Random(0)
-    sent = [{"text": f"the {rng.choice(['food', 'film', '饭菜'])} was {word}", "label": label}
-            for label, word in [("pos", "great"), ("neg", "awful"), ("pos", "好"),
-                                ("neg", "差")] * 6]
     pairs = [{"text": f"{p} lives in {c}", "text_b": f"{p} is in {c2}",
-              "label": "yes" if c == c2 else "no"} for p, c in _people() for c2 in CITIES[:2]]
-    conll = []
-    for p, c in _people():
-        conll += [f"{t} NN O {'B-PER' if t == p else 'B-LOC' if t == c else 'O'}"
-                  for t in (p, "lives", "in", c, ".")] + [""]
-    (d / "ner.conll").write_text("\n".join(conll) + "\n", encoding="utf-8")
+              "label": "yes" if c == c2 else "no"} for p, c in people() for c2 in CITIES[:2]]
     write_squad(_squad_records(), d / "squad.json")
-    (d / "mt.tsv").write_text("".join(f"{p} lives in {c}\t{p}住在{c}\n"
-                                      for p, c in _people()), encoding="utf-8")
     docs = [{"document": f"{p} lives in {c}. It rained on Monday.",
-             "summary": f"{p} lives in {c}."} for p, c in _people()]
+             "summary": f"{p} lives in {c}."} for p, c in people()]
     docs += [{"document": f"{p}住在{c}。今天下雨了。", "summary": f"{p}住在{c}。"}
-             for p, c in _people()]
+             for p, c in people()]
     return {
-        "sent": _task_run(d / "sent", _jsonl(d / "sent.jsonl", sent), "textcnn",
-                          backbone={"encoder_config": {"d_emb": 16}},
-                          head={"pooling": "max"}),
-        "pairs": _task_run(d / "pairs", _jsonl(d / "pairs.jsonl", pairs),
-                           data={"text_b_field": "text_b"}),
+        "sent": sentiment_run(d),  # writes d/sent.jsonl, which the baseline reads too
+        "pairs": task_run(d / "pairs", write_jsonl(d / "pairs.jsonl", pairs),
+                          data={"text_b_field": "text_b"}),
         "baseline": finetune(build_finetune_recipe(
             {"run": {"out_dir": str(d / "baseline"), "seed": 0},
              "data": {"train": str(d / "sent.jsonl"), "val": str(d / "sent.jsonl")},
              "backbone": {"classical": "tfidf-logreg"}}), **QUIET).run_dir,
-        "ner": _task_run(d / "ner", str(d / "ner.conll")),
-        "rel": _task_run(d / "rel", _jsonl(d / "rel.jsonl", [
-            _relation(p, c, verb) for p, c in _people() for verb in ("lives in", "visited")])),
-        "squad": _task_run(d / "squad", str(d / "squad.json"), data={"doc_stride": 8}),
-        "rag": _seq2seq_run(d / "rag", "answer", str(d / "squad.json"), ["en"],
-                            retrieval={"k": 1, "mode": "bm25"}),
-        "mt": _seq2seq_run(d / "mt", "translate", str(d / "mt.tsv"), ["en", "zh"]),
-        "sum": _seq2seq_run(d / "sum", "summarize", _jsonl(d / "sum.jsonl", docs),
-                            ["en", "zh"]),
+        "ner": ner_run(d),
+        "rel": task_run(d / "rel", write_jsonl(d / "rel.jsonl", [
+            _relation(p, c, verb) for p, c in people() for verb in ("lives in", "visited")])),
+        "squad": task_run(d / "squad", str(d / "squad.json"), data={"doc_stride": 8}),
+        "rag": seq2seq_run(d / "rag", "answer", str(d / "squad.json"), ["en"],
+                           retrieval={"k": 1, "mode": "bm25"}),
+        "mt": translate_run(d),
+        "sum": seq2seq_run(d / "sum", "summarize", write_jsonl(d / "sum.jsonl", docs),
+                           ["en", "zh"]),
         "gpt": make_model_folder(d / "gpt", template=False),
     }
 

@@ -6,7 +6,7 @@ One ASGI middleware, outermost, so it sees every request and its final status:
 - **Request id.** Every response carries ``X-Request-Id``: the client's own (when it is
   1-64 characters of letters, digits, ``-``, ``_``, ``.``), else a new one.
 - **Keys** (when the server has a key store with active keys). ``/health``, ``/ready``,
-  the OpenAPI schema and the docs are public; every other route needs
+  the OpenAPI schema, the docs and the web UI's files (``/`` and ``/ui/``) are public; every other route needs
   ``Authorization: Bearer <key>``, 401 without a valid one. The key's role must grant
   the route's scope (:func:`~lmforge.serve.keys.allowed`), else 403: ``inference`` for
   generation, embeddings and tokenization, ``models`` for ``GET /v1/models``,
@@ -42,7 +42,7 @@ from .keys import KeyRecord, allowed
 
 log = logging.getLogger("lmforge.serve.access")
 
-PUBLIC = ("/health", "/ready", "/openapi.json", "/docs", "/redoc")
+PUBLIC = ("/health", "/ready", "/openapi.json", "/docs", "/redoc", "/ui/")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -121,7 +121,7 @@ class AccessMiddleware:
             await send(message)
 
         try:
-            if not path.startswith(PUBLIC):
+            if not (path == "/" or path.startswith(PUBLIC)):  # "/": the UI's page
                 key = self.access.authenticate(headers.get("authorization"), method, path)
         except ApiError as e:
             await e.response()(scope, receive, send_with_id)

@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import __version__
-from . import admin, errors, task_routes
+from . import admin, errors, task_routes, ui
 from .access import Access, AccessMiddleware
 from .audit import AuditLog
 from .errors import ApiError
@@ -250,6 +250,7 @@ def build_app(specs: list[ModelSpec], options: ServerOptions | None = None) -> F
     app.include_router(router)
     app.include_router(task_routes.router)
     app.include_router(admin.router)
+    ui.install(app)
 
     @app.get("/health", summary="The process is alive")
     async def health():
