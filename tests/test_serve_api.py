@@ -378,3 +378,25 @@ def test_sse_events_stay_one_line_for_line_splitting_clients():
     event = _sse({"text": text})
     assert event.endswith("\n\n") and len(event[:-2].splitlines()) == 1
     assert json.loads(event[len("data: "):])["text"] == text
+
+
+def test_request_timeout_is_408_and_frees_the_slot(folders):
+    app = build_app([ModelSpec("tiny", str(folders["tiny"]))],
+                    ServerOptions(request_timeout=0.5))
+    with running(app) as url:
+        engine = app.state.server.models["tiny"].engine
+        forward = engine.model.forward
+
+        def slow_forward(*args, **kwargs):
+            time.sleep(0.05)
+            return forward(*args, **kwargs)
+
+        engine.model.forward = slow_forward
+        body = {"model": "tiny", "prompt": "Alice", "max_tokens": 100, "ignore_eos": True}
+        r = httpx.post(url + "/v1/completions", json=body, timeout=30)
+        assert r.status_code == 408 and r.json()["error"]["code"] == "timeout"
+        with httpx.stream("POST", url + "/v1/completions", json={**body, "stream": True},
+                          timeout=30) as s:
+            events = [line for line in s.iter_lines() if line.startswith("data: ")]
+        assert "timed out" in events[-2] and events[-1] == "data: [DONE]"
+        assert engine.num_running == 0

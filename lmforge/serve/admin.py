@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import LmforgeError
 from .errors import ApiError
+from .keys import MAX_LIMIT
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -39,8 +40,8 @@ class KeyCreate(BaseModel):
 
     role: Literal["admin", "user", "reader"]
     name: str = Field(min_length=1, max_length=100)
-    requests_per_minute: int | None = Field(None, ge=1)
-    tokens_per_minute: int | None = Field(None, ge=1)
+    requests_per_minute: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    tokens_per_minute: int | None = Field(None, ge=1, le=MAX_LIMIT)
 
 
 def _access(request: Request):

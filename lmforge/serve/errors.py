@@ -10,6 +10,7 @@ routes are 404, a wrong method 405, a body over the limit 413.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +20,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import LmforgeError
+
+log = logging.getLogger("lmforge.serve")
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 408: "timeout_error",
@@ -107,6 +110,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LmforgeError)
     async def _user(_: Request, exc: LmforgeError):
         return ApiError(str(exc)).response()
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception):  # a bug: still OpenAI's envelope, logged
+        log.exception("unhandled error", exc_info=exc)
+        return ApiError(f"internal error: {type(exc).__name__}", 500,
+                        type="server_error").response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):

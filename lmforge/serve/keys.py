@@ -43,6 +43,7 @@ SECRET_PREFIX = "lmf-"
 _PREFIX_CHARS = 8
 _MAX_SECRET_CHARS = 256  # a real secret has 47; longer input is rejected before hashing
 _MAX_NAME_CHARS = 100
+MAX_LIMIT = 10**12  # per minute; also keeps limits inside SQLite's 64-bit integers
 _SECRET_RE = re.compile(re.escape(SECRET_PREFIX) + r"[A-Za-z0-9_-]{16,}")
 
 _SCHEMA = """
@@ -135,8 +136,9 @@ def connect(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
 
 def _check_limit(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or value <= 0):
-        raise LmforgeError(f"{name} must be a positive integer or unset, got {value!r}")
+                              or not 0 < value <= MAX_LIMIT):
+        raise LmforgeError(f"{name} must be an integer from 1 to {MAX_LIMIT:,} or unset, "
+                           f"got {value!r}")
 
 
 def _check_name(name: str) -> str:
