@@ -466,3 +466,22 @@ def test_complete_bad_input(tmp_path, capsys):
     code, out, _ = run_cli(["complete", str(model), "--file", str(src), "--line", "3",
                             "--max-new-tokens", "8"], capsys)
     assert code == 0 and "\n" not in out.rstrip("\n")
+
+
+def test_evaluate_command_measures_the_run_again(toy_run, tmp_path, capsys):
+    """``lmforge evaluate RUN`` gives the run's own figures (the same test files and cases,
+    greedy decoding), and ``--set`` changes the evaluation, not the run."""
+    res = json.loads((toy_run / "results.json").read_text())
+    out = tmp_path / "again"
+    code, printed, _ = run_cli(["evaluate", str(toy_run), "--out", str(out)], capsys)
+    assert code == 0 and "function bodies that parse" in printed
+    again = json.loads((out / "metrics.json").read_text())
+    for key in ("next_line", "bodies", "perplexity"):
+        assert again[key] == res[key], key
+    assert (out / "samples.jsonl").read_text() == (toy_run / "samples.jsonl").read_text()
+    code, _, _ = run_cli(["evaluate", str(toy_run), "--out", str(out),
+                          "--set", "bodies=4", "--set", "ngram_order=0"], capsys)
+    fewer = json.loads((out / "metrics.json").read_text())
+    assert code == 0 and fewer["bodies"]["n"] == 4 and "ngram" not in fewer["perplexity"]
+    code, _, err = run_cli(["evaluate", str(toy_run), "--set", "bodies=-1"], capsys)
+    assert code == 2 and "bodies" in err and err.count("\n") == 1

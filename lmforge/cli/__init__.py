@@ -284,7 +284,8 @@ def generate(
 def evaluate(
     model: Annotated[str, typer.Argument(help="A run folder or a model folder.", metavar="RUN_OR_DIR")],
     data: Annotated[list[str] | None, typer.Option(
-        help="Text file(s): .txt, .jsonl, .csv, .parquet (a control run needs none).",
+        help="Text file(s): .txt, .jsonl, .csv, .parquet (control and code runs need "
+             "none).",
         metavar="FILE")] = None,
     field: Annotated[str, typer.Option(help="JSONL field with the text.")] = "text",
     column: Annotated[str, typer.Option(help="CSV/Parquet column with the text.")] = "text",
@@ -294,27 +295,30 @@ def evaluate(
     out: Annotated[str | None, typer.Option(
         help="Task models: write metrics, confusion matrix and errors.jsonl here.")] = None,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Control runs: override a field of the recipe's evaluate: section "
-        "(samples=8, 'classifiers={sentiment: runs/s}').")] = None,
+        "--set", help="Control and code runs: override a field of the recipe's evaluate: "
+        "section (samples=8, bodies=400).")] = None,
 ):
     """Perplexity and bits per document of a language model on held-out text; for a
     fine-tuned task model, the task's metrics on labelled files; for a translation run,
     BLEU, chrF and exact match on parallel files (.tsv or .jsonl); for a summarisation
     run, ROUGE on .jsonl files of document and summary; for a chat run, factual accuracy
     on the world's dialogues or the assistant-token loss on chat JSONL; for a control
-    run, the control accuracies of texts generated for every combination of codes."""
+    run, the control accuracies of texts generated for every combination of codes; for
+    a code run, next-line exact match, parsing bodies and perplexity on its test files."""
     from ..evaluate import evaluate_texts
     from ..tasks import is_task_model
     from ..tasks.seq2seq_predictor import recipe_task, seq2seq_task_of
 
     task = recipe_task(model)
-    if task == "control":
+    if task in ("control", "code"):
+        from ..code.finetune import evaluate_code_run
         from ..control.finetune import evaluate_control_run
 
-        evaluate_control_run(model, out, list(set_ or []), log=_echo)
+        rerun = evaluate_control_run if task == "control" else evaluate_code_run
+        rerun(model, out, list(set_ or []), log=_echo)
         return
     if set_:
-        raise LmforgeError("--set applies to control runs only")
+        raise LmforgeError("--set applies to control and code runs only")
     if not data:
         raise LmforgeError("give the held-out data with --data FILE")
     if task == "chat":

@@ -17,15 +17,21 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..io import atomic_write_json, atomic_write_text
-from ..tasks.finetune import FinetuneResult, fit_and_load_best, scratch_tokenizer, start_run
+from ..tasks.finetune import (
+    FinetuneResult,
+    fit_and_load_best,
+    reevaluate,
+    scratch_tokenizer,
+    start_run,
+    write_results,
+)
 from .batches import CodeBatches
 from .data import CodeFile, collect_files, split_files
 from .fim import FIM_TOKENS, FimIds
@@ -148,8 +154,27 @@ def finetune_code(recipe: CodeRecipe, *, resume: bool = False, show_progress: bo
     results.update(best_checkpoint=str(best), parameters=total,
                    files={k: len(v) for k, v in splits.items()},
                    train_tokens=train_src.tokens)
-    atomic_write_text(run_dir / "samples.jsonl", "".join(
-        json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    atomic_write_json(run_dir / "results.json", results)
+    write_results(run_dir, results, samples)
     log(results_table(results))
     return FinetuneResult(run_dir, None, results, train_result, (total, total))
+
+
+def evaluate_code_run(run: str | Path, out: str | None = None,
+                      overrides: Sequence[str] = (),
+                      log: Callable[[str], None] = print) -> dict:
+    """``lmforge evaluate`` on a code run: :func:`evaluate_code` again on the recipe's
+    test files (the split depends on file paths only, so they are the run's own), with
+    ``overrides`` of its ``evaluate:`` section (``bodies=400``,
+    ``no_repeat_ngram_size=0``; :func:`~lmforge.tasks.finetune.reevaluate`). The
+    n-gram baseline is counted again on the training files."""
+    from .recipe import build_code_recipe
+
+    def measure(model: Any, tok: Any, recipe: CodeRecipe) -> tuple[dict, list[dict]]:
+        d = recipe.data
+        splits = split_files(collect_files(d.files, d.max_chars), d.val_fraction,
+                             d.test_fraction)
+        train_docs = ([tok.encode(f.text) for f in splits["train"]]
+                      if recipe.evaluate.ngram_order else None)
+        return evaluate_code(model, tok, recipe, splits["test"], train_docs, log)
+
+    return reevaluate(run, overrides, build_code_recipe, measure, results_table, out, log)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,8 +36,14 @@ import torch
 from ..chat.sft import ChatBatches, ChatExample
 from ..corpora.tasks.control import ASPECTS, CONTROLS, judge
 from ..errors import DataError
-from ..io import atomic_write_json, atomic_write_text
-from ..tasks.finetune import FinetuneResult, fit_and_load_best, scratch_tokenizer, start_run
+from ..tasks.finetune import (
+    FinetuneResult,
+    fit_and_load_best,
+    reevaluate,
+    scratch_tokenizer,
+    start_run,
+    write_results,
+)
 from .codes import ORDER, all_code_tokens, code_ids
 from .recipe import ControlRecipe
 
@@ -236,9 +241,7 @@ def finetune_control(recipe: ControlRecipe, *, resume: bool = False, show_progre
     train_result, best = fit_and_load_best(trainer, model, run_dir)
     results, samples = evaluate_control(model, tok, recipe, {r["text"] for r in train})
     results.update(best_checkpoint=str(best), parameters=total)
-    atomic_write_text(run_dir / "samples.jsonl", "".join(
-        json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    atomic_write_json(run_dir / "results.json", results)
+    write_results(run_dir, results, samples)
     log(results_table(results))
     return FinetuneResult(run_dir, None, results, train_result, (total, total))
 
@@ -246,25 +249,11 @@ def finetune_control(recipe: ControlRecipe, *, resume: bool = False, show_progre
 def evaluate_control_run(run: str | Path, out: str | None = None,
                          overrides: Sequence[str] = (),
                          log: Callable[[str], None] = print) -> dict:
-    """``lmforge evaluate`` on a control run (or one of its checkpoints): the measurements
-    of :func:`evaluate_control` again, with ``overrides`` of the recipe's ``evaluate:``
-    section (``samples=8``, ``classifiers={sentiment: runs/s}``); ``out``: a folder for
-    ``metrics.json`` and ``samples.jsonl``."""
-    from ..config import apply_overrides, load_yaml
-    from ..hub import load_pretrained
-    from ..io import ensure_writable_dir
-    from ..tasks.seq2seq_predictor import run_dir_of
+    """``lmforge evaluate`` on a control run: :func:`evaluate_control` again, with
+    ``overrides`` of the recipe's ``evaluate:`` section (``samples=8``,
+    ``classifiers={sentiment: runs/s}``; :func:`~lmforge.tasks.finetune.reevaluate`)."""
     from .recipe import build_control_recipe
 
-    raw = load_yaml(run_dir_of(run) / "config.yaml")
-    apply_overrides(raw, [f"evaluate.{o}" for o in overrides])
-    recipe = build_control_recipe(raw)
-    model, tok = load_pretrained(run, require_tokenizer=True)
-    results, samples = evaluate_control(model, tok, recipe, training_texts(recipe))
-    if out is not None:
-        folder = ensure_writable_dir(out)
-        atomic_write_json(folder / "metrics.json", results)
-        atomic_write_text(folder / "samples.jsonl", "".join(
-            json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    log(results_table(results))
-    return results
+    return reevaluate(run, overrides, build_control_recipe,
+                      lambda m, tok, r: evaluate_control(m, tok, r, training_texts(r)),
+                      results_table, out, log)

@@ -380,6 +380,38 @@ def start_run(recipe: Any, resume: bool) -> Path:
     return run_dir
 
 
+def write_results(folder: Path, results: dict, samples: Sequence[dict],
+                  name: str = "results.json") -> None:
+    """``results`` as JSON and ``samples`` as ``samples.jsonl`` in ``folder`` (atomic)."""
+    atomic_write_text(folder / "samples.jsonl", "".join(
+        json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    atomic_write_json(folder / name, results)
+
+
+def reevaluate(run: str | Path, overrides: Sequence[str], build_recipe: Callable[[dict], Any],
+               measure: Callable[[Any, Any, Any], tuple[dict, list[dict]]],
+               table: Callable[[dict], str], out: str | None,
+               log: Callable[[str], None] = print) -> dict:
+    """``lmforge evaluate`` on a generation run (or one of its checkpoints): its recipe
+    (``config.yaml``) with ``overrides`` of the ``evaluate:`` section (``samples=8``),
+    ``measure(model, tokenizer, recipe)`` run again, the table logged; ``out``: a folder
+    for ``metrics.json`` and ``samples.jsonl``."""
+    from ..config import apply_overrides, load_yaml
+    from ..hub import load_pretrained
+    from ..io import ensure_writable_dir
+    from .seq2seq_predictor import run_dir_of
+
+    raw = load_yaml(run_dir_of(run) / "config.yaml")
+    apply_overrides(raw, [f"evaluate.{o}" for o in overrides])
+    recipe = build_recipe(raw)
+    model, tok = load_pretrained(run, require_tokenizer=True)
+    results, samples = measure(model, tok, recipe)
+    if out is not None:
+        write_results(ensure_writable_dir(out), results, samples, "metrics.json")
+    log(table(results))
+    return results
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     from ..train import latest_checkpoint
 
