@@ -9,7 +9,9 @@ after the other, each in its own process using every core:
 - ``transformers``: ``GPT2LMHeadModel.generate()`` behind a FastAPI app of the same
   route, one request at a time (a lock), streaming every token through a
   ``BaseStreamer`` and lmforge's incremental detokenizer, so that chunks are per token
-  as in lmforge's server.
+  as in lmforge's server;
+- and, offline (no HTTP), ``transformers``' own continuous batching
+  (``generate_batch``, paged attention) on all the prompts at once.
 
 The model is GPT-2-small-shaped (12 layers, 12 heads, d 768, context 1024) with random
 weights made by ``transformers`` (seed 0), and a 50,257-token byte-level BPE trained on
@@ -163,6 +165,36 @@ def hf_app(folder: str):
     return app
 
 
+def hf_continuous_batching(folder: Path, prompts: list[list[int]], n_out: int) -> dict:
+    """transformers' own continuous batching, ``generate_batch`` (paged attention), run
+    offline in a child process: no HTTP and no streaming, so an upper bound for a server
+    built on it. Returns output tokens/s and wall time."""
+    code = f"""
+import json, sys, time, torch
+from transformers import GPT2LMHeadModel, GenerationConfig
+m = GPT2LMHeadModel.from_pretrained({str(folder)!r}).eval()
+prompts = json.loads(sys.stdin.read())
+gc = GenerationConfig(max_new_tokens={n_out}, min_new_tokens={n_out}, do_sample=False,
+                      eos_token_id=None, pad_token_id=0)
+t = time.perf_counter()
+with torch.inference_mode():
+    out = m.generate_batch(prompts, gc, warmup=False)
+dt = time.perf_counter() - t
+print(json.dumps({{"tokens": sum(len(v.generated_tokens) for v in out.values()),
+                   "seconds": dt}}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], input=json.dumps(prompts),
+                       capture_output=True, text=True, timeout=7200)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    cb = {"out_tok_per_s": res["tokens"] / res["seconds"], "duration_s": res["seconds"],
+          "tokens": res["tokens"]}
+    print(f"transformers generate_batch (offline, all {len(prompts)} prompts at once, no "
+          f"HTTP): {cb['out_tok_per_s']:.1f} tok/s ({cb['duration_s']:.0f} s)", flush=True)
+    return cb
+
+
 # ----------------------------------------------------------------------------- client
 
 async def one_request(client, url: str, prompt: list[int], n_out: int) -> dict:
@@ -313,6 +345,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rates", default="inf", help="comma-separated request rates for "
                                                   "lmforge's Poisson runs (inf = at once)")
+    ap.add_argument("--skip-generate-batch", action="store_true",
+                    help="do not run transformers' generate_batch (slow on CPU)")
+    ap.add_argument("--only-generate-batch", action="store_true",
+                    help="run only transformers' generate_batch (no servers)")
     ap.add_argument("--serve-hf", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -328,6 +364,12 @@ def main() -> None:
     folder = prepare(args.work)
     prompts = make_prompts(folder, n_req, n_in, seed=0)
     c = args.concurrency
+    if args.only_generate_batch:
+        cb = hf_continuous_batching(folder, prompts, n_out)
+        emit({"bench": "serve", "metric": "out_tok_per_s_offline",
+              "server": "transformers generate_batch", "value": round(cb["out_tok_per_s"], 3),
+              "input": n_in, "output": n_out, "requests": n_req})
+        return
     runs: dict[tuple[str, str], dict] = {}
 
     def measure(name: str, server: Server, modes: list[tuple[str, float, int]]) -> None:
@@ -349,6 +391,9 @@ def main() -> None:
     measure("lmforge", lmforge_server(folder, c), lmf_modes)
     measure("lmforge-b1", lmforge_server(folder, 1), [(f"c={c}", float("inf"), c)])
     measure("transformers", hf_server(folder), [(f"c={c}", float("inf"), c)])
+    cb = None
+    if not args.skip_generate_batch:
+        cb = hf_continuous_batching(folder, prompts, n_out)
 
     key = f"c={c}"
     lmf = runs[("lmforge", key)]["out_tok_per_s"]
@@ -366,6 +411,11 @@ def main() -> None:
                 v = s[lat][stat]
                 emit({"bench": "serve", "metric": f"{lat}_{stat}_s_{mode}", "server": name,
                       "value": None if v is None else round(v, 5)})
+    if cb is not None:
+        emit({"bench": "serve", "metric": "out_tok_per_s_offline", "lmforge": round(lmf, 2),
+              "peer": round(cb["out_tok_per_s"], 2),
+              "peer_name": "transformers generate_batch (offline)",
+              "ratio": round(lmf / cb["out_tok_per_s"], 3), "target": None, "met": None})
     for peer, target in (("lmforge-b1", 4.0), ("transformers", 3.0)):
         p = runs[(peer, key)]["out_tok_per_s"]
         emit({"bench": "serve", "metric": f"out_tok_per_s_{key}", "lmforge": round(lmf, 2),
