@@ -101,6 +101,18 @@ def _train(steps: int) -> dict:
             "log_every": steps, "threads": 1}
 
 
+@contextlib.contextmanager
+def same_torch_threads():
+    """Put torch's thread count back after a training run: the Trainer applies
+    ``train.threads`` (1 here) to the whole process, and the tests that run after these
+    fixtures in the same process (the slow quality runs) must keep their own count."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def task_run(out: Path, train: str, encoder: str = "bilstm", **sections) -> Path:
     """A small encoder with a task head trained on ``train`` (validated on it too)."""
     from lmforge.tasks.config import build_finetune_recipe
@@ -112,7 +124,8 @@ def task_run(out: Path, train: str, encoder: str = "bilstm", **sections) -> Path
            "train": _train(ENCODER_STEPS)}
     for k, v in sections.items():
         raw[k] = {**raw.get(k, {}), **v}
-    return finetune(build_finetune_recipe(raw), **QUIET).run_dir
+    with same_torch_threads():
+        return finetune(build_finetune_recipe(raw), **QUIET).run_dir
 
 
 def seq2seq_run(out: Path, task: str, train: str, langs: list[str], **sections) -> Path:
@@ -128,7 +141,8 @@ def seq2seq_run(out: Path, task: str, train: str, langs: list[str], **sections) 
                      "max_seq_len": 48, "share_embeddings": True},
            "decode": {"beams": 2, "max_new_tokens": 8}, "label_smoothing": 0.0,
            "train": _train(SEQ2SEQ_STEPS), **sections}
-    return finetune_seq2seq(build_seq2seq_recipe(raw), **QUIET).run_dir
+    with same_torch_threads():
+        return finetune_seq2seq(build_seq2seq_recipe(raw), **QUIET).run_dir
 
 
 def sentiment_run(d: Path) -> Path:
