@@ -175,7 +175,6 @@ class Engine:
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
-        self.steps = 0
         self.generated_tokens = 0
 
     # --------------------------------------------------------------------- public
@@ -250,7 +249,6 @@ class Engine:
                 self._drop_ended()
                 self._prefill()
                 self._decode()
-                self.steps += 1
             except Exception as e:  # a bug must not hang every client: fail them all
                 log.exception("engine step failed")
                 for seq in [*self._prefilling, *self._rows]:

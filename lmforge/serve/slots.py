@@ -39,7 +39,6 @@ class _RowsView:
         self.k = slots.cache.k[:, :n]
         self.v = slots.cache.v[:, :n]
         self.attention_mask = slots.cache.attention_mask[:n]
-        self.max_len = slots.width
 
     @property
     def length(self) -> int:
