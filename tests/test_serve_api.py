@@ -159,6 +159,35 @@ def test_logprobs_are_the_models(client, tiny):
     assert len(lp.tokens) == 3 and all(len(t) == 2 for t in lp.top_logprobs)
 
 
+def test_echo_logprobs_score_the_prompt_as_lm_eval_harness_does(client, tiny):
+    """lm-evaluation-harness's loglikelihood request: echo, logprobs 1, max_tokens 1 (or
+    vLLM's 0): each prompt token's log-probability given the tokens before it (the
+    first null), and the best alternatives."""
+    model, tok = tiny
+    text = "Alice lives in Paris"
+    ids = encode_prompt(tok, text)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids]))[0], -1)
+    ref = [float(logp[t - 1, ids[t]]) for t in range(1, len(ids))]
+    for max_tokens in (0, 1):
+        r = client.completions.create(model="tiny", prompt=text, max_tokens=max_tokens,
+                                      temperature=0, echo=True, logprobs=1)
+        lp = r.choices[0].logprobs
+        assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+        n = len(ids)  # the bos token first: listed, no width in the text
+        assert len(lp.tokens) == n + max_tokens and "".join(lp.tokens[1:n]) == text
+        assert lp.text_offset[:n] == [0] + [len("".join(lp.tokens[1:i]))
+                                            for i in range(1, n)]
+        assert lp.token_logprobs[1:n] == pytest.approx(ref, abs=1e-4)
+        assert r.choices[0].text.startswith(text)
+        assert r.usage.prompt_tokens == n and r.usage.completion_tokens == max_tokens
+        greedy = [max(d.values()) for d in lp.top_logprobs[1:n]]
+        assert all(g >= t - 1e-6 for g, t in zip(greedy, lp.token_logprobs[1:n]))
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="tiny", prompt=text, max_tokens=0)
+    assert e.value.body["param"] == "max_tokens"
+
+
 MESSAGES = [{"role": "system", "content": "You answer questions about the world."},
             {"role": "user", "content": "Where does Alice live?"}]
 

@@ -73,7 +73,7 @@ class TokenLogprob:
     """A generated token, its log-probability and the ``top`` most likely alternatives."""
 
     token: int
-    logprob: float
+    logprob: float | None  # None for a prompt's first token (nothing predicts it)
     top: tuple[tuple[int, float], ...] = ()
 
 
@@ -259,6 +259,18 @@ class Engine:
 
     def _context(self):
         return autocast_context(self.device, self.autocast)
+
+    def prompt_logprobs(self, prompt: list[int], k: int) -> list[TokenLogprob]:
+        """Each prompt token's log-probability given the tokens before it, with the ``k``
+        most likely tokens at that position; the first token has none (``logprob``
+        None). One forward pass on the calling thread, beside the engine's (the model
+        keeps no state between calls): ``echo`` with ``logprobs``, which is how
+        lm-evaluation-harness scores continuations."""
+        ids = torch.tensor([prompt], device=self.device)
+        with torch.no_grad(), self._context():
+            logits = self.model(ids)[0]  # (T, V)
+        return [TokenLogprob(prompt[0], None)] + [
+            _logprob(logits[t - 1], prompt[t], k) for t in range(1, len(prompt))]
 
     def _drop_ended(self) -> None:
         """Cancelled and timed-out requests leave before the next forward pass."""

@@ -74,7 +74,8 @@ class CompletionRequest(SamplingFields):
 
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
         description="A string, a list of strings, token ids, or a list of token-id lists.")
-    max_tokens: int | None = Field(16, ge=1)
+    max_tokens: int | None = Field(16, ge=0, description="0 with echo: score the prompt "
+                                   "only (with logprobs), generating nothing")
     logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     echo: bool = False
     suffix: str | None = None
@@ -87,9 +88,12 @@ class CompletionRequest(SamplingFields):
         if self.best_of is not None and self.best_of != self.n:
             raise ApiError("best_of must equal n (this server returns every sequence)",
                            param="best_of")
-        if self.echo and self.logprobs is not None:
-            raise ApiError("echo with logprobs is not supported by this server",
-                           param="echo")
+        if self.max_tokens == 0 and not self.echo:
+            raise ApiError("max_tokens must be at least 1 (0 only with echo, to score "
+                           "the prompt)", param="max_tokens")
+        if self.max_tokens == 0 and self.stream:
+            raise ApiError("max_tokens 0 (scoring the prompt) cannot stream; set stream "
+                           "to false", param="max_tokens")
         if isinstance(self.prompt, list) and not self.prompt:
             raise ApiError("prompt must not be an empty list", param="prompt")
         return self
