@@ -182,7 +182,7 @@ def test_echo_logprobs_score_the_prompt_as_lm_eval_harness_does(client, tiny):
         assert r.choices[0].text.startswith(text)
         assert r.usage.prompt_tokens == n and r.usage.completion_tokens == max_tokens
         greedy = [max(d.values()) for d in lp.top_logprobs[1:n]]
-        assert all(g >= t - 1e-6 for g, t in zip(greedy, lp.token_logprobs[1:n]))
+        assert all(g >= t - 1e-6 for g, t in zip(greedy, lp.token_logprobs[1:n], strict=True))
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model="tiny", prompt=text, max_tokens=0)
     assert e.value.body["param"] == "max_tokens"
