@@ -132,7 +132,9 @@ def _check_run_dir(run_dir: Path, recipe: Recipe, resume: bool) -> None:
             old = load_yaml(old_file)  # a damaged config.yaml is a ConfigError naming it
             new = recipe.to_dict()
             for section in ("model", "data", "tokenizer"):
-                if old.get(section) != new.get(section):
+                # fields a newer lmforge added (absent from the old file) do not count
+                was, now = old.get(section) or {}, new.get(section) or {}
+                if {k: now.get(k) for k in was} != was:
                     raise ConfigError(f"--resume: the {section} section differs from the run's "
                                       f"config.yaml; resume with the same recipe")
     elif has_ckpt:

@@ -253,6 +253,11 @@ def export(model: BertModel) -> tuple[dict, HFState]:
         raise CheckpointError("transformers' RoBERTa needs position_offset = pad_id + 1")
     if cfg.flavor == "bert" and cfg.position_offset != 0:
         raise CheckpointError("transformers' BERT needs position_offset = 0")
+    if cfg.n_head * cfg.head_dim != cfg.d_model:
+        raise CheckpointError(f"transformers' {family} derives the head size from "
+                              f"hidden_size / num_attention_heads; this model has head_dim="
+                              f"{cfg.head_dim} with n_head={cfg.n_head}, d_model={cfg.d_model} "
+                              "(pruned heads): keep it as an lmforge folder")
     prefix = "" if cfg.head == "none" else _PREFIX[cfg.flavor]
     names = hf_names(model, prefix)
     drop_pooler = cfg.head in ("mlm", "token_cls", "qa")

@@ -257,6 +257,9 @@ def _mismatches(c: GPTConfig, target: str) -> list[str]:
     if target == "gpt2" and c.n_kv_head != c.n_head:
         out.append(f"n_kv_head={c.n_kv_head} (gpt2 has no grouped-query attention: needs "
                    f"n_kv_head = n_head = {c.n_head})")
+    if target == "gpt2" and c.n_head * c.head_dim != c.d_model:
+        out.append(f"head_dim={c.head_dim} (gpt2 derives the head size: needs n_head * "
+                   f"head_dim = d_model = {c.d_model})")
     return out
 
 

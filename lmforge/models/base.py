@@ -64,6 +64,11 @@ def save_model_folder(model: torch.nn.Module, path: str | Path,
             "parameters": sum(p.numel() for p in model.parameters()),
             "sha256": {WEIGHTS: sha256_file(path / WEIGHTS)}}
     meta.update(provenance or {})
+    from ..compress.structure import record
+
+    swapped = record(model)
+    if swapped:
+        meta["modules"] = swapped
     atomic_write_json(path / "lmforge.json", meta)
 
 
@@ -148,24 +153,34 @@ def assign_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
 
 
 def load_model_folder(path: str | Path, map_location: str = "cpu") -> torch.nn.Module:
-    """Build the registered model from ``config.json`` and load its checked weights."""
+    """Build the registered model from ``config.json`` and load its checked weights.
+
+    Modules that compression swapped (int8/int4/low-rank layers, recorded under
+    ``modules`` in ``lmforge.json``) are rebuilt first (:mod:`lmforge.compress.structure`)."""
+    from ..compress.structure import after_load, rebuild
     from . import model_class
 
     arch, cfg = read_config(path)
     model = model_class(arch)(cfg)
+    meta_file = Path(path) / "lmforge.json"
+    swapped = read_json(meta_file).get("modules") if meta_file.is_file() else None
+    if swapped:
+        rebuild(model, swapped, str(meta_file))
     load_state_checked(model, path)
+    after_load(model)
     return model.to(map_location).eval()
 
 
-def check_dims(config, names: tuple[str, ...]) -> None:
+def check_dims(config, names: tuple[str, ...], heads_divide: bool = True) -> None:
     """Common config checks: each field in ``names`` >= 1, ``vocab_size`` (when set) >= 1,
-    and ``d_model`` divisible by ``n_head``; raises ValueError naming the field."""
+    and (``heads_divide``: when the head size is derived from them) ``d_model`` divisible
+    by ``n_head``; raises ValueError naming the field."""
     for name in names:
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1")
     if getattr(config, "vocab_size", None) is not None and config.vocab_size < 1:
         raise ValueError("vocab_size must be >= 1")
-    if config.d_model % config.n_head:
+    if heads_divide and config.d_model % config.n_head:
         raise ValueError(f"d_model={config.d_model} is not divisible by n_head={config.n_head}")
 
 

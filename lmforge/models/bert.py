@@ -6,7 +6,8 @@ defaults of ``pad_id``, ``position_offset`` and ``type_vocab_size`` (the weights
 out identically) and in the training recipe (RoBERTa drops NSP and masks dynamically).
 
 Notation: tokens :math:`w_1..w_T`, segment (token type) ids :math:`s_t`, hidden size
-:math:`d`, :math:`h` heads of size :math:`d_h = d/h`, feed-forward size :math:`d_{ff}`.
+:math:`d`, :math:`h` heads of size :math:`d_h = d/h` (or ``head_dim`` when set, e.g. after
+head pruning: Q, K, V are then :math:`h d_h` wide), feed-forward size :math:`d_{ff}`.
 
 Embeddings (sum of three tables, then LayerNorm and dropout)::
 
@@ -85,6 +86,7 @@ class BertConfig:
     n_head: int = 4
     d_model: int = 256
     d_ff: int | None = None  # None: 4 * d_model
+    head_dim: int | None = None  # None: d_model // n_head (pruned heads keep theirs)
     max_position: int = 512  # rows of the position table (RoBERTa: includes the offset)
     type_vocab_size: int | None = None  # None: 2 (bert) or 1 (roberta)
     dropout: float = 0.1  # hidden dropout (embeddings, residual branches)
@@ -116,8 +118,13 @@ class BertConfig:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.vocab_size is not None and self.vocab_size < 1:
             raise ValueError("vocab_size must be >= 1")
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        if self.head_dim is None:
+            if self.d_model % self.n_head:
+                raise ValueError(f"d_model={self.d_model} is not divisible by "
+                                 f"n_head={self.n_head}")
+            self.head_dim = self.d_model // self.n_head
+        elif self.head_dim < 1:
+            raise ValueError(f"head_dim must be >= 1 (got {self.head_dim})")
         if self.pad_id < 0 or (self.vocab_size is not None and self.pad_id >= self.vocab_size):
             raise ValueError(f"pad_id={self.pad_id} is not a valid token id "
                              f"(vocab_size={self.vocab_size})")
@@ -131,10 +138,6 @@ class BertConfig:
         if self.head in _NEEDS_POOLER and not self.pooler:
             raise ValueError(f"head={self.head!r} reads the pooled [CLS] vector; "
                              "it needs pooler=True")
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
 
     @property
     def max_len(self) -> int:
@@ -189,7 +192,8 @@ class EncoderLayer(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
         p_attn = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
-        self.attn = MultiHeadAttention(cfg.d_model, cfg.n_head, dropout=p_attn)
+        self.attn = MultiHeadAttention(cfg.d_model, cfg.n_head, head_dim=cfg.head_dim,
+                                       dropout=p_attn)
         self.norm1 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.ff_in = nn.Linear(cfg.d_model, cfg.d_ff)  # W_1: d -> d_ff
         self.ff_out = nn.Linear(cfg.d_ff, cfg.d_model)  # W_2: d_ff -> d
@@ -362,8 +366,10 @@ class BertModel(PretrainedMixin, nn.Module):
         key_mask = None
         if attention_mask is not None:
             key_mask = attention_mask.bool()  # (B, T), True = real token
-            if bool(key_mask.all()):
-                key_mask = None  # no padding: the unmasked fused kernel is fastest
+            # no padding: the unmasked fused kernel is fastest (an exported graph cannot
+            # branch on values, so it keeps the mask: lmforge.compress.onnx_export)
+            if not torch.compiler.is_exporting() and bool(key_mask.all()):
+                key_mask = None
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, d)
         attentions = []
         last = len(self.layers) - 1

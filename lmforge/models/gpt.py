@@ -3,8 +3,10 @@ r"""A config-driven decoder-only Transformer: GPT-2 style and Llama style.
 Written by hand because it is what lmforge teaches; every shape is commented.
 
 Notation: :math:`x \in \mathbb{R}^{T \times d}` is the residual stream, :math:`h` heads of
-size :math:`d_h = d / h`, :math:`h_{kv}` key/value heads (grouped-query attention shares
-each key/value head among :math:`h / h_{kv}` query heads).
+size :math:`d_h = d / h` (or ``head_dim`` when set, e.g. after head pruning: then
+:math:`W_q` is :math:`d \times h d_h` and :math:`W_o` is :math:`h d_h \times d`),
+:math:`h_{kv}` key/value heads (grouped-query attention shares each key/value head among
+:math:`h / h_{kv}` query heads).
 
 Embedding::
 
@@ -81,6 +83,7 @@ class GPTConfig:
     n_kv_head: int | None = None  # grouped-query attention; None = n_head
     d_model: int = 384
     d_ff: int | None = None  # None: 4*d (gelu) or 8d/3 rounded up to 64 (swiglu)
+    head_dim: int | None = None  # None: d_model // n_head (pruned heads keep theirs)
     max_seq_len: int = 256
     dropout: float = 0.0
     norm_eps: float = 1e-5
@@ -101,18 +104,18 @@ class GPTConfig:
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model if self.mlp == "gelu" else \
                 64 * math.ceil(8 * self.d_model / 3 / 64)
-        check_dims(self, ("n_layer", "n_head", "n_kv_head", "d_model", "d_ff", "max_seq_len"))
+        derived = self.head_dim is None
+        check_dims(self, ("n_layer", "n_head", "n_kv_head", "d_model", "d_ff", "max_seq_len")
+                   + (() if derived else ("head_dim",)), heads_divide=derived)
+        if derived:
+            self.head_dim = self.d_model // self.n_head
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} is not divisible by "
                              f"n_kv_head={self.n_kv_head}")
-        if self.pos == "rope" and (self.d_model // self.n_head) % 2:
-            raise ValueError("RoPE needs an even head size (d_model / n_head)")
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ValueError("RoPE needs an even head size (head_dim, default d_model / n_head)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
 
 
 class KVCache:

@@ -205,28 +205,40 @@ class MultiHeadAttention(nn.Module):
       ``F.scaled_dot_product_attention`` runs and the weights are ``None``.
 
     Returns ``(out (B, T, d_model), weights or None)``.
+
+    ``head_dim`` (default ``d_model // n_head``) sets the head size apart from
+    ``d_model``: q/k/v then project to ``n_head * head_dim`` and ``out_proj`` maps that
+    back to ``d_model`` (what head pruning leaves, :mod:`lmforge.compress.structured`).
     """
 
     def __init__(self, d_model: int, n_head: int, *, kdim: int | None = None,
-                 vdim: int | None = None, bias: bool = True, dropout: float = 0.0):
+                 vdim: int | None = None, bias: bool = True, dropout: float = 0.0,
+                 head_dim: int | None = None):
         super().__init__()
-        if d_model % n_head:
-            raise ValueError(f"d_model={d_model} is not divisible by n_head={n_head}")
+        if head_dim is None:
+            if d_model % n_head:
+                raise ValueError(f"d_model={d_model} is not divisible by n_head={n_head}")
+            head_dim = d_model // n_head
+        elif head_dim < 1:
+            raise ValueError(f"head_dim must be >= 1, got {head_dim}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.d_model, self.n_head, self.head_dim = d_model, n_head, d_model // n_head
+        self.d_model, self.n_head, self.head_dim = d_model, n_head, head_dim
         self.dropout = dropout
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(kdim or d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(vdim or kdim or d_model, d_model, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        inner = n_head * head_dim
+        self.q_proj = nn.Linear(d_model, inner, bias=bias)
+        self.k_proj = nn.Linear(kdim or d_model, inner, bias=bias)
+        self.v_proj = nn.Linear(vdim or kdim or d_model, inner, bias=bias)
+        self.out_proj = nn.Linear(inner, d_model, bias=bias)
 
     @torch.no_grad()
     def load_torch_weights(self, mha: nn.MultiheadAttention) -> MultiHeadAttention:
         """Copy the weights of a ``torch.nn.MultiheadAttention`` (its packed ``in_proj``
         is split into q, k, v). Returns ``self``."""
-        if mha.embed_dim != self.d_model or mha.num_heads != self.n_head:
-            raise ValueError("torch module has a different d_model or number of heads")
+        if mha.embed_dim != self.d_model or mha.num_heads != self.n_head \
+                or mha.head_dim != self.head_dim:
+            raise ValueError("torch module has a different d_model, number of heads or "
+                             "head size")
         if mha.in_proj_weight is not None:
             wq, wk, wv = mha.in_proj_weight.chunk(3, dim=0)
         else:
@@ -267,7 +279,7 @@ class MultiHeadAttention(nn.Module):
             only_causal = causal and key_mask is None and attn_mask is None
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if only_causal else mask,
                                                dropout_p=p, is_causal=only_causal)
-        y = y.transpose(1, 2).reshape(B, T, self.d_model)  # (B, T, d_model)
+        y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, h d_h)
         return self.out_proj(y), weights
 
     @staticmethod

@@ -250,6 +250,35 @@ def _augment(recipe: FinetuneRecipe, task: str, records: list[dict]) -> list[dic
                                        **off)]
 
 
+def task_sources(recipe: FinetuneRecipe, task: str, labels: list[str], splits: dict,
+                 model: TaskModel, tokenizer) -> tuple[TaskBatches, TaskBatches, TaskObjective]:
+    """``(train batches, validation batches, objective)`` of a fine-tuning recipe: the
+    training records augmented as the recipe says, encoded for ``model``'s config."""
+    index = {n: i for i, n in enumerate(labels)}
+    train_records = _augment(recipe, task, splits["train"])
+    train_ex = encode_split(task, train_records, tokenizer, index, model.config,
+                            recipe.data.subword)
+    val_ex = encode_split(task, splits["val"], tokenizer, index, model.config)
+    bs = recipe.train.batch_size
+    n_special = max(tokenizer.special_ids) + 1 if tokenizer.special_ids else 0
+    train_src = TaskBatches(train_ex, tokenizer.pad_id, task, bs,
+                            token_dropout=recipe.data.token_dropout, unk_id=tokenizer.unk_id,
+                            entity_noise=recipe.data.entity_noise,
+                            vocab=(n_special, tokenizer.vocab_size),
+                            noise_tags=_noise_tags(labels, recipe.data.entity_noise_types),
+                            group_by_length=recipe.data.group_by_length,
+                            micro_batches=recipe.train.grad_accum,
+                            mentions=_mention_replacer(recipe, task, labels, n_special,
+                                                       tokenizer.vocab_size))
+    val_src = TaskBatches(val_ex, tokenizer.pad_id, task, max(bs, 64))
+    weights = None
+    if recipe.finetune.class_weights == "balanced" and task != "tag":
+        weights = balanced_weights([e.label for e in train_ex], len(labels))
+    objective = TaskObjective(task, weights, recipe.finetune.label_smoothing,
+                              crf=model.crf is not None)
+    return train_src, val_src, objective
+
+
 def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: bool = True,
              log: Callable[[str], None] = print) -> FinetuneResult:
     from ..train import Trainer
@@ -278,28 +307,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
         f"{recipe.finetune.strategy}: {trainable:,} of {total:,} parameters trainable "
         f"({100 * trainable / total:.2f}%)")
 
-    index = {n: i for i, n in enumerate(labels)}
-    train_records = _augment(recipe, task, splits["train"])
-    train_ex = encode_split(task, train_records, tokenizer, index, model.config,
-                            recipe.data.subword)
-    val_ex = encode_split(task, splits["val"], tokenizer, index, model.config)
-    bs = recipe.train.batch_size
-    n_special = max(tokenizer.special_ids) + 1 if tokenizer.special_ids else 0
-    train_src = TaskBatches(train_ex, tokenizer.pad_id, task, bs,
-                            token_dropout=recipe.data.token_dropout, unk_id=tokenizer.unk_id,
-                            entity_noise=recipe.data.entity_noise,
-                            vocab=(n_special, tokenizer.vocab_size),
-                            noise_tags=_noise_tags(labels, recipe.data.entity_noise_types),
-                            group_by_length=recipe.data.group_by_length,
-                            micro_batches=recipe.train.grad_accum,
-                            mentions=_mention_replacer(recipe, task, labels, n_special,
-                                                       tokenizer.vocab_size))
-    val_src = TaskBatches(val_ex, tokenizer.pad_id, task, max(bs, 64))
-    weights = None
-    if recipe.finetune.class_weights == "balanced" and task != "tag":
-        weights = balanced_weights([e.label for e in train_ex], len(labels))
-    objective = TaskObjective(task, weights, recipe.finetune.label_smoothing,
-                              crf=model.crf is not None)
+    train_src, val_src, objective = task_sources(recipe, task, labels, splits, model,
+                                                 tokenizer)
     predictor = TaskPredictor(model, tokenizer)
 
     def validation(m) -> dict:

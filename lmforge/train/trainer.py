@@ -160,6 +160,7 @@ class Trainer:
         self.params = [p for g in param_groups(model, 0.0) for p in g["params"]]
         # Muon's Newton-Schulz products in bf16 exactly when the run trains under bf16
         self.optimizer = build_optimizer(model, cfg, ns_dtype=self.amp_dtype or torch.float32)
+        self._add_objective_parameters()
         self.schedule = LRSchedule.from_config(cfg)
 
         # Progress state (restored on resume).
@@ -199,6 +200,21 @@ class Trainer:
                 and data_vocab > model_vocab:
             raise ConfigError(f"model.vocab_size: the data uses {data_vocab} token ids but "
                               f"the model has only {model_vocab}")
+
+    def _add_objective_parameters(self) -> None:
+        """An objective with trainable parameters of its own (a distillation projection)
+        returns them, on the device, from ``extra_parameters(device)``: they train with the
+        model (same AdamW, clipping and schedule) and the objective keeps their values in
+        its ``state_dict``, so checkpoints' model folders hold only the model."""
+        extra = getattr(self.objective, "extra_parameters", None)
+        params = list(extra(self.device)) if callable(extra) else []
+        if not params:
+            return
+        self.params += params
+        adamw = self.optimizer.adamw if isinstance(self.optimizer, MuonAdamW) \
+            else self.optimizer
+        for group in param_groups(nn.ParameterList(params), self.cfg.weight_decay):
+            adamw.add_param_group({**group, "name": f"objective_{group['name']}"})
 
     def _restore(self) -> None:
         path = ck.latest_checkpoint(self.run_dir)

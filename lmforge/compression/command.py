@@ -1,0 +1,200 @@
+"""``lmforge compress RUN --method M --out DIR``: compress a trained model into a folder.
+
+Every method takes the parent (:mod:`lmforge.compress.parent`), returns a smaller or
+faster model, and the result is written as an ordinary lmforge model folder, so
+``generate``, ``evaluate``, ``predict`` and ``serve`` load it unchanged::
+
+    DIR/config.json, model.safetensors, tokenizer.json
+    DIR/lmforge.json    # + "compression": method, parameters, the parent and the SHA-256
+                        #   of its weights; "modules": swapped layers (int8, int4, low rank)
+    DIR/report.json     # parameters, size on disk and quality, before and after
+    DIR/finetune/       # the recovery fine-tuning or distillation run (metrics, plot)
+
+The methods (each module's docstring gives its math):
+
+==================  ========================================================  ==========
+method              what it does                                              fine-tunes
+==================  ========================================================  ==========
+prune               unstructured magnitude pruning (:mod:`.prune`)             yes
+prune-structured    removes attention heads and FFN neurons (:mod:`.structured`)  yes
+int8, int8-dynamic  int8 weights (and activations) (:mod:`.quantize`)          no
+int4                weight-only int4 in groups (:mod:`.int4`)                  no
+lowrank             truncated SVD of the linear layers (:mod:`.lowrank`)       yes
+distill             trains a smaller student on the teacher's outputs          (trains)
+                    (:mod:`.distill`)
+==================  ========================================================  ==========
+
+``--resume`` continues an interrupted fine-tuning from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError, LmforgeError
+from ..io import atomic_write_json, ensure_writable_dir, read_json
+from .parent import Parent, describe, load_parent
+
+METHODS = ("prune", "prune-structured", "int8", "int8-dynamic", "int4", "lowrank", "distill")
+FINETUNE_DIR = "finetune"
+
+
+@dataclass
+class CompressOptions:
+    """Every option of ``lmforge compress`` (each method reads its own)."""
+
+    method: str
+    sparsity: float = 0.5            # prune: share of weights set to zero
+    scope: str = "layer"             # prune: layer | global
+    schedule: str = "oneshot"        # prune: oneshot | gradual (Zhu & Gupta)
+    heads: float = 0.3               # prune-structured: share of heads removed
+    ffn: float = 0.3                 # prune-structured: share of FFN neurons removed
+    group_size: int = 128            # int4: weights per (scale, zero) group
+    embeddings: str = "fp32"         # int4: fp32 | int8 | int4 for the embedding table
+    rank: int | None = None          # lowrank: one rank for every layer
+    energy: float | None = None      # lowrank: keep this share of sum(sigma^2) per layer
+    student: str = "half"            # distill: half | bilstm (a classifier's student)
+    temperature: float = 2.0         # distill: T
+    alpha: float = 0.5               # distill: weight of the soft (teacher) loss
+    hidden_weight: float = 0.0       # distill: weight of the hidden-state cosine loss
+    steps: int | None = None         # fine-tuning / distillation steps (None: the default)
+    lr: float | None = None          # their peak learning rate (None: the parent's)
+    sensitivity: bool = False        # int8/int4: per-layer sensitivity report
+    score_batches: int = 8           # batches that score importance / sensitivity
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got "
+                              f"{self.method!r}")
+        if self.steps is not None and self.steps < 0:
+            raise ConfigError(f"--steps must be >= 0, got {self.steps}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.score_batches < 1:
+            raise ConfigError(f"--score-batches must be >= 1, got {self.score_batches}")
+
+    def parameters(self) -> dict[str, Any]:
+        """The options this method uses (recorded in ``lmforge.json``)."""
+        used = {"prune": ("sparsity", "scope", "schedule", "steps", "lr"),
+                "prune-structured": ("heads", "ffn", "score_batches", "steps", "lr"),
+                "int8": (), "int8-dynamic": (),
+                "int4": ("group_size", "embeddings"),
+                "lowrank": ("rank", "energy", "steps", "lr"),
+                "distill": ("student", "temperature", "alpha", "hidden_weight", "steps",
+                            "lr")}[self.method]
+        return {k: v for k, v in asdict(self).items() if k in used}
+
+
+@dataclass
+class Job:
+    """What a method needs: the parent, the options, the output folder and how to run."""
+
+    parent: Parent
+    options: CompressOptions
+    out: Path
+    resume: bool
+    show_progress: bool
+    log: Callable[[str], None]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.out / FINETUNE_DIR
+
+    def steps(self, default: int) -> int:
+        return default if self.options.steps is None else self.options.steps
+
+    def finetune(self, model: nn.Module, steps: int, **kwargs: Any) -> nn.Module:
+        """Fine-tune ``model`` on the parent's data for ``steps`` (none when 0); on
+        ``--resume``, from the run's last checkpoint (which replaces ``model``)."""
+        if steps == 0:
+            return model
+        if self.resume:
+            model = resumed_model(self.run_dir, model)
+        self.log(f"fine-tuning {steps} steps in {self.run_dir}")
+        self.parent.finetune(model, self.run_dir, steps, lr=self.options.lr,
+                             resume=self.resume, show_progress=self.show_progress, **kwargs)
+        return model.eval()
+
+
+def resumed_model(run_dir: Path, model: nn.Module) -> nn.Module:
+    """The model of the last checkpoint in ``run_dir`` (same modules as ``model``)."""
+    from ..models.base import load_model_folder
+    from ..train.checkpoint import latest_checkpoint
+
+    last = latest_checkpoint(run_dir)
+    if last is None:
+        raise LmforgeError(f"--resume: {run_dir} has no checkpoint to resume from")
+    return load_model_folder(last).train(model.training)
+
+
+def size_on_disk(folder: Path) -> int:
+    """Bytes of the folder's weights file."""
+    from ..models.base import WEIGHTS
+
+    return (folder / WEIGHTS).stat().st_size
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    if (out / "lmforge.json").is_file() and "compression" in read_json(out / "lmforge.json"):
+        raise LmforgeError(f"{out} already holds a compressed model; choose another --out")
+    if not resume and (out / FINETUNE_DIR / "checkpoints").is_dir():
+        raise LmforgeError(f"{out} holds an interrupted compression; pass --resume to "
+                           "continue it or choose another --out")
+
+
+def compress(source: str | Path, options: CompressOptions, out: str | Path, *,
+             resume: bool = False, show_progress: bool = True,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Compress the model of run or folder ``source`` into the model folder ``out``;
+    returns the report (also written as ``out/report.json``)."""
+    from .methods import METHOD_FUNCTIONS
+
+    out = Path(out)
+    _check_out(out, resume)
+    parent = load_parent(source)
+    ensure_writable_dir(out)
+    started = time.perf_counter()
+    log(f"parent: {parent.folder} ({parent.arch}, {parent.kind})")
+    before = parent.quality(parent.model)
+    log(f"parent quality: {describe(before)}")
+    job = Job(parent, options, out, resume, show_progress, log)
+    model, details = METHOD_FUNCTIONS[options.method](job)
+    after = parent.quality(model)
+    log(f"compressed quality: {describe(after)}")
+    provenance = {"compression": {"method": options.method, "parameters": options.parameters(),
+                                  "parent": str(parent.source),
+                                  "parent_sha256": parent.checksum()},
+                  "recipe": parent.recipe.to_dict()}
+    model.save_pretrained(out, provenance=provenance)
+    parent.tokenizer.save(out)
+    report = {"method": options.method, "parameters": options.parameters(),
+              "parent": {"path": str(parent.source),
+                         "parameters": count_parameters(parent.model),
+                         "bytes": size_on_disk(parent.folder), "quality": before},
+              "compressed": {"parameters": count_parameters(model),
+                             "bytes": size_on_disk(out), "quality": after},
+              "seconds": round(time.perf_counter() - started, 1), **details}
+    atomic_write_json(out / "report.json", report)
+    p, c = report["parent"], report["compressed"]
+    log(f"{options.method}: {c['parameters']:,} parameters (parent {p['parameters']:,}), "
+        f"{c['bytes'] / 1e6:.2f} MB on disk (parent {p['bytes'] / 1e6:.2f} MB, "
+        f"{p['bytes'] / c['bytes']:.2f}x smaller); written to {out}")
+    return report
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Stored numbers: parameters and the buffers that hold weights (int8/int4 layers
+    keep theirs in buffers), each tensor once."""
+    seen, n = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.data_ptr() in seen or not t.numel():
+            continue
+        seen.add(t.data_ptr())
+        n += t.numel()
+    return n

@@ -1,0 +1,155 @@
+"""The steps of each ``lmforge compress`` method: ``method(job) -> (model, details)``.
+
+Each step takes a fresh copy of the parent, compresses it with :mod:`lmforge.compress`,
+fine-tunes it on the parent's data where the method needs that, and returns the model
+with the method's own figures for the report (sparsity, kept heads, ranks, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .command import Job
+
+
+def default_finetune_steps(job: Job) -> int:
+    """Recovery fine-tuning: a fifth of the parent's training steps, at least 50."""
+    return job.steps(max(50, job.parent.recipe.train.max_steps // 5))
+
+
+def _sensitivity(job: Job, quantize_layer: Callable[[nn.Linear], nn.Module]) -> dict:
+    """``--sensitivity``: each linear layer quantised alone, worst first."""
+    if not job.options.sensitivity:
+        return {}
+    from ..compress.sensitivity import layer_sensitivity
+
+    key = "bits_per_sentence" if job.parent.kind == "lm" else "accuracy"
+    job.log(f"sensitivity: quantising one layer at a time, scoring {key}")
+    rows = layer_sensitivity(job.parent.fresh_model(), quantize_layer,
+                             lambda m: float(job.parent.quality(m)[key]))
+    return {"sensitivity": {"metric": key, "layers": rows}}
+
+
+def int8(job: Job, mode: str) -> tuple[nn.Module, dict]:
+    from ..compress.quantize import Int8Linear, quantize_int8
+
+    details = _sensitivity(job, lambda lin: Int8Linear(lin, mode))
+    return quantize_int8(job.parent.fresh_model(), mode), details
+
+
+def distill(job: Job) -> tuple[nn.Module, dict]:
+    from ..compress.distill import DistillObjective
+    from ..compress.distill_students import (
+        bilstm_student_config,
+        check_compatible,
+        half_student_config,
+    )
+    from ..models import arch_of, build_model
+
+    o, parent = job.options, job.parent
+    teacher = parent.model
+    if o.student == "half":
+        cfg = half_student_config(teacher.config)
+    elif o.student == "bilstm":
+        if parent.kind != "task":
+            raise ConfigError("--student bilstm is for task models; a language model's "
+                              "student is 'half' or a model folder")
+        cfg = bilstm_student_config(teacher.config)
+    else:
+        cfg = None
+    if cfg is not None:
+        torch.manual_seed(parent.recipe.run.seed)
+        student, student_tok = build_model(cfg), parent.tokenizer
+    else:
+        from ..hub import load_pretrained
+
+        student, student_tok = load_pretrained(o.student, require_tokenizer=True)
+        student.train()
+    check_compatible(teacher, student, parent.tokenizer, student_tok)
+    objective = DistillObjective(teacher, o.temperature, o.alpha, o.hidden_weight,
+                                 student=student if o.hidden_weight > 0 else None,
+                                 seed=parent.recipe.run.seed)
+    steps = job.steps(parent.recipe.train.max_steps)
+    job.log(f"distilling into a {arch_of(student.config)} student with "
+            f"{sum(p.numel() for p in student.parameters()):,} parameters")
+    student = job.finetune(student, steps, objective=objective)
+    return student, {"student": o.student, "steps": steps}
+
+
+SPARSE_FILE = "sparse.safetensors"
+
+
+def prune(job: Job) -> tuple[nn.Module, dict]:
+    """Magnitude pruning, one-shot then fine-tuned with the masks fixed, or gradual on Zhu
+    & Gupta's schedule over the first two thirds of the fine-tuning. Also writes the
+    weights in bitmask + values form (``sparse.safetensors``) for the real sparse size."""
+    from ..compress.prune import (
+        PruningCallback,
+        SparsitySchedule,
+        check_sparsity,
+        prune_magnitude,
+        sparsity_report,
+    )
+    from ..compress.sparse_format import dense_bytes, save_sparse, sparse_bytes
+
+    o = job.options
+    check_sparsity(o.sparsity)
+    if o.scope not in ("layer", "global"):
+        raise ConfigError(f"--scope must be layer or global, got {o.scope!r}")
+    if o.schedule not in ("oneshot", "gradual"):
+        raise ConfigError(f"--schedule must be oneshot or gradual, got {o.schedule!r}")
+    steps = default_finetune_steps(job)
+    if o.schedule == "gradual" and steps < 2:
+        raise ConfigError("--schedule gradual prunes while fine-tuning: give --steps >= 2")
+    model = job.parent.fresh_model()
+    if o.schedule == "oneshot":
+        prune_magnitude(model, o.sparsity, o.scope)
+        schedule = SparsitySchedule(o.sparsity)
+    else:
+        every = max(1, steps // 20)
+        schedule = SparsitySchedule(o.sparsity, every=every,
+                                    n_steps=max(1, (2 * steps // 3) // every))
+    model = job.finetune(model, steps, callbacks=[PruningCallback(schedule, o.scope)])
+    job.out.mkdir(parents=True, exist_ok=True)
+    save_sparse(model, job.out / SPARSE_FILE)
+    report = sparsity_report(model)
+    return model, {"sparsity": {"overall": report["overall"], "layers": report["layers"]},
+                   "dense_bytes": dense_bytes(model),
+                   "sparse_bytes": {"bitmask": sparse_bytes(model, "bitmask"),
+                                    "csr": sparse_bytes(model, "csr")},
+                   "sparse_file_bytes": (job.out / SPARSE_FILE).stat().st_size,
+                   "finetune_steps": steps}
+
+
+def prune_structured(job: Job) -> tuple[nn.Module, dict]:
+    """Removes the least important heads and FFN neurons (scored on the parent's training
+    batches with its own loss), then fine-tunes."""
+    from ..compress.structured import structured_prune
+
+    o, parent = job.options, job.parent
+    model = parent.fresh_model()
+    steps = default_finetune_steps(job)
+    if job.resume:
+        model = job.finetune(model, steps)  # the checkpoint holds the pruned shapes
+        return model, {"finetune_steps": steps}
+    job.log(f"scoring heads and FFN neurons on {o.score_batches} training batches")
+    report = structured_prune(model, o.heads, o.ffn, parent.batches(o.score_batches, model),
+                              parent.loss_fn(model))
+    job.log(f"kept {report.n_head[1]} of {report.n_head[0]} heads and {report.d_ff[1]} of "
+            f"{report.d_ff[0]} FFN neurons per layer")
+    model = job.finetune(model, steps)
+    return model, {"structure": report.to_dict(), "finetune_steps": steps}
+
+
+METHOD_FUNCTIONS: dict[str, Callable[[Job], tuple[nn.Module, dict[str, Any]]]] = {
+    "int8": lambda job: int8(job, "weight-only"),
+    "int8-dynamic": lambda job: int8(job, "dynamic"),
+    "distill": distill,
+    "prune": prune,
+    "prune-structured": prune_structured,
+}

@@ -1,0 +1,46 @@
+"""Tiny trained parents for the compression tests: a GPT on the world corpus and a BERT
+sentiment classifier (MLM-pretrained on the world, then fine-tuned), each in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+QUIET = {"show_progress": False, "log": lambda _m: None}
+
+
+def tiny_lm_run(out: Path, steps: int = 150) -> Path:
+    """A 2-layer GPT (d 64, 4 heads) trained ``steps`` on 3,000 world sentences."""
+    from lmforge.config import load_recipe, resolve_recipe_path
+    from lmforge.pretrain import pretrain
+
+    recipe = load_recipe(resolve_recipe_path("quickstart"), [
+        f"run.out_dir={out}", "data.world_train_sentences=3000",
+        "data.world_eval_sentences=100", "tokenizer.vocab_size=384", "model.n_layer=2",
+        "model.d_model=64", "model.n_head=4", "model.n_kv_head=4",
+        f"train.max_steps={steps}", f"train.eval_every={steps}", f"train.ckpt_every={steps}",
+        "train.warmup_steps=10", "train.precision=fp32", "train.device=cpu",
+        "train.threads=1", "sample.prompts=[]"])
+    return pretrain(recipe, **QUIET).run_dir
+
+
+def tiny_classifier_run(out: Path, steps: int = 120) -> Path:
+    """A 2-layer BERT (d 64, 4 heads) sentiment classifier on 1,500 English reviews."""
+    from lmforge.tasks.config import build_finetune_recipe
+    from lmforge.tasks.finetune import finetune
+
+    raw = {
+        "run": {"name": "tiny-sentiment", "out_dir": str(out), "seed": 0},
+        "data": {"world": "sentiment", "langs": ["en"], "max_length": 64,
+                 "world_sizes": {"train": 1500, "val": 200, "test": 200,
+                                 "test_unseen": 50, "contrast": 20}},
+        "backbone": {"pretrain": "bert-world", "pretrain_set": [
+            "data.world_train_sentences=2000", "tokenizer.vocab_size=512",
+            "model.n_layer=2", "model.n_head=4", "model.d_model=64", "train.max_steps=60",
+            "train.eval_every=60", "train.ckpt_every=60", "train.warmup_steps=5",
+            "train.precision=fp32", "train.threads=1"]},
+        "head": {"pooling": "mean", "dropout": 0.0},
+        "train": {"max_steps": steps, "batch_size": 32, "lr": 2e-3, "min_lr": 0.0,
+                  "warmup_steps": 10, "eval_every": steps, "ckpt_every": steps,
+                  "keep_last": 1, "precision": "fp32", "threads": 1},
+    }
+    return finetune(build_finetune_recipe(raw), **QUIET).run_dir

@@ -1,0 +1,156 @@
+"""``lmforge compress`` end to end at a tiny size: every method writes a folder that
+``load_pretrained``, ``generate``, ``evaluate`` and ``predict`` use unchanged, with the
+method, its parameters and the parent's checksum in ``lmforge.json`` and a report of
+size and quality; bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from compress_fixtures import tiny_classifier_run, tiny_lm_run
+from fakes import assert_user_error, run_cli
+
+from lmforge.hub import load_pretrained
+from lmforge.models.base import sha256_file
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    return tiny_lm_run(tmp_path_factory.mktemp("lm") / "run")
+
+
+@pytest.fixture(scope="module")
+def clf_run(tmp_path_factory):
+    return tiny_classifier_run(tmp_path_factory.mktemp("clf") / "run")
+
+
+def _compress(capsys, run, out, *args):
+    code, stdout, err = run_cli(["compress", str(run), "--out", str(out), "--no-progress",
+                                 *args], capsys)
+    assert code == 0, err
+    meta = json.loads((out / "lmforge.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    return meta, report, stdout
+
+
+def _parent_sha(run):
+    from lmforge.hub import resolve_model_dir
+
+    return sha256_file(resolve_model_dir(run) / "model.safetensors")
+
+
+LM_METHODS = [
+    ("prune", ["--sparsity", "0.5", "--steps", "4"]),
+    ("prune", ["--sparsity", "0.6", "--schedule", "gradual", "--scope", "global",
+               "--steps", "6"]),
+    ("prune-structured", ["--heads", "0.25", "--ffn", "0.3", "--steps", "4",
+                          "--score-batches", "2"]),
+    ("distill", ["--steps", "4"]),
+]
+
+
+@pytest.mark.parametrize("method,args", LM_METHODS, ids=[f"{m}-{i}" for i, (m, _a)
+                                                          in enumerate(LM_METHODS)])
+def test_language_model_methods_write_loadable_folders(lm_run, tmp_path, capsys, method,
+                                                      args):
+    out = tmp_path / "out"
+    meta, report, stdout = _compress(capsys, lm_run, out, "--method", method, *args)
+    assert meta["compression"]["method"] == method
+    assert meta["compression"]["parent_sha256"] == _parent_sha(lm_run)
+    assert "recipe" in meta
+    model, tok = load_pretrained(out, require_tokenizer=True)
+    assert report["compressed"]["bytes"] == (out / "model.safetensors").stat().st_size
+    q = report["compressed"]["quality"]
+    assert q["true_bits"] == report["parent"]["quality"]["true_bits"]
+    assert q["bits_per_sentence"] >= q["true_bits"]  # Gibbs: no model beats the truth
+    if method == "prune":
+        sparsity = report["sparsity"]["overall"]
+        want = float(args[1])
+        assert sparsity == pytest.approx(want, abs=1e-3)
+        zeros = sum(int((m.weight == 0).sum()) for n, m in model.named_modules()
+                    if isinstance(m, torch.nn.Linear) and n.startswith("blocks."))
+        total = sum(m.weight.numel() for n, m in model.named_modules()
+                    if isinstance(m, torch.nn.Linear) and n.startswith("blocks."))
+        assert zeros / total == pytest.approx(want, abs=1e-3)
+        assert report["sparse_bytes"]["bitmask"] < report["dense_bytes"]
+    if method == "prune-structured":
+        assert model.config.n_head == 3 and report["compressed"]["parameters"] < \
+            report["parent"]["parameters"]
+    if method == "distill":
+        assert model.config.n_layer == 1 and model.config.d_model == 32
+    code, text, err = run_cli(["generate", str(out), "--prompt", "Alice", "--max-new-tokens",
+                               "5", "--temperature", "0"], capsys)
+    assert code == 0 and text.strip(), err
+
+
+def test_classifier_structured_pruning_and_predict(clf_run, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    meta, report, _ = _compress(capsys, clf_run, out, "--method", "prune-structured",
+                                "--heads", "0.5", "--ffn", "0.5", "--steps", "4",
+                                "--score-batches", "2")
+    assert report["structure"]["n_head"] == [4, 2]
+    assert set(report["compressed"]["quality"]) >= {"accuracy", "f1_macro", "ceiling"}
+    code, text, err = run_cli(["predict", str(out), "--text", "The soup was great."],
+                              capsys)
+    assert code == 0, err
+    assert json.loads(text.splitlines()[0])["label"] in ("positive", "negative", "neutral")
+
+
+def test_resume_continues_an_interrupted_finetuning(lm_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["--method", "prune-structured", "--heads", "0.25", "--ffn", "0.25",
+            "--score-batches", "2"]
+    _compress(capsys, lm_run, tmp_path / "whole", *base, "--steps", "6")
+    (out / "finetune").mkdir(parents=True)
+    # An interrupted run: the same command, stopped after its first checkpoint.
+    from lmforge.compression.command import CompressOptions, compress
+
+    opts = CompressOptions(method="prune-structured", heads=0.25, ffn=0.25, score_batches=2,
+                           steps=6)
+    with pytest.raises(KeyboardInterrupt):
+        _interrupt_after(3, lambda: compress(lm_run, opts, out, show_progress=False,
+                                             log=lambda _m: None))
+    assert_user_error(["compress", str(lm_run), "--out", str(out), *base, "--steps", "6"],
+                      capsys, "--resume")
+    _compress(capsys, lm_run, out, *base, "--steps", "6", "--resume")
+    a = load_pretrained(tmp_path / "whole")[0].state_dict()
+    b = load_pretrained(out)[0].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _interrupt_after(steps: int, fn):
+    """Run ``fn`` with the trainer raising KeyboardInterrupt after ``steps`` steps (their
+    checkpoint written)."""
+    from lmforge.train import trainer as trainer_module
+
+    real = trainer_module.Trainer.save_checkpoint
+
+    def save_then_stop(self, step, *args, **kwargs):
+        path = real(self, step, *args, **kwargs)
+        if step >= steps:
+            raise KeyboardInterrupt
+        return path
+
+    trainer_module.Trainer.save_checkpoint = save_then_stop
+    try:
+        return fn()
+    finally:
+        trainer_module.Trainer.save_checkpoint = real
+
+
+def test_bad_input_is_one_line_and_exit_2(lm_run, clf_run, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    assert_user_error(["compress", str(lm_run), "--out", out, "--method", "zip"], capsys,
+                      "--method must be one of")
+    assert_user_error(["compress", str(lm_run), "--out", out, "--method", "prune",
+                       "--sparsity", "1.0"], capsys, "sparsity must be in [0, 1)")
+    assert_user_error(["compress", str(lm_run), "--out", out, "--method", "prune",
+                       "--sparsity", "-0.1"], capsys, "sparsity must be in [0, 1)")
+    assert_user_error(["compress", str(lm_run), "--out", out, "--method", "distill",
+                       "--student", str(clf_run)], capsys, "vocab")
+    assert_user_error(["compress", str(lm_run), "--out", out, "--method", "distill",
+                       "--student", "bilstm"], capsys, "--student bilstm")
+    assert_user_error(["compress", str(tmp_path / "nope"), "--out", out, "--method",
+                       "int8"], capsys, "does not exist")
