@@ -48,6 +48,10 @@ LM_METHODS = [
     ("prune-structured", ["--heads", "0.25", "--ffn", "0.3", "--steps", "4",
                           "--score-batches", "2"]),
     ("distill", ["--steps", "4"]),
+    ("int8", []),
+    ("int8-dynamic", []),
+    ("int4", ["--group-size", "32", "--embeddings", "int8", "--sensitivity"]),
+    ("lowrank", ["--energy", "0.8", "--steps", "4"]),
 ]
 
 
@@ -80,6 +84,19 @@ def test_language_model_methods_write_loadable_folders(lm_run, tmp_path, capsys,
             report["parent"]["parameters"]
     if method == "distill":
         assert model.config.n_layer == 1 and model.config.d_model == 32
+    if method in ("int8", "int8-dynamic", "int4"):  # saved quantised: loading re-uses it
+        kinds = {m["kind"] for m in meta["modules"].values()}
+        assert kinds == ({"int4", "int8-embedding"} if method == "int4" else {"int8"})
+        assert report["compressed"]["parameters"] == report["parent"]["parameters"]
+        bits = (q["bits_per_sentence"], report["parent"]["quality"]["bits_per_sentence"])
+        assert bits[0] == pytest.approx(bits[1], rel=0.03)
+    if method == "int4":
+        assert report["parent"]["bytes"] / report["compressed"]["bytes"] >= 5
+        rows = report["sensitivity"]["layers"]
+        assert len(rows) == 9 and rows[0]["delta"] >= rows[-1]["delta"]
+    if method == "lowrank":
+        assert {m["kind"] for m in meta["modules"].values()} == {"lowrank"}
+        assert report["compressed"]["parameters"] < report["parent"]["parameters"]
     code, text, err = run_cli(["generate", str(out), "--prompt", "Alice", "--max-new-tokens",
                                "5", "--temperature", "0"], capsys)
     assert code == 0 and text.strip(), err
@@ -154,3 +171,9 @@ def test_bad_input_is_one_line_and_exit_2(lm_run, clf_run, tmp_path, capsys):
                        "--student", "bilstm"], capsys, "--student bilstm")
     assert_user_error(["compress", str(tmp_path / "nope"), "--out", out, "--method",
                        "int8"], capsys, "does not exist")
+    assert_user_error(["compress", str(lm_run), "--out", out, "--method", "int4",
+                       "--group-size", "128"], capsys, "64", "group")
+    assert_user_error(["compress", str(lm_run), "--out", out, "--method", "lowrank",
+                       "--rank", "65"], capsys, "rank 65", "64")
+    assert_user_error(["compress", str(lm_run), "--out", out, "--method", "lowrank",
+                       "--ranks", "qkv"], capsys, "PATTERN=RANK")

@@ -165,3 +165,117 @@ def test_bad_quantize_value(tiny_run):
 
     with pytest.raises(ConfigError, match="quantize must be one of int8, int8-dynamic"):
         load_pretrained(tiny_run, quantize="int4")
+
+
+# ------------------------------------------------------------------ saved int8 folders
+
+def tiny_models() -> dict:
+    """``{name: (model, inputs, run)}``: a GPT, a BERT sequence classifier, and task
+    models on a BERT encoder with a CRF tagging head and with attention pooling; every
+    ``in_features`` a multiple of 32 (so int4 groups of 32 fit too), heads with 2-3
+    outputs. ``run(model, inputs)`` returns the outputs to compare (for the tagger, the
+    emissions and the CRF's decoded tags)."""
+    from lmforge.models.bert import BertConfig, BertModel
+    from lmforge.models.gpt import GPT, GPTConfig
+    from lmforge.tasks.model import TaskModel, TaskModelConfig
+
+    torch.manual_seed(0)
+    enc = {"vocab_size": 50, "n_layer": 2, "n_head": 2, "d_model": 32, "d_ff": 64,
+           "max_position": 32, "dropout": 0.0}
+    ids = torch.randint(2, 50, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    batch = {"input_ids": ids, "attention_mask": mask}
+    tag_batch = {**batch, "word_index": torch.tensor([[1, 3, 5], [1, 2, 4], [2, 3, 7]]),
+                 "word_mask": torch.tensor([[1, 1, 1], [1, 1, 0], [1, 1, 1]])}
+    tagger = TaskModel(TaskModelConfig("tag", ["O", "B-PER", "I-PER"], "bert", dict(enc),
+                                       head="crf", dropout=0.0))
+    with torch.no_grad():
+        tagger.crf.transitions.normal_()  # a CRF that matters for the decoded tags
+
+    def run_tagger(model, b):
+        emissions = model(b)
+        tags = model.decode_tags(emissions, b["word_mask"])  # one list per text
+        return emissions, torch.tensor([t for row in tags for t in row])
+
+    return {
+        "gpt": (GPT(GPTConfig(vocab_size=50, n_layer=2, n_head=2, d_model=64,
+                              max_seq_len=32)), ids, lambda m, x: m(x)),
+        "bert-seq-cls": (BertModel(BertConfig(**enc, head="seq_cls", num_labels=3)), batch,
+                         lambda m, b: m(b["input_ids"], b["attention_mask"])),
+        "task-tag-crf": (tagger, tag_batch, run_tagger),
+        "task-attention-pool": (TaskModel(TaskModelConfig(
+            "classify", ["neg", "pos"], "bert", dict(enc), pooling="attention",
+            dropout=0.0)), batch, lambda m, b: m(b)),
+    }
+
+
+def assert_saved_folder_loads_as_is(model, inputs, run, folder, quantizer_module, quantizer,
+                                    stored_dtype, monkeypatch) -> None:
+    """Save ``model`` (already compressed), load the folder with the quantiser replaced by
+    one that fails: every output bit-identical, and the stored weights of ``stored_dtype``."""
+    from safetensors import safe_open
+
+    from lmforge.hub import load_pretrained
+
+    with torch.inference_mode():
+        before = run(model, inputs)
+    model.save_pretrained(folder)
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys() if k.endswith("qweight")}
+    assert dtypes == {stored_dtype}
+
+    def no_quantising(*_a, **_k):
+        raise AssertionError("loading a saved folder must not quantise again")
+
+    monkeypatch.setattr(quantizer_module, quantizer, no_quantising)
+    loaded, _ = load_pretrained(folder)
+    with torch.inference_mode():
+        after = run(loaded, inputs)
+    for a, b in zip(before if isinstance(before, tuple) else (before,),
+                    after if isinstance(after, tuple) else (after,), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["gpt", "bert-seq-cls", "task-tag-crf",
+                                  "task-attention-pool"])
+@pytest.mark.parametrize("mode", ["weight-only", "dynamic"])
+def test_int8_folder_saves_and_loads_without_requantizing(name, mode, tmp_path, monkeypatch):
+    """Every family's int8 model (every nn.Linear replaced, heads with 1-3 outputs, the
+    CRF and attention pooling included) stays close to fp32, and its saved folder gives
+    bit-identical outputs when loaded."""
+    import lmforge.compress.quantize as quantize
+
+    model, inputs, run = tiny_models()[name]
+    with torch.inference_mode():
+        ref = run(model.eval(), inputs)
+    quantize_int8(model, mode)
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    with torch.inference_mode():
+        got = run(model, inputs)
+    ref_out, got_out = (ref[0], got[0]) if isinstance(ref, tuple) else (ref, got)
+    assert (got_out - ref_out).norm() / ref_out.norm() < 0.05
+    assert_saved_folder_loads_as_is(model, inputs, run, tmp_path / "int8", quantize,
+                                    "quantize_weight", "I8", monkeypatch)
+
+
+def test_int8_embedding_rows_and_folder(tmp_path, monkeypatch):
+    """Per-row int8 tables: each entry within half a step of fp32, lookups equal rows of
+    the dequantised table, ids outside the vocabulary get the model's clear error, and a
+    GPT with int8 tables and layers round-trips through its folder."""
+    import lmforge.compress.quantize as quantize
+    from lmforge.compress.quantize import Int8Embedding, quantize_embeddings_int8
+    from lmforge.errors import ModelInputError
+
+    model, ids, run = tiny_models()["gpt"]
+    table = model.wte.weight.detach().clone()
+    quantize_embeddings_int8(model.eval(), skip=["wpe"])
+    assert isinstance(model.wte, Int8Embedding) and isinstance(model.wpe, torch.nn.Embedding)
+    q, s = quantize_weight(table)
+    assert ((model.wte.weight - table).abs() <= s[:, None] / 2 + 1e-7).all()
+    torch.testing.assert_close(model.wte(ids), model.wte.weight[ids], rtol=0, atol=0)
+    with pytest.raises(ModelInputError, match="vocab_size=50"):
+        model(torch.tensor([[3, 50]]))
+    quantize_int8(model)
+    assert_saved_folder_loads_as_is(model, ids, run, tmp_path / "emb", quantize,
+                                    "quantize_weight", "I8", monkeypatch)

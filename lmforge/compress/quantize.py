@@ -37,7 +37,14 @@ PyTorch's quantized-tensor functions, which PyTorch has deprecated
 
 ``quantize_int8`` replaces every ``nn.Linear`` of a model (a tied output head gets its
 own int8 copy; the embedding table stays fp32). It is for inference: the new layers have
-no gradients and are not saved in checkpoints.
+no gradients. ``model.save_pretrained`` records them, and ``load_pretrained`` rebuilds
+them from the stored int8 weights without quantising again
+(:mod:`lmforge.compress.structure`).
+
+**Embedding tables** (``quantize_embeddings_int8``, for smaller files: a vocabulary of
+a few thousand is a large share of a small model): the same per-row symmetric int8,
+``E_v ≈ s_v Q_v`` with ``|E_vd - s_v Q_vd| <= s_v / 2``; a lookup dequantises only the
+rows it reads.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -52,6 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hardware import int8_dynamic_saturates, int8_engine
+from .select import named_layers
 
 Mode = Literal["weight-only", "dynamic"]
 MODES: tuple[str, ...] = ("weight-only", "dynamic")
@@ -94,26 +103,62 @@ def quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class Int8Linear(nn.Module):
-    """A frozen ``nn.Linear`` with int8 weights: ``forward(x (..., K)) -> (..., N)``."""
+    """A frozen ``nn.Linear`` with int8 weights: ``forward(x (..., K)) -> (..., N)``.
+
+    Saved folders record it (:mod:`lmforge.compress.structure`): ``qweight``, ``scale``
+    and ``bias`` are stored; ``after_load`` re-derives the kernels' forms (bf16 scales,
+    fbgemm's packed weights)."""
+
+    kind = "int8"
 
     def __init__(self, linear: nn.Linear, mode: Mode = "weight-only", small_batch: int = 16):
         super().__init__()
+        q, scale = quantize_weight(linear.weight)
+        bias = None if linear.bias is None else linear.bias.detach().float().clone()
+        self._init_buffers(q, scale, bias, mode, small_batch)
+
+    def _init_buffers(self, qweight: Tensor, scale: Tensor, bias: Tensor | None, mode: Mode,
+                      small_batch: int) -> None:
         if mode not in MODES:
             raise ValueError(f"int8 mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode, self.small_batch = mode, small_batch
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        q, scale = quantize_weight(linear.weight)
-        bias = None if linear.bias is None else linear.bias.detach().float().clone()
-        self.register_buffer("qweight", q)
+        self.out_features, self.in_features = qweight.shape
+        self.register_buffer("qweight", qweight)
         self.register_buffer("scale", scale)
         self.register_buffer("bias", bias)
-        self.register_buffer("scale_bf16", scale.to(torch.bfloat16))
-        if mode == "dynamic":
+        self.register_buffer("scale_bf16", None, persistent=False)
+        self.after_load()
+
+    def spec(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "mode": self.mode, "bias": self.bias is not None,
+                "small_batch": self.small_batch}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> Int8Linear:
+        """An empty layer of ``spec``'s shapes (zero weights; load them, then
+        :meth:`after_load`)."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        n, k = spec["out_features"], spec["in_features"]
+        layer._init_buffers(torch.zeros(n, k, dtype=torch.int8), torch.ones(n),
+                            torch.zeros(n) if spec["bias"] else None, spec["mode"],
+                            spec["small_batch"])
+        return layer
+
+    def after_load(self) -> None:
+        """Derive the kernels' forms of the stored weights (bf16 scales; in dynamic mode
+        fbgemm's packed weights)."""
+        self.scale_bf16 = self.scale.to(torch.bfloat16)
+        if self.mode == "dynamic":
             with warnings.catch_warnings():  # qint8 tensors are deprecated (torch #184982)
                 warnings.simplefilter("ignore", UserWarning)
-                wq = torch.quantize_per_channel(q.float() * scale[:, None], scale.double(),
+                scale = self.scale.float()
+                wq = torch.quantize_per_channel(self.qweight.float() * scale[:, None],
+                                                scale.double(),
                                                 torch.zeros_like(scale, dtype=torch.long), 0,
                                                 torch.qint8)
+            bias = None if self.bias is None else self.bias.float()
             self._packed = torch.ops.quantized.linear_prepack(wq, bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -147,4 +192,60 @@ def quantize_int8(model: nn.Module, mode: Mode = "weight-only") -> nn.Module:
             setattr(model, name, Int8Linear(child, mode))
         else:
             quantize_int8(child, mode)
+    return model.eval()
+
+
+class Int8Embedding(nn.Module):
+    """A frozen ``nn.Embedding`` with int8 rows: ``forward(ids (...)) -> (..., d)``, each
+    row ``s_v Q_v`` (see the module doc). An empty table from ``Int8Embedding(V, d)``;
+    :meth:`from_embedding` quantises one."""
+
+    kind = "int8-embedding"
+
+    def __init__(self, num_embeddings: int, embedding_dim: int):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.register_buffer("qweight", torch.zeros(num_embeddings, embedding_dim,
+                                                    dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(num_embeddings))
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding) -> Int8Embedding:
+        table = cls(embedding.num_embeddings, embedding.embedding_dim)
+        q, scale = quantize_weight(embedding.weight)
+        table.qweight.copy_(q)
+        table.scale.copy_(scale)
+        return table
+
+    def spec(self) -> dict:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> Int8Embedding:
+        return cls(spec["num_embeddings"], spec["embedding_dim"])
+
+    @property
+    def weight(self) -> Tensor:
+        """The whole dequantised table (V, d), made on each access (models read its dtype
+        and device); lookups dequantise only their rows."""
+        return self.qweight.to(self.scale.dtype) * self.scale[:, None]
+
+    def forward(self, ids: Tensor) -> Tensor:
+        # F.embedding raises IndexError for ids outside [0, V) (plain indexing would wrap
+        # negative ids), which lmforge.models.base.embed_ids turns into a clear error.
+        q = F.embedding(ids, self.qweight)
+        return q.to(self.scale.dtype) * F.embedding(ids, self.scale[:, None])
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+def quantize_embeddings_int8(model: nn.Module, skip: Sequence[str] = ()) -> nn.Module:
+    """Replace every ``nn.Embedding`` of ``model`` whose path ``skip`` does not name
+    (:mod:`lmforge.compress.select`) by an :class:`Int8Embedding` (in place; the model is
+    returned in eval mode). An output head tied to a table keeps the fp32 weight (or
+    quantise the head too: ``quantize_int8`` / ``quantize_int4``)."""
+    with torch.no_grad():
+        for name, emb in named_layers(model, nn.Embedding, skip=skip):
+            model.set_submodule(name, Int8Embedding.from_embedding(emb))
     return model.eval()

@@ -56,8 +56,9 @@ class CompressOptions:
     heads: float = 0.3               # prune-structured: share of heads removed
     ffn: float = 0.3                 # prune-structured: share of FFN neurons removed
     group_size: int = 128            # int4: weights per (scale, zero) group
-    embeddings: str = "fp32"         # int4: fp32 | int8 | int4 for the embedding table
+    embeddings: str = "fp32"         # int4: fp32 | int8 for the embedding tables
     rank: int | None = None          # lowrank: one rank for every layer
+    ranks: str | None = None         # lowrank: PATTERN=RANK,... per layer
     energy: float | None = None      # lowrank: keep this share of sum(sigma^2) per layer
     student: str = "half"            # distill: half | bilstm (a classifier's student)
     temperature: float = 2.0         # distill: T
@@ -85,7 +86,7 @@ class CompressOptions:
                 "prune-structured": ("heads", "ffn", "score_batches", "steps", "lr"),
                 "int8": (), "int8-dynamic": (),
                 "int4": ("group_size", "embeddings"),
-                "lowrank": ("rank", "energy", "steps", "lr"),
+                "lowrank": ("rank", "ranks", "energy", "steps", "lr"),
                 "distill": ("student", "temperature", "alpha", "hidden_weight", "steps",
                             "lr")}[self.method]
         return {k: v for k, v in asdict(self).items() if k in used}
@@ -189,12 +190,27 @@ def compress(source: str | Path, options: CompressOptions, out: str | Path, *,
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Stored numbers: parameters and the buffers that hold weights (int8/int4 layers
-    keep theirs in buffers), each tensor once."""
-    seen, n = set(), 0
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.data_ptr() in seen or not t.numel():
-            continue
-        seen.add(t.data_ptr())
-        n += t.numel()
+    """The model's weights, each tensor once: its parameters, and for a quantised layer
+    (int8, int4, an int8 table) the weights it stands for, whatever their storage."""
+    seen: set[int] = set()
+    n = 0
+
+    def visit(module: nn.Module) -> None:
+        nonlocal n
+        kind = getattr(module, "kind", None)
+        if kind in ("int8", "int4"):
+            n += module.in_features * module.out_features + \
+                (module.out_features if module.bias is not None else 0)
+            return
+        if kind == "int8-embedding":
+            n += module.num_embeddings * module.embedding_dim
+            return
+        for p in module.parameters(recurse=False):
+            if p.data_ptr() not in seen:
+                seen.add(p.data_ptr())
+                n += p.numel()
+        for child in module.children():
+            visit(child)
+
+    visit(model)
     return n

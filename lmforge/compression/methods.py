@@ -26,12 +26,13 @@ def _sensitivity(job: Job, quantize_layer: Callable[[nn.Linear], nn.Module]) -> 
     """``--sensitivity``: each linear layer quantised alone, worst first."""
     if not job.options.sensitivity:
         return {}
-    from ..compress.sensitivity import layer_sensitivity
+    from ..compress.sensitivity import layer_sensitivity, sensitivity_table
 
-    key = "bits_per_sentence" if job.parent.kind == "lm" else "accuracy"
+    key, higher = job.parent.headline
     job.log(f"sensitivity: quantising one layer at a time, scoring {key}")
-    rows = layer_sensitivity(job.parent.fresh_model(), quantize_layer,
-                             lambda m: float(job.parent.quality(m)[key]))
+    rows = layer_sensitivity(job.parent.fresh_model(), quantize_layer, job.parent.score,
+                             higher_is_better=higher)
+    job.log(sensitivity_table(rows))
     return {"sensitivity": {"metric": key, "layers": rows}}
 
 
@@ -79,6 +80,57 @@ def distill(job: Job) -> tuple[nn.Module, dict]:
             f"{sum(p.numel() for p in student.parameters()):,} parameters")
     student = job.finetune(student, steps, objective=objective)
     return student, {"student": o.student, "steps": steps}
+
+
+def int4(job: Job) -> tuple[nn.Module, dict]:
+    """Weight-only int4 for every linear layer (a tied head gets its own copy); with
+    ``--embeddings int8`` the embedding tables become int8 too."""
+    from ..compress.int4 import Int4Linear, check_group_size, quantize_int4
+    from ..compress.quantize import quantize_embeddings_int8
+
+    o = job.options
+    check_group_size(o.group_size)
+    if o.embeddings not in ("fp32", "int8"):
+        raise ConfigError(f"--embeddings must be fp32 or int8, got {o.embeddings!r}")
+    details = _sensitivity(job, lambda lin: Int4Linear.from_linear(lin, o.group_size))
+    model = quantize_int4(job.parent.fresh_model(), o.group_size)
+    if o.embeddings == "int8":
+        quantize_embeddings_int8(model)
+    return model, details
+
+
+def parse_ranks(text: str) -> dict[str, int]:
+    """``--ranks 'qkv=16,mlp.*=24'``: a rank per layer-name pattern."""
+    out: dict[str, int] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        pattern, sep, value = item.partition("=")
+        if not sep or not pattern or not value.strip().isdigit():
+            raise ConfigError(f"--ranks: expected PATTERN=RANK items separated by commas, "
+                              f"got {item!r}")
+        out[pattern.strip()] = int(value)
+    if not out:
+        raise ConfigError("--ranks is empty")
+    return out
+
+
+def lowrank(job: Job) -> tuple[nn.Module, dict]:
+    """Truncated SVD of the linear layers, then fine-tuning of both factors."""
+    from ..compress.lowrank import factorize
+
+    o, parent = job.options, job.parent
+    steps = default_finetune_steps(job)
+    model = parent.fresh_model()
+    if job.resume:
+        return job.finetune(model, steps), {"finetune_steps": steps}
+    given = [x for x in (o.rank, o.ranks, o.energy) if x is not None]
+    if len(given) > 1:
+        raise ConfigError("give one of --rank, --ranks or --energy")
+    rank = parse_ranks(o.ranks) if o.ranks is not None else o.rank
+    energy = o.energy if given else 0.9
+    report = factorize(model, rank=rank, energy=None if rank is not None else energy)
+    job.log(report.table())
+    model = job.finetune(model, steps)
+    return model, {"layers": report.layers, "finetune_steps": steps}
 
 
 SPARSE_FILE = "sparse.safetensors"
@@ -152,4 +204,6 @@ METHOD_FUNCTIONS: dict[str, Callable[[Job], tuple[nn.Module, dict[str, Any]]]] =
     "distill": distill,
     "prune": prune,
     "prune-structured": prune_structured,
+    "int4": int4,
+    "lowrank": lowrank,
 }

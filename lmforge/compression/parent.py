@@ -127,6 +127,31 @@ class Parent:
                 return self._task_quality(model)
             return self._lm_quality(model)
 
+    @property
+    def headline(self) -> tuple[str, bool]:
+        """The figure one number judges a model by, and whether higher is better:
+        bits per sentence for a language model (validation loss off the world),
+        accuracy for a classifier, entity F1 for a tagger, F1 for relations."""
+        if self.kind == "lm":
+            return ("bits_per_sentence" if self.recipe.data.corpus == "world"
+                    else "val_loss"), False
+        return {"tag": "entity_f1", "relate": "f1"}.get(self.model.config.task,
+                                                         "accuracy"), True
+
+    def score(self, model: nn.Module, sentences: int = 200) -> float:
+        """The headline figure of ``model``, cheaply: no samples for grammaticality, and
+        ``sentences`` test sentences for bits (per-layer sensitivity runs it often)."""
+        key, _ = self.headline
+        model.eval()
+        with torch.no_grad():
+            if key == "bits_per_sentence":
+                from ..corpora import lm_corpus
+                from ..eval.world import world_bits
+
+                test = lm_corpus("test", sentences, seed=self.recipe.run.seed)
+                return world_bits(model, self.tokenizer, test).model_bits
+            return float(self.quality(model)[key])
+
     def _task_quality(self, model: nn.Module) -> dict[str, Any]:
         from ..tasks.predictor import TaskPredictor
 
