@@ -43,6 +43,13 @@ class Quantize(str, enum.Enum):
     int8_dynamic = "int8-dynamic"
 
 
+class Backend(str, enum.Enum):
+    """``lmforge generate --backend`` choices."""
+
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False):
     _state["debug"] = debug
@@ -226,6 +233,14 @@ def generate(
     control: Annotated[str | None, typer.Option(
         help="Control codes of a controlled-generation run, e.g. 'negative, sport, zh' "
              "(sentiment, topic, language; any subset).", metavar="CODES")] = None,
+    backend: Annotated[Backend, typer.Option(
+        help="torch (eager) or onnxruntime: a GPT exported to ONNX, run by ONNX Runtime "
+             "with the same decoding options.")] = Backend.torch,
+    onnx: Annotated[Path | None, typer.Option(
+        help="With --backend onnxruntime: the .onnx file to run (from lmforge export "
+             "onnx; the tokenizer.json beside it, else RUN_OR_DIR's; RUN_OR_DIR may be "
+             "that file itself). Without it, RUN_OR_DIR is exported to a temporary "
+             "folder first (seconds); export once to reuse it.", metavar="FILE")] = None,
 ):
     """Generate text from a trained model; an encoder-decoder translates each prompt."""
     from ..control.codes import code_ids, parse_controls
@@ -234,7 +249,6 @@ def generate(
     from ..generate.decode import check_prompts
     from ..generate.seq2seq import is_encoder_decoder, translate
     from ..generate.text import complete_ids, encode_prompt, stream_ids
-    from ..hub import load_pretrained
 
     controls = parse_controls(control) if control is not None else None
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p,
@@ -245,8 +259,8 @@ def generate(
     # the options are checked before the (slow) model load
     GenerationConfig(max_new_tokens=DEFAULT_NEW_TOKENS if max_new_tokens is None
                      else max_new_tokens, **options)
-    m, tok = load_pretrained(model, quantize=quantize.value if quantize else None,
-                             require_tokenizer=True)
+    m, tok = _export.generation_model(model, backend.value, onnx,
+                                      quantize.value if quantize else None)
     prompts = list(prompt or [""])
     if is_encoder_decoder(m):  # greedy or beam search; sampling options do not apply
         if controls is not None:
@@ -550,6 +564,8 @@ def embed_plot(
 
 from . import chat as _chat  # noqa: E402,F401  (registers chat)
 from . import complete as _complete  # noqa: E402,F401  (registers complete)
+from . import compress as _compress  # noqa: E402,F401  (registers compress)
+from . import export as _export  # noqa: E402  (registers export; generate's ONNX backend)
 from . import qa as _qa  # noqa: E402,F401  (registers qa index, search, ask)
 from . import serve as _serve  # noqa: E402,F401  (registers serve)
 from . import serve_admin as _serve_admin  # noqa: E402,F401  (registers keys, audit)
