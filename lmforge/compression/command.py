@@ -1,6 +1,6 @@
 """``lmforge compress RUN --method M --out DIR``: compress a trained model into a folder.
 
-Every method takes the parent (:mod:`lmforge.compress.parent`), returns a smaller or
+Every method takes the parent (:mod:`lmforge.compression.parent`), returns a smaller or
 faster model, and the result is written as an ordinary lmforge model folder, so
 ``generate``, ``evaluate``, ``predict`` and ``serve`` load it unchanged::
 
@@ -12,17 +12,15 @@ faster model, and the result is written as an ordinary lmforge model folder, so
 
 The methods (each module's docstring gives its math):
 
-==================  ========================================================  ==========
-method              what it does                                              fine-tunes
-==================  ========================================================  ==========
-prune               unstructured magnitude pruning (:mod:`.prune`)             yes
-prune-structured    removes attention heads and FFN neurons (:mod:`.structured`)  yes
-int8, int8-dynamic  int8 weights (and activations) (:mod:`.quantize`)          no
-int4                weight-only int4 in groups (:mod:`.int4`)                  no
-lowrank             truncated SVD of the linear layers (:mod:`.lowrank`)       yes
-distill             trains a smaller student on the teacher's outputs          (trains)
-                    (:mod:`.distill`)
-==================  ========================================================  ==========
+- ``prune``: unstructured magnitude pruning, then fine-tuning (:mod:`lmforge.compress.prune`);
+- ``prune-structured``: attention heads and FFN neurons removed, then fine-tuning
+  (:mod:`lmforge.compress.structured`);
+- ``int8``, ``int8-dynamic``: int8 weights, and activations (:mod:`lmforge.compress.quantize`);
+- ``int4``: weight-only int4 in groups (:mod:`lmforge.compress.int4`);
+- ``lowrank``: truncated SVD of the linear layers, then fine-tuning
+  (:mod:`lmforge.compress.lowrank`);
+- ``distill``: a smaller student trained on the teacher's outputs
+  (:mod:`lmforge.compress.distill`).
 
 ``--resume`` continues an interrupted fine-tuning from its last checkpoint.
 """
