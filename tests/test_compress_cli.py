@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from compress_fixtures import tiny_classifier_run, tiny_lm_run
+from compress_fixtures import tiny_classifier_run
 from fakes import assert_user_error, run_cli
 
 from lmforge.hub import load_pretrained
@@ -17,8 +17,8 @@ from lmforge.models.base import sha256_file
 
 
 @pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-    return tiny_lm_run(tmp_path_factory.mktemp("lm") / "run")
+def lm_run(tiny_lm_run):
+    return tiny_lm_run
 
 
 @pytest.fixture(scope="module")

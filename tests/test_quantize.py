@@ -19,19 +19,9 @@ from lmforge.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A small GPT trained for 150 steps on the world corpus (a few seconds)."""
-    from lmforge.config import load_recipe, resolve_recipe_path
-    from lmforge.pretrain import pretrain
-
-    out = tmp_path_factory.mktemp("int8") / "run"
-    recipe = load_recipe(resolve_recipe_path("quickstart"), [
-        f"run.out_dir={out}", "data.world_train_sentences=3000",
-        "data.world_eval_sentences=100", "tokenizer.vocab_size=384", "model.n_layer=2",
-        "model.d_model=64", "model.n_head=2", "model.n_kv_head=2", "train.max_steps=150",
-        "train.eval_every=150", "train.ckpt_every=150", "train.warmup_steps=10",
-        "train.precision=fp32", "train.device=cpu", "sample.prompts=[]"])
-    return pretrain(recipe, show_progress=False, log=lambda _m: None).run_dir
+def tiny_run(tiny_lm_run):
+    """A small GPT trained for 150 steps on the world corpus (the session's, conftest)."""
+    return tiny_lm_run
 
 
 def make_linear() -> torch.nn.Linear:
