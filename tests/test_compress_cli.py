@@ -177,3 +177,34 @@ def test_bad_input_is_one_line_and_exit_2(lm_run, clf_run, tmp_path, capsys):
                        "--rank", "65"], capsys, "rank 65", "64")
     assert_user_error(["compress", str(lm_run), "--out", out, "--method", "lowrank",
                        "--ranks", "qkv"], capsys, "PATTERN=RANK")
+
+
+def test_compressed_folders_serve_and_evaluate_unchanged(lm_run, tmp_path, capsys):
+    """int4 (swapped modules) and structured pruning (a new config) behind the
+    OpenAI-compatible server answer exactly what lmforge's own generation gives, and
+    ``lmforge evaluate`` scores them."""
+    import openai
+    from serve_fixtures import running
+
+    from lmforge.generate import generate
+    from lmforge.serve.app import ServerOptions, build_app
+    from lmforge.serve.models import ModelSpec
+
+    folders = {"q4": tmp_path / "q4", "pruned": tmp_path / "pruned"}
+    _compress(capsys, lm_run, folders["q4"], "--method", "int4", "--group-size", "32")
+    _compress(capsys, lm_run, folders["pruned"], "--method", "prune-structured", "--heads",
+              "0.5", "--ffn", "0.5", "--steps", "2", "--score-batches", "1")
+    app = build_app([ModelSpec(n, str(p)) for n, p in folders.items()],
+                    ServerOptions(engine={"max_running": 2}))
+    with running(app) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        for name, folder in folders.items():
+            model, tok = load_pretrained(folder, require_tokenizer=True)
+            want = generate(model, tok, "Alice lives in", max_new_tokens=8, temperature=0)
+            r = client.completions.create(model=name, prompt="Alice lives in", max_tokens=8,
+                                          temperature=0)
+            assert r.choices[0].text == want
+    data = tmp_path / "held_out.txt"
+    data.write_text("Alice lives in Paris.\nBob works in Lima.\n", encoding="utf-8")
+    code, text, err = run_cli(["evaluate", str(folders["q4"]), "--data", str(data)], capsys)
+    assert code == 0 and "perplexity" in text, err
