@@ -195,6 +195,24 @@ def test_classifier_matches_eager(classifier, batch, length):
     np.testing.assert_allclose(logits, eager.numpy(), atol=TOL, rtol=0)
 
 
+def test_classifier_on_a_gpt_encoder_matches_eager(tmp_path):
+    """A task model reading a GPT's last real token, left-padded rows included (the GPT
+    keeps its padding mask under export, where a graph cannot branch on values)."""
+    cfg = TaskModelConfig(task="classify", labels=["a", "b", "c"], encoder="gpt",
+                          encoder_config={"vocab_size": 100, "n_layer": 2, "n_head": 2,
+                                          "d_model": 32, "max_seq_len": 64}, pooling="last")
+    torch.manual_seed(0)
+    model = TaskModel(cfg).eval()
+    exported = export_model(model, tmp_path / "gpt-task.onnx")
+    for batch, length in ((1, 4), (3, 9)):
+        ids, mask = _ids_and_mask(batch, length, 100, left=True)
+        (logits,) = onnx_session(exported.model).run(
+            None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        with torch.no_grad():
+            eager = model({"input_ids": ids, "attention_mask": mask})
+        np.testing.assert_allclose(logits, eager.numpy(), atol=TOL, rtol=0)
+
+
 def test_int8_classifier_stays_close(classifier):
     """Measured on 256 inputs: max |logit error| 0.40 for logits up to 7.1 (5.7%), the
     arg-max agreeing on 99.2%."""

@@ -318,7 +318,9 @@ class GPT(PretrainedMixin, nn.Module):
             key_valid = cache.attention_mask[:, :end]
         else:
             key_valid = attention_mask.bool() if attention_mask is not None else None
-        padded = key_valid is not None and not bool(key_valid.all())
+        # (under torch.export a graph cannot branch on values: the mask always applies)
+        padded = key_valid is not None and (torch.compiler.is_exporting()
+                                            or not bool(key_valid.all()))
 
         # Positions: count only real tokens, so left padding does not shift them.
         # A cache may hold more columns than max_seq_len when rows start at different
