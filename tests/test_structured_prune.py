@@ -310,3 +310,15 @@ def test_head_dim_config_field_and_hf_export_refusal():
     prune_heads(bert, {0: [0, 1, 2], 1: [0, 1, 2]})
     with pytest.raises(CheckpointError, match="head size"):
         export_bert(bert)
+
+
+def test_kept_ffn_width_rounds_to_a_multiple():
+    from lmforge.compress.structured import kept_width
+
+    assert kept_width(768, 0.3) == 538                 # exact: 230 of 768 go
+    assert kept_width(768, 0.3, multiple=64) == 512    # 538 -> the nearest multiple
+    assert kept_width(768, 0.2, multiple=64) == 640    # 614 -> 640
+    assert kept_width(768, 0.99, multiple=64) == 64    # at least one multiple
+    assert kept_width(48, 0.3, multiple=64) == 34      # narrower than the multiple: exact
+    with pytest.raises(ConfigError, match="multiple"):
+        kept_width(768, 0.3, multiple=0)

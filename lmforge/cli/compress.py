@@ -31,6 +31,10 @@ def compress(
                                          "removed.")] = 0.3,
     ffn: Annotated[float, typer.Option(help="prune-structured: share of FFN neurons "
                                        "removed.")] = 0.3,
+    ffn_multiple: Annotated[int, typer.Option(help="prune-structured: round the kept FFN "
+                                              "width to a multiple of this (matrix "
+                                              "kernels run odd widths slower); 1: "
+                                              "exact.")] = 64,
     score_batches: Annotated[int, typer.Option(help="prune-structured: training batches "
                                                "that score the heads and neurons.")] = 8,
     group_size: Annotated[int, typer.Option(help="int4: weights per scale and zero point "
@@ -45,9 +49,12 @@ def compress(
              "singular values, in (0, 1] (the default, 0.9, when no rank is given).")] = None,
     student: Annotated[str, typer.Option(help="distill: half (half the depth and width) or, "
                                          "for a classifier, bilstm.")] = "half",
-    temperature: Annotated[float, typer.Option(help="distill: softmax temperature T.")] = 2.0,
-    alpha: Annotated[float, typer.Option(help="distill: weight of the teacher's soft loss "
-                                         "(1 - alpha: the labels').")] = 0.5,
+    temperature: Annotated[float | None, typer.Option(
+        help="distill: softmax temperature T [default: 1 for a language model, 2 for a "
+             "classifier].")] = None,
+    alpha: Annotated[float | None, typer.Option(
+        help="distill: weight of the teacher's soft loss, 1 - alpha the labels' "
+             "[default: 0.9 for a language model, 0.5 for a classifier].")] = None,
     hidden_weight: Annotated[float, typer.Option(help="distill: weight of the hidden-state "
                                                  "cosine loss.")] = 0.0,
     steps: Annotated[int | None, typer.Option(help="Fine-tuning (or distillation) steps; 0: "
@@ -72,5 +79,6 @@ def compress(
                               energy=energy,
                               student=student, temperature=temperature, alpha=alpha,
                               hidden_weight=hidden_weight, steps=steps, lr=lr,
-                              sensitivity=sensitivity, score_batches=score_batches)
+                              sensitivity=sensitivity, score_batches=score_batches,
+                              ffn_multiple=ffn_multiple)
     run_compress(run, options, out, resume=resume, show_progress=progress, log=_echo)

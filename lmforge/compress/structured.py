@@ -128,12 +128,25 @@ def choose_heads(scores: Tensor, fraction: float, n_kv_head: int | None = None
             for layer in range(n_layer)}
 
 
-def choose_neurons(scores: Tensor, fraction: float) -> dict[int, list[int]]:
+def kept_width(n: int, fraction: float, multiple: int = 1) -> int:
+    """Units kept of ``n`` when ``fraction`` go, rounded to the nearest multiple of
+    ``multiple`` (at least one multiple, at most ``n``): matrix kernels block their
+    work in multiples of 16 to 64, so an odd width such as 538 can run slower than 512."""
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ConfigError(f"multiple must be an integer >= 1, got {multiple!r}")
+    keep = n - _n_removed(fraction, n)
+    if multiple == 1 or n < multiple:
+        return keep
+    return min(n, max(multiple, multiple * math.floor(keep / multiple + 0.5)))
+
+
+def choose_neurons(scores: Tensor, fraction: float, multiple: int = 1
+                   ) -> dict[int, list[int]]:
     """Neurons to keep per layer from ``scores`` (L, d_ff): the ``fraction`` least
-    important of every layer go."""
+    important of every layer go (the kept count rounded by :func:`kept_width`)."""
     fraction = check_sparsity(fraction, "ffn_fraction")
     n_layer, d_ff = scores.shape
-    n_keep = d_ff - _n_removed(fraction, d_ff)
+    n_keep = kept_width(d_ff, fraction, multiple)
     return {layer: _top(scores[layer], n_keep) for layer in range(n_layer)}
 
 
@@ -158,10 +171,12 @@ def _count(model: nn.Module) -> int:
 
 
 def structured_prune(model: nn.Module, head_fraction: float, ffn_fraction: float,
-                     batches: Iterable[Any], loss_fn: LossFn) -> StructuredPruneReport:
+                     batches: Iterable[Any], loss_fn: LossFn,
+                     ffn_multiple: int = 1) -> StructuredPruneReport:
     """Score heads and neurons on ``batches`` (:func:`importance`), keep the most
     important of every layer (:func:`choose_heads`, :func:`choose_neurons`) and remove
-    the rest from ``model`` in place (its config follows). Fractions are in [0, 1)."""
+    the rest from ``model`` in place (its config follows). Fractions are in [0, 1); the
+    kept FFN width is rounded to a multiple of ``ffn_multiple``."""
     check_sparsity(head_fraction, "head_fraction")
     check_sparsity(ffn_fraction, "ffn_fraction")
     parts = layer_parts(model)
@@ -169,7 +184,7 @@ def structured_prune(model: nn.Module, head_fraction: float, ffn_fraction: float
     params_before = _count(model)
     scores = importance(model, batches, loss_fn)
     heads = choose_heads(scores.normalized_heads(), head_fraction, before[1])
-    neurons = choose_neurons(scores.neurons, ffn_fraction)
+    neurons = choose_neurons(scores.neurons, ffn_fraction, ffn_multiple)
     prune_heads(model, heads)
     prune_ffn(model, neurons)
     p = layer_parts(model)[0]

@@ -53,14 +53,15 @@ class CompressOptions:
     schedule: str = "oneshot"        # prune: oneshot | gradual (Zhu & Gupta)
     heads: float = 0.3               # prune-structured: share of heads removed
     ffn: float = 0.3                 # prune-structured: share of FFN neurons removed
+    ffn_multiple: int = 64           # prune-structured: kept FFN width rounded to this
     group_size: int = 128            # int4: weights per (scale, zero) group
     embeddings: str = "fp32"         # int4: fp32 | int8 for the embedding tables
     rank: int | None = None          # lowrank: one rank for every layer
     ranks: str | None = None         # lowrank: PATTERN=RANK,... per layer
     energy: float | None = None      # lowrank: keep this share of sum(sigma^2) per layer
     student: str = "half"            # distill: half | bilstm (a classifier's student)
-    temperature: float = 2.0         # distill: T
-    alpha: float = 0.5               # distill: weight of the soft (teacher) loss
+    temperature: float | None = None  # distill: T (None: 1 for a language model, 2 else)
+    alpha: float | None = None       # distill: soft-loss weight (None: 0.9 LM, 0.5 else)
     hidden_weight: float = 0.0       # distill: weight of the hidden-state cosine loss
     steps: int | None = None         # fine-tuning / distillation steps (None: the default)
     lr: float | None = None          # their peak learning rate (None: the parent's)
@@ -81,7 +82,8 @@ class CompressOptions:
     def parameters(self) -> dict[str, Any]:
         """The options this method uses (recorded in ``lmforge.json``)."""
         used = {"prune": ("sparsity", "scope", "schedule", "steps", "lr"),
-                "prune-structured": ("heads", "ffn", "score_batches", "steps", "lr"),
+                "prune-structured": ("heads", "ffn", "ffn_multiple", "score_batches", "steps",
+                                     "lr"),
                 "int8": (), "int8-dynamic": (),
                 "int4": ("group_size", "embeddings"),
                 "lowrank": ("rank", "ranks", "energy", "steps", "lr"),
@@ -110,14 +112,16 @@ class Job:
 
     def finetune(self, model: nn.Module, steps: int, **kwargs: Any) -> nn.Module:
         """Fine-tune ``model`` on the parent's data for ``steps`` (none when 0); on
-        ``--resume``, from the run's last checkpoint (which replaces ``model``)."""
+        ``--resume``, from the run's last checkpoint (which replaces ``model``).
+        ``kwargs``: :meth:`Parent.finetune`'s (``lr`` defaults to ``--lr``)."""
         if steps == 0:
             return model
         if self.resume:
             model = resumed_model(self.run_dir, model)
         self.log(f"fine-tuning {steps} steps in {self.run_dir}")
-        self.parent.finetune(model, self.run_dir, steps, lr=self.options.lr,
-                             resume=self.resume, show_progress=self.show_progress, **kwargs)
+        kwargs.setdefault("lr", self.options.lr)
+        self.parent.finetune(model, self.run_dir, steps, resume=self.resume,
+                             show_progress=self.show_progress, **kwargs)
         return model.eval()
 
 

@@ -185,10 +185,12 @@ class Parent:
     def finetune(self, model: nn.Module, run_dir: Path, steps: int, *,
                  lr: float | None = None, objective: Any = None,
                  callbacks: Iterable[Any] = (), resume: bool = False,
-                 show_progress: bool = True, provenance: dict | None = None) -> Any:
+                 show_progress: bool = True, provenance: dict | None = None,
+                 optimizer: str | None = None) -> Any:
         """Train ``model`` for ``steps`` on the parent's data (its objective unless
         ``objective`` is given), in ``run_dir``; the parent recipe's optimiser settings,
-        with ``lr`` replacing its peak rate and a warm-up of at most a tenth of the steps.
+        with ``lr`` replacing its peak rate (``optimizer`` its optimizer) and a warm-up of at
+        most a tenth of the steps.
         Returns the trainer's result; ``model`` ends with the last step's weights."""
         from ..train import Trainer
 
@@ -201,7 +203,7 @@ class Parent:
             "eval_every": max(1, min(t.eval_every, steps)),
             "ckpt_every": max(1, min(t.ckpt_every, steps // 4)),
             "keep_last": 1, "early_stop_patience": None, "best_metric": "val_loss",
-            "best_mode": "min"})
+            "best_mode": "min", "optimizer": optimizer or t.optimizer})
         trainer = Trainer(model, cfg, train, val, run_dir, seed=self.recipe.run.seed,
                           objective=objective or own_objective, callbacks=callbacks,
                           tokenizer=self.tokenizer, resume=resume,
