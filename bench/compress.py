@@ -8,11 +8,13 @@ measured in a child process of its own, so that its peak memory is its own:
 
 - **parameters** and **size on disk** (``model.safetensors``; for unstructured pruning
   also the bitmask + values file, ``sparse.safetensors``);
-- **latency at batch 1 and 8**: the GPT decodes 32 greedy tokens after a 16-token prompt
-  (milliseconds per generated token, prefill included); the classifier labels reviews
-  (milliseconds per call of ``predict`` with 1 or 8 reviews); medians of interleaved
-  repetitions;
-- **throughput** at batch 8: tokens/s (GPT) or reviews/s (classifier);
+- **latency at batch 1 and 8**: one forward pass over 1 or 8 windows of the world's test
+  text (the GPT: windows of its context, 64 tokens for the quickstart model, as in
+  scoring or a prompt's prefill) or of encoded test reviews (the classifier); medians of
+  repetitions after a warm-up;
+- **throughput** at batch 8 of that forward pass (tokens/s or reviews/s), and for the GPT
+  greedy generation speed, 32 tokens after a 16-token prompt at batch 1 and 8 (``gen b1``,
+  ``gen b8``: generated tokens/s, prefill included);
 - **peak memory**: the child's peak resident set (``VmHWM``); the table header gives
   that of a child that only imports torch and lmforge, so the difference is the model,
   its kernels' buffers and the activations;
@@ -91,8 +93,9 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _median_ms(fn, reps: int) -> float:
-    fn()  # warm-up
+def _median_ms(fn, reps: int, warmup: int = 5) -> float:
+    for _ in range(warmup):  # ONNX Runtime sizes its memory arena on the first calls
+        fn()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
@@ -303,7 +306,7 @@ def table(kind: str, parent_report: dict, reports: dict[str, dict],
           speeds: dict[str, dict]) -> list[dict]:
     """Print the table of one parent; return its rows as dicts."""
     key, _ = QUALITY[kind]
-    unit = "tok/s" if kind == "gpt" else "rev/s"
+    unit = "tok/s" if kind == "gpt" else "rev/s"  # forward throughput at batch 8
     rows = [{"row": "fp32", "parameters": parent_report["parameters"],
              "mb": parent_report["bytes"] / 1e6, **speeds["fp32"],
              "quality": parent_report["quality"]}]
@@ -317,13 +320,17 @@ def table(kind: str, parent_report: dict, reports: dict[str, dict],
     second = "grammatical" if kind == "gpt" else "f1_macro"
     print(f"\n{kind}: {key} (lower is better)" if kind == "gpt" else
           f"\n{kind}: {key} (ceiling {parent_report['quality'].get('ceiling')})")
+    gen = kind == "gpt"
     print(f"{'row':<20}{'params':>11}{'MB':>8}{'b1 ms':>9}{'b8 ms':>9}{unit:>10}"
-          f"{'peak MB':>9}{key[:10]:>11}{second[:11]:>12}  note")
+          + (f"{'gen b1':>9}{'gen b8':>9}" if gen else "")
+          + f"{'peak MB':>9}{key[:10]:>11}{second[:11]:>12}  note")
     for r in rows:
         q = r["quality"]
         print(f"{r['row']:<20}{r['parameters']:>11,}{r['mb']:>8.2f}{r['lat_b1_ms']:>9.2f}"
-              f"{r['lat_b8_ms']:>9.2f}{r['throughput']:>10.1f}{r['peak_mb']:>9.0f}"
-              f"{q[key]:>11.4f}{q.get(second, float('nan')):>12.4f}  {r.get('note', '')}")
+              f"{r['lat_b8_ms']:>9.2f}{r['throughput']:>10.1f}"
+              + (f"{r['gen_b1_tok_s']:>9.0f}{r['gen_b8_tok_s']:>9.0f}" if gen else "")
+              + f"{r['peak_mb']:>9.0f}{q[key]:>11.4f}{q.get(second, float('nan')):>12.4f}"
+              f"  {r.get('note', '')}")
     return rows
 
 
@@ -374,7 +381,8 @@ def targets(kind: str, rows: list[dict]) -> None:
               "peer_name": "fp32", "ratio": None, "target": None, "met": None,
               "quality": r["quality"][key], "quality_fp32": base["quality"][key],
               "lat_b1_ms": round(r["lat_b1_ms"], 3), "lat_b8_ms": round(r["lat_b8_ms"], 3),
-              "peak_mb": round(r["peak_mb"], 1)})
+              "peak_mb": round(r["peak_mb"], 1),
+              **{k: round(r[k], 1) for k in ("gen_b1_tok_s", "gen_b8_tok_s") if k in r}})
     if kind == "gpt":
         for name in ("int4-g64", "int4-g32"):
             r = by[name]
