@@ -44,3 +44,25 @@ def tiny_classifier_run(out: Path, steps: int = 120) -> Path:
                   "keep_last": 1, "precision": "fp32", "threads": 1},
     }
     return finetune(build_finetune_recipe(raw), **QUIET).run_dir
+
+
+def tiny_ner_run(out: Path, steps: int = 40) -> Path:
+    """A 2-layer BERT with a CRF head tagging the world's English NER sentences."""
+    from lmforge.tasks.config import build_finetune_recipe
+    from lmforge.tasks.finetune import finetune
+
+    raw = {
+        "run": {"name": "tiny-ner", "out_dir": str(out), "seed": 0},
+        "data": {"world": "ner", "langs": ["en"], "max_length": 64,
+                 "world_sizes": {"train": 600, "val": 100, "test": 100, "test_unseen": 20}},
+        "backbone": {"pretrain": "bert-world", "pretrain_set": [
+            "data.world_train_sentences=2000", "tokenizer.vocab_size=512",
+            "model.n_layer=2", "model.n_head=4", "model.d_model=64", "train.max_steps=30",
+            "train.eval_every=30", "train.ckpt_every=30", "train.warmup_steps=5",
+            "train.precision=fp32", "train.threads=1"]},
+        "head": {"head": "crf", "dropout": 0.0},
+        "train": {"max_steps": steps, "batch_size": 32, "lr": 2e-3, "min_lr": 0.0,
+                  "warmup_steps": 5, "eval_every": steps, "ckpt_every": steps,
+                  "keep_last": 1, "precision": "fp32", "threads": 1},
+    }
+    return finetune(build_finetune_recipe(raw), **QUIET).run_dir

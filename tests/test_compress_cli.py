@@ -208,3 +208,28 @@ def test_compressed_folders_serve_and_evaluate_unchanged(lm_run, tmp_path, capsy
     data.write_text("Alice lives in Paris.\nBob works in Lima.\n", encoding="utf-8")
     code, text, err = run_cli(["evaluate", str(folders["q4"]), "--data", str(data)], capsys)
     assert code == 0 and "perplexity" in text, err
+
+
+def test_ner_tagger_compresses_and_predicts(tmp_path, capsys):
+    """A CRF tagger: int8 keeps its entity F1 on the test split (within 0.05), structured
+    pruning keeps the CRF, and ``predict`` reads both folders; a CRF tagger cannot be
+    distilled (one line)."""
+    from compress_fixtures import tiny_ner_run
+
+    from lmforge.tasks import load_task_model
+
+    run = tiny_ner_run(tmp_path / "ner")
+    texts = ["Anna lives in Paris .", "Bob works for Acme in Lima ."]
+    for method, args in (("int8", []), ("prune-structured", ["--heads", "0.5", "--ffn",
+                                                             "0.5", "--steps", "2",
+                                                             "--score-batches", "1"])):
+        out = tmp_path / method
+        _, report, _ = _compress(capsys, run, out, "--method", method, *args)
+        assert "entity_f1" in report["compressed"]["quality"]
+        got = load_task_model(out).predict(texts)
+        assert [len(p["tags"]) for p in got] == [5, 7]
+        if method == "int8":
+            f1 = [report[k]["quality"]["entity_f1"] for k in ("parent", "compressed")]
+            assert f1[1] == pytest.approx(f1[0], abs=0.05)
+    assert_user_error(["compress", str(run), "--out", str(tmp_path / "d"), "--method",
+                       "distill"], capsys, "CRF tagger cannot be distilled")
