@@ -186,14 +186,16 @@ def test_compressed_folders_serve_and_evaluate_unchanged(lm_run, tmp_path, capsy
     import openai
     from serve_fixtures import running
 
+    from lmforge.compression.command import CompressOptions, compress
     from lmforge.generate import generate
     from lmforge.serve.app import ServerOptions, build_app
     from lmforge.serve.models import ModelSpec
 
     folders = {"q4": tmp_path / "q4", "pruned": tmp_path / "pruned"}
-    _compress(capsys, lm_run, folders["q4"], "--method", "int4", "--group-size", "32")
-    _compress(capsys, lm_run, folders["pruned"], "--method", "prune-structured", "--heads",
-              "0.5", "--ffn", "0.5", "--steps", "2", "--score-batches", "1")
+    quiet = {"show_progress": False, "log": lambda _m: None}
+    compress(lm_run, CompressOptions(method="int4", group_size=32), folders["q4"], **quiet)
+    compress(lm_run, CompressOptions(method="prune-structured", heads=0.5, ffn=0.5, steps=2,
+                                     score_batches=1), folders["pruned"], **quiet)
     app = build_app([ModelSpec(n, str(p)) for n, p in folders.items()],
                     ServerOptions(engine={"max_running": 2}))
     with running(app) as url:
