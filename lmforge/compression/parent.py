@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..io import read_json
 
 LM_TEST_SENTENCES = 500
@@ -46,6 +46,7 @@ class Parent:
     recipe: Any  # lmforge.config.Recipe or lmforge.tasks.config.FinetuneRecipe
     run_dir: Path | None  # the run folder, when the parent is (in) one
     _splits: dict | None = field(default=None, repr=False)
+    card: dict | None = field(default=None, repr=False)  # a world task set's card
 
     @property
     def kind(self) -> str:
@@ -157,7 +158,7 @@ class Parent:
 
         test = self.splits().get("test") or self.splits()["val"]
         ev = TaskPredictor(model, self.tokenizer).evaluate(test)
-        ceiling = (getattr(self, "card", None) or {}).get("ceiling", {}).get("test")
+        ceiling = (self.card or {}).get("ceiling", {}).get("test")
         return {**ev["metrics"], "n": ev["n"], "ceiling": ceiling}
 
     def _lm_quality(self, model: nn.Module) -> dict[str, Any]:
@@ -243,8 +244,6 @@ def load_parent(path: str | Path) -> Parent:
     model, tokenizer = load_pretrained(source, require_tokenizer=True)
     arch = arch_of(model.config)
     recipe, run_dir = _recipe_of(source, folder, arch)
-    if getattr(model.config, "task", None) is not None and arch != "task":
-        raise CheckpointError(f"{folder}: unexpected model config")
     return Parent(source, folder, model, tokenizer, recipe, run_dir)
 
 
