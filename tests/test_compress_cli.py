@@ -179,37 +179,49 @@ def test_bad_input_is_one_line_and_exit_2(lm_run, clf_run, tmp_path, capsys):
                        "--ranks", "qkv"], capsys, "PATTERN=RANK")
 
 
-def test_compressed_folders_serve_and_evaluate_unchanged(lm_run, tmp_path, capsys):
-    """int4 (swapped modules) and structured pruning (a new config) behind the
-    OpenAI-compatible server answer exactly what lmforge's own generation gives, and
-    ``lmforge evaluate`` scores them."""
-    import openai
-    from serve_fixtures import running
-
+@pytest.fixture(scope="module")
+def served_folders(lm_run, tmp_path_factory):
+    """An int4 folder (swapped modules) and a structurally pruned one (a new config)."""
     from lmforge.compression.command import CompressOptions, compress
-    from lmforge.generate import generate
-    from lmforge.serve.app import ServerOptions, build_app
-    from lmforge.serve.models import ModelSpec
 
-    folders = {"q4": tmp_path / "q4", "pruned": tmp_path / "pruned"}
+    root = tmp_path_factory.mktemp("served")
+    folders = {"q4": root / "q4", "pruned": root / "pruned"}
     quiet = {"show_progress": False, "log": lambda _m: None}
     compress(lm_run, CompressOptions(method="int4", group_size=32), folders["q4"], **quiet)
     compress(lm_run, CompressOptions(method="prune-structured", heads=0.5, ffn=0.5, steps=2,
                                      score_batches=1), folders["pruned"], **quiet)
-    app = build_app([ModelSpec(n, str(p)) for n, p in folders.items()],
+    return folders
+
+
+def test_compressed_folders_serve_unchanged(served_folders):
+    """Behind the OpenAI-compatible server they answer exactly what lmforge's own
+    generation gives. (No capsys here: uvicorn's log handlers must not bind to a captured
+    stream that closes when the test ends.)"""
+    import openai
+    from serve_fixtures import running
+
+    from lmforge.generate import generate
+    from lmforge.serve.app import ServerOptions, build_app
+    from lmforge.serve.models import ModelSpec
+
+    app = build_app([ModelSpec(n, str(p)) for n, p in served_folders.items()],
                     ServerOptions(engine={"max_running": 2}))
     with running(app) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
-        for name, folder in folders.items():
+        for name, folder in served_folders.items():
             model, tok = load_pretrained(folder, require_tokenizer=True)
             want = generate(model, tok, "Alice lives in", max_new_tokens=8, temperature=0)
             r = client.completions.create(model=name, prompt="Alice lives in", max_tokens=8,
                                           temperature=0)
             assert r.choices[0].text == want
+
+
+def test_compressed_folders_evaluate(served_folders, tmp_path, capsys):
     data = tmp_path / "held_out.txt"
     data.write_text("Alice lives in Paris.\nBob works in Lima.\n", encoding="utf-8")
-    code, text, err = run_cli(["evaluate", str(folders["q4"]), "--data", str(data)], capsys)
-    assert code == 0 and "perplexity" in text, err
+    for folder in served_folders.values():
+        code, text, err = run_cli(["evaluate", str(folder), "--data", str(data)], capsys)
+        assert code == 0 and "perplexity" in text, err
 
 
 def test_ner_tagger_compresses_and_predicts(tmp_path, capsys):
