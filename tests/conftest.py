@@ -14,3 +14,16 @@ def tiny_lm_run(tmp_path_factory):
     from compress_fixtures import tiny_lm_run as train
 
     return train(tmp_path_factory.mktemp("tiny-lm") / "run")
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Put torch's thread count back after every test. A training with ``train.threads``
+    (and a test that calls ``torch.set_num_threads``) changes it for the whole process, so
+    without this the tests after it, the long quality runs included, ran on one thread:
+    twice as slow, and with other numerics than their bars were measured with."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
