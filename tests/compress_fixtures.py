@@ -23,6 +23,16 @@ def tiny_lm_run(out: Path, steps: int = 150) -> Path:
     return pretrain(recipe, **QUIET).run_dir
 
 
+def tiny_bert_backbone(mlm_steps: int) -> dict:
+    """A 2-layer BERT (d 64, 4 heads, WordPiece 512) MLM-pretrained on 2,000 world
+    sentences for ``mlm_steps``, as a fine-tuning recipe's backbone section."""
+    return {"pretrain": "bert-world", "pretrain_set": [
+        "data.world_train_sentences=2000", "tokenizer.vocab_size=512", "model.n_layer=2",
+        "model.n_head=4", "model.d_model=64", f"train.max_steps={mlm_steps}",
+        f"train.eval_every={mlm_steps}", f"train.ckpt_every={mlm_steps}",
+        "train.warmup_steps=5", "train.precision=fp32", "train.threads=1"]}
+
+
 def tiny_classifier_run(out: Path, steps: int = 120) -> Path:
     """A 2-layer BERT (d 64, 4 heads) sentiment classifier on 1,500 English reviews."""
     from lmforge.tasks.config import build_finetune_recipe
@@ -33,11 +43,7 @@ def tiny_classifier_run(out: Path, steps: int = 120) -> Path:
         "data": {"world": "sentiment", "langs": ["en"], "max_length": 64,
                  "world_sizes": {"train": 1500, "val": 200, "test": 200,
                                  "test_unseen": 50, "contrast": 20}},
-        "backbone": {"pretrain": "bert-world", "pretrain_set": [
-            "data.world_train_sentences=2000", "tokenizer.vocab_size=512",
-            "model.n_layer=2", "model.n_head=4", "model.d_model=64", "train.max_steps=60",
-            "train.eval_every=60", "train.ckpt_every=60", "train.warmup_steps=5",
-            "train.precision=fp32", "train.threads=1"]},
+        "backbone": tiny_bert_backbone(60),
         "head": {"pooling": "mean", "dropout": 0.0},
         "train": {"max_steps": steps, "batch_size": 32, "lr": 2e-3, "min_lr": 0.0,
                   "warmup_steps": 10, "eval_every": steps, "ckpt_every": steps,
@@ -55,11 +61,7 @@ def tiny_ner_run(out: Path, steps: int = 40) -> Path:
         "run": {"name": "tiny-ner", "out_dir": str(out), "seed": 0},
         "data": {"world": "ner", "langs": ["en"], "max_length": 64,
                  "world_sizes": {"train": 600, "val": 100, "test": 100, "test_unseen": 20}},
-        "backbone": {"pretrain": "bert-world", "pretrain_set": [
-            "data.world_train_sentences=2000", "tokenizer.vocab_size=512",
-            "model.n_layer=2", "model.n_head=4", "model.d_model=64", "train.max_steps=30",
-            "train.eval_every=30", "train.ckpt_every=30", "train.warmup_steps=5",
-            "train.precision=fp32", "train.threads=1"]},
+        "backbone": tiny_bert_backbone(30),
         "head": {"head": "crf", "dropout": 0.0},
         "train": {"max_steps": steps, "batch_size": 32, "lr": 2e-3, "min_lr": 0.0,
                   "warmup_steps": 5, "eval_every": steps, "ckpt_every": steps,
