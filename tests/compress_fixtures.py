@@ -33,6 +33,13 @@ def tiny_bert_backbone(mlm_steps: int) -> dict:
         "train.warmup_steps=5", "train.precision=fp32", "train.threads=1"]}
 
 
+def tiny_train(steps: int, warmup: int) -> dict:
+    """The fine-tuning section of the tiny task runs: fp32, one thread, one checkpoint."""
+    return {"max_steps": steps, "batch_size": 32, "lr": 2e-3, "min_lr": 0.0,
+            "warmup_steps": warmup, "eval_every": steps, "ckpt_every": steps,
+            "keep_last": 1, "precision": "fp32", "threads": 1}
+
+
 def tiny_classifier_run(out: Path, steps: int = 120) -> Path:
     """A 2-layer BERT (d 64, 4 heads) sentiment classifier on 1,500 English reviews."""
     from lmforge.tasks.config import build_finetune_recipe
@@ -45,9 +52,7 @@ def tiny_classifier_run(out: Path, steps: int = 120) -> Path:
                                  "test_unseen": 50, "contrast": 20}},
         "backbone": tiny_bert_backbone(60),
         "head": {"pooling": "mean", "dropout": 0.0},
-        "train": {"max_steps": steps, "batch_size": 32, "lr": 2e-3, "min_lr": 0.0,
-                  "warmup_steps": 10, "eval_every": steps, "ckpt_every": steps,
-                  "keep_last": 1, "precision": "fp32", "threads": 1},
+        "train": tiny_train(steps, warmup=10),
     }
     return finetune(build_finetune_recipe(raw), **QUIET).run_dir
 
@@ -63,8 +68,6 @@ def tiny_ner_run(out: Path, steps: int = 40) -> Path:
                  "world_sizes": {"train": 600, "val": 100, "test": 100, "test_unseen": 20}},
         "backbone": tiny_bert_backbone(30),
         "head": {"head": "crf", "dropout": 0.0},
-        "train": {"max_steps": steps, "batch_size": 32, "lr": 2e-3, "min_lr": 0.0,
-                  "warmup_steps": 5, "eval_every": steps, "ckpt_every": steps,
-                  "keep_last": 1, "precision": "fp32", "threads": 1},
+        "train": tiny_train(steps, warmup=5),
     }
     return finetune(build_finetune_recipe(raw), **QUIET).run_dir
