@@ -28,6 +28,7 @@ import torch
 
 from . import __version__
 from .config import Recipe, load_yaml
+from .distributed.env import barrier
 from .errors import ConfigError, LmforgeError
 from .io import atomic_write_json, atomic_write_text, ensure_writable_dir
 
@@ -151,15 +152,22 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
     from .train.tasks import build_task
 
     check_block_size(recipe.train.block_size, recipe.model)  # before the data is prepared
+    main, resume = _join_launch(recipe, resume)
+    if not main:  # rank 0 reports, writes the run folder's files and prepares the data
+        log, show_progress = (lambda _msg: None), False
     run_dir = ensure_writable_dir(recipe.run.path)
     _check_run_dir(run_dir, recipe, resume)
-    atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
-    atomic_write_json(run_dir / "lmforge.json", {
-        "lmforge_version": __version__, "torch_version": torch.__version__,
-        "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "arch": recipe.arch})
-
-    data_dir = prepare_run_data(recipe, run_dir, show_progress, log)
+    barrier()  # every rank has checked the folder before rank 0 writes into it
+    if main:
+        atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
+        atomic_write_json(run_dir / "lmforge.json", {
+            "lmforge_version": __version__, "torch_version": torch.__version__,
+            "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "arch": recipe.arch})
+        data_dir = prepare_run_data(recipe, run_dir, show_progress, log)
+    barrier()
+    if not main:
+        data_dir = prepare_run_data(recipe, run_dir, False, log)  # reuses rank 0's
     from .tokenize import Tokenizer
 
     tokenizer = Tokenizer.load(data_dir)
@@ -191,8 +199,25 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
                       show_progress=show_progress)
     result = trainer.fit()
     best, _ = load_pretrained(run_dir)
-    _write_samples(recipe, best, tokenizer, run_dir)
+    if main:
+        _write_samples(recipe, best, tokenizer, run_dir)
     return PretrainResult(run_dir, best, tokenizer, result)
+
+
+def _join_launch(recipe: Recipe, resume: bool) -> tuple[bool, bool]:
+    """Join torchrun's process group when ``train.distributed`` says so; returns
+    ``(is rank 0, resume)``. After torchrun restarts a failed group
+    (``--max-restarts``), a run with a checkpoint resumes from it."""
+    from .distributed.env import join_launch, restart_count
+    from .train import latest_checkpoint
+    from .train.precision import resolve_device
+
+    t = recipe.train
+    env = join_launch(t.distributed, resolve_device(t.device), t.dist_timeout)
+    if env is not None and restart_count() > 0 \
+            and latest_checkpoint(recipe.run.path) is not None:
+        resume = True
+    return env is None or env.is_main, resume
 
 
 def _write_samples(recipe: Recipe, model, tokenizer, run_dir: Path) -> None:

@@ -56,7 +56,11 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
 
 
 def _echo(msg: str = "") -> None:
-    typer.echo(msg)
+    """Print a line (on rank 0 only, in a torchrun launch)."""
+    from ..distributed.env import is_main_process
+
+    if is_main_process():
+        typer.echo(msg)
 
 
 # ----------------------------------------------------------------------------- data

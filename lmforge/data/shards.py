@@ -203,16 +203,22 @@ class TokenShards:
                             f"block_size + 1 = {block_size + 1}; use a smaller block_size "
                             "or more data")
 
-    def sample(self, batch_size: int, block_size: int,
-               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random windows: a batch ``(x, y)`` of shape ``(batch_size, block_size)``."""
+    def sample(self, batch_size: int, block_size: int, rng: np.random.Generator,
+               keep: range | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random windows: a batch ``(x, y)`` of shape ``(batch_size, block_size)``.
+
+        ``keep`` reads only those rows (a rank's share of a global batch): the windows are
+        drawn as for the whole batch, so the rows are those of the full draw."""
         self._check_block(block_size)
+        keep = range(batch_size) if keep is None else keep
         room = np.maximum(self._sizes - block_size, 0).astype(np.float64)
         shard_ids = rng.choice(len(self.arrays), size=batch_size, p=room / room.sum())
         rows = []
-        for s in shard_ids:
+        for i, s in enumerate(shard_ids):
             off = int(rng.integers(0, self._sizes[s] - block_size))
-            rows.append(np.asarray(self.arrays[s][off: off + block_size + 1], dtype=np.int64))
+            if i in keep:
+                rows.append(np.asarray(self.arrays[s][off: off + block_size + 1],
+                                       dtype=np.int64))
         w = torch.from_numpy(np.stack(rows))
         return w[:, :-1], w[:, 1:]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..validation import Section
 
@@ -39,6 +39,12 @@ class TrainConfig(Section):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False
+    distributed: Literal["none", "ddp", "fsdp", "tp", "pp"] = Field(
+        "none", description="how a torchrun launch splits the work: ddp or fsdp (data "
+        "parallel; the global batch is batch_size x grad_accum x world_size), tp (tensor "
+        "parallel), pp (pipeline parallel); none: one process")
+    dist_timeout: float = Field(600.0, gt=0, description="seconds a collective waits for "
+                                "the other ranks before the job ends with an error")
     threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(200, ge=1)
@@ -65,3 +71,11 @@ class TrainConfig(Section):
     n_sentinels: int = Field(100, ge=1, description="span_corruption: sentinel ids added "
                                                     "after the tokenizer's vocabulary")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="translation: smoothing")
+
+    @model_validator(mode="after")
+    def _muon_runs_in_one_process(self) -> TrainConfig:
+        if self.optimizer == "muon" and self.distributed != "none":
+            raise ValueError(f"optimizer=muon cannot run with distributed={self.distributed}"
+                             " yet (its orthogonalised update needs whole matrices); use "
+                             "optimizer=adamw")
+        return self

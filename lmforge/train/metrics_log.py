@@ -84,3 +84,13 @@ class MetricsLog:
         if not self._f.closed:
             self.sync()
             self._f.close()
+
+
+class NullLog:
+    """The log of a rank other than 0 in a distributed run: rank 0 writes the file."""
+
+    def write(self, record: dict) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -66,6 +66,12 @@ class LMBatchSource:
         x, y = self.shards.sample(self.batch_size, self.block_size, rng)
         return {"input_ids": x, "labels": y}
 
+    def batch_rows(self, step: int, micro: int, rng: np.random.Generator,
+                   rows: range) -> dict:
+        """Rows ``rows`` of :meth:`batch` (a rank's share), reading only their windows."""
+        x, y = self.shards.sample(self.batch_size, self.block_size, rng, keep=rows)
+        return {"input_ids": x, "labels": y}
+
     def eval_batches(self) -> Iterator[dict]:
         for x, y in self.shards.sequential(self.batch_size, self.block_size,
                                            self.max_eval_batches):

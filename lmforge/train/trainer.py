@@ -42,7 +42,7 @@ from ..errors import CheckpointError, ConfigError, LmforgeError, TrainingError
 from . import checkpoint as ck
 from .callbacks import CallbackList
 from .config import TrainConfig
-from .metrics_log import MetricsLog, read_metrics, truncate_after
+from .metrics_log import MetricsLog, NullLog, read_metrics, truncate_after
 from .muon import MuonAdamW
 from .objectives import CausalLMObjective, Objective
 from .optim import LRSchedule, build_optimizer, param_groups, set_lr
@@ -54,6 +54,12 @@ from .precision import (
     resolve_device,
     resolve_precision,
 )
+from .sharded_checkpoint import (
+    is_sharded,
+    load_full_state,
+    load_sharded_state,
+    save_sharded_checkpoint,
+)
 from .sources import BatchSource
 
 METRICS = "metrics.jsonl"
@@ -62,7 +68,7 @@ LOSS_PNG = "loss.png"
 # Train-config fields that may change on resume without changing what the run computes.
 _RESUME_SAFE = {"max_steps", "log_every", "eval_every", "eval_batches", "ckpt_every",
                 "keep_last", "early_stop_patience", "early_stop_min_delta", "threads",
-                "compile", "device"}
+                "compile", "device", "distributed", "dist_timeout"}
 
 
 @dataclass
@@ -94,6 +100,16 @@ def _to_device(batch: Any, device: torch.device, non_blocking: bool = True) -> A
 
 def _as_float(v: Any) -> float:
     return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a DTensor (the tensor itself otherwise)."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if callable(to_local) else t
+
+
+def _save_plain(path: Path, model: nn.Module, optimizer: Any, **kw: Any) -> Path:
+    return ck.save_checkpoint(path, model, **kw)
 
 
 def _first_line(e: BaseException) -> str:
@@ -142,12 +158,13 @@ class Trainer:
         self.tokenizer = tokenizer
         self.provenance = dict(provenance or {})
         self.resume = resume
-        self.show_progress = show_progress
 
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
+        self.par = self._parallelism()
+        self.show_progress = show_progress and self.par.is_main
         # NaN/inf checks: every step on the CPU (a cheap sync); on GPUs only at logging
         # steps and before evaluations/checkpoints, to keep the device queue full.
         self.check_every_step = self.device.type != "cuda"
@@ -156,7 +173,9 @@ class Trainer:
         if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
             model.float()  # fp32 master weights; autocast does the low-precision compute
         self.model = model
-        self.train_model: nn.Module = model
+        # DDP wraps the model (train_model); FSDP and TP shard it in place
+        self.train_model: nn.Module = self.par.wrap(model)
+        self.train_source = self.par.split_source(train)
         self.params = [p for g in param_groups(model, 0.0) for p in g["params"]]
         # Muon's Newton-Schulz products in bf16 exactly when the run trains under bf16
         self.optimizer = build_optimizer(model, cfg, ns_dtype=self.amp_dtype or torch.float32)
@@ -191,6 +210,22 @@ class Trainer:
                                     "another run folder")
 
     # ------------------------------------------------------------------ setup
+
+    def _parallelism(self) -> Any:
+        """The strategy of ``train.distributed`` (joining torchrun's process group)."""
+        from ..distributed.env import init_distributed
+        from ..distributed.strategy import make_strategy
+
+        name = self.cfg.distributed
+        if name == "none":
+            return make_strategy("none", None)
+        if callable(getattr(self.objective, "extra_parameters", None)):
+            raise ConfigError(f"the {type(self.objective).__name__} objective trains "
+                              f"parameters of its own and cannot run with "
+                              f"train.distributed={name}")
+        env = init_distributed(self.device, self.cfg.dist_timeout)
+        self.device = env.device
+        return make_strategy(name, env, param_dtype=self.amp_dtype)
 
     @staticmethod
     def _check_vocab(model: nn.Module, train: Any) -> None:
@@ -229,7 +264,7 @@ class Trainer:
             hint = (f"; delete {path.name} to resume from {older[-1].name}" if older else "")
             raise CheckpointError(f"{e}{hint}") from None
         ck.check_model_config(path, self.model)
-        state, payload = ck.load_checkpoint(path, self.model, self.optimizer, verify=False)
+        state, payload = self._load_training_state(path)
         self.step = int(state["step"])
         if self.step != ck.checkpoint_step(path):
             raise CheckpointError(f"{path / ck.STATE} is corrupt: step {self.step} does "
@@ -253,8 +288,11 @@ class Trainer:
                           f"seed {state['seed']}; the data order will differ", stacklevel=3)
         old = state.get("config") or {}
         new = self.cfg.model_dump(mode="json")
+        same_global = "batch_size" in old and old["batch_size"] * int(
+            state.get("dp_size", 1)) == self.cfg.batch_size * self.par.dp_size
         changed = sorted(k for k in new if k in old and old[k] != new[k]
-                         and k not in _RESUME_SAFE)
+                         and k not in _RESUME_SAFE
+                         and not (k == "batch_size" and same_global))
         reasons = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed]
         old_max = old.get("max_steps")
         if isinstance(old_max, int) and old_max != self.cfg.max_steps \
@@ -273,6 +311,24 @@ class Trainer:
                 self._ckpt_val[p] = st.get("score", st.get("val_loss"))
             except CheckpointError:
                 self._ckpt_val[p] = None
+
+    def _load_training_state(self, path: Path) -> tuple[dict, dict]:
+        """Weights and AdamW state from ``path`` into the current layout; returns the
+        trainer state and the payload, with this rank's RNG state as ``payload["rng"]``."""
+        if not (self.par.distributed or is_sharded(path)):
+            return ck.load_checkpoint(path, self.model, self.optimizer, verify=False)
+        state = ck.read_trainer_state(path)
+        payload = ck.load_optimizer_payload(path)
+        if is_sharded(path):
+            load_sharded_state(path, self.model, self.optimizer)
+        else:
+            load_full_state(path, self.model, self.optimizer)
+        ranks = payload.get("rng_ranks") or [payload["rng"]]
+        if self.par.rank < len(ranks):
+            payload["rng"] = ranks[self.par.rank]
+        else:  # more ranks than the run had: a fresh stream per new rank
+            payload["rng"] = None
+        return state, payload
 
     def _restore_auto_precision(self, path: Path, saved: Any) -> None:
         """``precision: auto`` is measured (bf16 where its matmul is faster), so it could
@@ -316,33 +372,38 @@ class Trainer:
         load(_to_device(state, self.device))
 
     def _seed_everything(self) -> None:
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.seed + self.par.rank)  # dropout differs across ranks
         np.random.seed(self.seed % 2**32)
         random.seed(self.seed)
 
     def _maybe_compile(self) -> None:
+        self._eager_model = self.train_model
         if not self.cfg.compile:
             return
         try:
-            self.train_model = torch.compile(self.model)
+            self.train_model = torch.compile(self.train_model)
         except Exception as e:  # compile is optional: never fatal
             warnings.warn(f"torch.compile is unavailable ({_first_line(e)}); training eagerly",
                           stacklevel=3)
-            self.train_model = self.model
+            self.train_model = self._eager_model
 
-    def _run_objective(self, batch: Any):
-        """objective(model, batch) under autocast; falls back to eager if compile fails."""
+    def _run_objective(self, batch: Any, model: nn.Module | None = None):
+        """objective(model, batch) under autocast (``train_model`` unless ``model`` is
+        given); falls back to eager if compile fails."""
+        if model is not None:
+            with autocast(self.device, self.amp_dtype):
+                return self.objective(model, batch)
         try:
             with autocast(self.device, self.amp_dtype):
                 return self.objective(self.train_model, batch)
         except (LmforgeError, KeyboardInterrupt):
             raise
         except Exception as e:
-            if self.train_model is self.model:
+            if self.train_model is self._eager_model:
                 raise
             warnings.warn(f"torch.compile failed ({_first_line(e)}); training eagerly",
                           stacklevel=3)
-            self.train_model = self.model
+            self.train_model = self._eager_model
             with autocast(self.device, self.amp_dtype):
                 return self.objective(self.train_model, batch)
 
@@ -356,6 +417,8 @@ class Trainer:
         of ``b`` give the gradient of one batch of ``grad_accum * b``.
         """
         accum = self.cfg.grad_accum
+        if self.par.distributed:
+            return self._forward_backward_parallel(step)
         total_loss: Any = 0.0
         total_n: Any = 0
         sums: dict[str, Any] = {}
@@ -383,14 +446,47 @@ class Trainer:
         mean = {k: v / total_n for k, v in sums.items()}
         return total_loss / total_n, total_n, mean
 
+    def _forward_backward_parallel(self, step: int) -> tuple[torch.Tensor, Any, dict]:
+        """:meth:`forward_backward` on a rank of a data- or tensor-parallel run: each rank
+        back-propagates its summed loss, the strategy averages the gradients over the
+        ``dp_size`` ranks, and the gradients are scaled by ``dp_size / n_global`` (see
+        :mod:`lmforge.distributed.strategy`). Loss and metrics are global means."""
+        accum = self.cfg.grad_accum
+        local = torch.zeros(2, dtype=torch.float64, device=self.device)  # [sum loss, n]
+        sums: dict[str, Any] = {}
+        for micro in range(accum):
+            rng = np.random.default_rng([self.seed, step, micro])
+            batch = _to_device(self.train_source.batch(step, micro, rng), self.device)
+            with self.par.grad_sync(self.train_model, micro == accum - 1):
+                loss, metrics, n = self._run_objective(batch)
+                (loss.float() * n).backward()
+            n_f = torch.as_tensor(n, dtype=torch.float64, device=self.device)
+            local += torch.stack([loss.detach().double() * n_f, n_f])
+            for k, v in (metrics or {}).items():
+                v = v.detach().double() if isinstance(v, torch.Tensor) else float(v)
+                sums[k] = sums.get(k, 0.0) + v * n_f
+        names = sorted(sums)
+        totals = self.par.all_sum(torch.cat([local] + [
+            torch.as_tensor(sums[k], dtype=torch.float64, device=self.device).reshape(1)
+            for k in names]))
+        n_global = totals[1]
+        if float(n_global) == 0:
+            raise TrainingError(f"the training batch of step {step + 1} has no tokens to "
+                                "learn from (every label is ignored)")
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, float(self.par.dp_size / n_global))
+        mean = {k: (totals[2 + i] / n_global).float() for i, k in enumerate(names)}
+        return (totals[0] / n_global).float(), int(n_global), mean
+
     def _grad_norm(self) -> torch.Tensor:
         params = [p for p in self.params if p.grad is not None]
         if self.cfg.grad_clip is not None:
-            return torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip, foreach=True)
-        get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
-        if get_total_norm is not None:
-            return get_total_norm([p.grad for p in params], foreach=True)
-        return torch.nn.utils.clip_grad_norm_(params, float("inf"))  # pragma: no cover
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip, foreach=True)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+        full = getattr(norm, "full_tensor", None)  # sharded (DTensor) gradients
+        return full() if callable(full) else norm
 
     # ------------------------------------------------------------------ evaluation
 
@@ -409,12 +505,24 @@ class Trainer:
                 sums: dict[str, Any] = {}
                 batches = itertools.islice(self.val_source.eval_batches(),
                                            self.cfg.eval_batches)
+                if self.par.shard_eval:  # this rank's share; the sums are added below
+                    batches = itertools.islice(batches, self.par.dp_rank, None,
+                                               self.par.dp_size)
                 for batch in batches:
-                    loss, metrics, n = self._run_objective(_to_device(batch, self.device))
+                    loss, metrics, n = self._run_objective(  # DDP: the module, no hooks
+                        _to_device(batch, self.device),
+                        self.model if self.par.shard_eval else None)
                     tot = tot + loss.detach().float() * n
                     n_tot = n_tot + n
                     for k, v in (metrics or {}).items():
                         sums[k] = sums.get(k, 0.0) + _as_float(v) * _as_float(n)
+                if self.par.shard_eval:
+                    names = sorted(sums)
+                    totals = self.par.all_sum(torch.tensor(
+                        [_as_float(tot), _as_float(n_tot)] + [sums[k] for k in names],
+                        dtype=torch.float64, device=self.device)).tolist()
+                    tot, n_tot = totals[0], totals[1]
+                    sums = dict(zip(names, totals[2:], strict=True))
                 n_f = _as_float(n_tot)
                 if n_f == 0:
                     raise TrainingError("the validation source gave no batches (or no "
@@ -502,6 +610,8 @@ class Trainer:
                      "rule": "batch(step, micro) uses numpy default_rng([seed, step, micro])"},
             "precision": precision_name(self.amp_dtype),
             "device": str(self.device),
+            "distributed": self.par.name,
+            "dp_size": self.par.dp_size,  # the global micro-batch is batch_size x dp_size
             "config": self.cfg.model_dump(mode="json"),
         }
 
@@ -514,8 +624,9 @@ class Trainer:
             score = val_loss
         with torch.no_grad():
             bad = [n for n, p in self.model.named_parameters()
-                   if not bool(torch.isfinite(p).all())]
-        if bad:
+                   if not bool(torch.isfinite(_local(p)).all())]
+        if self.par.any_rank(bool(bad)):
+            bad = bad or ["on another rank"]
             self._raise_nonfinite("weights", float("nan"), step, detail=f" ({bad[0]})")
         self._log.sync()
         payload = {
@@ -530,18 +641,20 @@ class Trainer:
                     "seed": self.seed, "objective": getattr(self.objective, "name",
                                                             type(self.objective).__name__)}
         provenance = {**self.provenance, "training": training}
-        path = ck.save_checkpoint(ck.checkpoint_path(self.run_dir, step), self.model,
-                                  trainer_state=self._trainer_state(step, val_loss, score),
-                                  optimizer_payload=payload, tokenizer=self.tokenizer,
-                                  provenance=provenance)
+        save = save_sharded_checkpoint if self.par.sharded_checkpoints else _save_plain
+        path = save(ck.checkpoint_path(self.run_dir, step), self.model,
+                    self.optimizer, trainer_state=self._trainer_state(step, val_loss, score),
+                    optimizer_payload=payload, tokenizer=self.tokenizer,
+                    provenance=provenance)
         self._ckpt_val[path] = score
         self.last_checkpoint = path
         keep = set()
         scored = [(v, p) for p, v in self._ckpt_val.items() if v is not None and p.exists()]
         if scored:
             keep.add(min(scored, key=lambda t: (t[0], ck.checkpoint_step(t[1])))[1])
-        for p in ck.prune_checkpoints(self.run_dir, self.cfg.keep_last, keep):
-            self._ckpt_val.pop(p, None)
+        if self.par.is_main:
+            for p in ck.prune_checkpoints(self.run_dir, self.cfg.keep_last, keep):
+                self._ckpt_val.pop(p, None)
         self.callbacks("on_checkpoint", step, path)
         return path
 
@@ -603,6 +716,8 @@ class Trainer:
         self._stop_reason = reason if reason.startswith("callback") else f"callback:{reason}"
 
     def _refresh_plot(self) -> None:
+        if not self.par.is_main:
+            return
         try:
             plot_loss(read_metrics(self.run_dir / METRICS), self.run_dir / LOSS_PNG,
                       title=f"{self.run_dir.name}: loss")
@@ -635,9 +750,10 @@ class Trainer:
         self._tokens_dev = None
         self._stop_reason = None
         metrics_path = self.run_dir / METRICS
-        if self.resume:
+        if self.resume and self.par.is_main:
             truncate_after(metrics_path, self.step)
-        self._log = MetricsLog(metrics_path, fresh=not self.resume)
+        self._log = MetricsLog(metrics_path, fresh=not self.resume) if self.par.is_main \
+            else NullLog()
         if self._rng_to_restore is not None:
             ck.set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
@@ -647,6 +763,9 @@ class Trainer:
         self.model.train()
         self.callbacks("on_train_start", self)
 
+        if self.par.distributed and self.par.is_main:
+            print(self.par.describe(cfg.batch_size, cfg.grad_accum, self.unit),
+                  file=sys.stderr, flush=True)
         interactive = sys.stderr.isatty()
         self._bar = bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step",
                    file=sys.stderr, disable=not self.show_progress, dynamic_ncols=True,
@@ -744,6 +863,10 @@ class Trainer:
                     self.save_checkpoint(s, val_here, score_here)
                 win_paused += time.perf_counter() - t_pause
             reason = self._stop_reason or "max_steps"
+        except RuntimeError as e:
+            if not self.par.distributed:
+                raise
+            raise self._lost_contact(e) from e
         finally:
             bar.close()
             self._bar = None
@@ -753,6 +876,15 @@ class Trainer:
         result = self._result(reason)
         self.callbacks("on_train_end", result)
         return result
+
+    def _lost_contact(self, e: BaseException) -> TrainingError:
+        """A collective failed: another rank died or hung past ``dist_timeout``."""
+        where = (f"the last checkpoint is {self.last_checkpoint}"
+                 if self.last_checkpoint is not None else "no checkpoint was written yet")
+        return TrainingError(f"rank {self.par.rank} of {self.par.world_size}: lost contact "
+                             f"with the other ranks after step {self.step} "
+                             f"({_first_line(e)[:200]}); {where}; resume with --resume "
+                             "(torchrun --max-restarts does it automatically)")
 
     def _raise_finite_detail(self, loss: torch.Tensor, grad_norm: torch.Tensor,
                              step: int) -> None:
