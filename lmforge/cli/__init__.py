@@ -569,6 +569,7 @@ def embed_plot(
 from . import chat as _chat  # noqa: E402,F401  (registers chat)
 from . import complete as _complete  # noqa: E402,F401  (registers complete)
 from . import compress as _compress  # noqa: E402,F401  (registers compress)
+from . import cv as _cv  # noqa: E402,F401  (registers cv)
 from . import export as _export  # noqa: E402  (registers export; generate's ONNX backend)
 from . import qa as _qa  # noqa: E402,F401  (registers qa index, search, ask)
 from . import serve as _serve  # noqa: E402,F401  (registers serve)

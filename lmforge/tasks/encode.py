@@ -282,8 +282,23 @@ class TaskBatches:
             if noise_tags is None:
                 raise DataError("entity noise needs the tag ids it applies to")
             self.noise_positions = [e.tokens_of_words(noise_tags) for e in self.examples]
+        self.group_by_length = group_by_length
+        self._group()
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, n: int) -> None:
+        """A new batch size (a distributed run draws the global batch) regroups by length."""
+        self._batch_size = int(n)
+        if hasattr(self, "group_by_length"):
+            self._group()
+
+    def _group(self) -> None:
         self.groups = [np.arange(len(self.examples))]
-        if group_by_length:
+        if self.group_by_length:
             order = np.argsort([len(e.input_ids) for e in self.examples], kind="stable")
             size = self.GROUP_BATCHES * self.batch_size
             cuts = list(range(size, len(order) - size + 1, size))  # the last group >= size
