@@ -140,6 +140,19 @@ def test_resume_reshards_one_process_to_two(data):
     assert (run / "checkpoints" / "step_0000020" / "dcp").is_dir()
 
 
+def test_tensor_parallel_equals_one_process_and_resumes_on_one(data):
+    """tp: every rank reads the whole batch; the checkpoint keeps the one-process layout
+    (fused qkv rows in their order), so one process continues it exactly."""
+    run = data["root"] / "tp"
+    extra = data["prepared"] + ["train.batch_size=8"]
+    res = _pretrain(run, extra + ["train.distributed=tp"], torchrun=_two())
+    assert "tp over 2 processes (gloo): global batch 8" in res.stderr
+    _assert_same(data["ref"], run)
+    shutil.rmtree(run / "checkpoints" / "step_0000020")
+    _pretrain(run, extra, resume=True)
+    _assert_same(data["ref"], run)
+
+
 def test_two_nodes_on_loopback_equal_one(data):
     """Two torchrun invocations (--nnodes 2 --node-rank 0/1), one process each."""
     run, port = data["root"] / "two_nodes", _free_port()

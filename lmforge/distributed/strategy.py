@@ -57,6 +57,10 @@ class SingleProcess:
         """The module the training forward runs (``model`` itself, or a wrapper)."""
         return model
 
+    def prepare_optimizer(self, optimizer: Any) -> Any:
+        """The optimizer built on the wrapped model, readied for checkpoints."""
+        return optimizer
+
     def grad_sync(self, train_model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
         """A context for one micro-batch's backward: ``sync=False`` lets gradients
         accumulate locally (all but the last micro-batch of an update)."""
@@ -162,6 +166,13 @@ class TensorParallel(SingleProcess):
 
         mesh = init_device_mesh(self.env.device.type, (self.world_size,))
         return apply_tensor_parallel(model, mesh)
+
+    def prepare_optimizer(self, optimizer: Any) -> Any:
+        """AdamW's moments of the fused (reordered) matrices saved in the one-process
+        row order, like the weights (:func:`~.tensor_parallel.tensor_parallel_optimizer`)."""
+        from .tensor_parallel import tensor_parallel_optimizer
+
+        return tensor_parallel_optimizer(optimizer)
 
     def describe(self, batch_size: int, grad_accum: int, unit: str) -> str:
         return (f"tp over {self.world_size} processes ({self.env.backend}): global batch "

@@ -178,7 +178,8 @@ class Trainer:
         self.train_source = self.par.split_source(train)
         self.params = [p for g in param_groups(model, 0.0) for p in g["params"]]
         # Muon's Newton-Schulz products in bf16 exactly when the run trains under bf16
-        self.optimizer = build_optimizer(model, cfg, ns_dtype=self.amp_dtype or torch.float32)
+        self.optimizer = self.par.prepare_optimizer(
+            build_optimizer(model, cfg, ns_dtype=self.amp_dtype or torch.float32))
         self._add_objective_parameters()
         self.schedule = LRSchedule.from_config(cfg)
 
