@@ -153,6 +153,27 @@ def test_tensor_parallel_equals_one_process_and_resumes_on_one(data):
     _assert_same(data["ref"], run)
 
 
+def test_pipeline_parallel_equals_one_process_and_reshards_both_ways(data):
+    """pp: two stages of one block each; GPipe from scratch, 1F1B resumed from one
+    process's checkpoint; one process resumes the pipeline's."""
+    extra = data["prepared"] + ["train.batch_size=8"]
+    run = data["root"] / "pp"
+    res = _pretrain(run, extra + ["train.distributed=pp", "train.pp_schedule=gpipe"],
+                    torchrun=_two())
+    assert "pp over 2 stages (gloo, gpipe, 4 micro-batches): global batch 8" in res.stderr
+    _assert_same(data["ref"], run)
+    shutil.rmtree(run / "checkpoints" / "step_0000020")
+    _pretrain(run, extra, resume=True)  # 2 stages -> 1 process
+    _assert_same(data["ref"], run)
+
+    run = data["root"] / "one_to_pp"
+    shutil.copytree(data["ref"], run)
+    shutil.rmtree(run / "checkpoints" / "step_0000020")
+    _pretrain(run, ["train.batch_size=8", "train.distributed=pp"], torchrun=_two(),
+              resume=True)
+    _assert_same(data["ref"], run)
+
+
 def test_two_nodes_on_loopback_equal_one(data):
     """Two torchrun invocations (--nnodes 2 --node-rank 0/1), one process each."""
     run, port = data["root"] / "two_nodes", _free_port()

@@ -61,6 +61,24 @@ class SingleProcess:
         """The optimizer built on the wrapped model, readied for checkpoints."""
         return optimizer
 
+    def local_module(self, model: nn.Module, train_model: nn.Module) -> nn.Module:
+        """The module whose parameters this process trains and saves (the model; a
+        pipeline stage under ``pp``)."""
+        return model
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        """The module evaluation runs (the model, however it is wrapped or sharded)."""
+        return model
+
+    def grad_norm(self, params: list, clip: float | None) -> torch.Tensor:
+        """The global gradient norm, after clipping to ``clip`` (when given)."""
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+        full = getattr(norm, "full_tensor", None)  # sharded (DTensor) gradients
+        return full() if callable(full) else norm
+
     def grad_sync(self, train_model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
         """A context for one micro-batch's backward: ``sync=False`` lets gradients
         accumulate locally (all but the last micro-batch of an update)."""
@@ -180,6 +198,63 @@ class TensorParallel(SingleProcess):
                 f"{grad_accum} (every rank reads the whole batch)")
 
 
+class PipelineParallel(SingleProcess):
+    """Pipeline parallel over all ranks: each holds a stage of the GPT's blocks and every
+    rank reads the whole batch (:mod:`lmforge.distributed.pipeline`)."""
+
+    name = "pp"
+    distributed = True
+    sharded_checkpoints = True
+
+    def __init__(self, env: DistEnv, n_microbatches: int, schedule: str):
+        self.env = env
+        self.rank, self.world_size, self.is_main = env.rank, env.world_size, env.is_main
+        self.n_microbatches, self.schedule_name = n_microbatches, schedule
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        from ..models.gpt import GPT
+        from .pipeline import build_pipeline
+
+        if not isinstance(model, GPT):
+            raise ConfigError(f"train.distributed=pp splits a GPT into stages; "
+                              f"{type(model).__name__} is not one")
+        self.schedule, self.stage = build_pipeline(model, self.n_microbatches,
+                                                   self.schedule_name)
+        return self.stage.submod
+
+    def local_module(self, model: nn.Module, train_model: nn.Module) -> nn.Module:
+        return train_model
+
+    def grad_norm(self, params: list, clip: float | None) -> torch.Tensor:
+        from .pipeline import clip_pipeline_grad_norm_
+
+        return clip_pipeline_grad_norm_(self.stage, clip if clip is not None
+                                        else float("inf"))
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        """A whole copy of the model on every rank, from the stages' weights (evaluation
+        and sampling need every block; this costs one model's memory while it runs)."""
+        from ..models import build_model
+        from ..models.base import assign_state
+
+        plain = build_model(model.config)
+        assign_state(plain, self.full_weights(), "the pipeline stages' weights")
+        return plain.to(self.env.device)
+
+    def full_weights(self) -> dict[str, torch.Tensor]:
+        """Every stage's weights, merged, on every rank (a collective)."""
+        mine = {k: v.detach().cpu() for k, v in self.stage.submod.state_dict().items()}
+        parts: list[Any] = [None] * self.world_size
+        dist.all_gather_object(parts, mine)
+        return {k: v for part in parts for k, v in part.items()}
+
+    def describe(self, batch_size: int, grad_accum: int, unit: str) -> str:
+        return (f"pp over {self.world_size} stages ({self.env.backend}, "
+                f"{self.schedule_name}, {self.n_microbatches} micro-batches): global batch "
+                f"{batch_size * grad_accum} = batch_size {batch_size} x grad_accum "
+                f"{grad_accum} (every rank reads the whole batch)")
+
+
 @contextlib.contextmanager
 def _requires_gradient_sync(model: Any, sync: bool) -> Iterator[None]:
     model.set_requires_gradient_sync(sync)
@@ -239,8 +314,8 @@ def take_rows(batch: Any, rows: range) -> Any:
 STRATEGIES = ("none", "ddp", "fsdp", "tp", "pp")
 
 
-def make_strategy(name: str, env: DistEnv | None, param_dtype: torch.dtype | None = None
-                  ) -> SingleProcess:
+def make_strategy(name: str, env: DistEnv | None, param_dtype: torch.dtype | None = None,
+                  pp_microbatches: int = 4, pp_schedule: str = "1f1b") -> SingleProcess:
     """The strategy for ``train.distributed`` (``env`` is None for ``none``)."""
     if name == "none" or env is None:
         return SingleProcess()
@@ -250,9 +325,12 @@ def make_strategy(name: str, env: DistEnv | None, param_dtype: torch.dtype | Non
         return FullyShardedDataParallel(env, param_dtype)
     if name == "tp":
         return TensorParallel(env)
+    if name == "pp":
+        return PipelineParallel(env, pp_microbatches, pp_schedule)
     raise ConfigError(f"train.distributed={name!r} is not supported by this trainer; "
                       f"allowed: {', '.join(STRATEGIES)}")
 
 
 __all__ = ["SingleProcess", "DataParallel", "FullyShardedDataParallel", "TensorParallel",
+           "PipelineParallel",
            "RankSlice", "take_rows", "repeated_blocks", "make_strategy", "STRATEGIES"]

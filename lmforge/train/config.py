@@ -45,6 +45,9 @@ class TrainConfig(Section):
         "parallel), pp (pipeline parallel); none: one process")
     dist_timeout: float = Field(600.0, gt=0, description="seconds a collective waits for "
                                 "the other ranks before the job ends with an error")
+    pp_microbatches: int = Field(4, ge=1, description="pp: micro-batches per batch "
+                                 "(batch_size must be divisible by it)")
+    pp_schedule: Literal["gpipe", "1f1b"] = Field("1f1b", description="pp: the schedule")
     threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(200, ge=1)

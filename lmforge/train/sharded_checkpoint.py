@@ -80,9 +80,12 @@ def _gather_objects(obj: Any) -> list:
 def save_sharded_checkpoint(path: str | Path, model: nn.Module,
                             optimizer: torch.optim.Optimizer, *, trainer_state: dict,
                             optimizer_payload: dict, tokenizer: Any = None,
-                            provenance: dict | None = None) -> Path:
+                            provenance: dict | None = None,
+                            weights: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a checkpoint folder from every rank (all ranks call this); returns its path.
 
+    ``model`` is what this rank trains (the model, sharded or not, or a pipeline stage);
+    ``weights`` the whole model's (default: gathered from ``model``).
     ``optimizer_payload`` is rank 0's (schedule, objective state); its ``rng`` becomes
     the list of every rank's RNG state."""
     import torch.distributed.checkpoint as dcp
@@ -90,7 +93,7 @@ def save_sharded_checkpoint(path: str | Path, model: nn.Module,
     path = Path(path)
     main = not dist.is_initialized() or dist.get_rank() == 0
     states = _state_dicts(model, optimizer)
-    weights = _full_weights(model)
+    weights = _full_weights(model) if weights is None else weights
     rngs = _gather_objects(optimizer_payload.get("rng"))
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_dir(path)) if main else None
@@ -136,39 +139,49 @@ def load_sharded_state(path: str | Path, model: nn.Module,
                    optim_state_dict=states["optim"])
 
 
-def fqn_optimizer_state(plain: dict, model: nn.Module,
-                        optimizer: torch.optim.Optimizer) -> dict:
-    """A ``torch.optim`` state dict keyed by parameter index turned into the by-name form
-    of ``torch.distributed.checkpoint.state_dict`` (the indices follow the parameter
-    order of ``optimizer``, which the trainer builds the same way in every layout)."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+def fqn_optimizer_state(plain: dict, whole: nn.Module, keep: set[str]) -> dict:
+    """A ``torch.optim`` state dict of the whole model, keyed by parameter index, turned
+    into the by-name form of ``torch.distributed.checkpoint.state_dict`` and cut to the
+    parameters in ``keep`` (a pipeline stage's; all of them otherwise). The indices
+    follow :func:`~lmforge.train.optim.param_groups` of the whole model, the order every
+    trainer builds its optimizer in."""
+    from .optim import param_groups
+
+    names = {id(p): n for n, p in whole.named_parameters()}
+    order = [names[id(p)] for g in param_groups(whole, 0.0) for p in g["params"]]
     groups = plain.get("param_groups", [])
     n_saved = sum(len(g["params"]) for g in groups)
     if n_saved != len(order):
         raise CheckpointError(f"the checkpoint's optimizer holds {n_saved} parameters but "
                               f"this model has {len(order)}")
-    return {"state": {order[int(i)]: s for i, s in plain.get("state", {}).items()},
-            "param_groups": [{**g, "params": [order[int(i)] for i in g["params"]]}
-                             for g in groups]}
+    named = [[order[int(i)] for i in g["params"]] for g in groups]
+    return {"state": {order[int(i)]: s for i, s in plain.get("state", {}).items()
+                      if order[int(i)] in keep},
+            "param_groups": [{**g, "params": [n for n in names_ if n in keep]}
+                             for g, names_ in zip(groups, named, strict=True)
+                             if any(n in keep for n in names_)]}
 
 
-def load_full_state(path: str | Path, model: nn.Module,
-                    optimizer: torch.optim.Optimizer) -> None:
+def load_full_state(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    whole: nn.Module | None = None) -> None:
     """Load a plain (single-process) checkpoint into a distributed layout: each rank reads
-    the full weights and AdamW state and keeps its part."""
+    the full weights and AdamW state and keeps its part. ``model`` is what this rank
+    trains; ``whole`` the whole model it is part of (a pipeline stage's GPT)."""
     from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
     path = Path(path)
+    whole = model if whole is None else whole
     weights = load_file(str(path / WEIGHTS))
-    aliases = _tied_aliases(model)
-    for name, source in aliases.items():  # tied weights are stored once
+    for name, source in _tied_aliases(whole).items():  # tied weights are stored once
         if name not in weights and source in weights:
             weights[name] = weights[source]
+    own = set(model.state_dict())
+    keep = {n for n, _p in model.named_parameters(remove_duplicate=False)}
     plain = ck.load_optimizer_payload(path)["optimizer"]
-    set_state_dict(model, optimizer, model_state_dict=weights,
-                   optim_state_dict=fqn_optimizer_state(plain, model, optimizer),
+    set_state_dict(model, optimizer,
+                   model_state_dict={k: v for k, v in weights.items() if k in own},
+                   optim_state_dict=fqn_optimizer_state(plain, whole, keep),
                    options=StateDictOptions(full_state_dict=True))
 
 

@@ -68,7 +68,8 @@ LOSS_PNG = "loss.png"
 # Train-config fields that may change on resume without changing what the run computes.
 _RESUME_SAFE = {"max_steps", "log_every", "eval_every", "eval_batches", "ckpt_every",
                 "keep_last", "early_stop_patience", "early_stop_min_delta", "threads",
-                "compile", "device", "distributed", "dist_timeout"}
+                "compile", "device", "distributed", "dist_timeout", "pp_microbatches",
+                "pp_schedule"}
 
 
 @dataclass
@@ -106,10 +107,6 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     """This rank's shard of a DTensor (the tensor itself otherwise)."""
     to_local = getattr(t, "to_local", None)
     return to_local() if callable(to_local) else t
-
-
-def _save_plain(path: Path, model: nn.Module, optimizer: Any, **kw: Any) -> Path:
-    return ck.save_checkpoint(path, model, **kw)
 
 
 def _first_line(e: BaseException) -> str:
@@ -176,10 +173,11 @@ class Trainer:
         # DDP wraps the model (train_model); FSDP and TP shard it in place
         self.train_model: nn.Module = self.par.wrap(model)
         self.train_source = self.par.split_source(train)
-        self.params = [p for g in param_groups(model, 0.0) for p in g["params"]]
+        self.local = self.par.local_module(model, self.train_model)  # what this rank trains
+        self.params = [p for g in param_groups(self.local, 0.0) for p in g["params"]]
         # Muon's Newton-Schulz products in bf16 exactly when the run trains under bf16
         self.optimizer = self.par.prepare_optimizer(
-            build_optimizer(model, cfg, ns_dtype=self.amp_dtype or torch.float32))
+            build_optimizer(self.local, cfg, ns_dtype=self.amp_dtype or torch.float32))
         self._add_objective_parameters()
         self.schedule = LRSchedule.from_config(cfg)
 
@@ -224,9 +222,15 @@ class Trainer:
             raise ConfigError(f"the {type(self.objective).__name__} objective trains "
                               f"parameters of its own and cannot run with "
                               f"train.distributed={name}")
+        if name == "pp" and not isinstance(self.objective, CausalLMObjective):
+            raise ConfigError(f"train.distributed=pp trains causal-LM GPTs; the "
+                              f"{type(self.objective).__name__} objective cannot be "
+                              "pipelined")
         env = init_distributed(self.device, self.cfg.dist_timeout)
         self.device = env.device
-        return make_strategy(name, env, param_dtype=self.amp_dtype)
+        return make_strategy(name, env, param_dtype=self.amp_dtype,
+                             pp_microbatches=self.cfg.pp_microbatches,
+                             pp_schedule=self.cfg.pp_schedule)
 
     @staticmethod
     def _check_vocab(model: nn.Module, train: Any) -> None:
@@ -321,9 +325,9 @@ class Trainer:
         state = ck.read_trainer_state(path)
         payload = ck.load_optimizer_payload(path)
         if is_sharded(path):
-            load_sharded_state(path, self.model, self.optimizer)
+            load_sharded_state(path, self.local, self.optimizer)
         else:
-            load_full_state(path, self.model, self.optimizer)
+            load_full_state(path, self.local, self.optimizer, whole=self.model)
         ranks = payload.get("rng_ranks") or [payload["rng"]]
         if self.par.rank < len(ranks):
             payload["rng"] = ranks[self.par.rank]
@@ -418,6 +422,8 @@ class Trainer:
         of ``b`` give the gradient of one batch of ``grad_accum * b``.
         """
         accum = self.cfg.grad_accum
+        if self.par.name == "pp":
+            return self._forward_backward_pipeline(step)
         if self.par.distributed:
             return self._forward_backward_parallel(step)
         total_loss: Any = 0.0
@@ -480,14 +486,31 @@ class Trainer:
         mean = {k: (totals[2 + i] / n_global).float() for i, k in enumerate(names)}
         return (totals[0] / n_global).float(), int(n_global), mean
 
+    def _forward_backward_pipeline(self, step: int) -> tuple[torch.Tensor, Any, dict]:
+        """:meth:`forward_backward` on a stage of a pipeline: every rank passes the whole
+        micro-batch to :func:`~lmforge.distributed.pipeline.pipeline_step`, which leaves
+        the gradient of its mean loss in this stage's parameters. Causal-LM windows all
+        hold ``B x T`` tokens, so the mean over ``grad_accum`` micro-batches is the mean
+        of their means: the gradients are divided by ``grad_accum``."""
+        from ..distributed.pipeline import pipeline_step
+
+        accum, total = self.cfg.grad_accum, 0.0
+        n_total = 0
+        for micro in range(accum):
+            rng = np.random.default_rng([self.seed, step, micro])
+            batch = _to_device(self.train_source.batch(step, micro, rng), self.device)
+            with autocast(self.device, self.amp_dtype):
+                total = total + pipeline_step(self.par.schedule, self.par.stage,
+                                              batch["input_ids"], batch["labels"])
+            n_total += int(batch["labels"].numel())
+        if accum > 1:
+            torch._foreach_mul_([p.grad for p in self.params if p.grad is not None],
+                                1.0 / accum)
+        return (total / accum).float(), n_total, {}
+
     def _grad_norm(self) -> torch.Tensor:
-        params = [p for p in self.params if p.grad is not None]
-        if self.cfg.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip, foreach=True)
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
-        full = getattr(norm, "full_tensor", None)  # sharded (DTensor) gradients
-        return full() if callable(full) else norm
+        return self.par.grad_norm([p for p in self.params if p.grad is not None],
+                                  self.cfg.grad_clip)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -497,8 +520,13 @@ class Trainer:
         ``val.eval_batches()``), perplexity, the objective's metrics (prefixed ``val_``)
         and every evaluator's metrics."""
         out: dict[str, float] = {}
+        model = self.par.eval_model(self.model)
+        # the module itself (no DDP hooks), a whole copy of a pipeline's stages, or the
+        # (compiled) training module
+        direct = model if self.par.shard_eval or model is not self.model else None
         was_training = self.model.training
         self.model.eval()
+        model.eval()
         try:
             if self.val_source is not None:
                 tot: Any = 0.0
@@ -510,9 +538,8 @@ class Trainer:
                     batches = itertools.islice(batches, self.par.dp_rank, None,
                                                self.par.dp_size)
                 for batch in batches:
-                    loss, metrics, n = self._run_objective(  # DDP: the module, no hooks
-                        _to_device(batch, self.device),
-                        self.model if self.par.shard_eval else None)
+                    loss, metrics, n = self._run_objective(_to_device(batch, self.device),
+                                                           direct)
                     tot = tot + loss.detach().float() * n
                     n_tot = n_tot + n
                     for k, v in (metrics or {}).items():
@@ -533,7 +560,7 @@ class Trainer:
                 out["val_ppl"] = math.exp(val_loss) if val_loss < 700 else float("inf")
                 out.update({f"val_{k}": v / n_f for k, v in sums.items()})
             for fn in self.evaluators:
-                extra = fn(self.model)
+                extra = fn(model)
                 if not isinstance(extra, dict):
                     raise TypeError(f"evaluator {fn!r} returned {type(extra).__name__}, "
                                     "expected a dict of name -> float")
@@ -624,7 +651,7 @@ class Trainer:
         if score is None and self.cfg.best_metric == "val_loss":
             score = val_loss
         with torch.no_grad():
-            bad = [n for n, p in self.model.named_parameters()
+            bad = [n for n, p in self.local.named_parameters()
                    if not bool(torch.isfinite(_local(p)).all())]
         if self.par.any_rank(bool(bad)):
             bad = bad or ["on another rank"]
@@ -642,11 +669,15 @@ class Trainer:
                     "seed": self.seed, "objective": getattr(self.objective, "name",
                                                             type(self.objective).__name__)}
         provenance = {**self.provenance, "training": training}
-        save = save_sharded_checkpoint if self.par.sharded_checkpoints else _save_plain
-        path = save(ck.checkpoint_path(self.run_dir, step), self.model,
-                    self.optimizer, trainer_state=self._trainer_state(step, val_loss, score),
-                    optimizer_payload=payload, tokenizer=self.tokenizer,
-                    provenance=provenance)
+        kw = dict(trainer_state=self._trainer_state(step, val_loss, score),
+                  optimizer_payload=payload, tokenizer=self.tokenizer, provenance=provenance)
+        where = ck.checkpoint_path(self.run_dir, step)
+        if not self.par.sharded_checkpoints:
+            path = ck.save_checkpoint(where, self.model, **kw)
+        else:
+            whole = getattr(self.par, "full_weights", None)  # a pipeline's stages
+            path = save_sharded_checkpoint(where, self.local, self.optimizer,
+                                           weights=whole() if whole else None, **kw)
         self._ckpt_val[path] = score
         self.last_checkpoint = path
         keep = set()
