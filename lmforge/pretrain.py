@@ -29,6 +29,7 @@ import torch
 from . import __version__
 from .config import Recipe, load_yaml
 from .distributed.env import barrier
+from .distributed.launch import join_run, quiet
 from .errors import ConfigError, LmforgeError
 from .io import atomic_write_json, atomic_write_text, ensure_writable_dir
 
@@ -152,9 +153,9 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
     from .train.tasks import build_task
 
     check_block_size(recipe.train.block_size, recipe.model)  # before the data is prepared
-    main, resume = _join_launch(recipe, resume)
+    main, resume = join_run(recipe.train, recipe.run.path, resume)
     if not main:  # rank 0 reports, writes the run folder's files and prepares the data
-        log, show_progress = (lambda _msg: None), False
+        log, show_progress = quiet, False
     run_dir = ensure_writable_dir(recipe.run.path)
     _check_run_dir(run_dir, recipe, resume)
     barrier()  # every rank has checked the folder before rank 0 writes into it
@@ -203,21 +204,6 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
         _write_samples(recipe, best, tokenizer, run_dir)
     return PretrainResult(run_dir, best, tokenizer, result)
 
-
-def _join_launch(recipe: Recipe, resume: bool) -> tuple[bool, bool]:
-    """Join torchrun's process group when ``train.distributed`` says so; returns
-    ``(is rank 0, resume)``. After torchrun restarts a failed group
-    (``--max-restarts``), a run with a checkpoint resumes from it."""
-    from .distributed.env import join_launch, restart_count
-    from .train import latest_checkpoint
-    from .train.precision import resolve_device
-
-    t = recipe.train
-    env = join_launch(t.distributed, resolve_device(t.device), t.dist_timeout)
-    if env is not None and restart_count() > 0 \
-            and latest_checkpoint(recipe.run.path) is not None:
-        resume = True
-    return env is None or env.is_main, resume
 
 
 def _write_samples(recipe: Recipe, model, tokenizer, run_dir: Path) -> None:

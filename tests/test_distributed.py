@@ -214,6 +214,50 @@ def test_distributed_settings_without_their_launch_are_one_line(data, tmp_path, 
     assert len(lines) == 1 and lines[0].startswith(message), res.stderr
 
 
+def test_finetune_under_ddp_equals_one_process(data, tmp_path):
+    """``torchrun -m lmforge finetune``: a BERT topic classifier (pretrained backbone, no
+    dropout) on 2 processes x 8 equals 1 process x 16; rank 0 evaluates and reports."""
+    import yaml
+
+    backbone = data["root"] / "bert"
+    subprocess.run([str(BIN / "lmforge"), "pretrain", "bert-world", "--out", str(backbone),
+                    "--no-progress", *[a for s in (
+                        "data.world_train_sentences=1000", "tokenizer.vocab_size=384",
+                        "model.n_layer=1", "model.d_model=32", "model.n_head=2",
+                        "train.max_steps=5", "train.eval_every=5", "train.ckpt_every=5",
+                        "train.warmup_steps=1", "train.precision=fp32", "train.threads=1")
+                        for a in ("--set", s)]], check=True, capture_output=True, env=_env())
+    recipe = tmp_path / "topic.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "run": {"name": "topic", "seed": 0},
+        "data": {"world": "topic", "langs": ["en"], "max_length": 48,
+                 "world_sizes": {"train": 600, "val": 60, "test": 60, "test_unseen": 20}},
+        "backbone": {"path": str(backbone)},
+        "head": {"pooling": "mean", "dropout": 0.0},
+        "train": {"max_steps": 12, "lr": 2e-3, "warmup_steps": 2, "eval_every": 6,
+                  "ckpt_every": 6, "log_every": 1, "keep_last": 3, "precision": "fp32",
+                  "threads": 1, "device": "cpu"}}))
+
+    def finetune(out: Path, extra: list[str], torchrun: list[str] | None = None):
+        head = [str(BIN / "torchrun"), *torchrun, "-m", "lmforge"] if torchrun \
+            else [str(BIN / "lmforge")]
+        res = subprocess.run([*head, "finetune", str(recipe), "--out", str(out),
+                              "--no-progress", *[a for s in extra for a in ("--set", s)]],
+                             capture_output=True, text=True, env=_env(), timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    finetune(one, ["train.batch_size=16"])
+    res = finetune(two, ["train.batch_size=8", "train.distributed=ddp"], _two())
+    assert "global batch 16 = batch_size 8 x grad_accum 1 x world_size 2" in res.stderr
+    assert res.stdout.count("done: 12 steps") == 1
+    _assert_same(one, two)
+    test = [json.loads((r / "results.json").read_text())["splits"]["test"]
+            for r in (one, two)]
+    assert test[0] == pytest.approx(test[1], abs=1e-6)
+
+
 def _kill_one_rank(run: Path, after: str, proc: subprocess.Popen) -> None:
     """SIGKILL one worker of ``proc`` (a torchrun) once checkpoint ``after`` exists."""
     import psutil

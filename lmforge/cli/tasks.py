@@ -5,6 +5,7 @@ data augmentation and the world's task sets. Thin: each parses options and calls
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -31,29 +32,40 @@ def finetune(
     """Fine-tune a model on a task (classification, NER, relations, extractive QA,
     translation, summarisation, generative QA, chat, controlled generation, code
     completion) and evaluate it."""
-    from ..chat.recipe import ChatRecipe
-    from ..code.recipe import CodeRecipe
-    from ..control.recipe import ControlRecipe
     from ..tasks.config import load_finetune_recipe
-    from ..tasks.finetune import finetune as run_finetune
-    from ..tasks.seq2seq import finetune_seq2seq
-    from ..tasks.seq2seq_config import Seq2SeqRecipe
 
     overrides = list(set_ or [])
     if out is not None:
         overrides.append(f"run.out_dir={json.dumps(out)}")
     r = load_finetune_recipe(recipe, overrides)
-    if isinstance(r, ChatRecipe):
-        from ..chat.finetune import finetune_chat as run
-    elif isinstance(r, ControlRecipe):
-        from ..control.finetune import finetune_control as run
-    elif isinstance(r, CodeRecipe):
-        from ..code.finetune import finetune_code as run
-    else:
-        run = finetune_seq2seq if isinstance(r, Seq2SeqRecipe) else run_finetune
-    res = run(r, resume=resume, show_progress=progress, log=_echo)
+    res = finetune_runner(r)(r, resume=resume, show_progress=progress, log=_echo)
     how = f"{res.train.steps} steps ({res.train.stopped_reason})" if res.train else "fitted"
     _echo(f"done: {how}; results in {res.run_dir / 'results.json'}")
+
+
+def finetune_runner(recipe: object) -> Callable:
+    """The function that fine-tunes a recipe of :func:`lmforge.tasks.config.load_finetune_recipe`
+    (``fn(recipe, resume=, show_progress=, log=)``): chat, control, code, generation
+    (seq2seq) or understanding (:func:`lmforge.tasks.finetune.finetune`)."""
+    from ..chat.recipe import ChatRecipe
+    from ..code.recipe import CodeRecipe
+    from ..control.recipe import ControlRecipe
+    from ..tasks.multitask_config import MultitaskRecipe
+    from ..tasks.seq2seq_config import Seq2SeqRecipe
+
+    if isinstance(recipe, ChatRecipe):
+        from ..chat.finetune import finetune_chat as run
+    elif isinstance(recipe, ControlRecipe):
+        from ..control.finetune import finetune_control as run
+    elif isinstance(recipe, CodeRecipe):
+        from ..code.finetune import finetune_code as run
+    elif isinstance(recipe, Seq2SeqRecipe):
+        from ..tasks.seq2seq import finetune_seq2seq as run
+    elif isinstance(recipe, MultitaskRecipe):
+        from ..tasks.multitask import finetune_multitask as run
+    else:
+        from ..tasks.finetune import finetune as run
+    return run
 
 
 def _read_inputs(path: str, fields: tuple[str, ...] = ("text",)) -> list[dict | str]:
@@ -93,15 +105,17 @@ def predict(
                                               "extractive QA question and context).")] = None,
     out: Annotated[str | None, typer.Option(help="Write predictions here (.jsonl).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    task: Annotated[str | None, typer.Option(help="A multi-task run: the task to predict "
+                                             "(its name in the recipe).")] = None,
 ):
     """Labels with probabilities, entity spans with offsets, relations, or answers."""
     from ..io import atomic_write_text
-    from ..tasks import load_task_model
+    from ..tasks.multitask_model import task_predictor
 
     if (text is None) == (input is None):
         raise LmforgeError("give --text (one or more) or --input FILE, not both")
     inputs = list(text) if text is not None else _read_inputs(input, ("text", "question"))
-    pred = load_task_model(run).predict(inputs, batch_size=batch_size)
+    pred = task_predictor(run, task).predict(inputs, batch_size=batch_size)
     lines = [json.dumps({**({"text": x} if isinstance(x, str) else x), **p},
                         ensure_ascii=False) for x, p in zip(inputs, pred, strict=True)]
     if out is not None:

@@ -135,6 +135,12 @@ class DataParallel(SingleProcess):
     def split_source(self, source: Any) -> Any:
         return RankSlice(source, self.dp_rank, self.dp_size)
 
+    def all_objects(self, obj: Any) -> list:
+        """``obj`` of every rank (picklable), in rank order."""
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
     def describe(self, batch_size: int, grad_accum: int, unit: str) -> str:
         total = batch_size * grad_accum * self.dp_size
         return (f"{self.name} on {self.world_size} processes ({self.env.backend}): global "

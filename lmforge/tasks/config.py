@@ -220,7 +220,8 @@ def load_finetune_recipe(name_or_path: str, overrides: list[str] | None = None
     (:mod:`lmforge.tasks.seq2seq_config`), ``task: chat`` a chat recipe
     (:mod:`lmforge.chat.recipe`), ``task: control`` a controlled-generation recipe
     (:mod:`lmforge.control.recipe`), ``task: code`` a code-completion recipe
-    (:mod:`lmforge.code.recipe`)."""
+    (:mod:`lmforge.code.recipe`), ``task: multitask`` a multi-task recipe
+    (:mod:`lmforge.tasks.multitask_config`)."""
     p = Path(name_or_path)
     if not p.is_file():
         builtin = FINETUNE_DIR / f"{name_or_path}.yaml"
@@ -242,12 +243,17 @@ def load_finetune_recipe(name_or_path: str, overrides: list[str] | None = None
         from ..code.recipe import build_code_recipe
 
         return build_code_recipe(raw)
+    if raw.get("task") == "multitask":
+        from .multitask_config import build_multitask_recipe
+
+        return build_multitask_recipe(raw)
     if raw.get("task") is not None:
         from .seq2seq_config import GENERATION_TASKS, build_seq2seq_recipe
 
         if raw["task"] not in GENERATION_TASKS:
             raise ConfigError(f"task: {raw['task']!r} is not a generation task "
-                              f"({', '.join(GENERATION_TASKS)}, chat, control, code); the "
+                              f"({', '.join(GENERATION_TASKS)}, chat, control, code) nor "
+                              "multitask; the "
                               "understanding tasks take no task field (it follows from the "
                               "data)")
         return build_seq2seq_recipe(raw)
@@ -258,4 +264,4 @@ def build_finetune_recipe(raw: dict) -> FinetuneRecipe:
     try:
         return FinetuneRecipe.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, FinetuneRecipe, raw)) from None
+        raise ConfigError(format_validation_error(e, FinetuneRecipe)) from None

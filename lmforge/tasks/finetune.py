@@ -73,6 +73,8 @@ def pretrain_backbone(recipe: FinetuneRecipe, texts: list[str], run_dir: Path,
     b = recipe.backbone
     out = run_dir / "backbone"
     sets = [f"run.out_dir={out}", f"run.seed={recipe.run.seed}", *b.pretrain_set]
+    if recipe.train.distributed != "none":  # the same processes pretrain it the same way
+        sets.append(f"train.distributed={recipe.train.distributed}")
     if b.pretrain_on_task_text:
         text_file = run_dir / "backbone_text.txt"
         atomic_write_text(text_file, "\n".join(t.replace("\n", " ") for t in texts) + "\n")
@@ -95,15 +97,31 @@ def scratch_tokenizer(kind: str, texts: list[str], vocab_size: int, min_frequenc
     """The tokenizer of a model built from scratch: trained on ``texts`` (with extra
     ``special_tokens``), or, when a run resumes from a checkpoint, the one saved with it
     (the ids its weights were trained with)."""
+    from ..distributed.env import broadcast_object, is_main_process
     from ..tokenize import Tokenizer, train_tokenizer
     from ..train import latest_checkpoint
 
     last = latest_checkpoint(run_dir) if resume else None
     if last is not None and (last / "tokenizer.json").is_file():
         return Tokenizer.load(last)
-    return train_tokenizer(kind, texts=texts, vocab_size=vocab_size,
-                           min_frequency=min_frequency, special_tokens=special_tokens,
-                           show_progress=False)
+    # Training breaks frequency ties differently in each process: in a torchrun launch
+    # rank 0 trains it and every rank takes that one.
+    tokenizer = train_tokenizer(kind, texts=texts, vocab_size=vocab_size,
+                                min_frequency=min_frequency, special_tokens=special_tokens,
+                                show_progress=False) if is_main_process() else None
+    return broadcast_object(tokenizer)
+
+
+def head_fields(recipe: FinetuneRecipe) -> dict[str, Any]:
+    """The :class:`TaskModelConfig` fields a recipe's ``head:`` and ``data:`` set."""
+    h, d = recipe.head, recipe.data
+    return dict(pooling=h.pooling, attention_dim=h.attention_dim, head=h.head,
+                dropout=h.dropout, scheme=d.scheme, constrained=h.constrained,
+                max_length=d.max_length,
+                typed_markers=h.typed_markers, no_relation=h.no_relation,
+                threshold=h.threshold, doc_stride=d.doc_stride,
+                max_answer_length=h.max_answer_length, n_best=h.n_best,
+                null_threshold=h.null_threshold)
 
 
 def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
@@ -111,13 +129,7 @@ def build_task_model(recipe: FinetuneRecipe, task: str, labels: list[str],
                      show_progress: bool = True, log: Callable = print):
     """The task model (pretrained weights copied in) and its tokenizer."""
     b, h, d = recipe.backbone, recipe.head, recipe.data
-    head = dict(pooling=h.pooling, attention_dim=h.attention_dim, head=h.head,
-                dropout=h.dropout, scheme=d.scheme, constrained=h.constrained,
-                max_length=d.max_length,
-                typed_markers=h.typed_markers, no_relation=h.no_relation,
-                threshold=h.threshold, doc_stride=d.doc_stride,
-                max_answer_length=h.max_answer_length, n_best=h.n_best,
-                null_threshold=h.null_threshold)
+    head = head_fields(recipe)
     texts = _texts(task, splits["train"], h.typed_markers)
     torch.manual_seed(recipe.run.seed)
     if b.encoder is not None:
@@ -280,9 +292,18 @@ def task_sources(recipe: FinetuneRecipe, task: str, labels: list[str], splits: d
 
 
 def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: bool = True,
-             log: Callable[[str], None] = print) -> FinetuneResult:
+             log: Callable[[str], None] = print, callbacks: Sequence = ()) -> FinetuneResult:
+    """Fine-tune and evaluate a recipe into its run folder; ``callbacks`` go to the
+    trainer (:mod:`lmforge.train.callbacks`)."""
+    from ..distributed.launch import join_run, quiet
     from ..train import Trainer
 
+    main, resume = join_run(recipe.train, recipe.run.path, resume)
+    if not main:  # rank 0 reports and writes the results
+        log, show_progress = quiet, False
+    if recipe.train.distributed in ("tp", "pp"):
+        raise ConfigError(f"train.distributed={recipe.train.distributed} splits a GPT's "
+                          "blocks; fine-tuning runs with ddp or fsdp")
     run_dir = start_run(recipe, resume)
 
     splits, card, task = load_splits(recipe)
@@ -319,9 +340,21 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
     provenance = {"recipe": recipe.to_dict(), "task": task,
                   "trainable_parameters": trainable, "parameters": total}
     trainer = Trainer(model, cfg, train_src, val_src, run_dir, seed=recipe.run.seed,
-                      objective=objective, evaluators=[validation], tokenizer=tokenizer,
-                      provenance=provenance, resume=resume, show_progress=show_progress)
-    train_result, best = fit_and_load_best(trainer, model, run_dir)
+                      objective=objective, evaluators=[validation], callbacks=callbacks,
+                      tokenizer=tokenizer, provenance=provenance, resume=resume,
+                      show_progress=show_progress)
+    if trainer.par.distributed:  # rank 0 evaluates a plain copy of the best checkpoint
+        from ..models.base import load_model_folder
+        from ..train import best_checkpoint, latest_checkpoint
+
+        train_result = trainer.fit()
+        best = best_checkpoint(run_dir) or latest_checkpoint(run_dir)
+        if not main:
+            return FinetuneResult(run_dir, predictor, {}, train_result, (trainable, total))
+        model = load_model_folder(best).eval()
+        predictor = TaskPredictor(model, tokenizer)
+    else:
+        train_result, best = fit_and_load_best(trainer, model, run_dir)
     results = evaluate_splits(predictor, splits, card, run_dir, metric)
     results.update(best_checkpoint=str(best), metric=metric, trainable_parameters=trainable,
                    parameters=total, strategy=recipe.finetune.strategy)
@@ -382,10 +415,15 @@ def _fit_classical(recipe: FinetuneRecipe, task: str, splits: dict, card: dict |
 def start_run(recipe: Any, resume: bool) -> Path:
     """The recipe's run folder, checked (:func:`check_run_dir`), created, with the
     recipe saved as ``config.yaml``."""
+    from ..distributed.env import barrier, is_main_process
+
     run_dir = recipe.run.path
     check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
+    barrier()  # in a torchrun launch: every rank has checked before rank 0 writes
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
+    barrier()
     return run_dir
 
 

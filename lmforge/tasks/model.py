@@ -37,7 +37,9 @@ The loss, the n-best decoding and the no-answer rule are in :mod:`lmforge.tasks.
 
 The model is registered as ``arch: task``: a fine-tuning run's checkpoints are ordinary
 lmforge model folders (``config.json`` holds this config, with the encoder's config and,
-for LoRA runs, the adapter settings, so the same modules are rebuilt on load).
+for LoRA runs, the adapter settings, so the same modules are rebuilt on load). A
+multi-task model (:mod:`lmforge.tasks.multitask_model`) puts several of these heads
+(:class:`TaskHead`) on one shared encoder.
 """
 
 from __future__ import annotations
@@ -111,20 +113,27 @@ def build_encoder(name: str, cfg: dict) -> tuple[nn.Module, int]:
     return build_model(config), config.d_model
 
 
-class TaskModel(PretrainedMixin, nn.Module):
-    """``forward(batch)`` -> logits: (B, C) for classify/relate, (B, W, K) emissions for tag,
-    (B, T, 2) start and end logits for extract.
+def encoder_states(encoder: nn.Module, batch: dict, scratch: bool, cls_only: bool) -> Tensor:
+    """The encoder's hidden states ``H`` (B, T, d) of a batch; ``cls_only`` (a head that
+    reads [CLS] only): the last layer computes the [CLS] state alone, (B, 1, d)."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    if scratch:
+        return encoder(ids, mask)
+    if cls_only:
+        return encoder.encode(ids, mask, batch.get("token_type_ids"), cls_only=True)
+    return encoder.encode(ids, mask, batch.get("token_type_ids"))
 
-    ``batch`` holds ``input_ids``, ``attention_mask`` (B, T), optionally
-    ``token_type_ids``; tag batches ``word_index`` (B, W) (the first sub-token of each
-    word) and ``word_mask``; relate batches ``head_pos``/``tail_pos`` (B,).
-    """
 
-    def __init__(self, config: TaskModelConfig):
-        super().__init__()
-        self.config = cfg = config
-        self.encoder, d = build_encoder(cfg.encoder, cfg.encoder_config)
-        self.scratch = cfg.encoder in SCRATCH_ENCODERS
+class HeadLayers:
+    """The layers one task puts on the encoder's states (pooling, dropout, ``W_c``, the
+    CRF) and how they read them: the formulas of the module docstring. Shared by
+    :class:`TaskModel` (an encoder and one head, the layers at its top level) and
+    :class:`TaskHead` (one of the heads of a multi-task model over a shared encoder,
+    :mod:`lmforge.tasks.multitask_model`)."""
+
+    config: TaskModelConfig
+
+    def _add_head(self, cfg: TaskModelConfig, d: int, encoder: nn.Module) -> None:
         self.cls_only = cfg.encoder == "bert" and cfg.task == "classify" \
             and cfg.pooling in ("cls", "pooler")
         self.drop = nn.Dropout(cfg.dropout)
@@ -134,33 +143,19 @@ class TaskModel(PretrainedMixin, nn.Module):
             and cfg.pooling == "attention" else None
         self.crf = CRF(len(cfg.labels)) if cfg.task == "tag" and cfg.head == "crf" else None
         if cfg.task == "classify" and cfg.pooling == "pooler" \
-                and getattr(self.encoder, "pooler", None) is None:
+                and getattr(encoder, "pooler", None) is None:
             raise ValueError(f"pooling=pooler needs an encoder with a pooler "
                              f"({cfg.encoder} has none); use cls or mean")
         nn.init.normal_(self.classifier.weight, 0.0, 0.02)
         nn.init.zeros_(self.classifier.bias)
-        if cfg.lora:
-            from ..nn.lora import LoraConfig, apply_lora
-
-            apply_lora(self.encoder, LoraConfig(**cfg.lora))
         self._allowed: tuple[Tensor, Tensor, Tensor] | None = None
 
-    # ------------------------------------------------------------------ encoder
-
-    def hidden(self, batch: dict) -> Tensor:
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        if self.scratch:
-            return self.encoder(ids, mask)
-        if self.cls_only:  # the head reads [CLS] only: skip the rest of the last layer
-            return self.encoder.encode(ids, mask, batch.get("token_type_ids"), cls_only=True)
-        return self.encoder.encode(ids, mask, batch.get("token_type_ids"))
-
-    def pool(self, h: Tensor, mask: Tensor) -> Tensor:
+    def pool_states(self, h: Tensor, mask: Tensor, encoder: nn.Module) -> Tensor:
         how = self.config.pooling
         if how == "cls":
             return h[:, 0]
         if how == "pooler":
-            return self.encoder.pool(h)
+            return encoder.pool(h)
         if how == "attention":
             return self.attn_pool(h, mask)
         if how == "last":
@@ -171,11 +166,11 @@ class TaskModel(PretrainedMixin, nn.Module):
             return h.masked_fill(~m, float("-inf")).amax(1)
         return (h * m).sum(1) / m.sum(1).clamp(min=1)                   # mean
 
-    def forward(self, batch: dict) -> Tensor:
-        h = self.hidden(batch)                                          # (B, T, d)
+    def head_logits(self, h: Tensor, batch: dict, encoder: nn.Module) -> Tensor:
+        """The task's logits from the hidden states ``h`` (B, T, d) of ``batch``."""
         task = self.config.task
         if task == "classify":
-            z = self.pool(h, batch["attention_mask"])
+            z = self.pool_states(h, batch["attention_mask"], encoder)
         elif task == "relate":
             rows = torch.arange(h.shape[0], device=h.device)
             z = torch.cat([h[rows, batch["head_pos"]], h[rows, batch["tail_pos"]]], dim=-1)
@@ -208,8 +203,48 @@ class TaskModel(PretrainedMixin, nn.Module):
         zeros = logp.new_zeros(K)
         return viterbi(logp, mask, zeros, logp.new_zeros(K, K), zeros, self.allowed())
 
+
+class TaskModel(HeadLayers, PretrainedMixin, nn.Module):
+    """``forward(batch)`` -> logits: (B, C) for classify/relate, (B, W, K) emissions for tag,
+    (B, T, 2) start and end logits for extract.
+
+    ``batch`` holds ``input_ids``, ``attention_mask`` (B, T), optionally
+    ``token_type_ids``; tag batches ``word_index`` (B, W) (the first sub-token of each
+    word) and ``word_mask``; relate batches ``head_pos``/``tail_pos`` (B,).
+    """
+
+    def __init__(self, config: TaskModelConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.encoder, d = build_encoder(cfg.encoder, cfg.encoder_config)
+        self.scratch = cfg.encoder in SCRATCH_ENCODERS
+        self._add_head(cfg, d, self.encoder)
+        if cfg.lora:
+            from ..nn.lora import LoraConfig, apply_lora
+
+            apply_lora(self.encoder, LoraConfig(**cfg.lora))
+
+    def hidden(self, batch: dict) -> Tensor:
+        return encoder_states(self.encoder, batch, self.scratch, self.cls_only)
+
+    def pool(self, h: Tensor, mask: Tensor) -> Tensor:
+        return self.pool_states(h, mask, self.encoder)
+
+    def forward(self, batch: dict) -> Tensor:
+        return self.head_logits(self.hidden(batch), batch, self.encoder)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class TaskHead(HeadLayers, nn.Module):
+    """One task's head over a shared encoder's states: ``head_logits(h, batch, encoder)``
+    (the encoder is read for BERT's pooler only; the head does not hold it)."""
+
+    def __init__(self, config: TaskModelConfig, d: int, encoder: nn.Module):
+        super().__init__()
+        self.config = config
+        self._add_head(config, d, encoder)
 
 
 def task_config_from(task: str, labels: list[str], encoder: str, encoder_config: Any,

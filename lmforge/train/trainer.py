@@ -544,8 +544,9 @@ class Trainer:
                     n_tot = n_tot + n
                     for k, v in (metrics or {}).items():
                         sums[k] = sums.get(k, 0.0) + _as_float(v) * _as_float(n)
-                if self.par.shard_eval:
-                    names = sorted(sums)
+                if self.par.shard_eval:  # a rank may have had no batch: the union of names
+                    names = sorted(set().union(*self.par.all_objects(sorted(sums))))
+                    sums = {k: sums.get(k, 0.0) for k in names}
                     totals = self.par.all_sum(torch.tensor(
                         [_as_float(tot), _as_float(n_tot)] + [sums[k] for k in names],
                         dtype=torch.float64, device=self.device)).tolist()
