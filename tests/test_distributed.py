@@ -37,6 +37,22 @@ def _sets(extra: list[str]) -> list[str]:
     return [a for s in TINY + extra for a in ("--set", s)]
 
 
+def _run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own session; on a timeout the whole group (torchrun and its
+    workers) is killed, so that no rank outlives the test."""
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:6])} ... ran past {timeout} s:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,7 +65,7 @@ def _pretrain(out: Path, extra: list[str], *, torchrun: list[str] | None = None,
         else [str(BIN / "lmforge")]
     cmd = [*head, "pretrain", "quickstart", "--out", str(out), "--no-progress",
            *(["--resume"] if resume else []), *_sets(extra)]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    res = _run(cmd)
     if check:
         assert res.returncode == 0, res.stderr[-3000:]
     return res
@@ -185,8 +201,11 @@ def test_two_nodes_on_loopback_equal_one(data):
                 "--no-progress", *_sets(extra)]
 
     procs = [subprocess.Popen(node(r), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=_env()) for r in (0, 1)]
-    outs = [p.communicate(timeout=300) for p in procs]
+                              text=True, env=_env(), start_new_session=True) for r in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        _kill_groups(procs)
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     _assert_same(data["ref"], run)
 
@@ -241,9 +260,8 @@ def test_finetune_under_ddp_equals_one_process(data, tmp_path):
     def finetune(out: Path, extra: list[str], torchrun: list[str] | None = None):
         head = [str(BIN / "torchrun"), *torchrun, "-m", "lmforge"] if torchrun \
             else [str(BIN / "lmforge")]
-        res = subprocess.run([*head, "finetune", str(recipe), "--out", str(out),
-                              "--no-progress", *[a for s in extra for a in ("--set", s)]],
-                             capture_output=True, text=True, env=_env(), timeout=300)
+        res = _run([*head, "finetune", str(recipe), "--out", str(out), "--no-progress",
+                    *[a for s in extra for a in ("--set", s)]])
         assert res.returncode == 0, res.stderr[-3000:]
         return res
 
@@ -256,6 +274,16 @@ def test_finetune_under_ddp_equals_one_process(data, tmp_path):
     test = [json.loads((r / "results.json").read_text())["splits"]["test"]
             for r in (one, two)]
     assert test[0] == pytest.approx(test[1], abs=1e-6)
+
+
+def _kill_groups(procs: list[subprocess.Popen]) -> None:
+    """Kill what is left of launches started with ``start_new_session``."""
+    import signal
+
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
 
 
 def _kill_one_rank(run: Path, after: str, proc: subprocess.Popen) -> None:
@@ -285,13 +313,16 @@ def test_a_killed_rank_ends_the_job_and_max_restarts_resumes_it_exactly(data):
                "lmforge", "pretrain", "quickstart", "--out", str(run), "--no-progress",
                *_sets(long)]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=_env())
+                                text=True, env=_env(), start_new_session=True)
 
     # no restarts: the job ends (no hang) naming the dead rank, the checkpoint is intact
     run = data["root"] / "killed"
     proc = launch(run, 0)
-    _kill_one_rank(run, "step_0000040", proc)
-    _out, err = proc.communicate(timeout=120)
+    try:
+        _kill_one_rank(run, "step_0000040", proc)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        _kill_groups([proc])
     assert proc.returncode != 0
     assert "exitcode  : -9" in err and "SIGKILL" in err
     last = ck.latest_checkpoint(run)
@@ -303,8 +334,11 @@ def test_a_killed_rank_ends_the_job_and_max_restarts_resumes_it_exactly(data):
     # --max-restarts 1: torchrun restarts the group, which resumes by itself
     run = data["root"] / "restarted"
     proc = launch(run, 1)
-    _kill_one_rank(run, "step_0000040", proc)
-    out, err = proc.communicate(timeout=300)
+    try:
+        _kill_one_rank(run, "step_0000040", proc)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        _kill_groups([proc])
     assert proc.returncode == 0, err[-3000:]
     assert "done: 200 steps" in out
     _assert_same(whole, run)
