@@ -575,6 +575,7 @@ from . import qa as _qa  # noqa: E402,F401  (registers qa index, search, ask)
 from . import serve as _serve  # noqa: E402,F401  (registers serve)
 from . import serve_admin as _serve_admin  # noqa: E402,F401  (registers keys, audit)
 from . import tasks as _tasks  # noqa: E402,F401  (registers finetune, predict, lora, ...)
+from . import tune as _tune  # noqa: E402,F401  (registers tune)
 
 # ----------------------------------------------------------------------------- entry
 

@@ -5,7 +5,6 @@ data augmentation and the world's task sets. Thin: each parses options and calls
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -38,34 +37,12 @@ def finetune(
     if out is not None:
         overrides.append(f"run.out_dir={json.dumps(out)}")
     r = load_finetune_recipe(recipe, overrides)
+    from ..tasks.runner import finetune_runner
+
     res = finetune_runner(r)(r, resume=resume, show_progress=progress, log=_echo)
     how = f"{res.train.steps} steps ({res.train.stopped_reason})" if res.train else "fitted"
     _echo(f"done: {how}; results in {res.run_dir / 'results.json'}")
 
-
-def finetune_runner(recipe: object) -> Callable:
-    """The function that fine-tunes a recipe of :func:`lmforge.tasks.config.load_finetune_recipe`
-    (``fn(recipe, resume=, show_progress=, log=)``): chat, control, code, generation
-    (seq2seq) or understanding (:func:`lmforge.tasks.finetune.finetune`)."""
-    from ..chat.recipe import ChatRecipe
-    from ..code.recipe import CodeRecipe
-    from ..control.recipe import ControlRecipe
-    from ..tasks.multitask_config import MultitaskRecipe
-    from ..tasks.seq2seq_config import Seq2SeqRecipe
-
-    if isinstance(recipe, ChatRecipe):
-        from ..chat.finetune import finetune_chat as run
-    elif isinstance(recipe, ControlRecipe):
-        from ..control.finetune import finetune_control as run
-    elif isinstance(recipe, CodeRecipe):
-        from ..code.finetune import finetune_code as run
-    elif isinstance(recipe, Seq2SeqRecipe):
-        from ..tasks.seq2seq import finetune_seq2seq as run
-    elif isinstance(recipe, MultitaskRecipe):
-        from ..tasks.multitask import finetune_multitask as run
-    else:
-        from ..tasks.finetune import finetune as run
-    return run
 
 
 def _read_inputs(path: str, fields: tuple[str, ...] = ("text",)) -> list[dict | str]:
