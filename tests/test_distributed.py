@@ -308,22 +308,24 @@ def test_a_killed_rank_ends_the_job_and_max_restarts_resumes_it_exactly(data):
     whole = data["root"] / "whole"
     _pretrain(whole, long, torchrun=_two())
 
-    def launch(run: Path, restarts: int) -> subprocess.Popen:
+    def launch_and_kill(run: Path, restarts: int) -> tuple[int, str, str]:
+        """Start the run, SIGKILL a rank after step 40; the launch's (rc, out, err)."""
         cmd = [str(BIN / "torchrun"), *_two(), "--max-restarts", str(restarts), "-m",
                "lmforge", "pretrain", "quickstart", "--out", str(run), "--no-progress",
                *_sets(long)]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=_env(), start_new_session=True)
+        try:
+            _kill_one_rank(run, "step_0000040", proc)
+            out, err = proc.communicate(timeout=300)
+        finally:
+            _kill_groups([proc])
+        return proc.returncode, out, err
 
     # no restarts: the job ends (no hang) naming the dead rank, the checkpoint is intact
     run = data["root"] / "killed"
-    proc = launch(run, 0)
-    try:
-        _kill_one_rank(run, "step_0000040", proc)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        _kill_groups([proc])
-    assert proc.returncode != 0
+    rc, _out, err = launch_and_kill(run, 0)
+    assert rc != 0
     assert "exitcode  : -9" in err and "SIGKILL" in err
     last = ck.latest_checkpoint(run)
     ck.verify_checkpoint(last)
@@ -333,12 +335,7 @@ def test_a_killed_rank_ends_the_job_and_max_restarts_resumes_it_exactly(data):
 
     # --max-restarts 1: torchrun restarts the group, which resumes by itself
     run = data["root"] / "restarted"
-    proc = launch(run, 1)
-    try:
-        _kill_one_rank(run, "step_0000040", proc)
-        out, err = proc.communicate(timeout=300)
-    finally:
-        _kill_groups([proc])
-    assert proc.returncode == 0, err[-3000:]
+    rc, out, err = launch_and_kill(run, 1)
+    assert rc == 0, err[-3000:]
     assert "done: 200 steps" in out
     _assert_same(whole, run)
