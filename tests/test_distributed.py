@@ -156,6 +156,7 @@ def test_resume_reshards_one_process_to_two(data):
     assert (run / "checkpoints" / "step_0000020" / "dcp").is_dir()
 
 
+@pytest.mark.slow  # under 20 s, but the default suite's budget is spent
 def test_tensor_parallel_equals_one_process_and_resumes_on_one(data):
     """tp: every rank reads the whole batch; the checkpoint keeps the one-process layout
     (fused qkv rows in their order), so one process continues it exactly."""
@@ -169,6 +170,7 @@ def test_tensor_parallel_equals_one_process_and_resumes_on_one(data):
     _assert_same(data["ref"], run)
 
 
+@pytest.mark.slow  # under 20 s, but the default suite's budget is spent
 def test_pipeline_parallel_equals_one_process_and_reshards_both_ways(data):
     """pp: two stages of one block each; GPipe from scratch, 1F1B resumed from one
     process's checkpoint; one process resumes the pipeline's."""
@@ -190,6 +192,7 @@ def test_pipeline_parallel_equals_one_process_and_reshards_both_ways(data):
     _assert_same(data["ref"], run)
 
 
+@pytest.mark.slow  # under 20 s, but the default suite's budget is spent
 def test_two_nodes_on_loopback_equal_one(data):
     """Two torchrun invocations (--nnodes 2 --node-rank 0/1), one process each."""
     run, port = data["root"] / "two_nodes", _free_port()
@@ -233,6 +236,7 @@ def test_distributed_settings_without_their_launch_are_one_line(data, tmp_path, 
     assert len(lines) == 1 and lines[0].startswith(message), res.stderr
 
 
+@pytest.mark.slow  # under 20 s, but the default suite's budget is spent
 def test_finetune_under_ddp_equals_one_process(data, tmp_path):
     """``torchrun -m lmforge finetune``: a BERT topic classifier (pretrained backbone, no
     dropout) on 2 processes x 8 equals 1 process x 16; rank 0 evaluates and reports."""

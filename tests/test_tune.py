@@ -227,6 +227,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # 15 s: the default suite's budget is spent
 def test_killed_worker_study_continues_with_two_workers(files, capsys):
     """A worker killed mid-trial leaves its trial RUNNING; a new `lmforge tune --workers
     2` fails it once its heartbeats stop, runs its parameters again and finishes the
