@@ -581,11 +581,14 @@ from . import tune as _tune  # noqa: E402,F401  (registers tune)
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning user errors into one line + exit 2."""
+    from ..distributed.env import destroy as destroy_process_group
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         app(args=args, prog_name="lmforge", standalone_mode=False)
+        destroy_process_group()  # a torchrun launch leaves its group cleanly
     except LmforgeError as e:
         if debug:
             raise
