@@ -23,16 +23,32 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, LmforgeError
 from ..io import atomic_dir, read_json, torch_load_error
 from ..models.base import sha256_file
-from ..train.checkpoint import checkpoint_path
+from ..train.checkpoint import checkpoint_path, clean_stale, latest_checkpoint
 from .networks import QNetwork, QNetworkConfig
 
 STATE = "state.pt"
 META = "rl_state.json"
 POLICY = "policy"
 FORMAT = "lmforge-rl-dqn"
+
+
+def start_run(run: Path, resume: bool) -> Path | None:
+    """The latest checkpoint of ``run`` to resume from, or None for a new run. A folder
+    that already holds a run is never overwritten without ``--resume``; ``--resume``
+    without a checkpoint is an error. Leftovers of a killed save are removed first."""
+    clean_stale(run)
+    ckpt = latest_checkpoint(run)
+    if not resume:
+        if ckpt is not None or (run / "metrics.jsonl").exists():
+            raise LmforgeError(f"{run} already holds a run; pass --resume to continue it or "
+                               "--out for a new folder")
+        return None
+    if ckpt is None:
+        raise LmforgeError(f"--resume: {run} has no checkpoint to resume from")
+    return ckpt
 
 
 def save_rl_checkpoint(run: Path, step: int, state: dict, recipe: dict) -> Path:

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import yaml
 
-from ..errors import ConfigError, LmforgeError
+from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text, ensure_writable_dir
-from ..train.checkpoint import clean_stale, latest_checkpoint, prune_checkpoints
+from ..train.checkpoint import latest_checkpoint, prune_checkpoints
 from ..train.metrics_log import MetricsLog, read_metrics, truncate_after
-from .checkpoint import POLICY, load_rl_checkpoint, save_policy, save_rl_checkpoint
+from .checkpoint import POLICY, load_rl_checkpoint, save_policy, save_rl_checkpoint, start_run
 from .dqn import DQN
 from .envs import EnvPool, obs_dim
 from .evaluate import greedy, run_episodes, summarize
@@ -45,15 +45,10 @@ def _crossed(before: int, after: int, every: int) -> bool:
 
 
 def _start(run: Path, recipe: DQNRecipe, resume: bool) -> tuple[dict, dict] | None:
-    clean_stale(run)
-    ckpt = latest_checkpoint(run)
-    if not resume:
-        if ckpt is not None or (run / "metrics.jsonl").exists():
-            raise LmforgeError(f"{run} already holds a run; pass --resume to continue it or "
-                               "--out for a new folder")
-        return None
+    """``(meta, state)`` of the checkpoint to resume (the same recipe), or None."""
+    ckpt = start_run(run, resume)
     if ckpt is None:
-        raise LmforgeError(f"--resume: {run} has no checkpoint to resume from")
+        return None
     meta, state = load_rl_checkpoint(ckpt)
     now = recipe.model_dump(mode="json")
     for section in _SAME_ON_RESUME:

@@ -12,21 +12,34 @@ from pathlib import Path
 from ..io import atomic_write_bytes
 
 
-def plot_loss(records: list[dict], path: str | Path, title: str | None = None,
-              log_y: bool = True) -> bool:
-    """Train loss and val loss against step. Returns False when there is nothing to plot."""
+def new_figure(size: tuple[float, float] = (7, 4.2)):
+    """``(figure, axes)``: one plot on an Agg canvas (no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    fig = Figure(figsize=size, dpi=110)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Lay out ``fig`` and write it as a PNG, atomically."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_loss(records: list[dict], path: str | Path, title: str | None = None,
+              log_y: bool = True) -> bool:
+    """Train loss and val loss against step. Returns False when there is nothing to plot."""
     train = [(r["step"], r["loss"]) for r in records
              if isinstance(r.get("loss"), (int, float)) and "step" in r]
     val = [(r["step"], r["val_loss"]) for r in records
            if isinstance(r.get("val_loss"), (int, float)) and "step" in r]
     if not train and not val:
         return False
-    fig = Figure(figsize=(7, 4.2), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = new_figure()
     if train:
         ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1.0, alpha=0.85)
     if val:
@@ -39,8 +52,5 @@ def plot_loss(records: list[dict], path: str | Path, title: str | None = None,
     ax.set_title(title or "loss")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
     return True
