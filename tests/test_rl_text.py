@@ -183,3 +183,6 @@ def test_cli_trains_then_generate_samples_the_policy(tiny, tmp_path, capsys):
     code, out, err = run_cli(["generate", str(run), "--prompt", "h", "--max-new-tokens", "3",
                               "--seed", "0"], capsys)
     assert code == 0 and out.strip(), err
+    code, out, err = run_cli(["rl", "evaluate", str(run), "--episodes", "4"], capsys)
+    assert code == 0, err
+    assert "grammatical" in out and "distinct_2" in out

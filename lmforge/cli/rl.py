@@ -50,20 +50,43 @@ def rl_train(
     train_dqn(build_dqn_recipe(raw), out, resume, _echo)
 
 
+def _is_text_run(run: Path) -> bool:
+    """A text RL run folder: its config.yaml names a text algorithm."""
+    import yaml
+
+    f = run / "config.yaml"
+    try:
+        return f.is_file() and (yaml.safe_load(f.read_text("utf-8")) or {}).get("algo") \
+            in TEXT_ALGOS
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return False
+
+
 @rl_app.command("evaluate", epilog="Example: lmforge rl evaluate runs/dqn-cartpole --episodes 20")
 def rl_evaluate(
     run: Annotated[Path, typer.Argument(help="A DQN run folder, its policy/ or a checkpoint.",
                                         metavar="RUN")],
-    episodes: Annotated[int, typer.Option(help="Deterministic (greedy) episodes.")] = 20,
+    episodes: Annotated[int, typer.Option(help="Deterministic (greedy) episodes; for a text "
+                                          "run, sampled texts.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation environment.")] = 10_000,
 ):
-    """The greedy policy's return over N episodes (mean ± std, min, max)."""
+    """The greedy policy's return over N episodes (mean ± std, min, max); for a text run,
+    its samples against the reference (grammatical rate, KL, distinct-n, bits)."""
     from ..errors import ConfigError
     from ..rl.checkpoint import load_policy
     from ..rl.evaluate import greedy, run_episodes, summarize
 
     if episodes < 1:
         raise ConfigError(f"--episodes {episodes}: evaluate at least 1 episode")
+    if _is_text_run(run):
+        from ..rl.text import evaluate_text_run
+
+        res = evaluate_text_run(run, samples=episodes)
+        for name in ("grammatical", "reward", "kl", "distinct_1", "distinct_2", "sample_bits",
+                     "heldout_bits"):
+            _echo(f"{name:<14}reference {res['before'][name]:8.3f}   policy "
+                  f"{res['after'][name]:8.3f}")
+        return
     q, env = load_policy(run)
     s = summarize(run_episodes(greedy(q), env["id"], episodes, seed, env.get("kwargs")))
     _echo(f"{env['id']}: return {s['return_mean']:.1f} ± {s['return_std']:.1f} over "
