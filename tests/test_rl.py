@@ -289,7 +289,7 @@ def test_commands_end_to_end(tmp_path, capsys):
 def test_bad_recipes_are_one_line(tmp_path, capsys, sets, fragments):
     assert_user_error(["rl", "train", "dqn-cartpole", "--out", str(tmp_path / "r"),
                        *sum((["--set", s] for s in sets), [])], capsys, *fragments)
-    assert not (tmp_path / "r" / "metrics.jsonl").exists()
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_command_input_is_one_line(tmp_path, capsys):

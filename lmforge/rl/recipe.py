@@ -112,10 +112,12 @@ def load_rl_raw(name_or_path: str, overrides: list[str]) -> dict:
 
 
 def build_dqn_recipe(raw: dict) -> DQNRecipe:
+    """Validate a recipe and make its environment once (an unknown id, continuous actions or
+    bad ``env.kwargs`` are errors before any run folder is written)."""
     recipe = validate_recipe(DQNRecipe, raw)
-    from .envs import check_env_id
+    from .envs import make_env
 
-    check_env_id(recipe.env.id)
+    make_env(recipe.env.id, **recipe.env.kwargs).close()
     return recipe
 
 
