@@ -47,8 +47,8 @@ def sb3_run(env: dict, seed: int) -> dict:
     from lmforge.rl.evaluate import run_episodes, summarize
     from lmforge.rl.recipe import build_dqn_recipe, load_rl_raw
 
-    c = build_dqn_recipe(load_rl_raw(env["recipe"], [])).dqn
-    hidden = build_dqn_recipe(load_rl_raw(env["recipe"], [])).network.hidden
+    recipe = build_dqn_recipe(load_rl_raw(env["recipe"], []))
+    c, hidden = recipe.dqn, recipe.network.hidden
     model = DQN("MlpPolicy", gym.make(env["id"]), learning_rate=c.lr, batch_size=c.batch_size,
                 buffer_size=c.buffer_size, learning_starts=c.learning_starts, gamma=c.gamma,
                 train_freq=c.train_freq, gradient_steps=c.gradient_steps,

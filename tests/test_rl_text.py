@@ -186,3 +186,17 @@ def test_cli_trains_then_generate_samples_the_policy(tiny, tmp_path, capsys):
     code, out, err = run_cli(["rl", "evaluate", str(run), "--episodes", "4"], capsys)
     assert code == 0, err
     assert "grammatical" in out and "distinct_2" in out
+
+
+def test_bleu_reward_is_sacrebleu_sentence_bleu():
+    sacrebleu = pytest.importorskip("sacrebleu")
+    from lmforge.rl.text.rewards import bleu_reward
+
+    refs = ["the cat sat on the mat", "小明 在 北京 工作"]
+    hyps = ["the cat sat on a mat", "小明 在 北京 工作"]
+    got = bleu_reward(refs)(hyps)
+    want = [sacrebleu.sentence_bleu(h, [r]).score / 100 for h, r in zip(hyps, refs,
+                                                                          strict=True)]
+    assert got == pytest.approx(want) and got[1] == pytest.approx(1.0) and 0 < got[0] < 1
+    with pytest.raises(ConfigError, match="2 references"):
+        bleu_reward(refs)(hyps[:1])

@@ -15,7 +15,6 @@ CartPole-v1 hyper-parameters.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -120,6 +119,3 @@ def build_dqn_recipe(raw: dict) -> DQNRecipe:
     make_env(recipe.env.id, **recipe.env.kwargs).close()
     return recipe
 
-
-def run_dir(recipe: DQNRecipe, out: Path | None) -> Path:
-    return Path(out) if out is not None else recipe.run.path

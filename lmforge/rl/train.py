@@ -15,7 +15,6 @@ exactly the transitions, updates and metric lines of an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -163,6 +162,3 @@ def train_dqn(recipe: DQNRecipe, out: Path | None = None, resume: bool = False,
         f" -> {run}")
     return result
 
-
-def read_results(run: Path) -> dict:
-    return json.loads((Path(run) / "results.json").read_text(encoding="utf-8"))
