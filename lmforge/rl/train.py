@@ -92,7 +92,7 @@ def train_dqn(recipe: DQNRecipe, out: Path | None = None, resume: bool = False,
         metrics.sync()
         state = {"agent": agent.state_dict(), "envs": pool.state_dict(), "t": t,
                  "calls": calls, "episodes": episodes, "recent": list(recent),
-                 "round_stats": round_stats, "network": net.__dict__.copy()}
+                 "round_stats": round_stats, "network": net.to_dict()}
         save_rl_checkpoint(run, t, state, cfg.model_dump(mode="json"))
         prune_checkpoints(run, cfg.log.keep_last)
 
