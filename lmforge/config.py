@@ -60,7 +60,9 @@ class DataConfig(_Section):
     prepared: str | None = Field(None, description="an existing `lmforge data prepare` folder")
     field: str = Field("text", description="JSONL field holding the text")
     column: str = Field("text", description="CSV column holding the text")
-    clean: bool = True
+    clean: bool | dict[str, bool] = Field(
+        True, description="clean_text: true, false, or a mapping of its options (e.g. "
+        "{invisible: true, homoglyphs: true, mixed_scripts: true})")
     dedup: bool = True
     val_fraction: float = Field(0.05, gt=0.0, lt=1.0)
     world_train_sentences: int = Field(200_000, ge=1)

@@ -13,17 +13,28 @@
   ``merges.txt``;
 - a Hugging Face model id (``gpt2``, ``org/name``) that is already in the local Hugging
   Face cache. Nothing is ever downloaded.
+
+A folder encrypted at rest (``lmforge encrypt``), wholly or in part, loads with its key:
+``load_pretrained(path, key=KeySource)`` (or inside
+:func:`lmforge.privacy.encrypted_io.using_key`). Each file is decrypted in memory and
+parsed from bytes; no plaintext is written to disk.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .errors import CheckpointError, ConfigError
+from .privacy.encrypted_io import read_bytes, read_json, using_key
+
+if TYPE_CHECKING:
+    from .privacy.keys import KeySource
 
 __all__ = ["resolve_model_dir", "load_tokenizer", "load_pretrained", "load_hf_folder",
            "hf_tokenizer", "hf_cache_snapshot", "model_kind"]
@@ -76,6 +87,22 @@ def resolve_model_dir(path: str | Path) -> Path:
                           "(checkpoints/)")
 
 
+def _merges(text: str) -> list[tuple[str, str]]:
+    """The merges of a ``merges.txt`` as ``BPE.from_file`` reads them: one ``a b`` pair a
+    line, ``#version`` lines skipped; anything else is an error naming the line."""
+    from .tokenize.tokenizer import text_lines
+
+    pairs = []
+    for n, line in enumerate(text_lines(text), 1):
+        if line.startswith("#version"):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2:
+            raise ValueError(f"merges.txt line {n} is not a pair of tokens")
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
 def _gpt2_bpe_files(folder: Path):  # -> Tokenizer
     """A tokenizer from GPT-2's original ``vocab.json`` + ``merges.txt`` (no
     ``tokenizer.json``): byte-level BPE, no prefix space, ``<|endoftext|>`` special."""
@@ -84,8 +111,9 @@ def _gpt2_bpe_files(folder: Path):  # -> Tokenizer
 
     from .tokenize import Tokenizer
 
+    vocab, merges = read_bytes(folder / "vocab.json"), read_bytes(folder / "merges.txt")
     try:
-        bpe = models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
+        bpe = models.BPE(json.loads(vocab.decode("utf-8")), _merges(merges.decode("utf-8")))
     except Exception as e:  # the Rust side raises a plain Exception
         raise CheckpointError(f"{folder}: vocab.json/merges.txt are not a valid BPE "
                               f"vocabulary: {str(e).splitlines()[0] if str(e) else e}") from None
@@ -133,11 +161,11 @@ def load_hf_folder(folder: str | Path):
     supported ones), a corrupt weight file, or a missing, unexpected or misshapen tensor
     (naming it and both shapes).
     """
-    from .hf import converter_for_model_type, read_hf_config
+    from .hf import converter_for_model_type
     from .hf.io import read_hf_state
 
     folder = Path(folder)
-    cfg = read_hf_config(folder)
+    cfg = read_json(folder / "config.json")
     model_type = cfg.get("model_type")
     if not isinstance(model_type, str):
         raise CheckpointError(f"{folder / 'config.json'} has no 'model_type'")
@@ -157,7 +185,7 @@ QUANTIZE_MODES = {"int8": "weight-only", "int8-dynamic": "dynamic"}
 
 def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None, quantize: str | None = None,
-                    require_tokenizer: bool = False):
+                    require_tokenizer: bool = False, key: KeySource | None = None):
     """``model, tokenizer = load_pretrained(path_or_run)``; the model is in eval mode.
 
     ``path`` is an lmforge model or run folder, a Hugging Face folder, or a Hugging Face
@@ -166,11 +194,34 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu",
     ``quantize`` (CPU inference only) turns every linear layer int8: ``"int8"`` weights
     only, ``"int8-dynamic"`` weights and activations (:mod:`lmforge.compress.quantize`).
     ``require_tokenizer=True`` raises :class:`CheckpointError` instead of returning None
-    for a folder without a tokenizer.
+    for a folder without a tokenizer. ``key`` opens files encrypted at rest (in memory;
+    without it, the key active through ``using_key``, if any); an encrypted file without
+    a key raises :class:`ConfigError`, a wrong key or a damaged file
+    :class:`CheckpointError`, before anything is loaded.
     """
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise ConfigError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, "
                           f"got {quantize!r}")
+    with using_key(key):
+        folder, model, tokenizer = _load_folder(path)
+    if tokenizer is None and require_tokenizer:
+        raise CheckpointError(f"{folder} has no tokenizer (tokenizer.json, vocab.txt or "
+                              "vocab.json + merges.txt)")
+    model = model.to(map_location)
+    if dtype is not None:
+        model = model.to(dtype)
+    if quantize is not None:
+        from .compress.quantize import quantize_int8
+
+        if torch.device(map_location).type != "cpu":
+            raise ConfigError("quantize: int8 layers run on the CPU only")
+        quantize_int8(model, QUANTIZE_MODES[quantize])
+    return model.eval(), tokenizer
+
+
+def _load_folder(path: str | Path):
+    """``(folder, model, tokenizer or None)``: the model folder behind ``path`` and what
+    it holds, on the CPU."""
     from .hf.io import is_hf_folder
     from .models.base import load_model_folder
     from .tokenize import Tokenizer
@@ -185,19 +236,7 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu",
             tokenizer = Tokenizer.load(folder)
         elif Path(path).is_dir() and (Path(path) / "tokenizer.json").is_file():
             tokenizer = Tokenizer.load(path)  # a run folder with the tokenizer at its root
-    if tokenizer is None and require_tokenizer:
-        raise CheckpointError(f"{folder} has no tokenizer (tokenizer.json, vocab.txt or "
-                              "vocab.json + merges.txt)")
-    model = model.to(map_location)
-    if dtype is not None:
-        model = model.to(dtype)
-    if quantize is not None:
-        from .compress.quantize import quantize_int8
-
-        if torch.device(map_location).type != "cpu":
-            raise ConfigError("quantize: int8 layers run on the CPU only")
-        quantize_int8(model, QUANTIZE_MODES[quantize])
-    return model.eval(), tokenizer
+    return folder, model, tokenizer
 
 
 def model_kind(path: str | Path) -> str:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_json, atomic_write_text, read_json
+from ..privacy.encrypted_io import read_json, read_text, write_json, write_text
 
 #: The file current ``transformers`` writes the template to, beside ``tokenizer.json``.
 TEMPLATE_FILE = "chat_template.jinja"
@@ -297,7 +297,7 @@ def read_chat_template(path: str | os.PathLike) -> ChatTemplate:
     if not p.is_file():
         raise ConfigError(f"chat template {p} does not exist")
     try:
-        return ChatTemplate(p.read_text(encoding="utf-8"), str(p))
+        return ChatTemplate(read_text(p), str(p))
     except UnicodeDecodeError as e:
         raise ConfigError(f"chat template {p} is not UTF-8 text (byte {e.start})") from None
 
@@ -342,11 +342,11 @@ def save_chat_template(folder: str | os.PathLike, template: ChatTemplate | str) 
     ChatTemplate(text, "the chat template to save")  # refuse one that does not compile
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / TEMPLATE_FILE, text)
+    write_text(folder / TEMPLATE_FILE, text)
     config = folder / CONFIG_FILE
     if config.is_file():
         cfg = read_json(config)
         if "chat_template" in cfg:
             del cfg["chat_template"]
-            atomic_write_json(config, cfg)
+            write_json(config, cfg)
     return folder / TEMPLATE_FILE

@@ -16,6 +16,8 @@ from typing import Annotated
 import typer
 
 from ..errors import LmforgeError
+from ..eval.attacks import Attack
+from .key_options import with_key
 
 app = typer.Typer(
     name="lmforge",
@@ -87,12 +89,19 @@ def data_prepare(
     clean: Annotated[bool, typer.Option("--clean/--no-clean", help="Normalise text.")] = True,
     dedup: Annotated[bool, typer.Option("--dedup/--no-dedup",
                                         help="Drop exact duplicate documents.")] = True,
+    redact_pii: Annotated[bool, typer.Option(
+        "--redact-pii", help="Mask personal data ([PHONE], [PERSON], ...) before training; "
+        "see lmforge data redact.")] = False,
+    pii_types: Annotated[str | None, typer.Option(
+        help="With --redact-pii: comma-separated PII types (default: all).")] = None,
 ):
     """Tokenize text into memory-mapped token shards with a train/val split."""
     from ..config import TokenizerConfig, build_section
     from ..data.prepare import prepare_data
     from ..tokenize import Tokenizer
 
+    if pii_types is not None and not redact_pii:
+        raise LmforgeError("--pii-types needs --redact-pii")
     if not 0.0 <= val_fraction < 1.0:  # the library's rule, with the flag's name
         raise LmforgeError(f"--val-fraction must be in [0, 1) (0 = no validation split), "
                            f"got {val_fraction}")
@@ -101,7 +110,8 @@ def data_prepare(
                          min_frequency=min_frequency, special_tokens=special_token or [])
     meta = prepare_data(inputs, out, tokenizer=tok, tokenizer_spec=spec, field=field,
                         column=column, clean=clean, dedup=dedup, val_fraction=val_fraction,
-                        seed=seed)
+                        seed=seed, redact_pii=(pii_types.split(",") if pii_types else True)
+                        if redact_pii else False)
     for split, info in meta["splits"].items():
         _echo(f"{split}: {info['documents']} documents, {info['tokens']} tokens")
     _echo(f"wrote {out} ({meta['dtype']}, vocab {meta['vocab_size']})")
@@ -175,6 +185,7 @@ def tokenizer_encode(
 
 @app.command(epilog="Example: lmforge pretrain configs/gpt-world.yaml --set train.lr=3e-4 "
                     "--set train.max_steps=2000")
+@with_key
 def pretrain(
     config: Annotated[str, typer.Argument(help="Recipe YAML (a path, or a built-in name such "
                                                "as gpt-world).", metavar="CONFIG")],
@@ -188,14 +199,17 @@ def pretrain(
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show the progress bar.")] = True,
 ):
-    """Pretrain a model from a recipe: data -> tokenizer -> model -> trained checkpoints."""
+    """Pretrain a model from a recipe: data -> tokenizer -> model -> trained checkpoints
+    (encrypted with a key option; --resume then needs the same key)."""
     from ..config import load_recipe, resolve_recipe_path
     from ..pretrain import pretrain as run_pretrain
+    from ..train.checkpoint import check_run_key
 
     overrides = list(set_ or [])
     if out is not None:
         overrides.append(f"run.out_dir={out}")
     recipe = load_recipe(resolve_recipe_path(config), overrides)
+    check_run_key(recipe.run.path, recipe.train.distributed, resume)
     result = run_pretrain(recipe, resume=resume, show_progress=progress, log=_echo)
     _echo(f"done: {result.summary()}")
 
@@ -205,6 +219,7 @@ DEFAULT_NEW_TOKENS = 64
 
 @app.command(epilog="Example: lmforge generate runs/quickstart --prompt 'Alice' "
                     "--prompt '小明' --temperature 0.8")
+@with_key
 def generate(
     model: Annotated[str, typer.Argument(help="A run folder or a model folder.", metavar="RUN_OR_DIR")],
     prompt: Annotated[list[str] | None, typer.Option(
@@ -253,7 +268,11 @@ def generate(
     from ..generate.decode import check_prompts
     from ..generate.seq2seq import is_encoder_decoder, translate
     from ..generate.text import complete_ids, encode_prompt, stream_ids
+    from ..privacy.encrypted_io import active_key
 
+    if active_key() is not None and backend is Backend.onnxruntime:
+        raise ConfigError("--backend onnxruntime reads plaintext files; an encrypted model "
+                          "runs with --backend torch")
     controls = parse_controls(control) if control is not None else None
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p,
                    repetition_penalty=repetition_penalty, stop=list(stop or []), seed=seed,
@@ -299,6 +318,7 @@ def generate(
 
 @app.command(epilog="Example: lmforge evaluate runs/quickstart --data runs/quickstart/"
                     "world/test.jsonl")
+@with_key
 def evaluate(
     model: Annotated[str, typer.Argument(help="A run folder or a model folder.", metavar="RUN_OR_DIR")],
     data: Annotated[list[str] | None, typer.Option(
@@ -315,6 +335,14 @@ def evaluate(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Control and code runs: override a field of the recipe's evaluate: "
         "section (samples=8, bodies=400).")] = None,
+    attack: Annotated[Attack | None, typer.Option(
+        help="Classifier and NER runs: also score the data under this attack, beside the "
+             "clean metric.")] = None,
+    rate: Annotated[float, typer.Option(help="The attack's rate, in (0, 1].")] = 0.1,
+    seed: Annotated[int, typer.Option(help="The attack's seed.")] = 0,
+    defend: Annotated[bool, typer.Option(
+        help="Classifier and NER runs: apply the normalisation defences (invisible "
+             "characters, homoglyphs, mixed scripts) to every input.")] = False,
 ):
     """Perplexity and bits per document of a language model on held-out text; for a
     fine-tuned task model, the task's metrics on labelled files; for a translation run,
@@ -322,11 +350,21 @@ def evaluate(
     run, ROUGE on .jsonl files of document and summary; for a chat run, factual accuracy
     on the world's dialogues or the assistant-token loss on chat JSONL; for a control
     run, the control accuracies of texts generated for every combination of codes; for
-    a code run, next-line exact match, parsing bodies and perplexity on its test files."""
+    a code run, next-line exact match, parsing bodies and perplexity on its test files.
+    A classifier or NER run also reports its metrics under --attack (and the drop), with
+    or without the --defend normalisation."""
     from ..evaluate import evaluate_texts
     from ..tasks import is_task_model
     from ..tasks.seq2seq_predictor import recipe_task, seq2seq_task_of
 
+    if attack is not None or defend:
+        from ..eval.attacks import check_rate
+
+        if attack is not None:
+            check_rate(rate)
+        if not is_task_model(model):
+            raise LmforgeError(f"{model}: --attack and --defend apply to fine-tuned "
+                               "classifier and NER runs only")
     task = recipe_task(model)
     if task in ("control", "code"):
         from ..code.finetune import evaluate_code_run
@@ -348,7 +386,8 @@ def evaluate(
         _tasks.evaluate_seq2seq(model, data, out)
         return
     if is_task_model(model):
-        _tasks.evaluate_task(model, data, out)
+        _tasks.evaluate_task(model, data, out, attack=attack.value if attack else None,
+                             rate=rate, seed=seed, defend=defend)
         return
 
     report = evaluate_texts(model, data, field=field, column=column, batch_size=batch_size,
@@ -571,6 +610,7 @@ from . import complete as _complete  # noqa: E402,F401  (registers complete)
 from . import compress as _compress  # noqa: E402,F401  (registers compress)
 from . import cv as _cv  # noqa: E402,F401  (registers cv)
 from . import export as _export  # noqa: E402  (registers export; generate's ONNX backend)
+from . import pii as _pii  # noqa: E402,F401  (registers data redact)
 from . import privacy as _privacy  # noqa: E402,F401  (registers keygen, encrypt, decrypt, rekey)
 from . import qa as _qa  # noqa: E402,F401  (registers qa index, search, ask)
 from . import rl as _rl  # noqa: E402,F401  (registers rl train, evaluate, play)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from . import app
+from .key_options import with_key
 
 
 def _lines(prompt: str) -> Iterator[str]:
@@ -31,6 +32,7 @@ def _write(text: str) -> None:
 
 @app.command(epilog="Example: lmforge chat runs/chat-world --system 'Be brief.' "
                     "--temperature 0")
+@with_key
 def chat(
     model: Annotated[str, typer.Argument(help="A run folder or a model folder.",
                                          metavar="RUN_OR_DIR")],

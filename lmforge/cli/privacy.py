@@ -9,14 +9,8 @@ from typing import Annotated
 import typer
 
 from . import _echo, app
+from .key_options import KeyEnv, KeyFile, PassEnv
 
-KeyFile = Annotated[Path | None, typer.Option(help="A key file (lmforge keygen).",
-                                              metavar="FILE")]
-KeyEnv = Annotated[str | None, typer.Option(help="An environment variable holding the key "
-                                            "(64 hex digits).", metavar="VAR")]
-PassEnv = Annotated[str | None, typer.Option(help="An environment variable holding a "
-                                             "passphrase (scrypt derives the key).",
-                                             metavar="VAR")]
 Target = Annotated[Path, typer.Argument(help="A folder (every file in it) or one file.",
                                         metavar="PATH")]
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from . import app
+from .key_options import KeyEnv, KeyFile, PassEnv, optional_key
 
 
 class Dtype(str, enum.Enum):
@@ -71,9 +72,13 @@ def serve(
     workers: Annotated[int, typer.Option(
         help="Server processes on one port (each loads its own models; rate limits and "
              "metrics are per process).", min=1)] = 1,
+    key_file: KeyFile = None,
+    key_env: KeyEnv = None,
+    passphrase_env: PassEnv = None,
 ):
     """Serve models over an OpenAI-compatible HTTP API (completions, chat, embeddings,
-    tokenize), with Prometheus metrics at /metrics and health at /health and /ready."""
+    tokenize), with Prometheus metrics at /metrics and health at /health and /ready.
+    Encrypted model folders are served with a key option (decrypted in memory only)."""
     from ..errors import ConfigError
     from ..serve.app import ENV_CONFIG, ServerOptions, build_app, config_json
     from ..serve.keys import KeyStore, default_db_path
@@ -91,6 +96,11 @@ def serve(
     for f in (ssl_certfile, ssl_keyfile):
         if f is not None and not f.is_file():
             raise ConfigError(f"{f} does not exist")
+    # where the key comes from (each worker resolves it again), never the key itself
+    key = {"key_file": str(key_file.resolve()) if key_file else None, "key_env": key_env,
+           "passphrase_env": passphrase_env}
+    if optional_key(key_file, key_env, passphrase_env) is None:  # a bad option fails here
+        key = None
     db_path = db or default_db_path()
     keyed = db_path.is_file() and KeyStore(db_path).count_active() > 0
     if not keyed and not is_loopback(host) and not insecure:
@@ -104,7 +114,7 @@ def serve(
         max_body_bytes=max_body_bytes, request_timeout=request_timeout or None,
         db=db_path if keyed else None, registry=registry,
         response_cache_entries=response_cache,
-        response_cache_ttl=response_cache_ttl)
+        response_cache_ttl=response_cache_ttl, key=key)
     import uvicorn
 
     # keep-alive longer than clients' pools (httpx and the openai client: 5 s), so a

@@ -12,6 +12,7 @@ import typer
 
 from ..errors import DataError, LmforgeError
 from . import _echo, app, corpus_app, data_app
+from .key_options import with_key
 
 lora_app = typer.Typer(help="LoRA adapters: merge them into the weights.", no_args_is_help=True)
 app.add_typer(lora_app, name="lora")
@@ -19,6 +20,7 @@ app.add_typer(lora_app, name="lora")
 
 @app.command(epilog="Example: lmforge finetune classify-sentiment --set train.max_steps=300 "
                     "--out runs/sentiment")
+@with_key
 def finetune(
     recipe: Annotated[str, typer.Argument(help="A built-in fine-tuning recipe name or a YAML "
                                           "path.", metavar="RECIPE")],
@@ -30,13 +32,16 @@ def finetune(
 ):
     """Fine-tune a model on a task (classification, NER, relations, extractive QA,
     translation, summarisation, generative QA, chat, controlled generation, code
-    completion) and evaluate it."""
+    completion) and evaluate it. With a key option the checkpoints are encrypted, and the
+    backbone may be an encrypted folder."""
     from ..tasks.config import load_finetune_recipe
+    from ..train.checkpoint import check_run_key
 
     overrides = list(set_ or [])
     if out is not None:
         overrides.append(f"run.out_dir={json.dumps(out)}")
     r = load_finetune_recipe(recipe, overrides)
+    check_run_key(r.run.path, r.train.distributed, resume)
     from ..tasks.runner import finetune_runner
 
     res = finetune_runner(r)(r, resume=resume, show_progress=progress, log=_echo)
@@ -103,26 +108,45 @@ def predict(
             _echo(line)
 
 
-def evaluate_task(run: str, data: list[str], out: str | None) -> None:
-    """``lmforge evaluate`` on a fine-tuned task model: metrics, confusion, errors."""
+def evaluate_task(run: str, data: list[str], out: str | None, *, attack: str | None = None,
+                  rate: float = 0.1, seed: int = 0, defend: bool = False) -> None:
+    """``lmforge evaluate`` on a fine-tuned task model: metrics, confusion, errors; with
+    ``attack``, the metrics under that attack beside them (and the drop); with ``defend``,
+    every input passes the normalisation defences first
+    (:func:`lmforge.eval.attacks.defended`)."""
+    from ..eval.attacks import defended, evaluate_under_attack
     from ..io import atomic_write_json, atomic_write_text
     from ..tasks import load_task_model
     from ..tasks.config import TaskDataConfig
     from ..tasks.datasets import read_file
 
     pred = load_task_model(run)
+    if (attack is not None or defend) and pred.task not in ("classify", "tag"):
+        raise LmforgeError(f"--attack and --defend apply to classifier and NER runs, not "
+                           f"to a {pred.task} run")
     cfg = TaskDataConfig(train="x", scheme=pred.cfg.scheme)
     for path in data:
-        ev = pred.evaluate(read_file(cfg, path, pred.task))
-        _echo(f"{path}: {ev['n']} records")
+        records = read_file(cfg, path, pred.task)
+        ev = pred.evaluate(defended(records) if defend else records)
+        _echo(f"{path}: {ev['n']} records" + (" (defended)" if defend else ""))
         for k, v in ev["metrics"].items():
             _echo(f"  {k:<20} {v:.4f}")
-        if out is not None:
-            folder = Path(out) / Path(path).stem
+        folder = None if out is None else Path(out) / Path(path).stem
+        if attack is not None:
+            res = evaluate_under_attack(pred, records, attack, rate, seed, defend,
+                                        clean=ev["metrics"])
+            _echo(f"  under attack {attack} (rate {rate}, seed {seed}"
+                  f"{', defended' if defend else ''}):")
+            _echo(f"  {'metric':<20} {'clean':>8} {'attacked':>9} {'drop':>8}")
+            for k, v in res["clean"].items():
+                _echo(f"  {k:<20} {v:>8.4f} {res['attacked'][k]:>9.4f} {res['drop'][k]:>8.4f}")
+        if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write_json(folder / "metrics.json", ev["metrics"])
             atomic_write_text(folder / "errors.jsonl", "".join(
                 json.dumps(e, ensure_ascii=False) + "\n" for e in ev["errors"]))
+            if attack is not None:
+                atomic_write_json(folder / "attack.json", res)
             if "confusion" in ev:
                 import numpy as np
 
@@ -131,7 +155,8 @@ def evaluate_task(run: str, data: list[str], out: str | None) -> None:
                 mat = np.asarray(ev["confusion"])
                 atomic_write_json(folder / "confusion.json", confusion_json(mat, ev["labels"]))
                 plot_confusion(mat, ev["labels"], folder / "confusion.png", title=path)
-            _echo(f"  metrics, confusion matrix and errors.jsonl in {folder}")
+            _echo(f"  metrics, confusion matrix{', attack.json' if attack else ''} and "
+                  f"errors.jsonl in {folder}")
 
 
 @lora_app.command("merge", epilog="Example: lmforge lora merge runs/sentiment-lora "

@@ -28,7 +28,13 @@
    as 👨‍👩‍👧 and must stay for them to survive), the zero-width non-joiner U+200C
    (spelling in Persian and Indic scripts) and the tag characters U+E0020-U+E007F (flag
    emoji such as 🏴󠁧󠁢󠁳󠁣󠁴󠁿).
-5. ``whitespace`` -- a run of white space that contains a line break becomes one
+5. the adversarial defences, off by default (:mod:`lmforge.data.normalize_adversarial`
+   states their rules): ``invisible`` removes zero-width, invisible and bidi control
+   characters (the joiners too, unless an emoji or a script needs them); ``homoglyphs``
+   folds look-alike letters (full-width, mathematical, Cyrillic and Greek) to ASCII where
+   the text holds no genuine Cyrillic or Greek word; ``mixed_scripts`` folds each word that
+   mixes ASCII letters with Cyrillic/Greek look-alikes to Latin.
+6. ``whitespace`` -- a run of white space that contains a line break becomes one
    ``"\\n"`` (or a space with ``newlines=False``); any other run (spaces, tabs,
    non-breaking spaces) becomes one space; the ends are stripped. Spaces between Chinese
    characters are kept (as one space): removing them is segmentation, not cleaning.
@@ -45,7 +51,17 @@ import re
 import sys
 import unicodedata
 
-__all__ = ["clean_text", "strip_html", "KEEP_FORMAT_CHARS"]
+from .normalize_adversarial import fold_homoglyphs, fold_mixed_scripts, remove_invisible
+
+__all__ = ["clean_text", "strip_html", "KEEP_FORMAT_CHARS", "CLEAN_OPTIONS", "DEFENCES"]
+
+#: The switches of :func:`clean_text` (the ``clean:`` mapping of a data config).
+CLEAN_OPTIONS = ("nfkc", "fullwidth", "strip_html", "control", "whitespace", "newlines",
+                 "invisible", "homoglyphs", "mixed_scripts")
+#: :func:`clean_text` options that apply the adversarial defences and nothing else (text
+#: without look-alikes or invisible characters passes unchanged).
+DEFENCES = {"nfkc": False, "fullwidth": False, "strip_html": False, "control": False,
+            "whitespace": False, "invisible": True, "homoglyphs": True, "mixed_scripts": True}
 
 # ------------------------------------------------------------------------------ HTML
 
@@ -122,7 +138,8 @@ def _collapse_whitespace(text: str, newlines: bool) -> str:
 
 def clean_text(text: str, *, nfkc: bool = True, fullwidth: bool = True,
                strip_html: bool = True, control: bool = True, whitespace: bool = True,
-               newlines: bool = True) -> str:
+               newlines: bool = True, invisible: bool = False, homoglyphs: bool = False,
+               mixed_scripts: bool = False) -> str:
     """Clean one document (see the module docstring for the exact rules).
 
     >>> clean_text("<p>ＡＢＣ１２３&lt;&gt;</p>\\x00  你好，　世界")
@@ -142,6 +159,12 @@ def clean_text(text: str, *, nfkc: bool = True, fullwidth: bool = True,
         if not text.isprintable():
             text = _CTRL_NEWLINE.sub("\n", text).replace("\x1f", " ")
             text = _control_re().sub("", text)
+    if invisible:
+        text = remove_invisible(text)
+    if homoglyphs:
+        text = fold_homoglyphs(text)
+    if mixed_scripts:
+        text = fold_mixed_scripts(text)
     if whitespace:
         text = _collapse_whitespace(text, newlines)
     return text

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_dir, ensure_writable_dir
+from .clean import CLEAN_OPTIONS as _CLEAN_OPTIONS
 from .clean import clean_text
 from .dedup import ExactDedup, digest64
 from .readers import TXT_MODES, iter_documents, resolve_inputs
@@ -93,8 +94,15 @@ class _Stats:
 
 
 def _raw(files: list[Path], texts: Iterable[str] | None, *, field: str, column: str,
-         txt_mode: str) -> Iterator[str]:
-    """Document texts as read: those of ``files``, then those of ``texts``."""
+         txt_mode: str, redact: Callable[[str], str] | None = None) -> Iterator[str]:
+    """Document texts as read: those of ``files``, then those of ``texts``; each passed
+    through ``redact`` when given."""
+    docs = _read(files, texts, field=field, column=column, txt_mode=txt_mode)
+    yield from docs if redact is None else map(redact, docs)
+
+
+def _read(files: list[Path], texts: Iterable[str] | None, *, field: str, column: str,
+          txt_mode: str) -> Iterator[str]:
     if files:
         for doc in iter_documents(files, field=field, column=column, txt_mode=txt_mode):
             yield doc.text
@@ -103,6 +111,19 @@ def _raw(files: list[Path], texts: Iterable[str] | None, *, field: str, column: 
             if not isinstance(t, str):
                 raise DataError(f"texts[{i}] is a {type(t).__name__}, expected a string")
             yield t
+
+
+def _pii_redactor(redact_pii: bool | Sequence[str], clean: dict | None):
+    """None (no redaction), or text -> cleaned text with PII masked (``[PHONE]``): it
+    cleans first so that full-width digits and the like are recognised."""
+    if redact_pii is False or redact_pii is None:
+        return None
+    from ..privacy.pii.redact_files import make_redactor
+
+    redactor = make_redactor(None if redact_pii is True else list(redact_pii))
+    if clean is None:
+        return redactor
+    return lambda text: redactor(clean_text(text, **clean))
 
 
 def _clean(text: str, clean: dict | None) -> str | None:
@@ -202,9 +223,6 @@ class _SplitRouter:
             self.held[split] = None
 
 
-_CLEAN_OPTIONS = ("nfkc", "fullwidth", "strip_html", "control", "whitespace", "newlines")
-
-
 def _clean_options(clean: Any) -> dict | None:
     """``clean`` as keyword arguments of :func:`clean_text` (None: do not clean)."""
     if isinstance(clean, bool):
@@ -236,7 +254,8 @@ def prepare_data(inputs: Iterable[str | os.PathLike] | str | os.PathLike | None,
                  dedup: bool = True,
                  val_fraction: float = 0.05, seed: int = 0, shard_tokens: int = 2**26,
                  batch_size: int = 1000, tokenizer_train_bytes: int | None = 2**23,
-                 show_progress: bool = True, texts: Iterable[str] | None = None) -> dict:
+                 show_progress: bool = True, texts: Iterable[str] | None = None,
+                 redact_pii: bool | Sequence[str] = False) -> dict:
     """Turn text into a prepared-data folder ``out_dir``; returns its meta (``meta.json``).
 
     ``inputs``: files, folders and glob patterns (``.txt``/``.jsonl``/``.csv``/
@@ -249,7 +268,9 @@ def prepare_data(inputs: Iterable[str | os.PathLike] | str | os.PathLike | None,
     the tokenizer sample are described in the module docstring. ``clean`` is True (all
     :func:`~lmforge.data.clean.clean_text` rules), False, or a mapping of its options, e.g.
     ``{"whitespace": False, "strip_html": False}`` for source code, whose indentation and
-    ``<`` characters must survive.
+    ``<`` characters must survive. ``redact_pii`` masks personal data in every document
+    before anything else sees it (True: every type, or a list of types, see
+    :mod:`lmforge.privacy.pii`).
     """
     from ..tokenize import Tokenizer, check_vocab_size, train_tokenizer
     from ..tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS
@@ -273,6 +294,7 @@ def prepare_data(inputs: Iterable[str | os.PathLike] | str | os.PathLike | None,
     if isinstance(texts, str):
         raise ConfigError("texts must be an iterable of strings, not one string")
     clean_opts = _clean_options(clean)
+    redact = _pii_redactor(redact_pii, clean_opts)
 
     if inputs is None:
         given: list[str] = []
@@ -311,7 +333,8 @@ def prepare_data(inputs: Iterable[str | os.PathLike] | str | os.PathLike | None,
             total_bytes += sum(len(t.encode("utf-8", "surrogatepass")) for t in texts
                                if isinstance(t, str))
         fed = {"docs": 0, "bytes": 0}
-        raw = _raw(files, texts, field=field, column=column, txt_mode=txt_mode)
+        raw = _raw(files, texts, field=field, column=column, txt_mode=txt_mode,
+                   redact=redact)
         try:
             tokenizer = train_tokenizer(
                 kind, texts=_training_sample(raw, clean_opts, total_bytes, tokenizer_train_bytes,
@@ -367,7 +390,8 @@ def prepare_data(inputs: Iterable[str | os.PathLike] | str | os.PathLike | None,
 
         try:
             batch: list[str] = []
-            raw = _raw(files, texts, field=field, column=column, txt_mode=txt_mode)
+            raw = _raw(files, texts, field=field, column=column, txt_mode=txt_mode,
+                       redact=redact)
             for text in _cleaned(raw, clean_opts, stats):
                 batch.append(text)
                 if len(batch) >= batch_size:

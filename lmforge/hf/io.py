@@ -13,6 +13,9 @@ of four layouts, all read by :func:`read_hf_state`:
 files into a staged folder that is renamed into place only when complete
 (:func:`lmforge.io.atomic_dir`). An lmforge folder is told apart by the ``arch`` key in
 its ``config.json`` (:func:`is_hf_folder`).
+
+Any of the files read may be encrypted at rest (``lmforge encrypt``): they are decrypted in
+memory with the active key (:mod:`lmforge.privacy.encrypted_io`), never to disk.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import CheckpointError
 from ..io import atomic_dir, atomic_write_json, torch_load_error
+from ..privacy.encrypted_io import load_safetensors, read_text, torch_load
 
 __all__ = ["SAFETENSORS", "SAFETENSORS_INDEX", "PT_BIN", "PT_BIN_INDEX", "is_hf_folder",
            "hf_weight_files", "read_hf_state", "write_hf_folder", "dedupe_shared"]
@@ -46,7 +50,7 @@ def is_hf_folder(path: str | Path) -> bool:
     if not p.is_file():
         return False
     try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
+        cfg = json.loads(read_text(p))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(cfg, dict) and "model_type" in cfg and "arch" not in cfg
@@ -54,7 +58,7 @@ def is_hf_folder(path: str | Path) -> bool:
 
 def _read_index(index: Path) -> dict[str, str]:
     try:
-        obj = json.loads(index.read_text(encoding="utf-8"))
+        obj = json.loads(read_text(index))
         weight_map = obj["weight_map"]
         if not isinstance(weight_map, dict):
             raise TypeError("weight_map is not an object")
@@ -85,12 +89,12 @@ def hf_weight_files(path: str | Path) -> list[Path]:
 def _read_one(file: Path) -> dict[str, torch.Tensor]:
     if file.suffix == ".safetensors":
         try:
-            return load_file(str(file))
+            return load_safetensors(file)
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{file} is corrupt or truncated: "
                                   f"{str(e).splitlines()[0]}") from None
     try:
-        state = torch.load(str(file), map_location="cpu", weights_only=True)
+        state = torch_load(file)
     except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
             pickle.UnpicklingError) as e:
         raise CheckpointError(f"{file} is corrupt or truncated: {torch_load_error(e)}"

@@ -4,6 +4,11 @@ A model folder holds ``config.json`` (the config dataclass plus ``arch``),
 ``model.safetensors`` and ``lmforge.json`` (library version, architecture, SHA-256 of
 the weights, provenance). Loading checks the checksum, the tensor names and the shapes,
 and raises :class:`CheckpointError` naming the first problem; nothing loads partially.
+
+Every file may be encrypted at rest: reads and writes go through
+:mod:`lmforge.privacy.encrypted_io`, which decrypts in memory and encrypts when a key is
+active (``using_key``). Checksums are of the plaintext, so ``lmforge encrypt`` and
+``lmforge decrypt`` keep a folder verifiable.
 """
 
 from __future__ import annotations
@@ -16,15 +21,20 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save
 
 from ..errors import CheckpointError, ConfigError, ModelInputError
-from ..io import atomic_write_bytes, atomic_write_json, read_json
+from ..privacy.crypto import is_encrypted
+from ..privacy.encrypted_io import load_safetensors, read_bytes, read_json, write_bytes, write_json
 
 WEIGHTS = "model.safetensors"
 
 
 def sha256_file(path: str | Path) -> str:
+    """SHA-256 (hex) of the file's plaintext: an encrypted file is decrypted in memory
+    with the active key (:mod:`lmforge.privacy.encrypted_io`)."""
+    if is_encrypted(path):
+        return hashlib.sha256(read_bytes(path)).hexdigest()
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -47,7 +57,8 @@ def _unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_model_folder(model: torch.nn.Module, path: str | Path,
                       provenance: dict[str, Any] | None = None) -> None:
-    """Write config.json, model.safetensors and lmforge.json into ``path``."""
+    """Write config.json, model.safetensors and lmforge.json into ``path`` (each file
+    atomically; encrypted when a key is active)."""
     from .. import __version__
     from . import arch_of
 
@@ -55,21 +66,19 @@ def save_model_folder(model: torch.nn.Module, path: str | Path,
     path.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     arch = arch_of(cfg)
-    atomic_write_json(path / "config.json", {"arch": arch, **dataclasses.asdict(cfg)})
-    tmp = path / f".{WEIGHTS}.staging"
-    save_file(_unique_state_dict(model), str(tmp), metadata={"format": "pt"})
-    atomic_write_bytes(path / WEIGHTS, tmp.read_bytes())
-    tmp.unlink()
+    write_json(path / "config.json", {"arch": arch, **dataclasses.asdict(cfg)})
+    weights = save(_unique_state_dict(model), metadata={"format": "pt"})
+    write_bytes(path / WEIGHTS, weights)
     meta = {"lmforge_version": __version__, "arch": arch,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "sha256": {WEIGHTS: sha256_file(path / WEIGHTS)}}
+            "sha256": {WEIGHTS: hashlib.sha256(weights).hexdigest()}}
     meta.update(provenance or {})
     from ..compress.structure import record
 
     swapped = record(model)
     if swapped:
         meta["modules"] = swapped
-    atomic_write_json(path / "lmforge.json", meta)
+    write_json(path / "lmforge.json", meta)
 
 
 def read_config(path: str | Path) -> tuple[str, object]:
@@ -113,7 +122,7 @@ def load_state_checked(model: torch.nn.Module, path: str | Path) -> None:
         if want and sha256_file(wfile) != want:
             raise CheckpointError(f"{wfile} is corrupt or truncated (checksum mismatch)")
     try:
-        state = load_file(str(wfile))
+        state = load_safetensors(wfile)
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{wfile} is corrupt or truncated: {e}") from None
     assign_state(model, state, str(wfile))
@@ -214,6 +223,8 @@ class PretrainedMixin:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str = "cpu"):
+        """The model saved in ``path`` (encrypted files need an active key:
+        ``with lmforge.privacy.encrypted_io.using_key(key): ...``)."""
         model = load_model_folder(path, map_location)
         if not isinstance(model, cls):
             raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")

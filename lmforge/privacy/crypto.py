@@ -89,7 +89,11 @@ def encrypt_stream(src: BinaryIO, dst: BinaryIO, source: KeySource,
         dst.write(aead.encrypt(_nonce(prefix, i, last), chunk, header))
 
 
-def _open_header(src: BinaryIO, source: KeySource, name: str):
+def open_header(src: BinaryIO, source: KeySource, name: str):
+    """Read and check the header of the file ``src`` (named ``name`` in errors): the
+    cipher for its key, the header bytes, the nonce prefix and the chunk size. A file that
+    is not lmforge-encrypted, a damaged header or a key the key check rejects raises
+    :class:`CheckpointError`."""
     raw = src.read(HEADER.size)
     if len(raw) < HEADER.size or not raw.startswith(MAGIC):
         raise CheckpointError(f"{name} is not an lmforge-encrypted file (or its header is "
@@ -116,7 +120,7 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, source: KeySource, name: str = 
     caller discards ``dst``)."""
     from cryptography.exceptions import InvalidTag
 
-    aead, header, prefix, chunk_size = _open_header(src, source, name)
+    aead, header, prefix, chunk_size = open_header(src, source, name)
     for i, (sealed, last) in enumerate(_chunks(src, chunk_size + TAG)):
         try:
             dst.write(aead.decrypt(_nonce(prefix, i, last), sealed, header))
@@ -201,7 +205,7 @@ def rotate_tree(root: str | Path, old: KeySource, new: KeySource,
     files = [p for p in _files(Path(root)) if is_encrypted(p)]
     for p in files:
         with open(p, "rb") as f:
-            _open_header(f, old, str(p))
+            open_header(f, old, str(p))
     for p in files:
         rotate_file(p, old, new, chunk_size)
     return len(files)

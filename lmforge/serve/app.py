@@ -30,6 +30,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import __version__
+from ..privacy.encrypted_io import using_key
+from ..privacy.keys import resolve_key
 from . import admin, errors, task_routes, ui
 from .access import Access, AccessMiddleware
 from .audit import AuditLog
@@ -50,7 +52,11 @@ class ServerOptions:
     ``db``: the keys and audit database; with active keys in it, every route but the
     public ones needs a key (:mod:`lmforge.serve.access`). ``response_cache_entries``
     > 0 turns the response cache on (:mod:`lmforge.serve.response_cache`). ``registry``
-    is the folder admins load other versions from (:mod:`lmforge.serve.registry`)."""
+    is the folder admins load other versions from (:mod:`lmforge.serve.registry`).
+    ``key`` says where the key of encrypted model folders comes from (``key_file``,
+    ``key_env`` or ``passphrase_env``, as :func:`lmforge.privacy.keys.resolve_key` takes
+    them), never the key itself, so that ``--workers N`` can hand it to each worker; the
+    folders are decrypted in memory (:mod:`lmforge.privacy.encrypted_io`)."""
 
     engine: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = 4 * 1024 * 1024
@@ -59,6 +65,7 @@ class ServerOptions:
     registry: Path | None = None
     response_cache_entries: int = 0
     response_cache_ttl: float = 300.0
+    key: dict[str, str | None] | None = None
 
 
 ENV_CONFIG = "LMFORGE_SERVE_CONFIG"
@@ -110,6 +117,7 @@ class Server:
             if options.response_cache_entries > 0 else None)
         self._encode_lock = threading.Lock()
         self._retiring: set[asyncio.Task] = set()
+        self.key = resolve_key(**options.key) if options.key else None
 
     def _engines(self):
         return [(m.name, m.version, m.engine) for m in self.models.values()
@@ -127,7 +135,8 @@ class Server:
             self.loaded.set()
 
     def _load(self, spec: ModelSpec) -> ServedModel:
-        served = load_model(spec, self.options.engine)
+        with using_key(self.key):  # the loading thread's own context
+            served = load_model(spec, self.options.engine)
         served.version = spec.version
         log.info("loaded model %s version %s from %s", spec.name, spec.version, spec.path)
         return served

@@ -9,6 +9,9 @@ and treats special-token strings in the text as plain text (so byte-level BPE ro
 
     folder/tokenizer.json          # the Hugging Face tokenizers file
     folder/tokenizer_config.json   # {"bos_token": "<|bos|>", ..., "lmforge_kind": "bpe"}
+
+The files may be encrypted at rest: they are read (and, with an active key, written)
+through :mod:`lmforge.privacy.encrypted_io`, never as plaintext on disk.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any
 from tokenizers import Tokenizer as HFTokenizer
 
 from ..errors import CheckpointError, DataError
-from ..io import atomic_write_json, atomic_write_text, ensure_writable_dir, read_json
+from ..io import ensure_writable_dir
+from ..privacy.encrypted_io import read_bytes, read_json, write_json, write_text
 
 #: The special-token roles, in the order of their ids for the ``char`` and ``bpe`` kinds.
 SPECIAL_ROLES: tuple[str, ...] = ("bos", "eos", "pad", "unk", "mask")
@@ -151,8 +155,9 @@ class Tokenizer:
                 if (folder / name).is_file():
                     configs.update(read_json(folder / name))
         if file.is_file():
+            raw = read_bytes(file)
             try:
-                hf = HFTokenizer.from_file(str(file))
+                hf = HFTokenizer.from_str(raw.decode("utf-8"))
             except Exception as e:  # the Rust side raises a plain Exception
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise CheckpointError(f"{file} is not a valid tokenizer.json: {msg}") from None
@@ -310,10 +315,11 @@ class Tokenizer:
         return cfg
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write ``folder/tokenizer.json`` and ``folder/tokenizer_config.json`` atomically."""
+        """Write ``folder/tokenizer.json`` and ``folder/tokenizer_config.json`` atomically
+        (encrypted when a key is active: :func:`lmforge.privacy.encrypted_io.using_key`)."""
         folder = ensure_writable_dir(folder)
-        atomic_write_text(folder / "tokenizer.json", self._tk.to_str(pretty=True) + "\n")
-        atomic_write_json(folder / "tokenizer_config.json", self.config())
+        write_text(folder / "tokenizer.json", self._tk.to_str(pretty=True) + "\n")
+        write_json(folder / "tokenizer_config.json", self.config())
 
     def __repr__(self) -> str:
         roles = ", ".join(f"{r}={self._role_id(r)}" for r in SPECIAL_ROLES
@@ -329,12 +335,25 @@ class Tokenizer:
                       state["special_tokens"], state["config"])
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of a vocabulary file as the Rust side of ``tokenizers`` reads them
+    (split at ``\\n``, a final newline ends the last line, ``\\r\\n`` accepted)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
 def _from_vocab_txt(vocab: Path, configs: dict) -> HFTokenizer:
+    """WordPiece from ``vocab.txt``: token i on line i (trailing whitespace dropped), as
+    ``WordPiece.from_file`` reads it, but from memory (the file may be encrypted)."""
     from tokenizers.implementations import BertWordPieceTokenizer
 
+    raw = read_bytes(vocab)
     try:
-        impl = BertWordPieceTokenizer(str(vocab), lowercase=bool(configs.get("do_lower_case",
-                                                                             True)))
+        table = {line.rstrip(): i for i, line in enumerate(text_lines(raw.decode("utf-8")))}
+        impl = BertWordPieceTokenizer(table, lowercase=bool(configs.get("do_lower_case",
+                                                                        True)))
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{vocab} is not a valid WordPiece vocabulary: {msg}") from None

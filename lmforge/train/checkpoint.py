@@ -18,12 +18,19 @@ leaves only a hidden ``.step_*.tmp`` folder, which the next run removes.
 ``trainer_state.json`` is written last and records checksums of the other files, and
 :func:`verify_checkpoint` checks all of them, so a file truncated or damaged later is
 reported by name (:class:`~lmforge.errors.CheckpointError`) instead of loading garbage.
+
+**Encrypted checkpoints.** Inside ``with lmforge.privacy.encrypted_io.using_key(key):``
+every file of a checkpoint is written encrypted (AES-256-GCM, :mod:`lmforge.privacy.crypto`)
+straight from memory into the staging folder, so no plaintext reaches the disk and the
+folder is still renamed into place atomically; reading decrypts in memory
+(``torch.load`` on ``io.BytesIO``). The checksums are of the plaintext. The key is never
+stored: not in the trainer state, not in the train config.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import io
 import random
 import re
 import shutil
@@ -34,9 +41,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from ..io import atomic_dir, fsync_dir, read_json, torch_load_error
+from ..errors import CheckpointError, ConfigError, LmforgeError
+from ..io import atomic_dir, fsync_dir, torch_load_error
 from ..models.base import WEIGHTS, load_state_checked, read_config, save_model_folder, sha256_file
+from ..privacy.encrypted_io import (
+    active_key,
+    check_key,
+    read_json,
+    torch_load,
+    write_bytes,
+    write_json,
+)
 
 CHECKPOINTS = "checkpoints"
 STATE = "trainer_state.json"
@@ -144,10 +159,13 @@ _FIELD_TYPES: tuple[tuple[str, Any, str], ...] = (
 
 def verify_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict:
     """Check every file of a checkpoint (presence, checksums, model config) without
-    loading anything; returns the trainer state. Raises a one-line CheckpointError."""
+    loading anything; returns the trainer state. Raises a one-line CheckpointError (a
+    ConfigError when the checkpoint is encrypted and the active key does not open it)."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if (path / STATE).is_file():
+        check_key(path / STATE)  # a missing or wrong key is the user's: a ConfigError
     state = read_trainer_state(path)
     for name in ("config.json", WEIGHTS, "lmforge.json", OPTIMIZER):
         if not (path / name).is_file():
@@ -235,24 +253,27 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, trainer_state: dict,
         save_model_folder(model, tmp, provenance)
         if tokenizer is not None:
             tokenizer.save(tmp)
-        torch.save(optimizer_payload, tmp / OPTIMIZER)
+        buf = io.BytesIO()
+        torch.save(optimizer_payload, buf)
+        write_bytes(tmp / OPTIMIZER, buf.getvalue())
         # Checksums of every file (the weights' is in lmforge.json already).
         sums = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())
                 if f.is_file() and f.name != WEIGHTS}
         state = {"format": STATE_FORMAT, "version": STATE_VERSION, **trainer_state,
                  "sha256": sums}
-        (tmp / STATE).write_text(json.dumps(state, indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
+        write_json(tmp / STATE, state)
     return path
 
 
 def load_optimizer_payload(path: str | Path) -> dict:
     f = Path(path) / OPTIMIZER
     try:
-        payload = torch.load(f, map_location="cpu", weights_only=True)
+        payload = torch_load(f)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} is incomplete: {OPTIMIZER} is missing") \
             from None
+    except LmforgeError:  # no key, a wrong key, a damaged encrypted file: already one line
+        raise
     except Exception as e:  # torch raises many types for a damaged zip/pickle
         raise CheckpointError(f"{f} is corrupt or truncated: {torch_load_error(e)}") from None
     if not isinstance(payload, dict) or "optimizer" not in payload:
@@ -278,6 +299,22 @@ def load_checkpoint(path: str | Path, model: nn.Module,
             raise CheckpointError(f"{path / OPTIMIZER} does not match this model's "
                                   f"optimizer: {msg}") from None
     return state, payload
+
+
+def check_run_key(run_dir: str | Path, distributed: str, resume: bool) -> None:
+    """What a run with encryption needs, checked before it writes anything.
+
+    With an active key the run must be single-process (``distributed="none"``): the
+    sharded checkpoints of the distributed strategies are not encrypted. On resume the
+    latest checkpoint must open with the active key, or need none: a missing or wrong key
+    raises :class:`ConfigError` here, so the run folder is left as it was."""
+    if active_key() is not None and distributed != "none":
+        raise ConfigError(f"encrypted checkpoints are written by single-process runs; "
+                          f"train.distributed={distributed} writes sharded checkpoints, "
+                          "which are not encrypted")
+    latest = latest_checkpoint(run_dir) if resume else None
+    if latest is not None and (latest / STATE).is_file():
+        check_key(latest / STATE)
 
 
 # ----------------------------------------------------------------------------- housekeeping

@@ -73,9 +73,9 @@ def _surname_len(word: str) -> int:
 
 def jieba_words(text: str) -> list[tuple[int, str, str]]:
     """(start, word, flag) for every word of jieba's POS tagger."""
-    jieba = require_extra("jieba", "tasks", "Chinese name recognition")
     import logging
 
+    import jieba
     import jieba.posseg as pseg
 
     jieba.setLogLevel(logging.WARNING)
