@@ -141,12 +141,17 @@ def _valid_phone(number: str, region: str) -> bool:
     return pn.is_valid_number(pn.parse(number, region))
 
 
-def cn_phone(rng: random.Random) -> str:
-    """A valid mainland number (libphonenumber's metadata) in one of the common layouts."""
+def _valid_draw(draw, rng: random.Random, region: str) -> str:
+    """``draw(rng)`` until libphonenumber's metadata calls the number valid."""
     while True:
-        number = _cn_phone(rng)
-        if _valid_phone(number, "CN"):
+        number = draw(rng)
+        if _valid_phone(number, region):
             return number
+
+
+def cn_phone(rng: random.Random) -> str:
+    """A valid mainland number in one of the common layouts."""
+    return _valid_draw(_cn_phone, rng, "CN")
 
 
 def _cn_phone(rng: random.Random) -> str:
@@ -164,10 +169,7 @@ def _cn_phone(rng: random.Random) -> str:
 
 def en_phone(rng: random.Random) -> str:
     """A valid US, UK, German, Australian or French number in one of the common layouts."""
-    while True:
-        number = _en_phone(rng)
-        if _valid_phone(number, "US"):
-            return number
+    return _valid_draw(_en_phone, rng, "US")
 
 
 def _en_phone(rng: random.Random) -> str:
