@@ -232,3 +232,25 @@ def test_loading_a_checkpoint_tokenizer_drops_its_padding_and_truncation(tmp_pat
     tok = Tokenizer.load(tmp_path)
     assert tok.encode("hello world") == [2, 3]
     assert len(tok.encode("hello " * 20)) == 20
+
+
+def test_wordpiece_training_is_the_same_in_every_process(tmp_path):
+    """The Rust trainer's ``##`` tokens used to get ids in hash-map order, so two processes
+    trained different vocabularies from the same text (huggingface/tokenizers#1794)."""
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"the quick brown fox jumps over the lazy dog {i} 你好世界\n"
+                              f"tokenizers learn subwords from words like training {i}\n"
+                              for i in range(40)) * 2, encoding="utf-8")
+    script = ("import sys, hashlib\nfrom lmforge.tokenize import train_tokenizer\n"
+              f"tok = train_tokenizer('wordpiece', files=[{str(corpus)!r}], vocab_size=120, "
+              "min_frequency=2, show_progress=False)\n"
+              "print(hashlib.sha256(tok.hf.to_str().encode()).hexdigest())\n"
+              "print(sorted(a.content for a in tok.hf.get_added_tokens_decoder().values()))\n")
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout for _ in range(3)}
+    assert len(outs) == 1, outs
+    added = next(iter(outs)).splitlines()[1]
+    assert "##" not in added  # the declared continuations are ordinary vocabulary entries

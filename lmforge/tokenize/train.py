@@ -16,12 +16,15 @@ bpe        GPT-2 byte-level BPE: ``ByteLevel`` pre-tokenizer (``add_prefix_space
 wordpiece  BERT: ``BertNormalizer`` (case kept, accents kept, each CJK character split off),
            ``BertPreTokenizer`` (white space and punctuation), ``WordPiece`` model with
            ``##`` continuation and the ``WordPiece`` decoder. Decoding is not exact (it
-           re-spaces punctuation); spaces between CJK characters are removed.
+           re-spaces punctuation); spaces between CJK characters are removed. The text
+           is read twice (a one-shot iterator is kept in memory), so that training is
+           deterministic (:func:`_continuations`).
 ========== ============================================================================
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -58,35 +61,58 @@ def check_vocab_size(kind: str, vocab_size: int, n_special: int) -> None:
                           f"least {need}")
 
 
-def _build(kind: str, specials: list[str], vocab_size: int, min_frequency: int,
-           show_progress: bool) -> tuple[HFTokenizer, trainers.Trainer]:
+def _pipeline(kind: str) -> HFTokenizer:
+    """The untrained tokenizer of ``kind``: model, normalizer, pre-tokenizer, decoder."""
     roles = DEFAULT_SPECIAL_TOKENS[kind]
     if kind == "char":
         tk = HFTokenizer(models.WordLevel(unk_token=roles["unk"]))
         tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
         tk.decoder = decoders.Fuse()
-        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=specials,
-                                            show_progress=show_progress)
     elif kind == "bpe":
         tk = HFTokenizer(models.BPE())
         tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         tk.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=specials,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      show_progress=show_progress)
     else:  # wordpiece
         tk = HFTokenizer(models.WordPiece(unk_token=roles["unk"], continuing_subword_prefix="##"))
         tk.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                    strip_accents=False, lowercase=False)
         tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tk.decoder = decoders.WordPiece(prefix="##")
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=specials,
-                                            continuing_subword_prefix="##",
-                                            show_progress=show_progress)
-    return tk, trainer
+    return tk
+
+
+def _trainer(kind: str, specials: list[str], vocab_size: int, min_frequency: int,
+             show_progress: bool) -> trainers.Trainer:
+    kw = dict(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+              show_progress=show_progress)
+    if kind == "char":
+        return trainers.WordLevelTrainer(**kw)
+    if kind == "bpe":
+        return trainers.BpeTrainer(initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), **kw)
+    return trainers.WordPieceTrainer(continuing_subword_prefix="##", **kw)
+
+
+def _continuations(tk: HFTokenizer, texts: Iterable[str]) -> list[str]:
+    """``##c`` for every character ``c`` that occurs inside a word (not first), sorted.
+
+    The Rust trainer creates these tokens while iterating over a hash map of words, so
+    their ids, which break ties between equally frequent merges, change from process to
+    process and so does the learned vocabulary (huggingface/tokenizers#1794). Declaring
+    them up front, in sorted order, fixes their ids; the trainer would create every one
+    of them anyway."""
+    inner: set[str] = set()
+    for text in texts:
+        for word, _ in tk.pre_tokenizer.pre_tokenize_str(tk.normalizer.normalize_str(text)):
+            inner.update(word[1:])
+    return ["##" + c for c in sorted(inner)]
+
+
+def _unmark_special(tk: HFTokenizer, tokens: list[str]) -> HFTokenizer:
+    """``tk`` with ``tokens`` kept in the vocabulary but no longer added special tokens."""
+    drop = set(tokens)
+    spec = json.loads(tk.to_str())
+    spec["added_tokens"] = [a for a in spec["added_tokens"] if a["content"] not in drop]
+    return HFTokenizer.from_str(json.dumps(spec))
 
 
 def _iter_files(files: Sequence[str | os.PathLike]) -> Iterator[str]:
@@ -124,6 +150,12 @@ def train_tokenizer(kind: str, texts: Iterable[str] | None = None,
 
     if isinstance(texts, str):
         texts = [texts]
+    tk = _pipeline(kind)
+    inner: list[str] = []
+    if kind == "wordpiece":  # two passes: the inner characters, then the training
+        if files is None and iter(texts) is texts:
+            texts = list(texts)  # a one-shot iterator
+        inner = _continuations(tk, _iter_files(files) if files is not None else texts)
     source = _iter_files(files) if files is not None else iter(texts)
     seen = {"n": 0}
 
@@ -135,10 +167,13 @@ def train_tokenizer(kind: str, texts: Iterable[str] | None = None,
 
     # The Rust trainer's bars only print blank lines when stderr is not a terminal.
     bars = show_progress and sys.stderr.isatty()
-    tk, trainer = _build(kind, specials, vocab_size, min_frequency, bars)
+    trainer = _trainer(kind, specials + [t for t in inner if t not in specials], vocab_size,
+                       min_frequency, bars)
     tk.train_from_iterator(counted(), trainer=trainer)
     if seen["n"] == 0:
         raise DataError("no text to train the tokenizer on (the input is empty)")
+    if inner:
+        tk = _unmark_special(tk, [t for t in inner if t not in specials])
     if kind == "wordpiece":
         r = DEFAULT_SPECIAL_TOKENS["wordpiece"]
         tk.post_processor = processors.TemplateProcessing(
