@@ -39,6 +39,7 @@ from pydantic import (
 
 from . import validation
 from .errors import ConfigError
+from .paths import plain_name
 from .train.config import TrainConfig  # the train: section, re-exported here
 from .validation import Section as _Section
 
@@ -47,6 +48,11 @@ class RunConfig(_Section):
     name: str = "run"
     out_dir: str | None = Field(None, description="run folder; default runs/<name>")
     seed: int = 1337
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, v: str) -> str:  # runs/<name> stays in runs/ (out_dir is any folder)
+        return plain_name(v, ConfigError, "run.name")
 
     @property
     def path(self) -> Path:
@@ -206,8 +212,10 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"recipe {p} is a folder, not a YAML file")
     if not p.is_file():
         raise ConfigError(f"recipe {p} not found")
+    from .privacy.encrypted_io import read_text
+
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(read_text(p)) or {}  # a run's config.yaml may be encrypted
     except UnicodeDecodeError as e:
         raise ConfigError(f"recipe {p} is not valid UTF-8 (byte {e.start})") from None
     except yaml.YAMLError as e:

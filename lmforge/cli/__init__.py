@@ -480,6 +480,7 @@ def viz_attention(
 
 @app.command("embed-text", epilog="Example: lmforge embed-text --text '今天天气很好' "
                                    "--text 'The weather is nice today' --out emb.npy")
+@with_key
 def embed_text(
     text: Annotated[list[str] | None, typer.Option(help="Text to embed (repeatable).",
                                                    metavar="TEXT")] = None,
@@ -554,6 +555,7 @@ def embed_train(
 
 @embed_app.command("query", epilog="Example: lmforge embed query runs/w2v-world-zh --word 北京 "
                                    "--topn 10")
+@with_key
 def embed_query(
     model: Annotated[str, typer.Argument(help="A word2vec file or an embed run folder.",
                                          metavar="MODEL")],
@@ -572,6 +574,7 @@ def embed_query(
 
 
 @embed_app.command("analogy", epilog="Example: lmforge embed analogy runs/w2v-world-zh 男人 国王 女人")
+@with_key
 def embed_analogy(
     model: Annotated[str, typer.Argument(help="A word2vec file or an embed run folder.",
                                          metavar="MODEL")],
@@ -590,6 +593,7 @@ def embed_analogy(
 
 @embed_app.command("plot", epilog="Example: lmforge embed plot runs/w2v-world --word Paris "
                                   "--word France --word Tokyo --word Japan --out words.png")
+@with_key
 def embed_plot(
     model: Annotated[str, typer.Argument(help="A word2vec file or an embed run folder.",
                                          metavar="MODEL")],

@@ -78,6 +78,7 @@ def _read_inputs(path: str, fields: tuple[str, ...] = ("text",)) -> list[dict | 
 
 
 @app.command(epilog="Example: lmforge predict runs/sentiment --text '虽然贵,但是很好吃。'")
+@with_key
 def predict(
     run: Annotated[str, typer.Argument(help="A fine-tuning run or checkpoint folder.",
                                        metavar="RUN")],
@@ -90,7 +91,8 @@ def predict(
     task: Annotated[str | None, typer.Option(help="A multi-task run: the task to predict "
                                              "(its name in the recipe).")] = None,
 ):
-    """Labels with probabilities, entity spans with offsets, relations, or answers."""
+    """Labels with probabilities, entity spans with offsets, relations, or answers. With
+    a key option the run may be encrypted (it is read in memory)."""
     from ..io import atomic_write_text
     from ..tasks.multitask_model import task_predictor
 
@@ -277,6 +279,7 @@ _OUT = Annotated[str | None, typer.Option(help="Write the outputs here (.jsonl o
 
 @app.command(epilog="Example: lmforge translate runs/translate-transformer-en-zh "
                     "--text 'Anna met Tom at the park on Monday morning.'")
+@with_key
 def translate(
     run: Annotated[str, typer.Argument(help="A translation run or checkpoint folder.",
                                        metavar="RUN")],
@@ -287,7 +290,8 @@ def translate(
     out: _OUT = None, beams: _BEAMS = None, alpha: _ALPHA = None,
     no_repeat_ngram_size: _NO_REPEAT = None, max_new_tokens: _MAX_NEW = None,
 ):
-    """Translate texts with a trained encoder-decoder (beam search, length penalty)."""
+    """Translate texts with a trained encoder-decoder (beam search, length penalty). With
+    a key option the run may be encrypted (it is read in memory)."""
     _generate_cli("translate", run, text, input, out, "translation", beams=beams,
                   alpha=alpha, no_repeat_ngram_size=no_repeat_ngram_size,
                   max_new_tokens=max_new_tokens)
@@ -295,6 +299,7 @@ def translate(
 
 @app.command(epilog="Example: lmforge summarize runs/summarize-transformer --input "
                     "news.txt --out summaries.jsonl")
+@with_key
 def summarize(
     run: Annotated[str, typer.Argument(help="A summarisation run or checkpoint folder.",
                                        metavar="RUN")],
@@ -305,7 +310,8 @@ def summarize(
     out: _OUT = None, beams: _BEAMS = None, alpha: _ALPHA = None,
     no_repeat_ngram_size: _NO_REPEAT = None, max_new_tokens: _MAX_NEW = None,
 ):
-    """Summarise documents with a trained encoder-decoder."""
+    """Summarise documents with a trained encoder-decoder. With a key option the run may
+    be encrypted (it is read in memory)."""
     _generate_cli("summarize", run, text, input, out, "summary", beams=beams, alpha=alpha,
                   no_repeat_ngram_size=no_repeat_ngram_size, max_new_tokens=max_new_tokens)
 

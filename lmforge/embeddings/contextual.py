@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -38,7 +38,12 @@ import torch.nn.functional as F
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import read_json
 from ..models.bert import BertModel
+from ..paths import child_path
+from ..privacy.encrypted_io import active_key, load_safetensors, using_key
 from ..tokenize import Tokenizer
+
+if TYPE_CHECKING:
+    from ..privacy.keys import KeySource
 
 Pooling = Literal["mean", "cls", "max"]
 POOLINGS = ("mean", "cls", "max")
@@ -93,10 +98,17 @@ class SentenceEncoder:
         return self.model.config.d_model
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu"
-             ) -> SentenceEncoder:
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+             key: KeySource | None = None) -> SentenceEncoder:
         """From a sentence-transformers / Hugging Face BERT folder, an lmforge model folder,
-        or an lmforge run folder (its best, else latest, checkpoint)."""
+        or an lmforge run folder (its best, else latest, checkpoint). ``key`` (else the
+        active one) opens a folder encrypted at rest, wholly or in part, in memory
+        (:mod:`lmforge.privacy.encrypted_io`)."""
+        with using_key(key):
+            return cls._load(path, device)
+
+    @classmethod
+    def _load(cls, path: str | Path | None, device: str | torch.device) -> SentenceEncoder:
         path = Path(path).expanduser() if path is not None else default_model_path()
         if not path.exists():
             raise DataError(f"model folder {path} does not exist")
@@ -139,7 +151,9 @@ class SentenceEncoder:
             normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
             for m in modules:
                 if m.get("type", "").endswith("Pooling"):
-                    pc = read_json(path / m.get("path", "1_Pooling") / "config.json")
+                    pooling_dir = child_path(path, str(m.get("path", "1_Pooling")),
+                                             CheckpointError, f"{path}/modules.json")
+                    pc = read_json(pooling_dir / "config.json")
                     modes = [k[len("pooling_mode_"):] for k, v in pc.items()
                              if k.startswith("pooling_mode_") and v is True]
                     if len(modes) != 1 or modes[0] not in _ST_POOLING:
@@ -198,7 +212,6 @@ class SentenceEncoder:
 
 def _load_hf(path: Path, hf_config: dict) -> BertModel:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     from ..hf.bert import load
 
@@ -206,15 +219,16 @@ def _load_hf(path: Path, hf_config: dict) -> BertModel:
     if not wfile.is_file():
         raise CheckpointError(f"{path} has no model.safetensors")
     try:
-        state = load_file(str(wfile))
+        state = load_safetensors(wfile)
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{wfile} is corrupt or truncated: {e}") from None
     return load(hf_config, state)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_encoder(path: str, device: str) -> SentenceEncoder:
-    return SentenceEncoder.load(path, device)
+def _cached_encoder(path: str, device: str, key: KeySource | None) -> SentenceEncoder:
+    """Keyed by the key too: a folder loaded with a key is not served to a call without."""
+    return SentenceEncoder.load(path, device, key)
 
 
 def embed_text(texts: Sequence[str] | str, model: str | Path | SentenceEncoder | None = None,
@@ -228,7 +242,8 @@ def embed_text(texts: Sequence[str] | str, model: str | Path | SentenceEncoder |
     package). ``pooling`` None uses the folder's own (``1_Pooling/config.json``; mean
     otherwise). ``max_length`` None uses ``sentence_bert_config.json``'s
     ``max_seq_length`` (256 for MiniLM), else the model's limit. Loaded models are kept
-    (the last four), so repeated calls do not reload.
+    (the last four), so repeated calls do not reload. A folder encrypted at rest loads
+    with the active key (:func:`lmforge.privacy.encrypted_io.using_key`).
 
     >>> e = embed_text(["今天天气很好", "The weather is nice today"])   # doctest: +SKIP
     >>> float(e[0] @ e[1])                      # cosine similarity (rows are unit vectors)
@@ -237,6 +252,6 @@ def embed_text(texts: Sequence[str] | str, model: str | Path | SentenceEncoder |
         enc = model
     else:
         path = Path(model).expanduser() if model is not None else default_model_path()
-        enc = _cached_encoder(str(path.resolve()), str(device))
+        enc = _cached_encoder(str(path.resolve()), str(device), active_key())
     return enc.encode(texts, batch_size=batch_size, pooling=pooling, normalize=normalize,
                       max_length=max_length)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_open
+from ..privacy.encrypted_io import read_bytes
 from .fasttext import (
     MAX_BUCKET,
     FastText,
@@ -102,13 +103,13 @@ def save_facebook_model(model: FastText, path: str | Path) -> None:
 
 
 class _BinReader:
-    """Bounds-checked reads from a .bin file; every failure is an ``EmbeddingError``
-    naming the file."""
+    """Bounds-checked reads from a .bin file (decrypted in memory when it is encrypted at
+    rest, with the active key); every failure is an ``EmbeddingError`` naming the file."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
-            self.data = self.path.read_bytes()
+            self.data = read_bytes(self.path)
         except OSError as e:
             raise EmbeddingError(f"cannot read fastText model {self.path}: "
                                  f"{e.strerror or e}") from None

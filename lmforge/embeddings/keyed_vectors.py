@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write_bytes
+from ..privacy.encrypted_io import read_bytes
 from .vocab import EmbeddingError, WordNotInVocabulary
 
 
@@ -202,10 +203,12 @@ class KeyedVectors:
     @classmethod
     def load_word2vec_format(cls, path: str | os.PathLike, binary: bool = False
                              ) -> KeyedVectors:
-        """Read a word2vec text or binary file (the C tool's, gensim's or ours)."""
+        """Read a word2vec text or binary file (the C tool's, gensim's or ours), decrypted
+        in memory when it is encrypted at rest (the active key:
+        :func:`lmforge.privacy.encrypted_io.read_bytes`)."""
         p = Path(path)
         try:
-            data = p.read_bytes()
+            data = read_bytes(p)
         except OSError as e:
             raise EmbeddingError(f"cannot read vectors file {p}: {e.strerror or e}") from None
         nl = data.find(b"\n")

@@ -208,8 +208,16 @@ def load_vectors(path: str | Path) -> KeyedVectors:
 
 
 def _is_fasttext_bin(path: Path) -> bool:
-    """Whether ``path`` starts with Facebook fastText's magic number (int32 LE)."""
+    """Whether ``path`` starts with Facebook fastText's magic number (int32 LE); a file
+    encrypted at rest is decrypted in memory to tell (all of it: decryption verifies every
+    chunk before it returns a byte)."""
+    from ..privacy.crypto import is_encrypted
+    from ..privacy.encrypted_io import read_bytes
     from .fasttext_bin import _FB_MAGIC
 
-    with open(path, "rb") as f:
-        return f.read(4) == _FB_MAGIC.to_bytes(4, "little")
+    if is_encrypted(path):
+        head = read_bytes(path)[:4]
+    else:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    return head == _FB_MAGIC.to_bytes(4, "little")

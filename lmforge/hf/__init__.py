@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from ..io import read_json
 from ..models.base import assign_state as assign_state  # re-exported for the converters
+from ..privacy.encrypted_io import read_json
 
 HFState = dict[str, torch.Tensor]
 
@@ -78,6 +78,8 @@ def converter_for_arch(arch: str) -> HFConverter:
 
 
 def read_hf_config(path: str | Path) -> dict:
+    """The ``config.json`` object of a Hugging Face folder, decrypted in memory when it is
+    encrypted at rest (with the active key: :mod:`lmforge.privacy.encrypted_io`)."""
     p = Path(path) / "config.json"
     if not p.is_file():
         raise CheckpointError(f"{path} has no config.json")

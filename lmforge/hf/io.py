@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 
 from ..errors import CheckpointError
 from ..io import atomic_dir, atomic_write_json, torch_load_error
+from ..paths import child_path
 from ..privacy.encrypted_io import load_safetensors, read_text, torch_load
 
 __all__ = ["SAFETENSORS", "SAFETENSORS_INDEX", "PT_BIN", "PT_BIN_INDEX", "is_hf_folder",
@@ -51,7 +52,7 @@ def is_hf_folder(path: str | Path) -> bool:
         return False
     try:
         cfg = json.loads(read_text(p))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # bad UTF-8 or JSON, nested too deep
         return False
     return isinstance(cfg, dict) and "model_type" in cfg and "arch" not in cfg
 
@@ -62,7 +63,7 @@ def _read_index(index: Path) -> dict[str, str]:
         weight_map = obj["weight_map"]
         if not isinstance(weight_map, dict):
             raise TypeError("weight_map is not an object")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+    except (OSError, ValueError, RecursionError, KeyError, TypeError) as e:
         raise CheckpointError(f"{index} is corrupt: {e}") from None
     return {str(k): str(v) for k, v in weight_map.items()}
 
@@ -75,11 +76,13 @@ def hf_weight_files(path: str | Path) -> list[Path]:
     for index_name in (SAFETENSORS_INDEX, PT_BIN_INDEX):
         index = folder / index_name
         if index.is_file():
-            files = sorted(set(_read_index(index).values()))
-            missing = [f for f in files if not (folder / f).is_file()]
+            files = [child_path(folder, f, CheckpointError, str(index))
+                     for f in sorted(set(_read_index(index).values()))]
+            missing = [f for f in files if not f.is_file()]
             if missing:
-                raise CheckpointError(f"{index} lists shard {missing[0]}, which is missing")
-            return [folder / f for f in files]
+                raise CheckpointError(f"{index} lists shard "
+                                      f"{missing[0].relative_to(folder)}, which is missing")
+            return files
     if (folder / PT_BIN).is_file():
         return [folder / PT_BIN]
     raise CheckpointError(f"{folder} has no weights ({SAFETENSORS}, {SAFETENSORS_INDEX}, "

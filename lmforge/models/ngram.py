@@ -361,7 +361,7 @@ class NGramLM:
             obj = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CheckpointError(f"{path}: no such n-gram model file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, RecursionError) as e:  # also JSON nested too deep
             raise CheckpointError(f"{path}: not a readable n-gram model ({e})") from None
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not an lmforge n-gram model (format != {FORMAT!r})")

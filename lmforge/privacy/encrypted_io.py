@@ -15,6 +15,10 @@ without being stored in any config, and a thread started elsewhere does not see 
 Writers (:func:`write_bytes`, :func:`write_text`, :func:`write_json`) are atomic
 (:func:`lmforge.io.atomic_open`) and encrypt exactly when a key is given or active: the
 plaintext goes from memory into the cipher, never to a file.
+
+:func:`lmforge.io.read_json` is :func:`read_json` here, so every JSON reader of the
+project decrypts with the active key; torch is imported by the two tensor readers only,
+which keeps that cheap.
 """
 
 from __future__ import annotations
@@ -25,14 +29,15 @@ import json
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError, ConfigError, LmforgeError
 from ..io import atomic_open
 from .crypto import MAGIC, decrypt_stream, encrypt_stream, is_encrypted, open_header
 from .keys import KeySource
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["using_key", "active_key", "read_bytes", "read_text", "read_json",
            "load_safetensors", "torch_load", "write_bytes", "write_text", "write_json",
@@ -87,17 +92,19 @@ def read_text(path: str | Path, key: KeySource | None = None) -> str:
     return read_bytes(path, key).decode("utf-8")
 
 
-def read_json(path: str | Path, key: KeySource | None = None, kind: type = dict,
+def read_json(path: str | Path, *, key: KeySource | None = None, kind: type = dict,
               error: type[LmforgeError] = CheckpointError) -> Any:
     """The JSON value of ``path`` (encrypted or not), which must be a ``kind``; a missing
     or unreadable file, invalid JSON or UTF-8, or another type raises ``error`` naming
-    the file (:func:`lmforge.io.read_json`'s contract)."""
+    the file (:func:`lmforge.io.read_json`'s contract). The options are keywords, so that
+    ``kind`` (the second argument of :func:`lmforge.io.read_json`) is never taken for a
+    key."""
     p = Path(path)
     try:
         obj = json.loads(read_text(p, key))
     except FileNotFoundError:
         raise error(f"{p} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # bad UTF-8 or JSON, nested too deep
         raise error(f"{p} is corrupt: {str(e).splitlines()[0]}") from None
     if not isinstance(obj, kind):
         want = "a JSON object" if kind is dict else f"a JSON {kind.__name__}"
@@ -119,6 +126,8 @@ def load_safetensors(path: str | Path, key: KeySource | None = None
 def torch_load(path: str | Path, key: KeySource | None = None) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)``, from the decrypted
     bytes when the file is encrypted (no code in the file runs)."""
+    import torch
+
     src: Any = io.BytesIO(read_bytes(path, key)) if is_encrypted(path) else path
     return torch.load(src, map_location="cpu", weights_only=True)
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from ..errors import DataError
+from ..paths import plain_name
 from .models import ModelSpec
 
 
@@ -21,8 +22,9 @@ def _natural(text: str) -> list:
 
 
 def versions(root: Path, name: str) -> list[str]:
-    """The versions of ``name`` in the registry, oldest first."""
-    folder = Path(root) / name
+    """The versions of ``name`` in the registry, oldest first; ``name`` must be a folder
+    name (``../x`` or ``/x`` would reach outside the registry)."""
+    folder = Path(root) / plain_name(name, DataError, "model name")
     if not folder.is_dir():
         raise DataError(f"the registry {root} has no model {name!r}")
     found = sorted((p.name for p in folder.iterdir()

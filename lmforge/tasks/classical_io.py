@@ -93,9 +93,11 @@ def read_arrays(folder: str | Path, name: str, meta: dict[str, Any],
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
+    from ..privacy.encrypted_io import read_bytes
+
     path = Path(folder) / name
     try:
-        data = path.read_bytes()
+        data = read_bytes(path)  # decrypted in memory when the run is encrypted
     except OSError as e:
         raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
     if meta["sha256"].get(name) != hashlib.sha256(data).hexdigest():

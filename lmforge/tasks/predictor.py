@@ -18,11 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, DataError
 from .encode import encode_classification, encode_relations, encode_tagging, word_spans
 from .evaluation import decide, metrics_for, predict_examples
 from .model import TaskModel
+
+if TYPE_CHECKING:
+    from ..privacy.keys import KeySource
 
 
 class TaskPredictor:
@@ -151,14 +155,26 @@ class ClassicalPredictor(TaskPredictor):
 CLASSICAL_DIR = "classical"
 
 
-def load_task_model(path: str | Path, device: str = "cpu") -> TaskPredictor:
+def load_task_model(path: str | Path, device: str = "cpu",
+                    key: KeySource | None = None) -> TaskPredictor:
     """A fine-tuning run folder (its best checkpoint), a checkpoint folder, or a run of a
-    scikit-learn baseline (``<run>/classical``)."""
+    scikit-learn baseline (``<run>/classical``). ``key`` (else the active one) opens a run
+    encrypted at rest: every file is decrypted in memory
+    (:mod:`lmforge.privacy.encrypted_io`); an encrypted file without a key raises
+    :class:`~lmforge.errors.ConfigError`, a wrong key or a damaged file
+    :class:`CheckpointError`."""
+    from ..privacy.encrypted_io import using_key
+
+    with using_key(key):
+        return _load_task_model(Path(path), device)
+
+
+def _load_task_model(path: Path, device: str) -> TaskPredictor:
     from ..hub import resolve_model_dir
     from ..models.base import load_model_folder, read_config
     from ..tokenize import Tokenizer
 
-    for folder in (Path(path), Path(path) / CLASSICAL_DIR):
+    for folder in (path, path / CLASSICAL_DIR):
         if (folder / "classical.json").is_file():
             from .classical import load_classifier
 

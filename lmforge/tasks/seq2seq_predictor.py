@@ -20,11 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
 from ..generate.seq2seq import is_encoder_decoder, translate
 from .seq2seq_config import DecodeConfig, Seq2SeqRecipe
+
+if TYPE_CHECKING:
+    from ..privacy.keys import KeySource
 
 
 class Seq2SeqPredictor:
@@ -189,18 +192,27 @@ def run_dir_of(path: str | Path) -> Path | None:
     return None
 
 
-def recipe_task(path: str | Path) -> str | None:
-    """The ``task`` field of the recipe of a run (or one of its checkpoints), if any."""
+def run_recipe(run_dir: Path) -> dict | None:
+    """The mapping in ``run_dir/config.yaml`` (decrypted in memory when it is encrypted,
+    with the active key: :func:`lmforge.privacy.encrypted_io.read_text`), or None when it
+    is missing, unreadable or not a mapping. An encrypted file without a key raises
+    :class:`~lmforge.errors.ConfigError`, a wrong key :class:`CheckpointError`."""
     import yaml
 
-    d = run_dir_of(path)
-    if d is None:
-        return None
+    from ..privacy.encrypted_io import read_text
+
     try:
-        raw = yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(run_dir / "config.yaml"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    task = raw.get("task") if isinstance(raw, dict) else None
+    return raw if isinstance(raw, dict) else None
+
+
+def recipe_task(path: str | Path) -> str | None:
+    """The ``task`` field of the recipe of a run (or one of its checkpoints), if any."""
+    d = run_dir_of(path)
+    raw = run_recipe(d) if d is not None else None
+    task = raw.get("task") if raw is not None else None
     return task if isinstance(task, str) else None
 
 
@@ -211,25 +223,33 @@ def seq2seq_task_of(path: str | Path) -> str | None:
     return task if task in PREDICTORS else None
 
 
-def load_seq2seq(run: str | Path, task: str | None = None) -> Seq2SeqPredictor:
+def load_seq2seq(run: str | Path, task: str | None = None,
+                 key: KeySource | None = None) -> Seq2SeqPredictor:
     """A generation run's best checkpoint (or a checkpoint folder) as its predictor;
-    ``task`` (``translate``, ``summarize``, ``answer``), when given, must be the run's."""
+    ``task`` (``translate``, ``summarize``, ``answer``), when given, must be the run's.
+    ``key`` (else the active one) opens a run encrypted at rest, its ``config.yaml``
+    included, in memory (:func:`lmforge.hub.load_pretrained`)."""
+    from ..privacy.encrypted_io import using_key
+
+    with using_key(key):
+        return _load_seq2seq(Path(run), task)
+
+
+def _load_seq2seq(p: Path, task: str | None) -> Seq2SeqPredictor:
     from ..hub import load_pretrained
     from ..train.checkpoint import best_checkpoint, latest_checkpoint
-    from .config import load_finetune_recipe
+    from .seq2seq_config import build_seq2seq_recipe
 
-    p = Path(run)
     run_dir = run_dir_of(p)
     found = seq2seq_task_of(p)
     want = {"translate": "translation", "summarize": "summarisation",
             "answer": "generative QA"}
     if run_dir is None or found is None or (task is not None and found != task):
         what = f"a {want[task]}" if task else "a translation, summarisation or generative QA"
-        raise CheckpointError(f"{run}: not {what} run (no config.yaml with task: "
+        raise CheckpointError(f"{p}: not {what} run (no config.yaml with task: "
                               f"{task or 'translate/summarize/answer'} in it or two "
                               "folders above)")
-    recipe = load_finetune_recipe(str(run_dir / "config.yaml"))
-    assert isinstance(recipe, Seq2SeqRecipe)
+    recipe = build_seq2seq_recipe(run_recipe(run_dir))
     folder = p if p != run_dir else best_checkpoint(run_dir) or latest_checkpoint(run_dir)
     if folder is None:
         raise CheckpointError(f"{run_dir} has no checkpoint yet")

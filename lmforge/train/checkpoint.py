@@ -44,6 +44,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, LmforgeError
 from ..io import atomic_dir, fsync_dir, torch_load_error
 from ..models.base import WEIGHTS, load_state_checked, read_config, save_model_folder, sha256_file
+from ..paths import child_path
 from ..privacy.encrypted_io import (
     active_key,
     check_key,
@@ -178,7 +179,7 @@ def verify_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict:
     if sha256_file(path / WEIGHTS) != want_w:
         raise CheckpointError(f"{path / WEIGHTS} is corrupt or truncated (checksum mismatch)")
     for name, want in dict(state["sha256"]).items():
-        f = path / name
+        f = child_path(path, name, CheckpointError, f"{path / STATE} sha256")
         if not f.is_file():
             raise CheckpointError(f"checkpoint {path} is incomplete: {name} is missing")
         if sha256_file(f) != want:

@@ -18,6 +18,11 @@ single-process checkpoint resumes into a distributed run through the full state 
 (:func:`load_full_state`). Rank 0 stages the folder under a hidden name, the other ranks
 write their shards into it, and rank 0 renames it into place once all have finished,
 so a ``step_*`` folder is always complete.
+
+These checkpoints are never encrypted (every rank writes its own ``dcp/`` shards with
+``torch.distributed.checkpoint``), so :func:`save_sharded_checkpoint` refuses to run
+while an encryption key is active (:func:`lmforge.privacy.encrypted_io.using_key`):
+a run meant to be encrypted never leaves a partly plaintext checkpoint.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ import torch.distributed as dist
 from torch import nn
 
 from ..distributed.env import barrier, broadcast_object
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..io import atomic_dir
 from ..models.base import WEIGHTS, assign_state, save_model_folder, sha256_file
+from ..privacy.encrypted_io import active_key
 from . import checkpoint as ck
 
 DCP_DIR = "dcp"
@@ -87,9 +93,14 @@ def save_sharded_checkpoint(path: str | Path, model: nn.Module,
     ``model`` is what this rank trains (the model, sharded or not, or a pipeline stage);
     ``weights`` the whole model's (default: gathered from ``model``).
     ``optimizer_payload`` is rank 0's (schedule, objective state); its ``rng`` becomes
-    the list of every rank's RNG state."""
+    the list of every rank's RNG state. Raises :class:`ConfigError`, before anything is
+    written, while an encryption key is active (module docstring)."""
     import torch.distributed.checkpoint as dcp
 
+    if active_key() is not None:
+        raise ConfigError("sharded checkpoints (train.distributed) are not encrypted: "
+                          "refusing to save one while an encryption key is active; "
+                          "train with train.distributed=none for encrypted checkpoints")
     path = Path(path)
     main = not dist.is_initialized() or dist.get_rank() == 0
     states = _state_dicts(model, optimizer)
@@ -123,14 +134,15 @@ def load_sharded_state(path: str | Path, model: nn.Module,
     replicated or plain; without a process group DCP loads in this process alone)."""
     import warnings
 
-    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_state_dict
+
+    from .dcp_safe import safe_load
 
     states = _state_dicts(model, optimizer)
     try:
         with warnings.catch_warnings():  # "assuming the intent is to load in a single process"
             warnings.simplefilter("ignore", UserWarning)
-            dcp.load(states, checkpoint_id=Path(path) / DCP_DIR)
+            safe_load(states, Path(path) / DCP_DIR)  # no pickle from the folder runs code
     except Exception as e:  # DCP raises CheckpointException, RuntimeError, KeyError, ...
         text = str(e).strip().splitlines()
         raise CheckpointError(f"{Path(path) / DCP_DIR} cannot be loaded into this model: "

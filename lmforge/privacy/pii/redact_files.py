@@ -34,7 +34,7 @@ class Redactor:
 
     types: tuple[str, ...]
     operator: str = "mask"
-    salt: bytes = b""
+    salt: bytes = field(default=b"", repr=False)  # a secret: kept out of repr and logs
     threshold: float = DEFAULT_THRESHOLD
     counts: Counter = field(default_factory=Counter)
 
@@ -76,8 +76,11 @@ def _jsonl(src: Path, out, redact: Redactor, fields: Sequence[str] | None) -> No
         obj = parse_json_line(src, n, line)
         if fields and isinstance(obj, dict) and (missing := [f for f in fields if f not in obj]):
             raise DataError(f"{src}:line {n}: field {missing[0]!r} is missing")
-        out.write((json.dumps(_redact_json(obj, redact, fields), ensure_ascii=False)
-                   + "\n").encode())
+        try:
+            text = json.dumps(_redact_json(obj, redact, fields), ensure_ascii=False)
+        except RecursionError:  # parsed, but too deep to walk and write back
+            raise DataError(f"{src}:line {n}: the record is nested too deeply") from None
+        out.write((text + "\n").encode())
 
 
 def _csv(src: Path, out, redact: Redactor, columns: Sequence[str] | None) -> None:
