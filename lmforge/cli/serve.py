@@ -20,6 +20,11 @@ class Dtype(str, enum.Enum):
     bf16 = "bf16"
 
 
+class LogContent(str, enum.Enum):
+    off = "off"
+    redacted = "redacted"
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only accepts connections from this machine."""
     if host == "localhost":
@@ -56,6 +61,9 @@ def serve(
         help="Seconds a request may run; 0 = no limit.", min=0)] = 600.0,
     max_body_bytes: Annotated[int, typer.Option(
         help="Largest request body (413 above).", min=1)] = 4 * 1024 * 1024,
+    log_content: Annotated[LogContent, typer.Option(
+        help="off: prompts and outputs are never logged; redacted: the request log carries "
+             "them with personal data masked ([PHONE], [PERSON], ...).")] = LogContent.off,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     insecure: Annotated[bool, typer.Option(
@@ -114,7 +122,7 @@ def serve(
         max_body_bytes=max_body_bytes, request_timeout=request_timeout or None,
         db=db_path if keyed else None, registry=registry,
         response_cache_entries=response_cache,
-        response_cache_ttl=response_cache_ttl, key=key)
+        response_cache_ttl=response_cache_ttl, key=key, log_content=log_content.value)
     import uvicorn
 
     # keep-alive longer than clients' pools (httpx and the openai client: 5 s), so a

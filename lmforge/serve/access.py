@@ -19,10 +19,13 @@ One ASGI middleware, outermost, so it sees every request and its final status:
   tokens), off the event loop, before the last byte of the response is sent: a client
   that has its answer can read its row.
 - **Log.** One JSON line per request on the ``lmforge.serve.access`` logger, with the
-  same fields. Prompts and outputs are never logged.
+  same fields. Prompts and outputs are not logged, unless the server runs with
+  ``log_content="redacted"``: then the line has ``content: {"prompts", "outputs"}`` with
+  personal data masked (``[PHONE]``, ``[PERSON]``, ... by :mod:`lmforge.privacy.pii`).
+  The audit table never holds content.
 
 Routes report what they used in ``request.state.usage`` (model, version, prompt and
-completion tokens), and admin routes what they changed in ``request.state.detail``; a
+completion tokens) and, for the content log, the texts in ``request.state.content``, and admin routes what they changed in ``request.state.detail``; a
 stream reports its usage when it ends, which is when this middleware's call returns.
 """
 
@@ -57,11 +60,17 @@ def scope_of(method: str, path: str) -> str:
     return "inference"
 
 
+def _redacted(content: dict[str, list[str]], redact: Any) -> dict[str, list[str]]:
+    return {k: [redact(t) for t in texts] for k, texts in content.items()}
+
+
 class Access:
     """What the middleware checks against: keys (None = open server), limits, audit."""
 
-    def __init__(self, keys: Any = None, limiter: Any = None, audit: Any = None):
+    def __init__(self, keys: Any = None, limiter: Any = None, audit: Any = None,
+                 redact: Any = None):
         self.keys, self.limiter, self.audit = keys, limiter, audit
+        self.redact = redact  # text -> text with PII masked: logs prompts and outputs
 
     def authenticate(self, header: str | None, method: str, path: str) -> KeyRecord | None:
         """The caller's key, or None on an open server; :class:`ApiError` 401/403/429."""
@@ -141,7 +150,11 @@ class AccessMiddleware:
                "prompt_tokens": usage.get("prompt_tokens"),
                "completion_tokens": usage.get("completion_tokens"),
                "detail": state.get("detail")}
-        log.info(json.dumps({"time": round(time.time(), 3), **row}))
+        line = {"time": round(time.time(), 3), **row}
+        content = state.get("content")
+        if self.access.redact is not None and content:
+            line["content"] = await asyncio.to_thread(_redacted, content, self.access.redact)
+        log.info(json.dumps(line, ensure_ascii=False))
         if key is None:
             return
         if self.access.limiter is not None:

@@ -30,6 +30,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import __version__
+from ..errors import ConfigError
 from ..privacy.encrypted_io import using_key
 from ..privacy.keys import resolve_key
 from . import admin, errors, task_routes, ui
@@ -56,7 +57,10 @@ class ServerOptions:
     ``key`` says where the key of encrypted model folders comes from (``key_file``,
     ``key_env`` or ``passphrase_env``, as :func:`lmforge.privacy.keys.resolve_key` takes
     them), never the key itself, so that ``--workers N`` can hand it to each worker; the
-    folders are decrypted in memory (:mod:`lmforge.privacy.encrypted_io`)."""
+    folders are decrypted in memory (:mod:`lmforge.privacy.encrypted_io`).
+    ``log_content``: ``off`` (prompts and outputs are never logged) or ``redacted`` (the
+    request log line carries them with personal data masked, :mod:`lmforge.privacy.pii`;
+    the audit table never does)."""
 
     engine: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = 4 * 1024 * 1024
@@ -66,9 +70,11 @@ class ServerOptions:
     response_cache_entries: int = 0
     response_cache_ttl: float = 300.0
     key: dict[str, str | None] | None = None
+    log_content: str = "off"
 
 
 ENV_CONFIG = "LMFORGE_SERVE_CONFIG"
+LOG_CONTENT = ("off", "redacted")
 
 
 def config_json(specs: list[ModelSpec], options: ServerOptions) -> str:
@@ -90,15 +96,23 @@ def app_from_env() -> FastAPI:
     return build_app([ModelSpec(**s) for s in cfg["specs"]], ServerOptions(**opts))
 
 
-def make_access(db: Path | None) -> Access:
+def make_access(db: Path | None, log_content: str = "off") -> Access:
     """Keys, rate limits and audit from ``db`` when it holds active keys, else an open
-    server's (no checks)."""
+    server's (no checks); with ``log_content="redacted"``, the PII redactor of the log."""
+    if log_content not in LOG_CONTENT:
+        raise ConfigError(f"log_content must be one of {', '.join(LOG_CONTENT)}, got "
+                          f"{log_content!r}")
+    redact = None
+    if log_content == "redacted":
+        from ..privacy.pii.redact_files import make_redactor
+
+        redact = make_redactor()
     if db is None or not Path(db).is_file():
-        return Access()
+        return Access(redact=redact)
     keys = KeyStore(db)
     if keys.count_active() == 0:
-        return Access()
-    return Access(keys, RateLimiter(), AuditLog(db))
+        return Access(redact=redact)
+    return Access(keys, RateLimiter(), AuditLog(db), redact=redact)
 
 
 class Server:
@@ -111,7 +125,7 @@ class Server:
         self.loaded = threading.Event()
         self.request_timeout = options.request_timeout
         self.metrics = ServerMetrics(self._engines)
-        self.access = make_access(options.db)
+        self.access = make_access(options.db, options.log_content)
         self.response_cache = (
             ResponseCache(options.response_cache_entries, options.response_cache_ttl)
             if options.response_cache_entries > 0 else None)

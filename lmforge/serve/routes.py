@@ -103,12 +103,15 @@ def _usage(prompts: list[list[int]], finals: dict[int, Event]) -> dict:
 
 
 def report_usage(request: Request, served: Any, prompt_tokens: int,
-                 completion_tokens: int) -> None:
-    """What the request used, for the access log, the audit and the token budget
+                 completion_tokens: int, content: dict[str, list[str]] | None = None) -> None:
+    """What the request used, for the access log, the audit and the token budget, and
+    the prompt and output texts for a server that logs them redacted
     (:mod:`lmforge.serve.access`)."""
     request.state.usage = {"model": served.name, "version": served.version,
                            "prompt_tokens": prompt_tokens,
                            "completion_tokens": completion_tokens}
+    if content is not None:
+        request.state.content = content
 
 
 def _token_text(tokenizer: Any, token: int) -> str:
@@ -261,7 +264,7 @@ class _Generation:
         obj = "chat.completion" if self.kind == "chat" else "text_completion"
         usage = _usage(self.prompts, finals)
         report_usage(self.request, self.served, usage["prompt_tokens"],
-                     usage["completion_tokens"])
+                     usage["completion_tokens"], self._content(texts))
         return {**self._envelope(choices, obj), "usage": usage}
 
     def stream(self, echo: list[Echo] | None = None) -> StreamingResponse:
@@ -275,6 +278,7 @@ class _Generation:
         finals: dict[int, Event] = {}
         extra = {"usage": None} if usage else {}
         n = len(self.job.requests)
+        texts = [""] * n
         try:
             for i in range(n):  # the role (chat) or the echoed prompt first
                 if chat:
@@ -297,6 +301,7 @@ class _Generation:
                         yield _sse(error.body())
                         break
                     finals[i] = ev
+                texts[i] += ev.text
                 if not (ev.text or ev.finish_reason or ev.logprobs):
                     continue
                 reason = _FINISH.get(ev.finish_reason or "", None)
@@ -309,7 +314,16 @@ class _Generation:
         finally:
             self.job.cancel()
             report_usage(self.request, self.served, sum(len(p) for p in self.prompts),
-                         sum(e.completion_tokens for e in finals.values()))
+                         sum(e.completion_tokens for e in finals.values()),
+                         self._content(texts))
+
+    def _content(self, outputs: list[str]) -> dict[str, list[str]] | None:
+        """The prompts (decoded, without special tokens) and the outputs, when the
+        server logs content (redacted); else None, and nothing is decoded."""
+        if _server(self.request).access.redact is None:
+            return None
+        return {"prompts": [self.tokenizer.decode(p, skip_special_tokens=True)
+                            for p in self.prompts], "outputs": outputs}
 
     def _choice(self, i: int, ev: Event, reason: str | None) -> dict:
         if self.kind == "chat":
