@@ -314,3 +314,34 @@ def test_top_level_generate_and_convert_are_the_functions():
     assert top_generate is gen_fn and top_convert is convert
     out = top_generate(tiny(), TOK, ["ab"], max_new_tokens=3, temperature=0)
     assert isinstance(out, list) and len(out) == 1
+
+
+def test_logit_bias_is_added_to_the_logits_before_sampling():
+    from lmforge.generate.sampling import apply_logit_bias, process_logits
+
+    logits = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    out = apply_logit_bias(logits, {0: 5.0, 2: -1.5})
+    assert torch.equal(out, torch.tensor([[6.0, 2.0, 1.5], [5.0, 0.0, -1.5]]))
+    cfg = GenerationConfig(temperature=0.5, logit_bias={1: 100.0})
+    # the bias comes before the temperature: (z + b) / tau
+    assert torch.allclose(process_logits(logits, cfg), (logits + torch.tensor(
+        [0.0, 100.0, 0.0])) / 0.5)
+
+
+def test_logit_bias_in_generation_forces_and_bans():
+    model = tiny()
+    prompt = [1, 20, 30, 40]
+    greedy = generate_ids(model, [prompt], GenerationConfig(max_new_tokens=6, temperature=0))[0]
+    banned = generate_ids(model, [prompt], GenerationConfig(
+        max_new_tokens=6, temperature=0, logit_bias={t: -100.0 for t in set(greedy)}))[0]
+    assert not set(banned) & set(greedy)
+    forced = generate_ids(model, [prompt], GenerationConfig(
+        max_new_tokens=6, temperature=1.0, seed=3, logit_bias={77: 100.0}))[0]
+    assert forced == [77] * 6
+
+
+@pytest.mark.parametrize("bias,msg", [({-1: 1.0}, "not a token id"), ({"3": 1.0}, "not a token id"),
+                                      ({3: 101.0}, r"\[-100, 100\]"), ([3], "must map")])
+def test_logit_bias_validation(bias, msg):
+    with pytest.raises(ConfigError, match=msg):
+        GenerationConfig(logit_bias=bias)

@@ -90,6 +90,27 @@ def test_completion_equals_generate(client, tiny, options):
         assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
 
 
+def test_logit_bias_equals_generate_and_is_validated(client, tiny):
+    model, tok = tiny
+    target = tok.encode(" the")[-1]
+    options = {"temperature": 0.8, "seed": 5, "logit_bias": {target: 8.0, 0: -100.0}}
+    for prompt in PROMPTS:
+        r = client.completions.create(model="tiny", prompt=prompt, max_tokens=12,
+                                      temperature=0.8, seed=5,
+                                      logit_bias={str(target): 8, "0": -100})
+        ref = _ref(tiny, prompt, max_new_tokens=12, **options)
+        assert r.choices[0].text == ref.text
+    forced = client.completions.create(model="tiny", prompt=PROMPTS[0], max_tokens=5,
+                                       logit_bias={str(target): 100},
+                                       extra_body={"ignore_eos": True})
+    assert forced.choices[0].text == tok.decode([target] * 5)
+    for bias, fragment in (({"x": 1}, "token ids"), ({"1": 101}, "[-100, 100]"),
+                           ({str(10**6): 1}, "must lie in")):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.completions.create(model="tiny", prompt="x", logit_bias=bias)
+        assert e.value.body["param"] == "logit_bias" and fragment in e.value.message
+
+
 def test_batched_requests_equal_each_alone(client, tiny):
     jobs = [(p, s) for p in PROMPTS for s in (1, 2, 3)]
 

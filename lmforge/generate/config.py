@@ -27,6 +27,21 @@ _FIELD_KINDS = (("max_new_tokens", Integral, False), ("temperature", Real, False
                 ("frequency_penalty", Real, False))
 
 
+def _logit_bias(bias) -> dict[int, float]:
+    """``bias`` as ``{token id: float}``, each id >= 0 and each value in [-100, 100]."""
+    if not isinstance(bias, dict):
+        raise ConfigError(f"logit_bias must map token ids to numbers, got {bias!r}")
+    out = {}
+    for k, v in bias.items():
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 0:
+            raise ConfigError(f"logit_bias: {k!r} is not a token id (an integer >= 0)")
+        if not isinstance(v, Real) or isinstance(v, bool) or not -100 <= v <= 100:
+            raise ConfigError(f"logit_bias: the bias of token {k} must be a number in "
+                              f"[-100, 100], got {v!r}")
+        out[int(k)] = float(v)
+    return out
+
+
 @dataclass
 class GenerationConfig:
     """How to pick each next token and when to stop.
@@ -39,6 +54,9 @@ class GenerationConfig:
     count of token :math:`v` among the *new* tokens (the prompt not counted),
     :math:`z_v ← z_v - c_v f - [c_v > 0] p`, applied after the repetition
     penalty; both lie in [-2, 2] as in the OpenAI API (0 = off).
+    ``logit_bias`` is OpenAI's: a map from token id to a number in [-100, 100] added to
+    that token's logit after the penalties (-100 in effect bans the token, 100 in effect
+    forces it).
     ``seed`` seeds a private ``torch.Generator`` (the global RNG is left alone).
     ``use_cache=False`` recomputes the whole sequence every step (slow; for testing).
     ``autocast`` runs the model under ``torch.autocast`` in ``"bf16"`` or ``"fp16"``
@@ -79,6 +97,7 @@ class GenerationConfig:
     alpha: float = 0.6
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.stop = _string_list("stop", self.stop)
@@ -139,6 +158,7 @@ class GenerationConfig:
                               f"got {self.num_beams}")
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise ConfigError(f"alpha must be a finite number >= 0, got {self.alpha}")
+        self.logit_bias = _logit_bias(self.logit_bias)
 
     @property
     def greedy(self) -> bool:

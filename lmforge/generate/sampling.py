@@ -10,7 +10,8 @@ Face):
    the row's sequence, :math:`z_v \leftarrow z_v / r` if :math:`z_v > 0` else
    :math:`z_v \cdot r` (with :math:`r > 1` both make :math:`v` less likely).
 2. Presence and frequency penalties (OpenAI): with :math:`c_v` the count of :math:`v`
-   among the new tokens, :math:`z_v \leftarrow z_v - c_v f - [c_v > 0] p`.
+   among the new tokens, :math:`z_v \leftarrow z_v - c_v f - [c_v > 0] p`; then OpenAI's
+   ``logit_bias``: :math:`z_v \leftarrow z_v + b_v`.
 3. Constraints: :math:`z_v \leftarrow -\infty` for every token :math:`v` the row may not
    produce next: a repeated n-gram, the end of a bad word, ``eos`` before
    ``min_new_tokens`` (:class:`~lmforge.generate.constraints.TokenBans`).
@@ -59,19 +60,28 @@ def apply_count_penalties(logits: torch.Tensor, counts: torch.Tensor, presence: 
     return logits - counts * frequency - (counts > 0).to(logits.dtype) * presence
 
 
+def apply_logit_bias(logits: torch.Tensor, bias: dict[int, float]) -> torch.Tensor:
+    """``logits`` (B, V) plus ``bias[v]`` at every biased token ``v`` of every row."""
+    ids = torch.tensor(list(bias), device=logits.device)
+    values = torch.tensor(list(bias.values()), dtype=logits.dtype, device=logits.device)
+    return logits.index_add(-1, ids, values.expand(logits.shape[0], -1))
+
+
 def constrain_logits(logits: torch.Tensor, config: GenerationConfig,
                      seen: torch.Tensor | None = None,
                      banned: Sequence[Sequence[int]] | None = None,
                      counts: torch.Tensor | None = None) -> torch.Tensor:
     """Rules 1-3 on fp32 logits (B, V): the repetition penalty (``seen``), the presence
-    and frequency penalties (``counts`` of the new tokens), then the bans (``banned[b]``:
-    the ids row ``b`` may not produce)."""
+    and frequency penalties (``counts`` of the new tokens) and the logit bias, then the
+    bans (``banned[b]``: the ids row ``b`` may not produce)."""
     logits = logits.float()
     if seen is not None and config.repetition_penalty != 1.0:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
     if counts is not None and config.counts_new_tokens:
         logits = apply_count_penalties(logits, counts, config.presence_penalty,
                                        config.frequency_penalty)
+    if config.logit_bias:
+        logits = apply_logit_bias(logits, config.logit_bias)
     if banned is not None:
         logits = ban_tokens(logits, banned)
     return logits

@@ -3,9 +3,8 @@
 Fields and ranges follow OpenAI's API reference; the extras (``top_k``,
 ``repetition_penalty``, ``min_tokens``, ``ignore_eos``, ``stop_token_ids``) are vLLM's.
 Unknown fields are ignored, as OpenAI and vLLM do, so clients that send newer fields keep
-working; a field that would change the output and is not supported (``logit_bias``,
-``suffix``, ``tools``, ``best_of`` other than ``n``) is a 400 naming it, never silently
-dropped.
+working; a field that would change the output and is not supported (``suffix``,
+``tools``, ``best_of`` other than ``n``) is a 400 naming it, never silently dropped.
 """
 
 from __future__ import annotations
@@ -46,7 +45,9 @@ class SamplingFields(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, float] | None = Field(
+        None, description="OpenAI's: token id (as a string) -> bias in [-100, 100] added to "
+        "its logit before sampling.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -56,9 +57,17 @@ class SamplingFields(BaseModel):
         if self.stream_options is not None and not self.stream:
             raise ApiError("stream_options is only allowed when stream is true",
                            param="stream_options")
-        if self.logit_bias:
-            raise ApiError("logit_bias is not supported by this server", param="logit_bias")
+        for k, v in (self.logit_bias or {}).items():
+            if not k.isdigit():
+                raise ApiError(f"logit_bias keys are token ids, got {k!r}", param="logit_bias")
+            if not -100 <= v <= 100:
+                raise ApiError(f"logit_bias values must lie in [-100, 100], got {v} for "
+                               f"token {k}", param="logit_bias")
         return self
+
+    @property
+    def token_bias(self) -> dict[int, float]:
+        return {int(k): v for k, v in (self.logit_bias or {}).items()}
 
     @property
     def stops(self) -> list[str]:
