@@ -3,8 +3,9 @@
 Fields and ranges follow OpenAI's API reference; the extras (``top_k``,
 ``repetition_penalty``, ``min_tokens``, ``ignore_eos``, ``stop_token_ids``) are vLLM's.
 Unknown fields are ignored, as OpenAI and vLLM do, so clients that send newer fields keep
-working; a field that would change the output and is not supported (``suffix``,
-``tools``, ``best_of`` other than ``n``) is a 400 naming it, never silently dropped.
+working; a field that would change the output and is not supported (``tools``,
+``best_of`` other than ``n``, ``suffix`` for a model without fill-in-the-middle) is a 400
+naming it, never silently dropped.
 """
 
 from __future__ import annotations
@@ -87,13 +88,15 @@ class CompletionRequest(SamplingFields):
                                    "only (with logprobs), generating nothing")
     logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     echo: bool = False
-    suffix: str | None = None
+    suffix: str | None = Field(None, description="The text after the completion: the "
+                               "prompt becomes a fill-in-the-middle prompt (models trained "
+                               "with FIM sentinels only).")
     best_of: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _check_completion(self):
-        if self.suffix:
-            raise ApiError("suffix is not supported by this server", param="suffix")
+        if self.suffix is not None and self.echo:
+            raise ApiError("suffix cannot be combined with echo", param="suffix")
         if self.best_of is not None and self.best_of != self.n:
             raise ApiError("best_of must equal n (this server returns every sequence)",
                            param="best_of")

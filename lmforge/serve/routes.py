@@ -30,6 +30,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..code.fim import FIM_TOKENS, FimIds, fim_prompt
 from ..errors import LmforgeError
 from ..generate.config import GenerationConfig
 from ..generate.text import encode_prompt
@@ -350,21 +351,34 @@ async def list_models(request: Request):
         for m in _server(request).models.values()]}
 
 
+def _fim_ids(served: Any) -> Any:
+    """The fill-in-the-middle sentinels of a served model, or a 400 on ``suffix``."""
+    fim = FimIds.of(served.tokenizer)
+    if fim is None:
+        raise ApiError(f"model {served.name} was trained without fill-in-the-middle (its "
+                       f"tokenizer has no {FIM_TOKENS[0]} token), so it cannot take a suffix",
+                       param="suffix")
+    return fim
+
+
 @router.post("/v1/completions", summary="Complete prompts (OpenAI completions)",
              responses=_STREAMABLE)
 async def completions(body: CompletionRequest, request: Request):
     served = _server(request).generator(body.model)
     tok = served.tokenizer
+    fim = _fim_ids(served) if body.suffix is not None else None
     prompts, echo = [], []
     for i, p in enumerate(body.prompts()):
         if isinstance(p, str):
-            prompts.append(encode_prompt(tok, p))
+            prompts.append(encode_prompt(tok, p) if fim is None else
+                           fim_prompt(tok, fim, tok.encode(p), tok.encode(body.suffix)))
             echo.append(p)
         else:
             if not p or not all(isinstance(t, int) and 0 <= t < served.engine.vocab for t in p):
                 raise ApiError(f"prompt {i}: token ids must lie in [0, {served.engine.vocab})",
                                param="prompt")
-            prompts.append(list(p))
+            prompts.append(list(p) if fim is None else
+                           fim_prompt(tok, fim, list(p), tok.encode(body.suffix)))
             echo.append(tok.decode(p, skip_special_tokens=True))
     max_tokens = 16 if body.max_tokens is None else body.max_tokens
     for p in prompts:
