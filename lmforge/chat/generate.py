@@ -44,12 +44,14 @@ def end_of_turn(template: ChatTemplate, **variables: Any) -> str:
 
 
 def prompt_ids(template: ChatTemplate, tokenizer: Any,
-               messages: Sequence[Mapping[str, Any]]) -> list[int]:
+               messages: Sequence[Mapping[str, Any]],
+               tools: Sequence[Mapping[str, Any]] | None = None, prefill: str = "") -> list[int]:
     """The token ids of the conversation rendered with the generation prompt (special-token
-    strings the template writes become their ids)."""
-    text = template.render(messages, add_generation_prompt=True,
+    strings the template writes become their ids), with ``tools`` passed to the template
+    and ``prefill`` written as the start of the reply."""
+    text = template.render(messages, add_generation_prompt=True, tools=tools,
                            **template_variables(tokenizer)).text
-    return tokenizer.encode(text, allow_special=True)
+    return tokenizer.encode(text + prefill, allow_special=True)
 
 
 def fit_history(template: ChatTemplate, tokenizer: Any, messages: list[dict],

@@ -3,9 +3,9 @@
 Fields and ranges follow OpenAI's API reference; the extras (``top_k``,
 ``repetition_penalty``, ``min_tokens``, ``ignore_eos``, ``stop_token_ids``) are vLLM's.
 Unknown fields are ignored, as OpenAI and vLLM do, so clients that send newer fields keep
-working; a field that would change the output and is not supported (``tools``,
-``best_of`` other than ``n``, ``suffix`` for a model without fill-in-the-middle) is a 400
-naming it, never silently dropped.
+working; a field that would change the output and is not supported (``best_of`` other
+than ``n``, ``suffix`` for a model without fill-in-the-middle, ``tools`` for a chat template
+that does not read them) is a 400 naming it, never silently dropped.
 """
 
 from __future__ import annotations
@@ -131,13 +131,14 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
+    tools: list[dict[str, Any]] | None = Field(
+        None, description="OpenAI's function tools, rendered by the chat template; calls "
+                          "come back as tool_calls (lmforge.serve.tools).")
+    tool_choice: Any = Field(None, description="none, auto, required or {\"type\": "
+                             "\"function\", \"function\": {\"name\": ...}}")
 
     @model_validator(mode="after")
     def _check_chat(self):
-        if self.tools:
-            raise ApiError("tools are not supported by this server", param="tools")
         if self.top_logprobs is not None and not self.logprobs:
             raise ApiError("top_logprobs needs logprobs to be true", param="top_logprobs")
         return self

@@ -46,6 +46,7 @@ from .protocol import (
     TokenizeRequest,
 )
 from .response_cache import cache_key, is_deterministic
+from .tools import ToolUse, check_tools, parse_reply, template_reads_tools
 
 router = APIRouter()
 
@@ -216,9 +217,10 @@ class _Generation:
 
     def __init__(self, request: Request, body: SamplingFields, served: Any,
                  prompts: list[list[int]], max_tokens: list[int], stop_ids: frozenset[int],
-                 logprobs: int | None, kind: str):
+                 logprobs: int | None, kind: str, tools: ToolUse | None = None):
         server = _server(request)
         self.request, self.body, self.served, self.prompts = request, body, served, prompts
+        self.tools = tools
         self.kind, self.tokenizer = kind, served.tokenizer
         self.id = _new_id(kind)
         self.created = int(time.time())
@@ -256,9 +258,9 @@ class _Generation:
             reason = _FINISH.get(finals[i].finish_reason, finals[i].finish_reason)
             if self.kind == "chat":
                 lp = _chat_logprobs(self.tokenizer, items[i]) if self.body.logprobs else None
-                choices.append({"index": i, "message": {"role": "assistant",
-                                                        "content": texts[i]},
-                                "logprobs": lp, "finish_reason": reason})
+                message, reason = self._message(texts[i], reason)
+                choices.append({"index": i, "message": message, "logprobs": lp,
+                                "finish_reason": reason})
             else:
                 prefix = echo[i // self.body.n] if echo else Echo("")
                 lp = (_completion_logprobs(self.tokenizer, items[i], len(prefix.text),
@@ -271,6 +273,17 @@ class _Generation:
         report_usage(self.request, self.served, usage["prompt_tokens"],
                      usage["completion_tokens"], self._content(texts))
         return {**self._envelope(choices, obj), "usage": usage}
+
+    def _message(self, text: str, reason: str) -> tuple[dict, str]:
+        """The assistant message of a reply and its finish reason: with tools, the calls
+        parsed out of it (:mod:`lmforge.serve.tools`)."""
+        if self.tools is None:
+            return {"role": "assistant", "content": text}, reason
+        content, calls = parse_reply(self.tools.prefill + text, self.tools)
+        if not calls:
+            return {"role": "assistant", "content": content}, reason
+        return ({"role": "assistant", "content": content, "tool_calls": calls},
+                "tool_calls")
 
     def stream(self, echo: list[Echo] | None = None) -> StreamingResponse:
         return StreamingResponse(self._chunks(echo), media_type="text/event-stream",
@@ -310,6 +323,11 @@ class _Generation:
                 if not (ev.text or ev.finish_reason or ev.logprobs):
                     continue
                 reason = _FINISH.get(ev.finish_reason or "", None)
+                if self.tools is not None:  # sent whole at the end (module tools)
+                    if reason is not None:
+                        yield _sse({**self._envelope([self._tool_delta(i, texts[i], reason)],
+                                                     obj), **extra})
+                    continue
                 yield _sse({**self._envelope([self._choice(i, ev, reason)], obj), **extra})
             else:
                 if usage and len(finals) == n:
@@ -329,6 +347,16 @@ class _Generation:
             return None
         return {"prompts": [self.tokenizer.decode(p, skip_special_tokens=True)
                             for p in self.prompts], "outputs": outputs}
+
+    def _tool_delta(self, i: int, text: str, reason: str) -> dict:
+        """A reply with tools, whole, as one streamed choice: its content and its calls
+        (each with its ``index``, as OpenAI's tool-call deltas)."""
+        message, reason = self._message(text, reason)
+        delta = {k: v for k, v in message.items() if k == "content" and v is not None}
+        if "tool_calls" in message:
+            delta["tool_calls"] = [{"index": k, **c}
+                                   for k, c in enumerate(message["tool_calls"])]
+        return {"index": i, "delta": delta, "logprobs": None, "finish_reason": reason}
 
     def _choice(self, i: int, ev: Event, reason: str | None) -> dict:
         if self.kind == "chat":
@@ -428,10 +456,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
                        "tokenizer_config.json's chat_template); use /v1/completions",
                        param="model")
     tok = served.tokenizer
+    tools = check_tools(body.tools, body.tool_choice)
+    if tools is not None and not template_reads_tools(served.template):
+        raise ApiError(f"model {served.name}'s chat template does not render tools, so the "
+                       "model cannot see them", param="tools")
     try:
         msgs = check_messages(body.messages)
         check_prompt(msgs)
-        ids = prompt_ids(served.template, tok, msgs)
+        ids = prompt_ids(served.template, tok, msgs, tools.tools if tools else None,
+                         tools.prefill if tools else "")
     except LmforgeError as e:
         raise ApiError(str(e), param="messages") from None
     param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
@@ -443,7 +476,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     stop_ids = _stop_ids(body, eos, served.engine.vocab)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     return await _answer(request, "chat", served, body, lambda: _Generation(
-        request, body, served, [ids], [max_tokens], stop_ids, logprobs, "chat"))
+        request, body, served, [ids], [max_tokens], stop_ids, logprobs, "chat", tools))
 
 
 @router.post("/v1/embeddings", summary="Embed texts (OpenAI embeddings)")
