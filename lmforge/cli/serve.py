@@ -134,6 +134,17 @@ def serve(
         uvicorn.run(build_app(specs, options), host=host, port=port, log_level=log_level,
                     **server_options)
         return
+    import shutil
+    import tempfile
+
+    from ..serve.metrics import MULTIPROC_ENV
+
     os.environ[ENV_CONFIG] = config_json(specs, options)
-    uvicorn.run("lmforge.serve.app:app_from_env", factory=True, workers=workers, host=host,
-                port=port, log_level=log_level, **server_options)
+    # the workers' counters meet in one folder (prometheus-client's multiprocess mode)
+    metrics_dir = tempfile.mkdtemp(prefix="lmforge-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        uvicorn.run("lmforge.serve.app:app_from_env", factory=True, workers=workers,
+                    host=host, port=port, log_level=log_level, **server_options)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -5,17 +5,22 @@ HTTP layer, as a client sees them: *time to first token* from the request's arri
 its first generated token, *inter-token latency* between consecutive tokens of one
 sequence, *end-to-end latency* from arrival to the last token. The engine's state
 (running and waiting sequences, prefix-cache counts) is read when Prometheus scrapes.
-Each app has its own registry, so several servers can live in one process (tests).
+Each app has its own registry, so several servers can live in one process (tests). With
+``--workers N`` the workers share their counters and histograms through
+prometheus-client's multiprocess mode (a temporary folder the parent creates), so any
+worker's ``/metrics`` reports the whole server.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 PREFIX = "lmforge:"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LABELS = ("model_name", "model_version")
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
                     2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
@@ -47,10 +52,22 @@ class ServerMetrics:
         self.response_cache_hits = Counter(PREFIX + "response_cache_hits",
                                            "Requests answered from the response cache.",
                                            LABELS, registry=r)
-        r.register(_EngineCollector(engines))
+        self.engine_collector = _EngineCollector(engines)
+        r.register(self.engine_collector)
 
     def scrape(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text. Under ``lmforge serve --workers N`` (``$PROMETHEUS_MULTIPROC_DIR``
+        set, prometheus-client's multiprocess mode) the counters and histograms are summed
+        over every worker; the engine's gauges are the answering worker's."""
+        path = os.environ.get(MULTIPROC_ENV)
+        if not path:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)
+        registry.register(self.engine_collector)
+        return generate_latest(registry)
 
 
 class _EngineCollector:
