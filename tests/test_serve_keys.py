@@ -435,3 +435,40 @@ def test_cli_audit_tail_and_export(db, tmp_path, capsys):
     assert_user_error(["audit", "export", "--since", "1d", "--format", "xml", "--out",
                        str(dest), "--db", str(db)], capsys, "unknown export format")
     assert dest.read_text() == "keep me"
+
+
+def test_limiters_sharing_a_database_share_the_budget(tmp_path):
+    """Two limiters on one SQLite file (two workers of ``--workers 2``) hold one bucket."""
+    clock = FakeClock()
+    db = tmp_path / "serve.db"
+    a, b = RateLimiter(clock=clock, db=db), RateLimiter(clock=clock, db=db)
+    key = _key(rpm=3, tpm=60)
+    assert [a.check_request(key), b.check_request(key), a.check_request(key)] == [0.0] * 3
+    assert b.check_request(key) == 20.0  # r = 3/min: 20 s for the next request
+    clock.t += 20
+    b.charge_tokens(key, 70)  # the token budget (60) is now 10 in debt on both
+    assert a.check_request(key) == 11.0  # (1 - (-10)) / 1 per s
+    assert len(a) == len(b) == 2
+    assert a.check_request(_key()) == 0.0  # unlimited keys touch nothing
+
+
+def _take(db: str, n: int, out) -> None:
+    limiter = RateLimiter(db=db)
+    key = _key(rpm=20)
+    out.put(sum(limiter.check_request(key) == 0.0 for _ in range(n)))
+
+
+def test_shared_limiter_admits_the_budget_once_across_processes(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    db, out = str(tmp_path / "serve.db"), ctx.Queue()
+    RateLimiter(db=db)  # the table exists before both start
+    procs = [ctx.Process(target=_take, args=(db, 30, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    admitted = out.get(timeout=120) + out.get(timeout=120)
+    for p in procs:
+        p.join(timeout=60)
+    # 20 at once (the burst), plus what refills at 1 per 3 s while the processes run
+    assert 20 <= admitted <= 22

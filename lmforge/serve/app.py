@@ -112,7 +112,7 @@ def make_access(db: Path | None, log_content: str = "off") -> Access:
     keys = KeyStore(db)
     if keys.count_active() == 0:
         return Access(redact=redact)
-    return Access(keys, RateLimiter(), AuditLog(db), redact=redact)
+    return Access(keys, RateLimiter(db=db), AuditLog(db), redact=redact)
 
 
 class Server:

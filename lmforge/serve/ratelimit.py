@@ -15,11 +15,13 @@ again (``(1 - L) / r`` seconds).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from .keys import KeyRecord
+from .keys import KeyRecord, connect
 
 PRUNE_EVERY_S = 60.0
 
@@ -75,19 +77,33 @@ class RateLimiter:
     """The buckets of every key, by key id: one for requests (when the key has
     ``requests_per_minute``) and one for generated tokens (``tokens_per_minute``).
 
-    Thread-safe. Every ``PRUNE_EVERY_S`` seconds, buckets that are full again are dropped
-    (a new one is identical), so memory grows with the keys in recent use only.
+    In memory by default: thread-safe, and every ``PRUNE_EVERY_S`` seconds the buckets
+    that are full again are dropped (a new one is identical), so memory grows with the keys
+    in recent use only. With ``db`` (the server's SQLite file) the buckets live in its
+    ``rate_buckets`` table and each check is one ``BEGIN IMMEDIATE`` transaction, so the
+    workers of ``lmforge serve --workers N`` and replicas sharing the file share each key's
+    limits; time is then the wall clock (``time.time``), which every process reads alike.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
+    def __init__(self, clock: Callable[[], float] | None = None,
+                 db: str | os.PathLike | None = None) -> None:
+        self.db = db
+        self.clock = clock or (time.time if db is not None else time.monotonic)
         self._requests: dict[str, TokenBucket] = {}
         self._tokens: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
-        self._pruned = clock()
+        self._pruned = self.clock()
+        if db is not None:
+            with connect(db) as conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS rate_buckets (key_id TEXT NOT NULL, "
+                             "kind TEXT NOT NULL, level REAL NOT NULL, updated REAL NOT NULL, "
+                             "PRIMARY KEY (key_id, kind))")
 
     def __len__(self) -> int:
         """How many buckets are held."""
+        if self.db is not None:
+            with connect(self.db) as conn:
+                return conn.execute("SELECT COUNT(*) FROM rate_buckets").fetchone()[0]
         with self._lock:
             return len(self._requests) + len(self._tokens)
 
@@ -104,18 +120,44 @@ class RateLimiter:
                 del table[key_id]
         self._pruned = self.clock()
 
+    @contextlib.contextmanager
+    def _buckets(self, key: KeyRecord) -> Iterator[tuple[TokenBucket | None,
+                                                          TokenBucket | None]]:
+        """``(requests, tokens)``: ``key``'s buckets (None where it has no such limit),
+        held exclusively inside the block and kept when it ends."""
+        limits = (("requests", key.requests_per_minute), ("tokens", key.tokens_per_minute))
+        if self.db is None:
+            with self._lock:
+                self._prune()
+                yield tuple(None if rate is None else self._bucket(
+                    self._requests if kind == "requests" else self._tokens, key.id, rate)
+                    for kind, rate in limits)
+            return
+        with connect(self.db) as conn:
+            conn.execute("BEGIN IMMEDIATE")  # one process at a time reads and writes
+            buckets = []
+            for kind, rate in limits:
+                bucket = None if rate is None else TokenBucket(rate, clock=self.clock)
+                row = bucket and conn.execute(
+                    "SELECT level, updated FROM rate_buckets WHERE key_id = ? AND kind = ?",
+                    (key.id, kind)).fetchone()
+                if row is not None and bucket is not None:
+                    bucket.level, bucket.updated = min(row[0], bucket.capacity), row[1]
+                buckets.append(bucket)
+            yield tuple(buckets)
+            conn.executemany("INSERT OR REPLACE INTO rate_buckets VALUES (?, ?, ?, ?)",
+                             [(key.id, kind, b.level, b.updated)
+                              for (kind, _), b in zip(limits, buckets, strict=True) if b])
+
     def check_request(self, key: KeyRecord) -> float:
         """Admit one request of ``key`` and return 0.0, or return the seconds to wait
         (the longer of the request limit's and the token budget's) and admit nothing."""
-        with self._lock:
-            self._prune()
-            waits = [0.0]
-            if key.tokens_per_minute is not None:
-                waits.append(self._bucket(self._tokens, key.id,
-                                          key.tokens_per_minute).wait_time(1))
-            if key.requests_per_minute is None:
+        if self.db is not None and key.requests_per_minute is key.tokens_per_minute is None:
+            return 0.0  # no limits: no transaction
+        with self._buckets(key) as (requests, tokens):
+            waits = [0.0] if tokens is None else [tokens.wait_time(1)]
+            if requests is None:
                 return max(waits)
-            requests = self._bucket(self._requests, key.id, key.requests_per_minute)
             if max(waits) > 0.0:
                 return max(*waits, requests.wait_time(1))
             return requests.try_take(1)
@@ -127,5 +169,5 @@ class RateLimiter:
             raise ValueError(f"cannot charge a negative number of tokens ({n})")
         if key.tokens_per_minute is None:
             return
-        with self._lock:
-            self._bucket(self._tokens, key.id, key.tokens_per_minute).charge(n)
+        with self._buckets(key) as (_, tokens):
+            tokens.charge(n)
