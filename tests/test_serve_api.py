@@ -406,6 +406,58 @@ def test_response_cache_answers_deterministic_requests_again(folders):
             in metrics
 
 
+def test_response_cache_serves_and_fills_streams(folders):
+    app = build_app([ModelSpec("tiny", str(folders["tiny"]))],
+                    ServerOptions(response_cache_entries=8))
+    with running(app) as url:
+        engine = app.state.server.models["tiny"].engine
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        kw = {"model": "tiny", "prompt": ["Alice", "小明"], "max_tokens": 6, "temperature": 0,
+              "n": 2, "logprobs": 2}
+        whole = client.completions.create(**kw)
+        made = engine.generated_tokens
+
+        def streamed(**extra):
+            text, lp, reasons, usage = {}, {}, {}, None
+            with client.completions.with_streaming_response.create(
+                    **kw, **extra, stream=True, stream_options={"include_usage": True}) as r:
+                hit = r.headers.get("x-cache")
+                for chunk in r.parse():
+                    usage = chunk.usage or usage
+                    for c in chunk.choices:
+                        text[c.index] = text.get(c.index, "") + c.text
+                        lp.setdefault(c.index, []).extend(c.logprobs.tokens if c.logprobs
+                                                          else [])
+                        reasons[c.index] = c.finish_reason or reasons.get(c.index)
+            return hit, text, lp, reasons, usage
+
+        hit, text, lp, reasons, usage = streamed()  # a stream answered from the cache
+        assert hit == "hit" and engine.generated_tokens == made
+        assert [text[c.index] for c in whole.choices] == [c.text for c in whole.choices]
+        assert [lp[c.index] for c in whole.choices] == [c.logprobs.tokens for c in whole.choices]
+        assert [reasons[c.index] for c in whole.choices] == [c.finish_reason
+                                                             for c in whole.choices]
+        assert usage.completion_tokens == whole.usage.completion_tokens
+        # a stream that missed fills the cache for whole answers and streams alike
+        kw["prompt"] = ["Bob"]
+        first = streamed()
+        assert first[0] is None
+        made = engine.generated_tokens
+        again = client.completions.with_raw_response.create(**kw)
+        assert again.headers.get("x-cache") == "hit" and engine.generated_tokens == made
+        assert [c.text for c in again.parse().choices] == [first[1][i] for i in range(2)]
+        assert streamed()[1:] == first[1:]
+        # chat: the replayed stream carries the role and the whole content
+        chat = {"model": "tiny", "messages": MESSAGES, "max_tokens": 6, "temperature": 0}
+        reply = client.chat.completions.create(**chat).choices[0]
+        with client.chat.completions.with_streaming_response.create(**chat, stream=True) as r:
+            assert r.headers.get("x-cache") == "hit"
+            deltas = [c.choices[0] for c in r.parse() if c.choices]
+        assert deltas[0].delta.role == "assistant"
+        assert "".join(d.delta.content or "" for d in deltas) == reply.message.content
+        assert deltas[-1].finish_reason == reply.finish_reason
+
+
 def test_response_cache_lru_and_ttl():
     from lmforge.serve.response_cache import ResponseCache
 

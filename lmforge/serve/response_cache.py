@@ -5,7 +5,10 @@ A request is deterministic when it decodes greedily (``temperature`` 0) or fixes
 Its key is the route, the model's name and version, and the request body in canonical
 JSON without the fields that do not change the output (``stream``, ``stream_options``,
 ``user``). A hit returns the stored response with a new ``id`` and ``created`` time and
-the header ``X-Cache: hit``. Only whole (non-streamed) responses are stored and served.
+the header ``X-Cache: hit``. Streams are cached too: a stream whose every choice
+finished stores the whole response it streamed, and a streamed request that hits gets the
+stored response replayed as a stream (each choice's whole text, log-probabilities and
+tool calls in one chunk, then the usage chunk when asked).
 
 Entries live at most ``ttl`` seconds and at most ``max_entries`` are kept, the least
 recently used dropped first (LRU). ``hits`` and ``lookups`` count the cache's use
