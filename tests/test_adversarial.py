@@ -256,3 +256,16 @@ def test_cli_attack_evaluation_end_to_end(runs, tmp_path, capsys):
                and len(ln.split()) == 4)
     f1_clean, f1_att, drop = map(float, row.split()[1:])
     assert 0 <= f1_att <= 1 and drop == pytest.approx(f1_clean - f1_att, abs=2e-4)
+
+
+def test_predict_with_the_defences_sees_through_homoglyphs(runs, capsys):
+    sent = runs[0]
+    clean = "I love this film, it is wonderful."
+    attacked = "I lоvе this film, it is wоndеrful.\u200b"  # Cyrillic о/е, a zero-width space
+    outs = []
+    for text, extra in ((clean, []), (attacked, ["--defend"])):
+        code, out, err = run_cli(["predict", str(sent), "--text", text, *extra], capsys)
+        assert code == 0, err
+        outs.append(json.loads(out.strip()))
+    assert outs[1]["text"] == clean and outs[1]["label"] == outs[0]["label"]
+    assert outs[1]["probs"] == pytest.approx(outs[0]["probs"])

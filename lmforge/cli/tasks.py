@@ -90,6 +90,10 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     task: Annotated[str | None, typer.Option(help="A multi-task run: the task to predict "
                                              "(its name in the recipe).")] = None,
+    defend: Annotated[bool, typer.Option(
+        help="Pass every input through the adversarial-text defences first (zero-width and "
+             "bidi characters, homoglyphs, mixed scripts); the output shows the defended "
+             "text, which the offsets refer to.")] = False,
 ):
     """Labels with probabilities, entity spans with offsets, relations, or answers. With
     a key option the run may be encrypted (it is read in memory)."""
@@ -99,6 +103,8 @@ def predict(
     if (text is None) == (input is None):
         raise LmforgeError("give --text (one or more) or --input FILE, not both")
     inputs = list(text) if text is not None else _read_inputs(input, ("text", "question"))
+    if defend:
+        inputs = [_defended(x) for x in inputs]
     pred = task_predictor(run, task).predict(inputs, batch_size=batch_size)
     lines = [json.dumps({**({"text": x} if isinstance(x, str) else x), **p},
                         ensure_ascii=False) for x, p in zip(inputs, pred, strict=True)]
@@ -108,6 +114,17 @@ def predict(
     else:
         for line in lines:
             _echo(line)
+
+
+def _defended(item: str | dict) -> str | dict:
+    """A text, or a record's text fields, through the adversarial-text defences (a text
+    they would empty stays as it was)."""
+    from ..data.normalize_adversarial import defend
+
+    if isinstance(item, str):
+        return defend(item) or item
+    return {k: (defend(v) or v) if k in ("text", "question", "context") and isinstance(v, str)
+            else v for k, v in item.items()}
 
 
 def evaluate_task(run: str, data: list[str], out: str | None, *, attack: str | None = None,
