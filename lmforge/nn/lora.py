@@ -156,7 +156,8 @@ class LoraLinear(nn.Module):
             return y
         if self.dropout and self.training:
             x = F.dropout(x, self.dropout, training=True)
-        h = F.linear(F.linear(x, self.lora_A.weight), self.lora_B.weight)  # (..., r) -> out
+        # through the modules, so that hooks on them (Opacus' per-example gradients) run
+        h = self.lora_B(self.lora_A(x))  # (..., r) -> out
         return y.add_(h, alpha=self.scaling)
 
     def delta_weight(self) -> Tensor:

@@ -200,6 +200,12 @@ class FinetuneRecipe(Section):
                              "sequences: use head.head=linear or data.subword=first")
         if self.data.subword == "all" and self.data.mention_replace > 0:
             raise ValueError("data.mention_replace rewrites words: use data.subword=first")
+        noisy = [f"data.{n}" for n in ("augment", "token_dropout", "entity_noise",
+                                        "mention_replace") if getattr(self.data, n)]
+        if self.train.privacy is not None and noisy:
+            raise ValueError(f"train.privacy samples each training record as it is: "
+                             f"{', '.join(noisy)} must be 0 (EDA copies would make one "
+                             "record several privacy units)")
         return self
 
     def to_dict(self) -> dict:

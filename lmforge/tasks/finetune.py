@@ -33,7 +33,13 @@ from ..errors import ConfigError, LmforgeError
 from ..io import atomic_write_json, atomic_write_text
 from .config import FinetuneRecipe
 from .datasets import label_names, load_splits
-from .encode import TaskBatches, encode_classification, encode_relations, encode_tagging
+from .encode import (
+    TaskBatches,
+    collate,
+    encode_classification,
+    encode_relations,
+    encode_tagging,
+)
 from .evaluation import TASK_METRICS, TaskObjective, balanced_weights
 from .mentions import MentionReplacer
 from .model import TaskModel, TaskModelConfig, task_config_from
@@ -263,9 +269,10 @@ def _augment(recipe: FinetuneRecipe, task: str, records: list[dict]) -> list[dic
 
 
 def task_sources(recipe: FinetuneRecipe, task: str, labels: list[str], splits: dict,
-                 model: TaskModel, tokenizer) -> tuple[TaskBatches, TaskBatches, TaskObjective]:
+                 model: TaskModel, tokenizer) -> tuple[Any, TaskBatches, TaskObjective]:
     """``(train batches, validation batches, objective)`` of a fine-tuning recipe: the
-    training records augmented as the recipe says, encoded for ``model``'s config."""
+    training records augmented as the recipe says, encoded for ``model``'s config (with
+    ``train.privacy``, the training batches are a Poisson source over the records)."""
     index = {n: i for i, n in enumerate(labels)}
     train_records = _augment(recipe, task, splits["train"])
     train_ex = encode_split(task, train_records, tokenizer, index, model.config,
@@ -283,6 +290,11 @@ def task_sources(recipe: FinetuneRecipe, task: str, labels: list[str], splits: d
                             mentions=_mention_replacer(recipe, task, labels, n_special,
                                                        tokenizer.vocab_size))
     val_src = TaskBatches(val_ex, tokenizer.pad_id, task, max(bs, 64))
+    if recipe.train.privacy is not None:  # DP-SGD: Poisson batches of the records
+        from ..privacy.dp import PoissonSource
+
+        train_src = PoissonSource.over(train_ex, lambda ex: collate(ex, tokenizer.pad_id,
+                                                                    task))
     weights = None
     if recipe.finetune.class_weights == "balanced" and task != "tag":
         weights = balanced_weights([e.label for e in train_ex], len(labels))
@@ -358,6 +370,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
     results = evaluate_splits(predictor, splits, card, run_dir, metric)
     results.update(best_checkpoint=str(best), metric=metric, trainable_parameters=trainable,
                    parameters=total, strategy=recipe.finetune.strategy)
+    if trainer.dp is not None:
+        results["privacy"] = trainer.dp.report()
     atomic_write_json(run_dir / "results.json", results)
     if recipe.finetune.strategy == "lora" and model.config.encoder == "bert":
         from ..hf.peft import save_peft_adapter

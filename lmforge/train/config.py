@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..validation import Section
+from .privacy_config import PrivacyConfig, privacy_conflicts
 
 
 class TrainConfig(Section):
@@ -74,6 +75,8 @@ class TrainConfig(Section):
     n_sentinels: int = Field(100, ge=1, description="span_corruption: sentinel ids added "
                                                     "after the tokenizer's vocabulary")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="translation: smoothing")
+    privacy: PrivacyConfig | None = Field(None, description="DP-SGD through Opacus "
+                                          "(lmforge.privacy.dp); None: ordinary training")
 
     @model_validator(mode="after")
     def _muon_runs_in_one_process(self) -> TrainConfig:
@@ -81,4 +84,11 @@ class TrainConfig(Section):
             raise ValueError(f"optimizer=muon cannot run with distributed={self.distributed}"
                              " yet (its orthogonalised update needs whole matrices); use "
                              "optimizer=adamw")
+        return self
+
+    @model_validator(mode="after")
+    def _privacy_fits(self) -> TrainConfig:
+        problem = privacy_conflicts(self)
+        if problem is not None:
+            raise ValueError(problem)
         return self

@@ -179,6 +179,7 @@ class Trainer:
         self.optimizer = self.par.prepare_optimizer(
             build_optimizer(self.local, cfg, ns_dtype=self.amp_dtype or torch.float32))
         self._add_objective_parameters()
+        self._attach_privacy()
         self.schedule = LRSchedule.from_config(cfg)
 
         # Progress state (restored on resume).
@@ -201,6 +202,8 @@ class Trainer:
         ck.clean_stale(self.run_dir)
         if resume:
             self._restore()
+            if self.dp is not None:
+                self.dp.restore(self.step)
         else:
             existing = ck.latest_checkpoint(self.run_dir)
             if existing is not None:
@@ -376,6 +379,19 @@ class Trainer:
             return
         load(_to_device(state, self.device))
 
+    def _attach_privacy(self) -> None:
+        """``train.privacy``: DP-SGD through Opacus (:mod:`lmforge.privacy.dp`) wraps the
+        model and the optimizer, trains in fp32 and Poisson-samples the training set."""
+        self.dp: Any = None
+        if self.cfg.privacy is None:
+            return
+        from ..privacy.dp import DPTraining
+
+        self.amp_dtype = None
+        self.dp = DPTraining(self.cfg.privacy, self.model, self.optimizer, self.train_source,
+                             self.cfg.batch_size, self.cfg.max_steps, objective=self.objective)
+        self.train_model, self.optimizer = self.dp.module, self.dp.optimizer
+
     def _seed_everything(self) -> None:
         torch.manual_seed(self.seed + self.par.rank)  # dropout differs across ranks
         np.random.seed(self.seed % 2**32)
@@ -422,6 +438,8 @@ class Trainer:
         of ``b`` give the gradient of one batch of ``grad_accum * b``.
         """
         accum = self.cfg.grad_accum
+        if self.dp is not None:
+            return self.dp.forward_backward(self, step)
         if self.par.name == "pp":
             return self._forward_backward_pipeline(step)
         if self.par.distributed:
@@ -510,7 +528,7 @@ class Trainer:
 
     def _grad_norm(self) -> torch.Tensor:
         return self.par.grad_norm([p for p in self.params if p.grad is not None],
-                                  self.cfg.grad_clip)
+                                  self.cfg.grad_clip if self.dp is None else None)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -560,6 +578,8 @@ class Trainer:
                 out["val_loss"] = val_loss
                 out["val_ppl"] = math.exp(val_loss) if val_loss < 700 else float("inf")
                 out.update({f"val_{k}": v / n_f for k, v in sums.items()})
+            if self.dp is not None:
+                out["epsilon"] = self.dp.epsilon()
             for fn in self.evaluators:
                 extra = fn(model)
                 if not isinstance(extra, dict):
@@ -669,6 +689,10 @@ class Trainer:
         training = {"step": step, "tokens_seen": self.tokens_seen, "val_loss": val_loss,
                     "seed": self.seed, "objective": getattr(self.objective, "name",
                                                             type(self.objective).__name__)}
+        if self.dp is not None:
+            training["privacy"] = self.dp.report()
+            if self.par.is_main:
+                self.dp.write_report(self.run_dir)
         provenance = {**self.provenance, "training": training}
         kw = dict(trainer_state=self._trainer_state(step, val_loss, score),
                   optimizer_payload=payload, tokenizer=self.tokenizer, provenance=provenance)
