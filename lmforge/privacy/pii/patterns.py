@@ -63,19 +63,17 @@ _NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
 _NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
 
 
-def score_with_context(text: str, start: int, end: int, kind: str, base: float,
-                       negative: bool = True) -> float:
+def score_with_context(text: str, start: int, end: int, kind: str, base: float) -> float:
     """``base`` raised by a ``kind`` label near the span, lowered by a negative label
     within 16 characters before it that is closer than any ``kind`` label."""
     score = base
     words = CONTEXT.get(kind, ())
     if has_context(text, start, end, words):
         score += BOOST
-    if negative:
-        bad = nearest_label_before(text, start, NEGATIVE, before=16)
-        good = nearest_label_before(text, start, words) if words else None
-        if bad is not None and (good is None or bad < good):
-            score -= PENALTY
+    bad = nearest_label_before(text, start, NEGATIVE, before=16)
+    good = nearest_label_before(text, start, words) if words else None
+    if bad is not None and (good is None or bad < good):
+        score -= PENALTY
     return clip(score)
 
 

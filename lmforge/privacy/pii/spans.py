@@ -28,13 +28,6 @@ class PiiSpan:
     def overlaps(self, other: PiiSpan) -> bool:
         return self.start < other.end and other.start < self.end
 
-    def to_dict(self, text: str | None = None) -> dict:
-        d = {"start": self.start, "end": self.end, "type": self.type,
-             "score": round(self.score, 4)}
-        if text is not None:
-            d["text"] = text[self.start:self.end]
-        return d
-
 
 def clip(score: float) -> float:
     return min(1.0, max(0.0, score))
