@@ -6,10 +6,12 @@ and on Acrobot-v1 with seed 0. Each run is its own process with ``OMP_NUM_THREAD
 
 During training both are evaluated every 2,500 transitions (Acrobot: 5,000) on 10
 deterministic (greedy) episodes by the same code (:func:`lmforge.rl.evaluate.run_episodes`
-from the same seed); the evaluation time is subtracted from the wall time. Reported per
-run: the training wall time, the first transition count whose evaluation reached the
-threshold (CartPole 475, Acrobot −100) and the final evaluation return (20 greedy
-episodes, the mean).
+from the same seed); the evaluation time is subtracted from the wall time. Both keep the
+best evaluated network as the policy by the same rule (:mod:`lmforge.rl.best`; for SB3 what
+its ``EvalCallback`` does with ``best_model_save_path``). Reported per run: the training
+wall time, the first transition count whose evaluation reached the threshold (CartPole 475,
+Acrobot −100), and the mean return over 20 greedy episodes from other starts
+(``eval.final_seed``) of the kept policy and of the last network.
 
 Bar (issue 17): lmforge reaches 500 on CartPole on 3/3 seeds in wall time ≤ SB3's.
 
@@ -36,7 +38,7 @@ ENVS = {
     "acrobot": {"id": "Acrobot-v1", "recipe": "dqn-acrobot", "every": 5000,
                 "threshold": -100.0, "seeds": (0,)},
 }
-EVAL_EPISODES, FINAL_EPISODES, EVAL_SEED = 10, 20, 10_000
+EVAL_EPISODES, FINAL_EPISODES, EVAL_SEED, FINAL_SEED = 10, 20, 10_000, 20_000
 
 
 def sb3_run(env: dict, seed: int) -> dict:
@@ -44,6 +46,7 @@ def sb3_run(env: dict, seed: int) -> dict:
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from lmforge.rl.best import BestPolicy
     from lmforge.rl.evaluate import run_episodes, summarize
     from lmforge.rl.recipe import build_dqn_recipe, load_rl_raw
 
@@ -60,6 +63,11 @@ def sb3_run(env: dict, seed: int) -> dict:
     def policy(obs):
         return int(model.predict(obs, deterministic=True)[0])
 
+    def evaluate(episodes: int, seed: int) -> float:
+        return summarize(run_episodes(policy, env["id"], episodes, seed))["return_mean"]
+
+    best = BestPolicy()
+
     class Evaluate(BaseCallback):
         def __init__(self):
             super().__init__()
@@ -68,8 +76,9 @@ def sb3_run(env: dict, seed: int) -> dict:
         def _on_step(self) -> bool:
             if self.num_timesteps % env["every"] == 0 and self.num_timesteps < c.total_steps:
                 t0 = time.perf_counter()
-                ev = summarize(run_episodes(policy, env["id"], EVAL_EPISODES, EVAL_SEED))
-                self.evals.append((self.num_timesteps, ev["return_mean"]))
+                score = evaluate(EVAL_EPISODES, EVAL_SEED)
+                self.evals.append((self.num_timesteps, score))
+                best.offer(self.num_timesteps, score, model.q_net)
                 self.seconds += time.perf_counter() - t0
             return True
 
@@ -77,9 +86,11 @@ def sb3_run(env: dict, seed: int) -> dict:
     t0 = time.perf_counter()
     model.learn(total_timesteps=c.total_steps, callback=cb)
     wall = time.perf_counter() - t0 - cb.seconds
-    final = summarize(run_episodes(policy, env["id"], FINAL_EPISODES, EVAL_SEED))
-    return {"wall_s": wall, "evals": cb.evals, "final": final["return_mean"],
-            "final_std": final["return_std"]}
+    last = evaluate(FINAL_EPISODES, FINAL_SEED)
+    if best.score is not None and evaluate(EVAL_EPISODES, EVAL_SEED) < best.score:
+        model.q_net.load_state_dict(best.weights)
+    return {"wall_s": wall, "evals": cb.evals, "final": evaluate(FINAL_EPISODES, FINAL_SEED),
+            "last": last}
 
 
 def lmforge_run(env: dict, seed: int) -> dict:
@@ -91,13 +102,15 @@ def lmforge_run(env: dict, seed: int) -> dict:
         recipe = build_dqn_recipe(load_rl_raw(env["recipe"], [
             f"run.seed={seed}", f"eval.every={env['every']}",
             f"eval.during_episodes={EVAL_EPISODES}", f"eval.episodes={FINAL_EPISODES}",
-            f"eval.seed={EVAL_SEED}", "log.ckpt_every=0", "log.progress=false"]))
+            f"eval.seed={EVAL_SEED}", f"eval.final_seed={FINAL_SEED}", "eval.keep_best=true",
+            "log.ckpt_every=0", "log.progress=false"]))
         result = train_dqn(recipe, out=Path(tmp) / "run", log=lambda _m: None)
         evals = [(r["step"], r["eval_return_mean"])
                  for r in read_metrics(Path(tmp) / "run" / "metrics.jsonl")
                  if "eval_return_mean" in r]
     return {"wall_s": result["train_seconds"], "evals": evals,
-            "final": result["eval"]["return_mean"], "final_std": result["eval"]["return_std"]}
+            "final": result["eval"]["return_mean"],
+            "last": result.get("eval_last", result["eval"])["return_mean"]}
 
 
 def one(impl: str, env_name: str, seed: int) -> None:
@@ -128,7 +141,7 @@ def main() -> None:
         return
     print(machine_line())
     print(f"{'env':<12}{'seed':>5} {'impl':<8}{'wall s':>8}{'steps to thr':>14}"
-          f"{'final return':>16}")
+          f"{'kept policy':>13}{'last network':>14}")
     rows = []
     for name in args.envs:
         env = ENVS[name]
@@ -138,7 +151,7 @@ def main() -> None:
             for impl, r in res.items():
                 r["reached"] = reached(r["evals"], env["threshold"])
                 print(f"{env['id']:<12}{seed:>5} {impl:<8}{r['wall_s']:>8.1f}"
-                      f"{str(r['reached']):>14}{r['final']:>10.1f} ± {r['final_std']:<5.1f}",
+                      f"{str(r['reached']):>14}{r['final']:>13.1f}{r['last']:>14.1f}",
                       flush=True)
             rows.append((name, seed, res))
     for name, seed, res in rows:
@@ -153,6 +166,9 @@ def main() -> None:
               "lmforge": lm["final"], "peer": sb["final"], "peer_name": "stable-baselines3",
               "ratio": None, "target": target,
               "met": (lm["final"] >= 500.0) if target else None})
+        emit({"bench": "dqn", "metric": f"last_network_return_{name}_seed{seed}",
+              "lmforge": lm["last"], "peer": sb["last"], "peer_name": "stable-baselines3",
+              "ratio": None, "target": None, "met": None})
         emit({"bench": "dqn", "metric": f"steps_to_{env['threshold']:g}_{name}_seed{seed}",
               "lmforge": lm["reached"], "peer": sb["reached"],
               "peer_name": "stable-baselines3", "ratio": None, "target": None, "met": None})

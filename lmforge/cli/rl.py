@@ -68,7 +68,8 @@ def rl_evaluate(
                                         metavar="RUN")],
     episodes: Annotated[int, typer.Option(help="Deterministic (greedy) episodes; for a text "
                                           "run, sampled texts.")] = 20,
-    seed: Annotated[int, typer.Option(help="Seed of the evaluation environment.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the evaluation environment (the default is "
+                                      "the seed of a run's final evaluation).")] = 20_000,
 ):
     """The greedy policy's return over N episodes (mean ± std, min, max); for a text run,
     its samples against the reference (grammatical rate, KL, distinct-n, bits)."""

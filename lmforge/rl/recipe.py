@@ -6,7 +6,8 @@
     env:     gymnasium id, number of parallel copies, keyword arguments for gymnasium.make
     network: hidden sizes, dueling head
     dqn:     the algorithm's hyper-parameters (names as in stable-baselines3)
-    eval:    deterministic evaluation episodes during and after training
+    eval:    deterministic evaluation episodes during and after training, and whether the
+             best evaluated network becomes the policy (:mod:`lmforge.rl.best`)
     log:     metric lines, checkpoints
 
 The defaults are stable-baselines3's DQN defaults; ``dqn-cartpole`` sets rl-zoo's
@@ -82,7 +83,12 @@ class EvalConfig(Section):
                        "training (0: only at the end)")
     during_episodes: int = Field(5, ge=1, description="episodes of each evaluation during "
                                  "training")
-    seed: int = Field(10_000, description="seed of the evaluation environment")
+    seed: int = Field(10_000, description="seed of the evaluations during training")
+    final_seed: int = Field(20_000, description="seed of the final evaluation (other starts "
+                            "than the evaluations during training, which keep_best chooses on)")
+    keep_best: bool = Field(False, description="save the network of the best evaluation "
+                            "during training (or the last, if at least as good) as the policy, "
+                            "as stable-baselines3's EvalCallback keeps its best model")
 
 
 class LogConfig(Section):

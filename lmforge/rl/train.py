@@ -9,7 +9,8 @@ counting conventions, so its hyper-parameters carry over unchanged.
 A run folder holds ``config.yaml`` (the resolved recipe), ``metrics.jsonl`` (one line per
 finished episode, per ``log.every`` transitions and per evaluation), ``returns.png``,
 ``checkpoints/`` and, at the end, ``policy/`` and ``results.json`` (the final deterministic
-evaluation). ``--resume`` restores everything, environments included, and continues with
+evaluation). With ``eval.keep_best`` the policy is the best network of the evaluations
+during training (:mod:`lmforge.rl.best`); ``results.json`` then also reports the last one. ``--resume`` restores everything, environments included, and continues with
 exactly the transitions, updates and metric lines of an uninterrupted run.
 """
 
@@ -28,6 +29,7 @@ from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text, ensure_writable_dir
 from ..train.checkpoint import latest_checkpoint, prune_checkpoints
 from ..train.metrics_log import MetricsLog, read_metrics, truncate_after
+from .best import BestPolicy
 from .checkpoint import POLICY, load_rl_checkpoint, save_policy, save_rl_checkpoint, start_run
 from .dqn import DQN
 from .envs import EnvPool, obs_dim
@@ -72,6 +74,7 @@ def train_dqn(recipe: DQNRecipe, out: Path | None = None, resume: bool = False,
     t, calls, episodes = 0, 0, 0
     recent: deque[float] = deque(maxlen=100)
     round_stats: dict = {}
+    best = BestPolicy()
     if restored is None:
         pool.reset()
         atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"),
@@ -83,6 +86,7 @@ def train_dqn(recipe: DQNRecipe, out: Path | None = None, resume: bool = False,
         t, calls, episodes = int(state["t"]), int(state["calls"]), int(state["episodes"])
         recent.extend(state["recent"])
         round_stats = dict(state["round_stats"])
+        best.load_state_dict(state.get("best"))
         truncate_after(run / "metrics.jsonl", t)
         log(f"resumed {run} at transition {t}")
     metrics = MetricsLog(run / "metrics.jsonl", fresh=restored is None)
@@ -92,7 +96,8 @@ def train_dqn(recipe: DQNRecipe, out: Path | None = None, resume: bool = False,
         metrics.sync()
         state = {"agent": agent.state_dict(), "envs": pool.state_dict(), "t": t,
                  "calls": calls, "episodes": episodes, "recent": list(recent),
-                 "round_stats": round_stats, "network": net.to_dict()}
+                 "round_stats": round_stats, "network": net.to_dict(),
+                 "best": best.state_dict()}
         save_rl_checkpoint(run, t, state, cfg.model_dump(mode="json"))
         prune_checkpoints(run, cfg.log.keep_last)
 
@@ -101,6 +106,15 @@ def train_dqn(recipe: DQNRecipe, out: Path | None = None, resume: bool = False,
     bar = tqdm(total=c.total_steps, initial=t, unit="step", disable=not cfg.log.progress,
                dynamic_ncols=True, desc=cfg.env.id)
     started, eval_seconds = time.perf_counter(), 0.0
+
+    def selection_eval(q) -> dict:
+        return summarize(run_episodes(greedy(q), cfg.env.id, cfg.eval.during_episodes,
+                                      cfg.eval.seed, cfg.env.kwargs))
+
+    def final_eval(q) -> dict:
+        return summarize(run_episodes(greedy(q), cfg.env.id, cfg.eval.episodes,
+                                      cfg.eval.final_seed, cfg.env.kwargs))
+
     flush_denormal = torch.set_flush_denormal(True)
     try:
         while t < c.total_steps:
@@ -130,11 +144,11 @@ def train_dqn(recipe: DQNRecipe, out: Path | None = None, resume: bool = False,
                     bar.set_postfix(ret=f"{mean:.1f}", eps=f"{agent.epsilon(t):.2f}")
             if _crossed(before, t, cfg.eval.every) and t < c.total_steps:
                 eval_started = time.perf_counter()
-                ev = summarize(run_episodes(greedy(agent.q), cfg.env.id,
-                                            cfg.eval.during_episodes, cfg.eval.seed,
-                                            cfg.env.kwargs))
+                ev = selection_eval(agent.q)
                 metrics.write({"step": t, "eval_return_mean": ev["return_mean"],
                                "eval_return_std": ev["return_std"]})
+                if cfg.eval.keep_best:
+                    best.offer(t, ev["return_mean"], agent.q)
                 eval_seconds += time.perf_counter() - eval_started
             if _crossed(before, t, cfg.log.ckpt_every) and t < c.total_steps:
                 checkpoint()
@@ -148,17 +162,24 @@ def train_dqn(recipe: DQNRecipe, out: Path | None = None, resume: bool = False,
         bar.close()
         metrics.close()
         pool.close()
-    final = summarize(run_episodes(greedy(agent.q), cfg.env.id, cfg.eval.episodes, cfg.eval.seed,
-                                   cfg.env.kwargs))
-    save_policy(run / POLICY, agent.q, env_info)
+    policy, policy_step, extra = agent.q, t, {}
+    if cfg.eval.keep_best and best.score is not None:
+        last_score = selection_eval(agent.q)["return_mean"]
+        if last_score < best.score:
+            policy, policy_step = best.network(agent.q), best.step
+        extra = {"eval_last": final_eval(agent.q), "selection": {
+            "best_step": best.step, "best_score": best.score, "last_score": last_score}}
+    final = final_eval(policy)
+    save_policy(run / POLICY, policy, env_info)
     records = read_metrics(run / "metrics.jsonl")
     plot_returns(records, run / "returns.png", f"DQN on {cfg.env.id}")
     result = {"env": cfg.env.id, "transitions": t, "episodes": episodes,
-              "updates": agent.updates, "eval": final,
+              "updates": agent.updates, "policy_step": policy_step, "eval": final, **extra,
               "train_seconds": train_seconds, "eval_seconds": eval_seconds}
     atomic_write_json(run / "results.json", result)
+    kept = f" (the network of transition {policy_step})" if policy_step != t else ""
     log(f"{cfg.env.id}: {t} transitions, {episodes} episodes; greedy return over "
         f"{final['episodes']} episodes {final['return_mean']:.1f} ± {final['return_std']:.1f}"
-        f" -> {run}")
+        f"{kept} -> {run}")
     return result
 
