@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 quickstart: $(STAMP)
 	$(VENV)/bin/lmforge quickstart
 
+# The default suite on two processes (pytest-xdist), each test file on one of them so
+# that module fixtures are built once; each process gets an equal share of the cores
+# (tests/conftest.py). The slow quality runs stay in one process, with all the cores.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=15
