@@ -1,6 +1,6 @@
 """DQN for text generation (lmforge.rl.text): the environment's rewards and KL, the soft
-Q initialisation, the soft/Double targets, an end-to-end tiny run with exact resume, and
-bad input."""
+Q initialisation, the soft/Double targets, an end-to-end tiny run with exact resume, the
+top-k action sets, and bad input."""
 
 import copy
 import math
@@ -13,6 +13,7 @@ from lmforge.errors import CheckpointError, ConfigError
 from lmforge.hub import load_pretrained
 from lmforge.rl.targets import double_dqn_target
 from lmforge.rl.text import build_text_recipe, train_text_rl
+from lmforge.rl.text.actions import restrict, topk_keep
 from lmforge.rl.text.env import TextGenerationEnv
 from lmforge.rl.text.qlearn import (
     SoftQNetwork,
@@ -150,6 +151,8 @@ def test_train_end_to_end_resume_and_generate(tiny, tmp_path):
     ({"algo": "text-dqn", "dqn": {"buffer_episodes": 8, "batch_size": 16}}, "buffer_episodes"),
     ({"algo": "text-dqn", "dqn": {"target_update_every": 1}}, "defeats the target network"),
     ({"algo": "text-dqn", "beta": 0}, "beta"),
+    ({"algo": "text-dqn", "top_k_actions": 0}, "top_k_actions"),
+    ({"algo": "text-dqn", "dqn": {"reward_offset": 0.5, "gamma": 0.9}}, "dqn.reward_offset"),
 ])
 def test_bad_recipe_is_one_config_error(raw, fragment):
     with pytest.raises(ConfigError) as e:
@@ -200,3 +203,102 @@ def test_bleu_reward_is_sacrebleu_sentence_bleu():
     assert got == pytest.approx(want) and got[1] == pytest.approx(1.0) and 0 < got[0] < 1
     with pytest.raises(ConfigError, match="2 references"):
         bleu_reward(refs)(hyps[:1])
+
+
+def test_topk_distributions_by_hand():
+    """A_2(s) = {2, 3}; π_ref and π renormalised on it; the KL and the soft value there."""
+    z_ref = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    z = torch.tensor([[5.0, 0.0, 1.0, 1.0]])  # the policy's own favourite is outside A_2
+    keep = topk_keep(z_ref, 2)
+    assert keep.tolist() == [[False, False, True, True]]
+    assert topk_keep(z_ref, None) is None and topk_keep(z_ref, 4) is None
+    ref_k = torch.log_softmax(restrict(z_ref, keep), -1)
+    pol_k = torch.log_softmax(restrict(z, keep), -1)
+    e = math.e
+    assert ref_k.exp().tolist()[0] == pytest.approx([0, 0, 1 / (1 + e), e / (1 + e)])
+    assert pol_k.exp().tolist()[0] == pytest.approx([0, 0, 0.5, 0.5])
+    kl = 0.5 * math.log(0.5 * (1 + e)) + 0.5 * math.log(0.5 * (1 + e) / e)
+    assert float(step_kl(pol_k, ref_k)) == pytest.approx(kl)
+    # V = β log Σ_{A_2} π_ref,k exp(Q/β) with Q = β (z − z_ref) is β (LSE_A z − LSE_A z_ref)
+    beta = 0.3
+    q = beta * (z - z_ref)[0, 2:]
+    v = beta * math.log(sum(p * math.exp(x / beta) for p, x in
+                            zip(ref_k.exp()[0, 2:].tolist(), q.tolist(), strict=True)))
+    net = SoftQNetwork(lambda tokens: z.unsqueeze(0), beta)
+    _, v_net = net(torch.zeros(1, 1, dtype=torch.long),
+                   torch.logsumexp(restrict(z_ref, keep), -1).unsqueeze(0), keep.unsqueeze(0))
+    assert float(v_net) == pytest.approx(v, abs=1e-5)
+
+
+def test_topk_env_matches_the_batched_rollout(tiny):
+    _, ref, policy, tok = tiny
+    beta, k = 0.3, 3
+    ep = collect(policy, ref, tok, length_reward, 4, 6, seed=2, top_k=k)
+    z_ref = ref(ep.tokens[:, :-1]).float()
+    top = z_ref.topk(k, -1).indices
+    for i in range(4):  # every action lies in the reference's top 3 at its state
+        for t in range(int(ep.lengths[i])):
+            assert int(ep.tokens[i, t + 1]) in top[i, t].tolist()
+    logp = action_log_probs(log_probs(policy, ep.tokens, keep=ep.keep), ep.tokens).detach()
+    batched = token_rewards(ep.scores, ep.lengths, logp, ep.ref_logp, beta)
+    env = TextGenerationEnv(ref, tok, length_reward, beta, max_new_tokens=6, policy=policy,
+                            top_k=k)
+    for i in range(4):
+        env.reset()
+        for t in range(int(ep.lengths[i])):
+            _, r, done, _, info = env.step(int(ep.tokens[i, t + 1]))
+            assert r == pytest.approx(float(batched[i, t]), abs=1e-5)
+    env.reset()
+    outside = int(z_ref[0, 0].argmin())
+    with pytest.raises(ValueError, match="top 3"):
+        env.step(outside)
+    # on A_k the KL is exact over k tokens: sum of renormalised probabilities is 1
+    assert log_probs(policy, ep.tokens, keep=ep.keep).exp().sum(-1).sub(1).abs().max() < 1e-5
+
+
+def test_topk_end_to_end_initial_q_is_zero_on_a_k(tiny, tmp_path):
+    from lmforge.rl.text.qlearn import SoftDQN
+
+    folder, ref, _, tok = tiny
+    raw = {"algo": "text-dqn", "model": str(folder), "rounds": 3, "episodes_per_round": 4,
+           "max_new_tokens": 8, "ckpt_every": 3, "eval_samples": 8, "eval_heldout": 8,
+           "top_k_actions": 5,
+           "dqn": {"batch_size": 4, "buffer_episodes": 8, "learning_starts": 4,
+                   "updates_per_round": 2, "target_update_every": 3}}
+    recipe = build_text_recipe(raw)
+    learner = SoftDQN(copy.deepcopy(ref), ref, tok, recipe.dqn, 0.3, 1e-4, 1.0, 0, top_k=5)
+    ep = collect(ref, ref, tok, length_reward, 4, 8, seed=3, top_k=5)
+    learner.replay.add(ep, tok.pad_id)
+    tokens, lengths, _, ref_logp, src = learner.replay.sample(4, tok.bos_id, tok.pad_id,
+                                                              tok.eos_id)
+    assert src is None
+    with torch.no_grad():  # φ = ref: the loss against zero scores is the Huber of Q = 0
+        zero = learner.loss(tokens, lengths, torch.zeros(4), ref_logp)
+    assert float(zero) == pytest.approx(0.0, abs=1e-6)
+    res = train_text_rl(recipe, tmp_path / "dqn", log=lambda m: None)
+    assert res["before"]["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert res["after"]["kl"] >= 0.0 and res["after"]["samples"] == 8
+    res = train_text_rl(build_text_recipe({**raw, "algo": "text-reinforce"}),
+                        tmp_path / "reinforce", log=lambda m: None)
+    assert res["after"]["kl"] == pytest.approx(0.0, abs=1e-6)  # R = 0: no step taken
+
+
+def test_reward_offset_shifts_the_targets_by_c(tiny):
+    """At φ = ref (Q = 0, V = 0) scores equal to the offset c are fitted exactly, the raw
+    scores are not: the learner regresses on R − c."""
+    from lmforge.rl.text.qlearn import SoftDQN
+
+    _, ref, _, tok = tiny
+    ep = collect(ref, ref, tok, length_reward, 4, 8, seed=4)
+    losses = []
+    for c in (0.0, 0.7):
+        cfg = build_text_recipe({"algo": "text-dqn", "dqn": {
+            "batch_size": 4, "buffer_episodes": 8, "reward_offset": c}}).dqn
+        learner = SoftDQN(copy.deepcopy(ref), ref, tok, cfg, 0.3, 1e-4, 1.0, 0)
+        learner.replay.add(ep, tok.pad_id)
+        tokens, lengths, _, ref_logp, _ = learner.replay.sample(4, tok.bos_id, tok.pad_id,
+                                                                tok.eos_id)
+        with torch.no_grad():
+            losses.append(float(learner.loss(tokens, lengths, torch.full((4,), 0.7),
+                                             ref_logp)))
+    assert losses[0] > 0.01 and losses[1] == pytest.approx(0.0, abs=1e-6)

@@ -20,7 +20,8 @@ TEXT_ALGOS = ("text-dqn", "text-reinforce")
                                 "--out runs/cartpole-double")
 def rl_train(
     recipe: Annotated[str, typer.Argument(help="An RL recipe: a built-in name (dqn-cartpole, "
-                                          "dqn-acrobot, dqn-text-world) or a YAML path.",
+                                          "dqn-acrobot, dqn-text-world, "
+                                          "dqn-text-translate) or a YAML path.",
                                           metavar="RECIPE")],
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a field: section.field=value (repeatable).",
@@ -70,9 +71,13 @@ def rl_evaluate(
                                           "run, sampled texts.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation environment (the default is "
                                       "the seed of a run's final evaluation).")] = 20_000,
+    split: Annotated[str | None, typer.Option(help="For a text run on a translation model: "
+                                              "the held-out split [default: the recipe's "
+                                              "eval_split].")] = None,
 ):
     """The greedy policy's return over N episodes (mean ± std, min, max); for a text run,
-    its samples against the reference (grammatical rate, KL, distinct-n, bits)."""
+    its samples against the reference (grammatical rate, KL, distinct-n, bits; for a
+    translation run BLEU/chrF of greedy output and of samples on the held-out split)."""
     from ..errors import ConfigError
     from ..rl.checkpoint import load_policy
     from ..rl.evaluate import greedy, run_episodes, summarize
@@ -81,13 +86,17 @@ def rl_evaluate(
         raise ConfigError(f"--episodes {episodes}: evaluate at least 1 episode")
     if _is_text_run(run):
         from ..rl.text import evaluate_text_run
+        from ..rl.text.translation import FIGURES
 
-        res = evaluate_text_run(run, samples=episodes)
-        for name in ("grammatical", "reward", "kl", "distinct_1", "distinct_2", "sample_bits",
-                     "heldout_bits"):
+        res = evaluate_text_run(run, samples=episodes, split=split)
+        world = ("grammatical", "reward", "kl", "distinct_1", "distinct_2", "sample_bits",
+                 "heldout_bits")
+        for name in world if "grammatical" in res["before"] else FIGURES:
             _echo(f"{name:<14}reference {res['before'][name]:8.3f}   policy "
                   f"{res['after'][name]:8.3f}")
         return
+    if split is not None:
+        raise ConfigError("--split applies to text RL runs on a translation model")
     q, env = load_policy(run)
     s = summarize(run_episodes(greedy(q), env["id"], episodes, seed, env.get("kwargs")))
     _echo(f"{env['id']}: return {s['return_mean']:.1f} ± {s['return_std']:.1f} over "

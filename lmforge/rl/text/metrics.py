@@ -1,6 +1,7 @@
 r"""What a text policy is judged on, before and after RL.
 
-For ``n`` episodes sampled from ``π`` at temperature 1 (no top-k/top-p) from ``[bos]``:
+For ``n`` episodes sampled from ``π`` at temperature 1 (no top-k/top-p; on the reference's
+top-k sets ``A_k`` when ``top_k`` is set, the learned policy exactly) from ``[bos]``:
 
 * ``grammatical``: the share the world grammar accepts; ``reward``: the mean score ``R``;
 * ``kl``: ``KL(π ‖ π_ref)`` per sentence, ``E_π[Σ_t KL(π(·|s_t) ‖ π_ref(·|s_t))]`` (the
@@ -36,15 +37,16 @@ def distinct_n(rows: list[list[int]], n: int) -> float:
 @torch.no_grad()
 def evaluate_policy(policy: nn.Module, ref: nn.Module, tokenizer, reward: Reward, n: int,
                     seed: int, max_new_tokens: int, heldout: int = 1000,
-                    batch_size: int = 100) -> dict:
+                    top_k: int | None = None, batch_size: int = 100) -> dict:
     """The figures of the module docstring for ``policy`` (``policy is ref`` gives the
     reference's own)."""
     policy.eval()
     kl, nll, rows, texts, scores = [], [], [], [], []
     for start in range(0, n, batch_size):
         ep = collect(policy, ref, tokenizer, reward, min(batch_size, n - start),
-                     max_new_tokens, seed + start)
-        logp, ref_logp = log_probs(policy, ep.tokens), log_probs(ref, ep.tokens)
+                     max_new_tokens, seed + start, top_k)
+        logp = log_probs(policy, ep.tokens, keep=ep.keep)
+        ref_logp = log_probs(ref, ep.tokens, keep=ep.keep)
         mask = ep.mask
         kl += (step_kl(logp, ref_logp) * mask).sum(1).tolist()
         nll += (-(action_log_probs(logp, ep.tokens) * mask).sum(1) / math.log(2)).tolist()

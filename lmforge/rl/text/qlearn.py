@@ -42,6 +42,24 @@ loss between ``Q_φ(s_t, a_t)`` and ``y_t`` over every action of the replayed ep
 causal forward pass per batch gives all ``t``). The target network ``(φ', V')`` is a hard
 copy every ``C`` updates or a Polyak average (:mod:`lmforge.rl.targets`), never synced at
 every update: that would make ``y`` move with the very parameters being fitted.
+
+**Top-k actions and translation.** With ``top_k`` every sum over actions above runs over
+``A_k(s)``, the reference's ``k`` most likely tokens, with ``π_ref`` renormalised on it:
+``Q_φ = β (z_φ − z_ref)`` on ``A_k(s)``, ``V_φ(s) = β (LSE_{A_k(s)} z_φ − LSE_{A_k(s)} z_ref)``
+and ``π_φ,k = softmax`` of ``z_φ`` on ``A_k(s)`` (:mod:`.actions`): the same algebra on a
+smaller action set, so the optimum is ``π*_k ∝ π_ref,k exp(Q*/β)`` on ``A_k``. For a
+translation model the state also holds the source sentence: the replayed episodes keep it
+and every forward pass reads it (:func:`~.actions.state_logits`); nothing else changes.
+**Reward offset.** With ``γ = 1`` every episode gets its score ``R`` exactly once, so
+training on ``R − c`` shifts ``Q*`` and ``V*`` by ``−c`` everywhere and leaves ``π*``
+unchanged. It matters for this parametrisation: ``V_φ(s) = β (LSE z_φ − LSE z_ref)`` is 0 at
+``φ = ref`` and must be carried by the level of the logits, a shift of ``V*/β`` nats (up to
+20 for a BLEU reward in [0, 1] at ``β = 0.05``); with ``c`` near the reference's mean score
+(``dqn.reward_offset``) the values to fit stay near 0.
+
+The networks run in eval mode (no dropout): ``Q = 0`` at ``φ = ref`` and the equality of
+``softmax(z_φ)`` with the sampled policy hold only for the deterministic forward pass (the
+translation Transformer is trained with dropout 0.1; the quickstart GPT has none).
 """
 
 from __future__ import annotations
@@ -53,6 +71,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..targets import polyak_update
+from .actions import restrict, state_logits, topk_keep
 from .rollout import Episodes, action_log_probs, pad_episodes
 
 
@@ -75,23 +94,26 @@ def dueling_soft_value(v_target: Tensor, logp_online: Tensor, logp_target: Tenso
 
 
 class SoftQNetwork(nn.Module):
-    """A GPT whose logits are soft Q-values: ``Q = β (z − z_ref)``, ``V = β (LSE z − LSE z_ref)``."""
+    """A GPT (or translation model) whose logits are soft Q-values: ``Q = β (z − z_ref)``,
+    ``V = β (LSE z − LSE z_ref)``."""
 
     def __init__(self, gpt: nn.Module, beta: float):
         super().__init__()
         self.gpt, self.beta = gpt, beta
 
-    def forward(self, tokens: Tensor, ref_lse: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, ref_lse: Tensor, keep: Tensor | None = None,
+                src: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``log π(·|s_t)`` (B, 1 + T, V) and ``V(s_t)`` (B, 1 + T) for every prefix, given
-        the reference's ``LSE z_ref(s_t)`` (B, 1 + T)."""
-        z = self.gpt(tokens).float()
+        the reference's ``LSE z_ref(s_t)`` (B, 1 + T), on the action sets ``keep``
+        (B, 1 + T, V) when given, from the sources ``src`` of a translation model."""
+        z = restrict(state_logits(self.gpt, tokens, src), keep)
         lse = torch.logsumexp(z, dim=-1)
         return z - lse.unsqueeze(-1), self.beta * (lse - ref_lse)
 
 
 class SequenceReplay:
-    """A ring buffer of whole episodes (actions, score, ``log π_ref`` of the actions),
-    sampled uniformly with its own generator."""
+    """A ring buffer of whole episodes (actions, score, ``log π_ref`` of the actions, and
+    the source ids of a translation episode), sampled uniformly with its own generator."""
 
     def __init__(self, capacity: int, seed: int):
         self.capacity = capacity
@@ -102,11 +124,13 @@ class SequenceReplay:
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, ep: Episodes) -> None:
+    def add(self, ep: Episodes, pad_id: int) -> None:
         for i in range(len(ep.texts)):
             n = int(ep.lengths[i])
             item = {"actions": ep.tokens[i, 1:1 + n].clone(), "score": ep.scores[i].clone(),
                     "ref_logp": ep.ref_logp[i, :n].clone()}
+            if ep.src is not None:
+                item["src"] = ep.src[i][ep.src[i] != pad_id].clone()
             if len(self.items) < self.capacity:
                 self.items.append(item)
             else:
@@ -114,8 +138,9 @@ class SequenceReplay:
             self.pos = (self.pos + 1) % self.capacity
 
     def sample(self, batch_size: int, bos_id: int, pad_id: int, eos_id: int
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(tokens (B, 1+T), lengths (B,), scores (B,), ref_logp (B, T))``."""
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """``(tokens (B, 1+T), lengths (B,), scores (B,), ref_logp (B, T), src (B, S))``;
+        ``src`` is None for episodes without a source."""
         idx = torch.randint(len(self.items), (batch_size,), generator=self.gen).tolist()
         rows = [self.items[i]["actions"].tolist() for i in idx]
         tokens, lengths, _ = pad_episodes(rows, bos_id, pad_id, eos_id)
@@ -123,7 +148,14 @@ class SequenceReplay:
         for b, i in enumerate(idx):
             ref[b, :len(rows[b])] = self.items[i]["ref_logp"]
         scores = torch.stack([self.items[i]["score"] for i in idx])
-        return tokens, lengths, scores, ref
+        src = None
+        if "src" in self.items[idx[0]]:
+            rows_src = [self.items[i]["src"] for i in idx]
+            src = torch.full((batch_size, max(len(r) for r in rows_src)), pad_id,
+                             dtype=torch.long)
+            for b, r in enumerate(rows_src):
+                src[b, :len(r)] = r
+        return tokens, lengths, scores, ref, src
 
     def state_dict(self) -> dict:
         return {"items": self.items, "pos": self.pos, "gen": self.gen.get_state()}
@@ -156,40 +188,43 @@ class SoftDQN:
     """Replay, a target network and Double soft targets around a :class:`SoftQNetwork`."""
 
     def __init__(self, policy: nn.Module, ref: nn.Module, tokenizer, cfg, beta: float,
-                 lr: float, grad_clip: float, seed: int):
+                 lr: float, grad_clip: float, seed: int, top_k: int | None = None):
         self.q = SoftQNetwork(policy, beta)
-        self.target = copy.deepcopy(self.q).requires_grad_(False)
+        self.top_k = top_k
+        self.target = copy.deepcopy(self.q).requires_grad_(False).eval()
         self.policy, self.ref, self.tok, self.cfg = policy, ref, tokenizer, cfg
         self.beta, self.grad_clip = beta, grad_clip
         self.opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
         self.replay = SequenceReplay(cfg.buffer_episodes, seed)
         self.updates = 0
 
-    def loss(self, tokens: Tensor, lengths: Tensor, scores: Tensor, ref_logp: Tensor
-             ) -> Tensor:
+    def loss(self, tokens: Tensor, lengths: Tensor, scores: Tensor, ref_logp: Tensor,
+             src: Tensor | None = None) -> Tensor:
         """Huber loss of ``Q_φ(s_t, a_t)`` against the n-step double soft target."""
         T = tokens.shape[1] - 1
         mask = (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).float()
         with torch.no_grad():
-            ref_lse = torch.logsumexp(self.ref(tokens).float(), dim=-1)
-        logp_on, v_on = self.q(tokens, ref_lse)
+            z_ref = state_logits(self.ref, tokens, src)
+            keep = topk_keep(z_ref, self.top_k)
+            ref_lse = torch.logsumexp(restrict(z_ref, keep), dim=-1)
+        logp_on, v_on = self.q(tokens, ref_lse, keep, src)
         q_sa = v_on[:, :T] + self.beta * (action_log_probs(logp_on[:, :T], tokens) - ref_logp)
         with torch.no_grad():
-            logp_tg, v_tg = self.target(tokens, ref_lse)
+            logp_tg, v_tg = self.target(tokens, ref_lse, keep, src)
             ell = (action_log_probs(logp_tg[:, :T], tokens) - ref_logp) * mask
             v_boot = dueling_soft_value(v_tg, logp_on.detach(), logp_tg, self.beta) \
                 if self.cfg.double else v_tg
-            y = nstep_targets(scores, lengths, ell, v_boot, self.beta, self.cfg.gamma,
-                              self.cfg.n_step)
+            y = nstep_targets(scores - self.cfg.reward_offset, lengths, ell, v_boot,
+                              self.beta, self.cfg.gamma, self.cfg.n_step)
         err = F.huber_loss(q_sa, y, reduction="none", delta=self.cfg.huber_delta)
         return (err * mask).sum() / mask.sum()
 
     def round(self, ep: Episodes) -> dict:
         """Store the new episodes, then ``updates_per_round`` gradient steps."""
-        self.replay.add(ep)
+        self.replay.add(ep, self.tok.pad_id)
         if len(self.replay) < self.cfg.learning_starts:
             return {}
-        self.q.train()
+        self.q.eval()  # no dropout: Q = 0 at φ = ref, and Q is the sampled policy's
         losses = []
         for _ in range(self.cfg.updates_per_round):
             batch = self.replay.sample(self.cfg.batch_size, self.tok.bos_id, self.tok.pad_id,

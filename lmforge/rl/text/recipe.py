@@ -23,12 +23,16 @@ class DQNSection(Section):
     target_update_every: int = Field(20, ge=1)
     tau: float = Field(1.0, gt=0.0, le=1.0)
     huber_delta: float = Field(1.0, gt=0.0)
+    reward_offset: float = 0.0
 
     @model_validator(mode="after")
     def _check(self) -> DQNSection:
         if self.buffer_episodes < self.batch_size:
             raise ValueError(f"dqn.buffer_episodes ({self.buffer_episodes}) must be at least "
                              f"dqn.batch_size ({self.batch_size})")
+        if self.reward_offset and self.gamma < 1.0:
+            raise ValueError("dqn.reward_offset needs dqn.gamma=1 (with discounting the shift "
+                             "would change the optimal policy)")
         if self.tau >= 1.0 and self.target_update_every == 1:
             raise ValueError("dqn.target_update_every=1 with tau=1 copies the online network "
                              "at every update, which defeats the target network")
@@ -40,11 +44,16 @@ class ReinforceSection(Section):
 
 
 class TextRLRecipe(Section):
-    """RL fine-tuning of a pretrained GPT on a sequence-level reward with a KL penalty."""
+    """RL fine-tuning of a pretrained GPT (or, with ``reward: bleu``, of a translation run)
+    on a sequence-level reward with a KL penalty. ``top_k_actions``: the actions at ``s``
+    are the reference's ``k`` most likely tokens (None: the whole vocabulary).
+    ``eval_split``: the translation split the figures are measured on."""
 
     algo: Literal["text-dqn", "text-reinforce"]
     model: str = "runs/quickstart"
-    reward: Literal["grammar", "sentiment"] = "grammar"
+    reward: Literal["grammar", "sentiment", "bleu"] = "grammar"
+    top_k_actions: int | None = Field(None, ge=1)
+    eval_split: str = "test_unseen"
     sentiment_model: str = "runs/classify-sentiment"
     sentiment_target: str = "positive"
     seed: int = 0

@@ -12,7 +12,9 @@ and the policy-gradient step (Williams 1992) descends
 with ``G`` held constant and the baseline ``b`` an exponential moving average of the mean
 return of earlier rounds (``b ← m b + (1 − m) mean_i G_i``; the first round uses its own
 mean). The baseline lowers the variance without biasing the gradient because
-``E[∇ log π] = 0``. Written by hand.
+``E[∇ log π] = 0``. With ``top_k`` the log-probabilities are those of ``π_k`` on the
+reference's top-k sets ``A_k(s_t)`` (:mod:`.actions`); for a translation model they are
+conditioned on the episode's source. Written by hand.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ class Reinforce:
         self.baseline: float | None = None
 
     def round(self, ep: Episodes) -> dict:
-        self.policy.train()
+        self.policy.eval()  # no dropout: the gradient is the sampled policy's
         mask = ep.mask
-        logp_a = action_log_probs(log_probs(self.policy, ep.tokens), ep.tokens) * mask
+        logp_a = action_log_probs(log_probs(self.policy, ep.tokens, ep.src, ep.keep),
+                                  ep.tokens) * mask
         returns = ep.scores - self.beta * ((logp_a.detach() - ep.ref_logp) * mask).sum(1)
         mean = float(returns.mean())
         b = mean if self.baseline is None else self.baseline

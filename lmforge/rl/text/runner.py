@@ -3,6 +3,9 @@
 A round samples ``episodes_per_round`` episodes from the current policy (the sampling seed
 is ``seed·1_000_003 + round``, so a resumed run draws what an uninterrupted one would) and
 hands them to the learner (:class:`~.qlearn.SoftDQN` or :class:`~.reinforce.Reinforce`).
+With ``reward: bleu`` the model is a translation run and each episode starts from a
+training source sentence drawn with the same seed (:mod:`.translation`); with
+``top_k_actions`` the episodes, targets and figures are on the reference's top-k sets.
 
 Run folder::
 
@@ -10,14 +13,16 @@ Run folder::
     OUT/metrics.jsonl        one line per round (reward, KL, loss, ...)
     OUT/reward.png           the reward curve
     OUT/results.json         before/after figures (:func:`~.metrics.evaluate_policy`)
-    OUT/checkpoints/step_N/  the policy as an ordinary GPT model folder (``lmforge
-                             generate OUT`` samples the learned policy) + optimizer.pt with
+    OUT/checkpoints/step_N/  the policy as an ordinary model folder (``lmforge generate
+                             OUT`` samples the learned policy; with top_k_actions only
+                             approximately, see docs/rl-text.md) + optimizer.pt with
                              the learner's state (target network, replay,
                              baseline): written atomically; ``resume`` continues exactly.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,8 +46,22 @@ from .metrics import evaluate_policy
 from .recipe import TextRLRecipe, build_text_recipe
 from .rewards import Reward, grammar_reward, sentiment_reward
 from .rollout import action_log_probs, collect, log_probs
+from .translation import TranslationTask, load_translation_run
 
 EVAL_SEED = 10_000_019
+
+
+def _check_exists(path: str) -> None:
+    """A CheckpointError for a missing model, saying how to make a default one."""
+    p = Path(path)
+    if p.exists():
+        return
+    hint = ""
+    if p == Path("runs/quickstart"):
+        hint = " (make it with `make quickstart` or `lmforge quickstart`)"
+    elif p.parent == Path("runs") and p.name.startswith("translate-"):
+        hint = f" (make it with `lmforge finetune {p.name}`)"
+    raise CheckpointError(f"model {path} does not exist{hint}")
 
 
 def load_reference(path: str):
@@ -50,16 +69,31 @@ def load_reference(path: str):
     make the default one."""
     from ...hub import load_pretrained
 
-    if not Path(path).exists():
-        hint = " (make it with `make quickstart` or `lmforge quickstart`)" \
-            if Path(path) == Path("runs/quickstart") else ""
-        raise CheckpointError(f"model {path} does not exist{hint}")
+    _check_exists(path)
     model, tok = load_pretrained(path, require_tokenizer=True)
     if getattr(model.config, "n_layer", None) is None or not hasattr(model, "lm_head"):
         raise CheckpointError(f"{path} is not a GPT language model")
     if tok.bos_id is None or tok.eos_id is None:
         raise CheckpointError(f"{path}: the tokenizer needs bos and eos tokens")
     return model, tok
+
+
+def load_task(recipe: TextRLRecipe) -> tuple[object, object, TranslationTask | None]:
+    """``(reference, tokenizer, task)``: a translation run and its pairs for ``reward:
+    bleu`` (task), else the GPT (task None); the wrong kind of model is a ConfigError."""
+    from ...tasks.seq2seq_predictor import seq2seq_task_of
+
+    _check_exists(recipe.model)
+    translation = seq2seq_task_of(recipe.model) == "translate"
+    if recipe.reward == "bleu":
+        if not translation:
+            raise ConfigError(f"reward: bleu needs a translation run as model (e.g. `lmforge "
+                              f"finetune translate-transformer-en-de`); {recipe.model} is not")
+        return load_translation_run(recipe.model)
+    if translation:
+        raise ConfigError(f"reward: {recipe.reward} scores unconditional text; "
+                          f"{recipe.model} is a translation run: use reward: bleu")
+    return (*load_reference(recipe.model), None)
 
 
 def make_reward(recipe: TextRLRecipe) -> Reward:
@@ -73,7 +107,7 @@ def _learner(recipe: TextRLRecipe, policy, ref, tok):
         from .qlearn import SoftDQN
 
         return SoftDQN(policy, ref, tok, recipe.dqn, recipe.beta, recipe.lr, recipe.grad_clip,
-                       recipe.seed)
+                       recipe.seed, recipe.top_k_actions)
     from .reinforce import Reinforce
 
     return Reinforce(policy, recipe.reinforce, recipe.beta, recipe.lr, recipe.grad_clip)
@@ -96,7 +130,8 @@ def plot_reward(records: list[dict], path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
-_FREE_ON_RESUME = ("rounds", "ckpt_every", "eval_samples", "eval_heldout", "threads")
+_FREE_ON_RESUME = ("rounds", "ckpt_every", "eval_samples", "eval_heldout", "eval_split",
+                   "threads")
 
 
 def _resume_point(out: Path, recipe: TextRLRecipe, resume: bool) -> Path | None:
@@ -105,6 +140,7 @@ def _resume_point(out: Path, recipe: TextRLRecipe, resume: bool) -> Path | None:
     if ckpt is None:
         return None
     saved = read_trainer_state(ckpt).get("config", {})
+    saved = build_text_recipe(saved).model_dump() if saved else {}  # later fields' defaults
     now = recipe.model_dump()
     changed = [k for k in now if k not in _FREE_ON_RESUME and saved.get(k) != now[k]]
     if changed:
@@ -121,12 +157,15 @@ def train_text_rl(recipe: TextRLRecipe, out: Path, resume: bool = False,
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     out = Path(out)
-    ref, tok = load_reference(recipe.model)
-    if recipe.max_new_tokens + 1 > ref.config.max_seq_len:
-        raise ConfigError(f"max_new_tokens must be at most {ref.config.max_seq_len - 1} "
+    ref, tok, task = load_task(recipe)
+    limit = getattr(ref.config, "max_seq_len", None)
+    if limit and recipe.max_new_tokens + 1 > limit:
+        raise ConfigError(f"max_new_tokens must be at most {limit - 1} "
                           f"(the model's max_seq_len - 1), got {recipe.max_new_tokens}")
-    policy, _ = load_reference(recipe.model)
-    reward = make_reward(recipe)
+    if task is not None:
+        task.split(recipe.eval_split)  # an unknown split fails now, not after training
+    policy = load_reference(recipe.model)[0] if task is None else copy.deepcopy(ref)
+    reward = make_reward(recipe) if task is None else None
     learner = _learner(recipe, policy, ref, tok)
     start, elapsed = 0, 0.0
     ckpt = _resume_point(out, recipe, resume)
@@ -143,11 +182,14 @@ def train_text_rl(recipe: TextRLRecipe, out: Path, resume: bool = False,
     bar = tqdm(range(start, recipe.rounds), initial=start, total=recipe.rounds,
                desc=recipe.algo, disable=None)
     for rnd in bar:
-        ep = collect(policy, ref, tok, reward, recipe.episodes_per_round,
-                     recipe.max_new_tokens, recipe.seed * 1_000_003 + rnd)
+        seed, n = recipe.seed * 1_000_003 + rnd, recipe.episodes_per_round
+        r, src = (reward, None) if task is None else task.draw(tok, n, seed)
+        ep = collect(policy, ref, tok, r, n, recipe.max_new_tokens, seed,
+                     recipe.top_k_actions, src)
         with torch.no_grad():
             policy.eval()
-            logp_a = action_log_probs(log_probs(policy, ep.tokens), ep.tokens)
+            logp_a = action_log_probs(log_probs(policy, ep.tokens, ep.src, ep.keep),
+                                      ep.tokens)
             kl_sample = float(((logp_a - ep.ref_logp) * ep.mask).sum(1).mean())
         rec = {"step": rnd + 1, "reward": float(ep.scores.mean()), "kl_sample": kl_sample,
                "length": float(ep.lengths.float().mean()), **learner.round(ep),
@@ -163,7 +205,8 @@ def train_text_rl(recipe: TextRLRecipe, out: Path, resume: bool = False,
                             optimizer_payload={"optimizer": learner.opt.state_dict(),
                                                "learner": learner.state_dict()},
                             provenance={"rl": {"algo": recipe.algo, "reference": recipe.model,
-                                               "reward": recipe.reward, "beta": recipe.beta}})
+                                               "reward": recipe.reward, "beta": recipe.beta,
+                                               "top_k_actions": recipe.top_k_actions}})
             prune_checkpoints(out, keep_last=1)
     metrics.close()
     seconds = time.monotonic() - t0
@@ -172,8 +215,14 @@ def train_text_rl(recipe: TextRLRecipe, out: Path, resume: bool = False,
         plot_reward(records, out / "reward.png", f"{recipe.algo}: {recipe.reward}")
     results = {"algo": recipe.algo, "rounds": recipe.rounds,
                "episodes": recipe.rounds * recipe.episodes_per_round, "train_seconds": seconds,
-               **_before_after(policy, ref, tok, reward, recipe)}
+               **_before_after(policy, ref, tok, reward, recipe, task)}
     atomic_write_json(out / "results.json", results)
+    if task is not None:
+        b, a = results["before"], results["after"]
+        log(f"{recipe.algo}: {recipe.eval_split} greedy BLEU {b['greedy_bleu']:.2f} -> "
+            f"{a['greedy_bleu']:.2f}, sample BLEU {b['sample_bleu']:.2f} -> "
+            f"{a['sample_bleu']:.2f}, KL {a['kl']:.2f} nats ({seconds:.0f} s of training)")
+        return results
     log(f"{recipe.algo}: grammatical {results['before']['grammatical']:.3f} -> "
         f"{results['after']['grammatical']:.3f}, KL {results['after']['kl']:.2f} nats, "
         f"distinct-2 {results['before']['distinct_2']:.3f} -> "
@@ -181,16 +230,24 @@ def train_text_rl(recipe: TextRLRecipe, out: Path, resume: bool = False,
     return results
 
 
-def _before_after(policy, ref, tok, reward, recipe: TextRLRecipe, samples: int | None = None,
+def _before_after(policy, ref, tok, reward, recipe: TextRLRecipe,
+                  task: TranslationTask | None, samples: int | None = None,
                   seed: int = EVAL_SEED) -> dict:
     n = samples or recipe.eval_samples
-    args = (tok, reward, n, seed, recipe.max_new_tokens, recipe.eval_heldout)
+    if task is not None:
+        args = (tok, recipe.eval_split, n, seed, recipe.max_new_tokens, recipe.top_k_actions)
+        return {"before": task.evaluate(ref, ref, *args),
+                "after": task.evaluate(policy, ref, *args)}
+    args = (tok, reward, n, seed, recipe.max_new_tokens, recipe.eval_heldout,
+            recipe.top_k_actions)
     return {"before": evaluate_policy(ref, ref, *args),
             "after": evaluate_policy(policy, ref, *args)}
 
 
-def evaluate_text_run(run_dir: Path, samples: int = 500, seed: int = EVAL_SEED) -> dict:
-    """Before/after figures of a finished or interrupted run, from its saved policy."""
+def evaluate_text_run(run_dir: Path, samples: int = 500, seed: int = EVAL_SEED,
+                      split: str | None = None) -> dict:
+    """Before/after figures of a finished or interrupted run, from its saved policy (for a
+    translation run on ``split``, default the recipe's ``eval_split``)."""
     from ...hub import load_pretrained
 
     run_dir = Path(run_dir)
@@ -199,6 +256,12 @@ def evaluate_text_run(run_dir: Path, samples: int = 500, seed: int = EVAL_SEED) 
     recipe = build_text_recipe(yaml.safe_load((run_dir / "config.yaml").read_text("utf-8")))
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    ref, tok = load_reference(recipe.model)
+    ref, tok, task = load_task(recipe)
+    if split is not None:
+        if task is None:
+            raise ConfigError("split: only a run on a translation model has splits")
+        task.split(split)  # an unknown split is a ConfigError
+        recipe = recipe.model_copy(update={"eval_split": split})
     policy, _ = load_pretrained(run_dir)
-    return _before_after(policy, ref, tok, make_reward(recipe), recipe, samples, seed)
+    reward = make_reward(recipe) if task is None else None
+    return _before_after(policy, ref, tok, reward, recipe, task, samples, seed)
