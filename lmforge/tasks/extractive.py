@@ -12,6 +12,12 @@ The task, in the terms of the understanding tasks (:mod:`lmforge.tasks.finetune`
   (:func:`lmforge.tasks.qa_spans.encode_qa`). A window's gold start and end are the
   answer's first and last tokens when it holds the answer whole, else 0 (``[CLS]``: "not
   in this window"), as for an impossible question;
+* **vocabulary**: the one-character words of the training questions and contexts that a
+  pretrained backbone's WordPiece vocabulary maps to ``[UNK]`` (Chinese characters
+  outside an English vocabulary) get tokens and embedding rows of their own
+  (:mod:`lmforge.tasks.new_characters`) when the whole model is fine-tuned (``strategy:
+  full``: other strategies would leave the new rows untrained); the run's tokenizer and
+  checkpoints carry them;
 * **model**: :class:`~lmforge.tasks.model.TaskModel` with the span head
   :math:`[s_t, e_t] = W h_t + b`, :math:`W \in \mathbb{R}^{d \times 2}`;
 * **loss**: the mean of the start and the end cross-entropy (Hugging Face's
@@ -64,6 +70,7 @@ from .finetune import (
     results_table,
 )
 from .model import TaskModel, TaskModelConfig
+from .new_characters import add_characters
 from .predictor import TaskPredictor
 from .qa_spans import QAPrediction, QAWindow, encode_qa, postprocess_qa
 
@@ -292,6 +299,13 @@ def finetune_extractive(recipe: FinetuneRecipe, splits: dict[str, list[dict]],
     model, tokenizer = build_task_model(recipe, "extract", LABELS, splits, run_dir,
                                         resume=resume, show_progress=show_progress, log=log)
     model.config.with_null = _with_null(recipe.head.version_2_with_negative, splits["train"])
+    if not model.scratch and recipe.finetune.strategy == "full":
+        texts = [r[k] for r in splits["train"] for k in ("question", "context")]
+        tokenizer, chars = add_characters(model.encoder, model.config.encoder_config,
+                                          tokenizer, texts, seed=recipe.run.seed)
+        if chars:
+            log(f"extract: {len(chars)} characters of the training text were [UNK]; each "
+                f"has its own token now ({''.join(chars[:10])}...)")
     trainable, total = apply_strategy(model, recipe)
     d, bs = recipe.data, recipe.train.batch_size
     train_w = encode_windows(splits["train"], tokenizer, model.config, "train")
