@@ -32,6 +32,20 @@ def assert_user_error(args, capsys, *fragments, not_in=()):
     return out, lines[0]
 
 
+def perturbed_copy(model, scale: float = 0.5, seed: int = 1):
+    """A copy of ``model`` whose output layer is moved by Gaussian noise: a policy that
+    differs from its reference by a known amount."""
+    import copy
+
+    import torch
+
+    policy = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        policy.lm_head.weight.add_(scale * torch.randn_like(policy.lm_head.weight))
+    return policy
+
+
 def tiny_gpt_folder(folder):
     """Save an untrained 1-layer GPT with a char tokenizer (trained on ``TEXT``) as an
     lmforge model folder: config.json, model.safetensors, lmforge.json, tokenizer.json."""

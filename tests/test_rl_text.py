@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from fakes import tiny_gpt_folder
+from fakes import perturbed_copy, tiny_gpt_folder
 
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.hub import load_pretrained
@@ -32,11 +32,7 @@ def length_reward(texts):
 def tiny(tmp_path_factory):
     folder = tiny_gpt_folder(tmp_path_factory.mktemp("tiny-gpt"))
     ref, tok = load_pretrained(folder)
-    policy = copy.deepcopy(ref)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        policy.lm_head.weight.add_(0.5 * torch.randn_like(policy.lm_head.weight))
-    return folder, ref, policy, tok
+    return folder, ref, perturbed_copy(ref), tok
 
 
 def test_env_rewards_and_kl_match_the_batched_rollout(tiny):

@@ -2,7 +2,6 @@
 step-by-step logits against the teacher-forced ones, the translation environment's rewards
 and KL against the batched rollout, a tiny end-to-end run through the CLI, and bad input."""
 
-import copy
 import json
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 import sacrebleu
 import torch
 import yaml
-from fakes import assert_user_error, run_cli, tiny_gpt_folder
+from fakes import assert_user_error, perturbed_copy, run_cli, tiny_gpt_folder
 
 from lmforge.models.rnn import Seq2Seq, Seq2SeqConfig
 from lmforge.rl.text.actions import Stepper, state_logits
@@ -42,11 +41,7 @@ def mt_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def loaded(mt_run):
     ref, tok, task = load_translation_run(str(mt_run))
-    policy = copy.deepcopy(ref)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        policy.lm_head.weight.add_(0.5 * torch.randn_like(policy.lm_head.weight))
-    return ref, policy, tok, task
+    return ref, perturbed_copy(ref), tok, task
 
 
 def test_stepper_equals_the_teacher_forced_logits(loaded):
