@@ -128,8 +128,11 @@ def test_unsupported_layers_are_named():
     bn = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
     with pytest.raises(ConfigError, match="BatchNorm"):
         check_supported(bn.train())
-    # A CRF's transitions are used by crf.nll, outside its forward: no per-example gradient
+    # Parameters read outside their module's forward (here the CRF's, by crf_nll called
+    # directly rather than through the module) get no per-example gradient
     from opacus import GradSampleModule
+
+    from lmforge.nn.crf import crf_nll
 
     tagger = TaskModel(TaskModelConfig("tag", ["O", "B-X", "I-X"], "textcnn",
                                        {"vocab_size": V, "d_emb": 8, "n_filters": 4,
@@ -141,8 +144,9 @@ def test_unsupported_layers_are_named():
              "word_mask": torch.ones(2, 5, dtype=torch.bool)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tagger.crf.nll(gsm(batch), torch.zeros(2, 5, dtype=torch.long),
-                       batch["word_mask"]).backward()
+        crf = tagger.crf
+        crf_nll(gsm(batch), torch.zeros(2, 5, dtype=torch.long), batch["word_mask"],
+                crf.start_transitions, crf.end_transitions, crf.transitions).mean().backward()
     assert missing_per_sample(tagger) == ["crf.start_transitions (CRF)",
                                           "crf.end_transitions (CRF)",
                                           "crf.transitions (CRF)"]

@@ -40,6 +40,10 @@ Batches use right padding: ``mask[b, t]`` is True for the first ``len_b`` steps 
 sequence ``b`` and False after. Every sequence must have at least one step
 (``mask[:, 0]`` all True). At padded steps the recursions simply carry the previous value
 forward, so a padded sequence gets exactly the score it would get on its own.
+
+The module call ``crf(emissions, tags, mask)`` is the NLL of each sequence, (B,); the
+math itself is :func:`crf_nll`, a function of the three parameters, so that
+``torch.func`` can take one sequence's gradient (DP-SGD, :mod:`lmforge.privacy.dp`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["CRF", "viterbi"]
+__all__ = ["CRF", "crf_nll", "viterbi"]
 
 
 class CRF(nn.Module):
@@ -125,63 +129,46 @@ class CRF(nn.Module):
         return emissions, tags, mask
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, em: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        B, L, _ = em.shape
-        lengths = mask.sum(1)                                          # (B,)
-        emit = em.gather(2, tags.unsqueeze(-1)).squeeze(-1)            # (B, L)
-        score = self.start_transitions[tags[:, 0]]
-        score = score + torch.where(mask, emit, torch.zeros_like(emit)).sum(1)
-        if L > 1:
-            trans = self.transitions[tags[:, :-1], tags[:, 1:]]        # (B, L-1)
-            score = score + torch.where(mask[:, 1:], trans, torch.zeros_like(trans)).sum(1)
-        last = tags.gather(1, (lengths - 1).unsqueeze(1)).squeeze(1)   # (B,)
-        return score + self.end_transitions[last]
-
-    def _forward_alphas(self, em: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        """alpha_t for t = 1..L, each (B, K); carried unchanged through padding."""
-        alpha = self.start_transitions + em[:, 0]                      # (B, K)
-        alphas = [alpha]
-        trans = self.transitions.unsqueeze(0)                          # (1, K, K)
-        for t in range(1, em.size(1)):
-            # (B, K, 1) + (1, K, K) -> logsumexp over previous tag i -> (B, K)
-            nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + em[:, t]
-            alpha = torch.where(mask[:, t].unsqueeze(1), nxt, alpha)
-            alphas.append(alpha)
-        return alphas
-
     def score(self, emissions: torch.Tensor, tags: torch.Tensor,
               mask: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised log score of ``tags`` for each sequence, shape (B,)."""
         em, tags, mask = self._prepare(emissions, tags, mask)
-        return self._score(em, tags, mask)
+        return _path_score(em, tags, mask, self.start_transitions, self.transitions,
+                           self.end_transitions)
 
     def log_partition(self, emissions: torch.Tensor,
                       mask: torch.Tensor | None = None) -> torch.Tensor:
         """log Z for each sequence by the forward algorithm, shape (B,)."""
         em, _, mask = self._prepare(emissions, None, mask)
-        alpha = self._forward_alphas(em, mask)[-1]
+        alpha = _forward_alphas(em, mask, self.start_transitions, self.transitions)[-1]
         return torch.logsumexp(alpha + self.end_transitions, dim=1)
+
+    def forward(self, emissions: torch.Tensor, tags: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Negative log-likelihood ``log Z - score(tags)`` of each sequence, shape (B,).
+
+        The module call, so that hooks on the module (Opacus' per-example gradients) see
+        every use of the CRF's parameters in the loss."""
+        em, tags, mask = self._prepare(emissions, tags, mask)
+        return crf_nll(em, tags, mask, self.start_transitions, self.end_transitions,
+                       self.transitions)
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor | None = None,
             reduction: Literal["mean", "sum", "none"] = "mean") -> torch.Tensor:
-        """Negative log-likelihood ``log Z - score(tags)``.
+        """Negative log-likelihood ``log Z - score(tags)`` through the module call.
 
         ``reduction``: ``'none'`` gives one value per sequence (B,), ``'sum'`` their sum,
         ``'mean'`` their mean over the batch (per sequence, not per token).
         """
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        em, tags, mask = self._prepare(emissions, tags, mask)
-        alpha = self._forward_alphas(em, mask)[-1]
-        log_z = torch.logsumexp(alpha + self.end_transitions, dim=1)
-        out = log_z - self._score(em, tags, mask)
+        # only tensors as arguments: forward hooks record the positional inputs
+        out = self(emissions, tags) if mask is None else self(emissions, tags, mask)
         if reduction == "sum":
             return out.sum()
         if reduction == "mean":
             return out.mean()
         return out
-
-    forward = nll
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -205,7 +192,7 @@ class CRF(nn.Module):
         """
         em, _, mask = self._prepare(emissions, None, mask)
         B, L, K = em.shape
-        alphas = self._forward_alphas(em, mask)
+        alphas = _forward_alphas(em, mask, self.start_transitions, self.transitions)
         log_z = torch.logsumexp(alphas[-1] + self.end_transitions, dim=1)  # (B,)
         beta = self.end_transitions.expand(B, K)
         betas = [beta]
@@ -219,6 +206,48 @@ class CRF(nn.Module):
         log_marg = torch.stack(alphas, 1) + torch.stack(betas, 1) - log_z[:, None, None]
         marg = torch.where(mask.unsqueeze(2), log_marg.exp(), torch.zeros_like(log_marg))
         return marg if self.batch_first else marg.transpose(0, 1)
+
+
+def _path_score(em: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
+                start: torch.Tensor, trans: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """score(y) of each sequence (B,) on batch-first ``em`` (B, L, K), ``tags`` (B, L)."""
+    L = em.size(1)
+    lengths = mask.sum(1)                                          # (B,)
+    emit = em.gather(2, tags.unsqueeze(-1)).squeeze(-1)            # (B, L)
+    score = start[tags[:, 0]]
+    score = score + torch.where(mask, emit, torch.zeros_like(emit)).sum(1)
+    if L > 1:
+        pairs = trans[tags[:, :-1], tags[:, 1:]]                   # (B, L-1)
+        score = score + torch.where(mask[:, 1:], pairs, torch.zeros_like(pairs)).sum(1)
+    last = tags.gather(1, (lengths - 1).unsqueeze(1)).squeeze(1)   # (B,)
+    return score + end[last]
+
+
+def _forward_alphas(em: torch.Tensor, mask: torch.Tensor, start: torch.Tensor,
+                    trans: torch.Tensor) -> list[torch.Tensor]:
+    """alpha_t for t = 1..L, each (B, K); carried unchanged through padding."""
+    alpha = start + em[:, 0]                                       # (B, K)
+    alphas = [alpha]
+    trans = trans.unsqueeze(0)                                     # (1, K, K)
+    for t in range(1, em.size(1)):
+        # (B, K, 1) + (1, K, K) -> logsumexp over previous tag i -> (B, K)
+        nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + em[:, t]
+        alpha = torch.where(mask[:, t].unsqueeze(1), nxt, alpha)
+        alphas.append(alpha)
+    return alphas
+
+
+def crf_nll(em: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
+            start_transitions: torch.Tensor, end_transitions: torch.Tensor,
+            transitions: torch.Tensor) -> torch.Tensor:
+    """``log Z - score(y)`` of each sequence (B,), on inputs :class:`CRF` has checked:
+    batch-first ``em`` (B, L, K), ``tags`` (B, L) in [0, K) and a right-padded bool
+    ``mask`` (B, L). The parameters are arguments (named as the CRF's) and nothing
+    depends on their values in Python, so ``torch.func`` can ``vmap`` it over sequences."""
+    alpha = _forward_alphas(em, mask, start_transitions, transitions)[-1]
+    log_z = torch.logsumexp(alpha + end_transitions, dim=1)
+    return log_z - _path_score(em, tags, mask, start_transitions, transitions,
+                               end_transitions)
 
 
 NEG_INF = -1e4  # a score no legal path reaches, finite so that max/argmax stay defined

@@ -37,15 +37,19 @@ The privacy unit is one example of the source: a record (fine-tuning) or a windo
 ``block_size + 1`` tokens of the token shards (pretraining; a document longer than one
 window is protected at the window level only). The guarantee assumes each per-example
 gradient depends on its example alone, which holds for losses that are a mean over
-examples (classification, relations) or over equal-length windows (causal LM).
+examples (classification, relations, the CRF tagger's NLL per sentence) or over
+equal-length windows (causal LM).
 
 lmforge's layers under Opacus: ``nn.Linear``, ``nn.Conv1d`` and ``nn.RMSNorm`` use Opacus'
 grad samplers; tied embeddings (a GPT's ``lm_head`` sharing ``wte``) accumulate both
 uses. :func:`register_lmforge_samplers` adds lmforge's own recurrent layers
-(:mod:`lmforge.nn.recurrent`; ``torch.func`` over each example's output sequence),
-``nn.Embedding`` with its ``padding_idx`` row at zero (Opacus 1.6 gives that row a
-gradient) and ``nn.LayerNorm`` without a bias (Opacus 1.6 fails on it). A parameter used outside its module's ``forward``
-(the CRF's transitions) gets no per-example gradient: that is an error naming it.
+(:mod:`lmforge.nn.recurrent`; ``torch.func`` over each example's output sequence), the
+CRF (:mod:`lmforge.nn.crf`: its ``forward``, which ``CRF.nll`` calls, is each sentence's
+NLL; ``torch.func`` over sentences gives the gradients of its start, end and transition
+scores), ``nn.Embedding`` with its ``padding_idx`` row at zero (Opacus 1.6 gives that row
+a gradient) and ``nn.LayerNorm`` without a bias (Opacus 1.6 fails on it). A parameter
+used outside its module's ``forward`` gets no per-example gradient: that is an error
+naming it.
 """
 
 from __future__ import annotations
@@ -140,32 +144,60 @@ def as_poisson(source: Any) -> PoissonSource:
 
 # ---------------------------------------------------------------------- layers
 
-def _first_output_grad_sampler(layer: nn.Module, activations: list[Tensor],
-                               backprops: Tensor) -> dict[nn.Parameter, Tensor]:
-    """Per-example gradients of a layer whose first output (B, ...) is what the model
-    reads: ``vmap`` over examples of ``grad_θ <f_θ(x_i)[0], ∂L/∂y_i>`` (``torch.func``)."""
-    from torch.func import functional_call, grad, vmap
+def _vmap_grad_sample(layer: nn.Module, call: Callable[..., Any], inputs: Sequence[Tensor],
+                      backprops: Tensor) -> dict[nn.Parameter, Tensor]:
+    """``vmap`` over examples of ``grad_θ <y_i, ∂L/∂y_i>`` (``torch.func``), where
+    ``y_i = call(params by name, *inputs of example i as a batch of one)`` (its first
+    output if a tuple) and θ the layer's trainable parameters (the frozen ones passed
+    as they are)."""
+    from torch.func import grad, vmap
 
     named = [(n, p) for n, p in layer.named_parameters() if p.requires_grad]
     names = [n for n, _ in named]
     frozen = {n: p for n, p in layer.named_parameters() if not p.requires_grad}
 
     def inner(values, bp, *xs):
-        out = functional_call(layer, {**frozen, **dict(zip(names, values, strict=True))},
-                              tuple(x.unsqueeze(0) for x in xs))
+        out = call({**frozen, **dict(zip(names, values, strict=True))},
+                   *(x.unsqueeze(0) for x in xs))
         out = out[0] if isinstance(out, tuple) else out
         return (out * bp.unsqueeze(0)).sum()
 
     values = tuple(p.detach() for _, p in named)
+    per = vmap(grad(inner), in_dims=(None, 0, *([0] * len(inputs))))(
+        values, backprops, *inputs)
+    return {p: g for (_, p), g in zip(named, per, strict=True)}
+
+
+def _first_output_grad_sampler(layer: nn.Module, activations: list[Tensor],
+                               backprops: Tensor) -> dict[nn.Parameter, Tensor]:
+    """Per-example gradients of a layer whose first output (B, ...) is what the model
+    reads: ``vmap`` over examples of ``grad_θ <f_θ(x_i)[0], ∂L/∂y_i>`` (``torch.func``)."""
+    from torch.func import functional_call
+
     # the layer's own forward again, without Opacus' hooks (they would record it)
     hooks = layer._forward_hooks, layer._backward_hooks
     layer._forward_hooks, layer._backward_hooks = OrderedDict(), OrderedDict()
     try:
-        per = vmap(grad(inner), in_dims=(None, 0, *([0] * len(activations))))(
-            values, backprops, *activations)
+        return _vmap_grad_sample(layer, lambda params, *xs: functional_call(layer, params, xs),
+                                 activations, backprops)
     finally:
         layer._forward_hooks, layer._backward_hooks = hooks
-    return {p: g for (_, p), g in zip(named, per, strict=True)}
+
+
+def _crf_grad_sampler(layer: nn.Module, activations: list[Tensor],
+                      backprops: Tensor) -> dict[nn.Parameter, Tensor]:
+    """Per-sentence gradients of a :class:`~lmforge.nn.crf.CRF` called as
+    ``crf(emissions, tags[, mask])``: ``vmap`` over sentences of ``grad_θ nll_θ(E_i, y_i,
+    m_i) · ∂L/∂nll_i`` for θ = (start, end, transition scores), by
+    :func:`~lmforge.nn.crf.crf_nll` on the inputs as the forward checked them (each
+    sentence keeps its padding, which the mask makes inert). The emissions' gradient
+    reaches the encoder through autograd as usual."""
+    from ..nn.crf import crf_nll
+
+    if not layer.batch_first:  # Opacus reads the batch size off the last input's dim 0
+        raise ValueError("DP-SGD needs a batch_first CRF")
+    return _vmap_grad_sample(layer, lambda params, *xs: crf_nll(*xs, **params),
+                             layer._prepare(*activations), backprops)
 
 
 def _embedding_grad_sampler(layer: nn.Embedding, activations: list[Tensor],
@@ -200,16 +232,19 @@ def _layer_norm_grad_sampler(layer: nn.LayerNorm, activations: list[Tensor],
 def register_lmforge_samplers() -> None:
     """Register with Opacus (idempotent) the per-example gradients of lmforge's
     ``RNN``/``LSTM``/``GRU`` layers, exact when the model reads their output sequence as
-    the task encoders do (the final states ``h_n``/``c_n`` must not feed the loss), and
-    of ``nn.Embedding`` with its ``padding_idx`` row kept at zero and of ``nn.LayerNorm``
+    the task encoders do (the final states ``h_n``/``c_n`` must not feed the loss), of
+    its ``CRF`` (the loss through its forward: ``crf(...)`` or ``crf.nll(...)``), of
+    ``nn.Embedding`` with its ``padding_idx`` row kept at zero and of ``nn.LayerNorm``
     without a bias."""
     from opacus.grad_sample import GradSampleModule, register_grad_sampler
 
+    from ..nn.crf import CRF
     from ..nn.recurrent import GRU, LSTM, RNN
 
     todo = [c for c in (RNN, LSTM, GRU) if c not in GradSampleModule.GRAD_SAMPLERS]
     if todo:
         register_grad_sampler(todo)(_first_output_grad_sampler)
+    register_grad_sampler(CRF)(_crf_grad_sampler)
     register_grad_sampler(nn.Embedding)(_embedding_grad_sampler)
     register_grad_sampler(nn.LayerNorm)(_layer_norm_grad_sampler)
 
@@ -338,7 +373,7 @@ class DPTraining:
         if missing:
             raise ConfigError("train.privacy: Opacus computed no per-example gradient for "
                               f"{', '.join(missing)}: the parameter is used outside its "
-                              "module's forward(); freeze it or use another head")
+                              "module's forward(); freeze it")
         mean = {k: v.detach().float() if isinstance(v, Tensor) else float(v)
                 for k, v in (metrics or {}).items()}
         return loss.detach().float(), n, mean
