@@ -1,6 +1,7 @@
 """CLI verbs of question answering over documents: ``lmforge qa index``, ``qa search`` and
 ``qa ask``. Thin: each parses options and calls :mod:`lmforge.retrieval` (the index and
-:func:`~lmforge.retrieval.ask.ask`)."""
+:func:`~lmforge.retrieval.ask.ask`). With a key option a new index is written encrypted
+and an encrypted one is read in memory (:mod:`lmforge.retrieval.store`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import typer
 
 from ..errors import ConfigError, DataError
 from . import _echo, app
+from .key_options import with_key
 
 qa_app = typer.Typer(help="Question answering over documents: index, search, ask.",
                      no_args_is_help=True)
@@ -56,8 +58,19 @@ def _check_same(index, out: Path, dense: str | None, max_words: int | None,
                               "an index is created")
 
 
+def _check_form(path: Path) -> None:
+    """A key given for a plaintext index would leave it plaintext: refused, with the fix."""
+    from ..privacy.crypto import is_encrypted
+    from ..privacy.encrypted_io import active_key
+
+    if active_key() is not None and not is_encrypted(path):
+        raise ConfigError(f"{path.parent} is a plaintext index; encrypt it first with "
+                          f"lmforge encrypt {path.parent} and the same key option")
+
+
 @qa_app.command("index", epilog="Example: lmforge qa index data/qa/docs.jsonl notes/ "
                                 "--out runs/qa-index --dense hnsw")
+@with_key
 def qa_index(
     docs: Annotated[list[str], typer.Argument(help=".jsonl files (id, text, optional title "
                                               "and lang) or folders of .txt files.",
@@ -74,7 +87,8 @@ def qa_index(
     overlap: Annotated[int | None, typer.Option(help="Words shared by consecutive windows "
                                                 "of a long paragraph. [default: 32]")] = None,
 ):
-    """Index documents for search: BM25 and, unless --dense none, sentence vectors."""
+    """Index documents for search: BM25 and, unless --dense none, sentence vectors. With
+    a key option a new index is encrypted (and an encrypted one needs its key)."""
     import time
 
     from ..retrieval import Index, read_docs
@@ -90,6 +104,7 @@ def qa_index(
     start = time.perf_counter()
     existing = (out / FILE).is_file()
     if existing:
+        _check_form(out / FILE)
         index = Index.open(out, encoder=encoder)
     else:
         kind = dense or "exact"
@@ -109,6 +124,7 @@ def qa_index(
 
 @qa_app.command("search", epilog="Example: lmforge qa search runs/qa-index --query "
                                  "'Where was Anna born?' --k 3")
+@with_key
 def qa_search(
     index: Annotated[Path, typer.Argument(help="An index folder (lmforge qa index).",
                                           metavar="IDX")],
@@ -134,6 +150,7 @@ def qa_search(
 
 @qa_app.command("ask", epilog="Example: lmforge qa ask runs/qa-index --question "
                               "'Where was Anna born?' --model runs/qa-extractive-minilm")
+@with_key
 def qa_ask(
     index: Annotated[Path, typer.Argument(help="An index folder (lmforge qa index).",
                                           metavar="IDX")],

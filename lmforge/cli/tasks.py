@@ -96,8 +96,9 @@ def predict(
              "text, which the offsets refer to.")] = False,
 ):
     """Labels with probabilities, entity spans with offsets, relations, or answers. With
-    a key option the run may be encrypted (it is read in memory)."""
-    from ..io import atomic_write_text
+    a key option the run may be encrypted (it is read in memory) and --out is written
+    encrypted."""
+    from ..privacy.encrypted_io import write_text
     from ..tasks.multitask_model import task_predictor
 
     if (text is None) == (input is None):
@@ -109,7 +110,7 @@ def predict(
     lines = [json.dumps({**({"text": x} if isinstance(x, str) else x), **p},
                         ensure_ascii=False) for x, p in zip(inputs, pred, strict=True)]
     if out is not None:
-        atomic_write_text(out, "\n".join(lines) + "\n")
+        write_text(out, "\n".join(lines) + "\n")
         _echo(f"wrote {len(lines)} predictions to {out}")
     else:
         for line in lines:
@@ -127,14 +128,24 @@ def _defended(item: str | dict) -> str | dict:
             else v for k, v in item.items()}
 
 
+def _write_errors(folder: Path, errors: list[dict]) -> None:
+    """``folder/errors.jsonl``: one JSON record per line (encrypted when a key is active)."""
+    from ..privacy.encrypted_io import write_text
+
+    write_text(folder / "errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n"
+                                                for e in errors))
+
+
 def evaluate_task(run: str, data: list[str], out: str | None, *, attack: str | None = None,
                   rate: float = 0.1, seed: int = 0, defend: bool = False) -> None:
     """``lmforge evaluate`` on a fine-tuned task model: metrics, confusion, errors; with
     ``attack``, the metrics under that attack beside them (and the drop); with ``defend``,
     every input passes the normalisation defences first
-    (:func:`lmforge.eval.attacks.defended`)."""
+    (:func:`lmforge.eval.attacks.defended`). With a key active the files in ``out`` are
+    encrypted, and the confusion matrix is not drawn (its PNG would be plaintext;
+    ``confusion.json`` holds it)."""
     from ..eval.attacks import defended, evaluate_under_attack
-    from ..io import atomic_write_json, atomic_write_text
+    from ..privacy.encrypted_io import active_key, write_json
     from ..tasks import load_task_model
     from ..tasks.config import TaskDataConfig
     from ..tasks.datasets import read_file
@@ -161,19 +172,19 @@ def evaluate_task(run: str, data: list[str], out: str | None, *, attack: str | N
                 _echo(f"  {k:<20} {v:>8.4f} {res['attacked'][k]:>9.4f} {res['drop'][k]:>8.4f}")
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(folder / "metrics.json", ev["metrics"])
-            atomic_write_text(folder / "errors.jsonl", "".join(
-                json.dumps(e, ensure_ascii=False) + "\n" for e in ev["errors"]))
+            write_json(folder / "metrics.json", ev["metrics"])
+            _write_errors(folder, ev["errors"])
             if attack is not None:
-                atomic_write_json(folder / "attack.json", res)
+                write_json(folder / "attack.json", res)
             if "confusion" in ev:
                 import numpy as np
 
                 from ..eval.classification import confusion_json, plot_confusion
 
                 mat = np.asarray(ev["confusion"])
-                atomic_write_json(folder / "confusion.json", confusion_json(mat, ev["labels"]))
-                plot_confusion(mat, ev["labels"], folder / "confusion.png", title=path)
+                write_json(folder / "confusion.json", confusion_json(mat, ev["labels"]))
+                if active_key() is None:
+                    plot_confusion(mat, ev["labels"], folder / "confusion.png", title=path)
             _echo(f"  metrics, confusion matrix{', attack.json' if attack else ''} and "
                   f"errors.jsonl in {folder}")
 
@@ -264,8 +275,9 @@ def _read_sources(path: str) -> list[str]:
 
 def _generate_cli(task: str, run: str, text: list[str] | None, input: str | None,
                   out: str | None, key: str, **decode) -> None:
-    """The shared body of ``lmforge translate`` and ``lmforge summarize``."""
-    from ..io import atomic_write_text
+    """The shared body of ``lmforge translate`` and ``lmforge summarize``; ``out`` is
+    written encrypted when a key is active."""
+    from ..privacy.encrypted_io import write_text
     from ..tasks.seq2seq_predictor import load_seq2seq
 
     if (text is None) == (input is None):
@@ -275,9 +287,9 @@ def _generate_cli(task: str, run: str, text: list[str] | None, input: str | None
     sources = list(text) if text is not None else _read_sources(input)
     outputs = load_seq2seq(run, task).generate(sources, **decode)
     if out is not None and out.endswith(".txt"):
-        atomic_write_text(out, "".join(h.replace("\n", " ") + "\n" for h in outputs))
+        write_text(out, "".join(h.replace("\n", " ") + "\n" for h in outputs))
     elif out is not None:
-        atomic_write_text(out, "".join(json.dumps({"src": s, key: h}, ensure_ascii=False)
+        write_text(out, "".join(json.dumps({"src": s, key: h}, ensure_ascii=False)
                                        + "\n" for s, h in zip(sources, outputs, strict=True)))
     if out is not None:
         _echo(f"wrote {len(outputs)} {key}s to {out}")
@@ -308,7 +320,8 @@ def translate(
     no_repeat_ngram_size: _NO_REPEAT = None, max_new_tokens: _MAX_NEW = None,
 ):
     """Translate texts with a trained encoder-decoder (beam search, length penalty). With
-    a key option the run may be encrypted (it is read in memory)."""
+    a key option the run may be encrypted (it is read in memory) and --out is written
+    encrypted."""
     _generate_cli("translate", run, text, input, out, "translation", beams=beams,
                   alpha=alpha, no_repeat_ngram_size=no_repeat_ngram_size,
                   max_new_tokens=max_new_tokens)
@@ -328,7 +341,7 @@ def summarize(
     no_repeat_ngram_size: _NO_REPEAT = None, max_new_tokens: _MAX_NEW = None,
 ):
     """Summarise documents with a trained encoder-decoder. With a key option the run may
-    be encrypted (it is read in memory)."""
+    be encrypted (it is read in memory) and --out is written encrypted."""
     _generate_cli("summarize", run, text, input, out, "summary", beams=beams, alpha=alpha,
                   no_repeat_ngram_size=no_repeat_ngram_size, max_new_tokens=max_new_tokens)
 
@@ -351,9 +364,9 @@ def evaluate_seq2seq(run: str, data: list[str], out: str | None) -> None:
     signatures, and exact match, on parallel files), a summarisation run (ROUGE on JSONL
     files of document and summary) or a generative QA run (EM and F1 on SQuAD files, each
     question read with the passages of the run's index), and the outputs that differ from
-    the references."""
+    the references (in ``out``, encrypted when a key is active)."""
     from ..data.parallel import read_parallel
-    from ..io import atomic_write_json, atomic_write_text
+    from ..privacy.encrypted_io import write_json
     from ..tasks.seq2seq_predictor import Answerer, Translator, load_seq2seq, record_lang
 
     pred = load_seq2seq(run)
@@ -387,6 +400,5 @@ def evaluate_seq2seq(run: str, data: list[str], out: str | None) -> None:
         if out is not None:
             folder = Path(out) / Path(path).stem
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(folder / "metrics.json", m)
-            atomic_write_text(folder / "errors.jsonl", "".join(
-                json.dumps(e, ensure_ascii=False) + "\n" for e in ev["errors"]))
+            write_json(folder / "metrics.json", m)
+            _write_errors(folder, ev["errors"])

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["using_key", "active_key", "read_bytes", "read_text", "read_json",
-           "load_safetensors", "torch_load", "write_bytes", "write_text", "write_json",
-           "check_key", "KEY_OPTIONS"]
+           "load_safetensors", "torch_load", "write_bytes", "write_bytes_as", "write_text",
+           "write_json", "check_key", "KEY_OPTIONS"]
 
 KEY_OPTIONS = "--key-file FILE, --key-env VAR or --passphrase-env VAR"
 
@@ -134,12 +134,18 @@ def torch_load(path: str | Path, key: KeySource | None = None) -> Any:
 
 def write_bytes(path: str | Path, data: bytes, key: KeySource | None = None) -> None:
     """Write ``data`` to ``path`` atomically, encrypted when a key is given or active."""
-    source = active_key(key)
+    write_bytes_as(path, data, active_key(key))
+
+
+def write_bytes_as(path: str | Path, data: bytes, key: KeySource | None) -> None:
+    """Write ``data`` to ``path`` atomically: encrypted with ``key``, plain when it is None
+    (the active key is not consulted, so a file can be rewritten in the form it was
+    found in)."""
     with atomic_open(path) as f:
-        if source is None:
+        if key is None:
             f.write(data)
         else:
-            encrypt_stream(io.BytesIO(data), f, source)
+            encrypt_stream(io.BytesIO(data), f, key)
 
 
 def write_text(path: str | Path, text: str, key: KeySource | None = None) -> None:

@@ -13,7 +13,10 @@ Either sits in an ``IndexIDMap`` whose ids are the store's passage ids, so faiss
 passage ids and the vectors and their mapping are one file. On disk, next to
 ``docs.sqlite``: ``dense.faiss`` (the index) and ``dense.json`` (the manifest: ``kind``,
 ``m``, ``ef_search``, the encoder's ``name``, ``path`` and ``dim``, and ``probe``, the
-encoder's unit vector for a fixed probe sentence). Both are written atomically.
+encoder's unit vector for a fixed probe sentence). Both are written atomically; an index
+created while a key is active (:func:`lmforge.privacy.encrypted_io.using_key`) writes
+both encrypted (``faiss.serialize_index``'s bytes, AES-256-GCM) and reads them back in
+memory (``faiss.deserialize_index``). A plain index stays plain.
 
 The encoder is any object with ``encode(texts) -> array (n, d)``; ``None`` or
 ``"minilm"`` is the packaged all-MiniLM-L6-v2 and a folder path any model that
@@ -43,7 +46,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_bytes, atomic_write_json, read_json
+from ..io import read_json
+from ..privacy.crypto import is_encrypted
+from ..privacy.encrypted_io import active_key, read_bytes, write_bytes_as, write_json
+from ..privacy.keys import KeySource
 from .passages import HAS_CJK
 
 __all__ = ["ENGLISH_ONLY", "KINDS", "DenseIndex", "Encoder", "resolve_encoder"]
@@ -110,10 +116,12 @@ def embed(encoder: Encoder, name: str, texts: list[str]) -> np.ndarray:
 
 
 class DenseIndex:
-    """A faiss index of passage vectors keyed by passage id, in ``folder``."""
+    """A faiss index of passage vectors keyed by passage id, in ``folder``; ``key``: the
+    key its files are encrypted with, None when they are plain."""
 
-    def __init__(self, folder: Path, index: Any, manifest: dict, encoder: Encoder | None):
-        self.folder, self.index, self.manifest = folder, index, manifest
+    def __init__(self, folder: Path, index: Any, manifest: dict, encoder: Encoder | None,
+                 key: KeySource | None = None):
+        self.folder, self.index, self.manifest, self.key = folder, index, manifest, key
         self._encoder = encoder  # checked against the probe; None: load on first use
         ids = _faiss().vector_to_array(index.id_map)
         self.last_id = int(ids.max()) if len(ids) else 0
@@ -135,16 +143,17 @@ class DenseIndex:
                 else faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT))
         manifest = {"kind": kind, "m": m, "ef_search": ef_search, "encoder": name,
                     "path": path, "dim": dim, "probe": probe.tolist()}
-        dense = cls(Path(folder), faiss.IndexIDMap(base), manifest, enc)
+        dense = cls(Path(folder), faiss.IndexIDMap(base), manifest, enc, active_key())
         dense._set_ef_search()
         dense.save()
-        atomic_write_json(Path(folder) / MANIFEST, manifest)
+        write_json(Path(folder) / MANIFEST, manifest, dense.key)
         return dense
 
     @classmethod
     def open(cls, folder: str | os.PathLike,
              encoder: str | os.PathLike | Encoder | None = None) -> DenseIndex:
-        """The index in ``folder``; a given ``encoder`` is checked at once."""
+        """The index in ``folder`` (encrypted files need the active key); a given
+        ``encoder`` is checked at once."""
         folder = Path(folder)
         manifest = read_json(folder / MANIFEST, error=DataError)
         missing = [f for f in _MANIFEST_FIELDS if f not in manifest]
@@ -153,11 +162,13 @@ class DenseIndex:
         faiss = _faiss()
         try:
             # An IndexIDMap comes back as one (the wrapper owns it: never re-wrap it).
-            index = faiss.deserialize_index(np.fromfile(folder / FILE, dtype=np.uint8))
+            data = np.frombuffer(read_bytes(folder / FILE), dtype=np.uint8)
+            index = faiss.deserialize_index(data)
             index.id_map  # noqa: B018 (an AttributeError if the file is not ours)
         except (OSError, RuntimeError, AttributeError) as e:
             raise DataError(f"{folder / FILE} is corrupt: {str(e).splitlines()[0]}") from None
-        dense = cls(folder, index, manifest, None)
+        dense = cls(folder, index, manifest, None,
+                    active_key() if is_encrypted(folder / FILE) else None)
         dense._set_ef_search()
         if encoder is not None:
             dense._encoder = dense._check(encoder)
@@ -195,9 +206,9 @@ class DenseIndex:
         return self._encoder
 
     def save(self) -> None:
-        """Write ``dense.faiss`` atomically."""
+        """Write ``dense.faiss`` atomically (encrypted with :attr:`key` when it is set)."""
         data = _faiss().serialize_index(self.index)
-        atomic_write_bytes(self.folder / FILE, data.tobytes())
+        write_bytes_as(self.folder / FILE, data.tobytes(), self.key)
 
     def add(self, ids: Sequence[int], texts: Sequence[str]) -> None:
         """Embed ``texts`` (in batches, with a progress bar on a terminal), add them under

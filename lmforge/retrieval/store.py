@@ -53,6 +53,18 @@ parentheses and the words AND/OR/NOT/NEAR are therefore just text.
 lang and metadata does nothing; the same id with other content raises
 :class:`~lmforge.errors.DataError` (ids are permanent: build a new index to change a
 document). An :meth:`DocStore.add` is one transaction: all its documents or none.
+
+**Encryption at rest.** A store created while a key is active
+(:func:`lmforge.privacy.encrypted_io.using_key`, the commands' ``--key-file``) lives in
+memory (``sqlite3.connect(":memory:")``) and is written to ``docs.sqlite`` as the
+database's bytes (``Connection.serialize``), AES-256-GCM encrypted
+(:mod:`lmforge.privacy.crypto`) and atomically, when it is created and after each
+:meth:`DocStore.add` that stored a document. Opening an encrypted file decrypts it in
+memory and loads it with ``Connection.deserialize``, so no plaintext page reaches the
+disk (nor a journal); the whole database is held in memory. Without a key an encrypted
+store is a one-line :class:`~lmforge.errors.ConfigError`, a wrong key a one-line
+:class:`~lmforge.errors.CheckpointError`. A plain file stays an SQLite database on
+disk, even when a key is active; a store keeps its form.
 """
 
 from __future__ import annotations
@@ -65,7 +77,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DataError
-from ..io import fsync_dir
+from ..privacy.crypto import is_encrypted
+from ..privacy.encrypted_io import active_key, read_bytes, write_bytes_as
+from ..privacy.keys import KeySource
 from .docs import Doc
 from .passages import HAS_CJK, check_passage_options, split_passages
 
@@ -110,56 +124,73 @@ def _indexed_text(title: str, text: str) -> str:
 
 
 class DocStore:
-    """Documents, passages and their FTS5 index in ``folder/docs.sqlite``."""
+    """Documents, passages and their FTS5 index in ``folder/docs.sqlite``; ``key``: the
+    key it is encrypted with (then ``conn`` is an in-memory copy), None for a plain file."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, max_words: int, overlap: int):
+    def __init__(self, conn: sqlite3.Connection, path: Path, max_words: int, overlap: int,
+                 key: KeySource | None = None):
         self.conn, self.path = conn, path
         self.max_words, self.overlap = max_words, overlap
+        self.key = key
 
     @classmethod
     def create(cls, folder: str | os.PathLike, *, max_words: int = 128,
                overlap: int = 32) -> DocStore:
-        """A new, empty store; the file appears (renamed into place) only when complete."""
+        """A new, empty store, encrypted when a key is active; the file appears (renamed
+        into place) only when complete."""
         check_passage_options(max_words, overlap)
         path = Path(folder) / FILE
         if path.exists():
             raise DataError(f"{path.parent} already holds an index; open it with Index.open")
-        tmp = path.with_name(f".{FILE}.tmp")
-        tmp.unlink(missing_ok=True)
-        conn = sqlite3.connect(tmp)
+        key = active_key()
+        conn = sqlite3.connect(":memory:")
         try:
             conn.executescript(_SCHEMA)
             conn.executemany("INSERT INTO meta VALUES (?, ?)",
                              [("format", FORMAT), ("tokenizer", TOKENIZER),
                               ("max_words", str(max_words)), ("overlap", str(overlap))])
             conn.commit()
-        finally:
+            write_bytes_as(path, conn.serialize(), key)
+        except BaseException:
             conn.close()
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+            raise
+        if key is not None:
+            return cls(conn, path, max_words, overlap, key)
+        conn.close()
         return cls.open(folder)
 
     @classmethod
     def open(cls, folder: str | os.PathLike) -> DocStore:
-        """The store in ``folder``; a folder without one, or a corrupt file, is a
-        :class:`DataError`."""
+        """The store in ``folder`` (an encrypted one needs the active key); a folder
+        without one, or a corrupt file, is a :class:`DataError`."""
         path = Path(folder) / FILE
         if not path.is_file():
             raise DataError(f"{Path(folder)} is not a retrieval index (no {FILE}); "
                             "create one with Index.create")
-        conn = sqlite3.connect(path)
+        encrypted = is_encrypted(path)
+        data = read_bytes(path) if encrypted else None  # all verified, or a one-line error
+        key = active_key() if encrypted else None
+        conn = sqlite3.connect(":memory:" if encrypted else path)
         try:
+            if data is not None:
+                conn.deserialize(data)
             meta = dict(conn.execute("SELECT key, value FROM meta"))
             if meta.get("format") != FORMAT:
                 raise DataError(f"{path} has index format {meta.get('format')!r}; "
                                 f"this lmforge reads format {FORMAT}")
-            return cls(conn, path, int(meta["max_words"]), int(meta["overlap"]))
+            return cls(conn, path, int(meta["max_words"]), int(meta["overlap"]), key)
         except (sqlite3.DatabaseError, KeyError, ValueError) as e:
             conn.close()
             raise DataError(f"{path} is corrupt: {e}") from None
         except DataError:
             conn.close()
             raise
+
+    def _save(self) -> None:
+        """Write the in-memory database to ``docs.sqlite``, encrypted, atomically (a plain
+        store commits to its file itself)."""
+        if self.key is not None:
+            write_bytes_as(self.path, self.conn.serialize(), self.key)
 
     def close(self) -> None:
         self.conn.close()
@@ -191,6 +222,8 @@ class DocStore:
                     self.conn.execute("INSERT INTO passages_fts (rowid, tokens) VALUES (?, ?)",
                                       (pid, tokens))
                 new += 1
+        if new:
+            self._save()
         return new
 
     def bm25(self, query: str, k: int) -> list[tuple[int, float]]:

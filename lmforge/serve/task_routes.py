@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, Request
 
@@ -44,6 +44,9 @@ from .task_protocol import (
     SummarizeResponse,
     TranslateResponse,
 )
+
+if TYPE_CHECKING:
+    from ..privacy.keys import KeySource
 
 router = APIRouter(tags=["tasks"])
 
@@ -176,11 +179,13 @@ async def relations(body: RelationsRequest, request: Request):
                             for i, p in enumerate(preds)])
 
 
-def _rag_sources(served: ServedModel, body: QARequest) -> Callable[[], list[str]]:
+def _rag_sources(served: ServedModel, body: QARequest, key: KeySource | None
+                 ) -> Callable[[], list[str]]:
     """A generative reader's inputs (:func:`lmforge.retrieval.ask.rag_input`): each question
     with its context, else with the passages the run's index retrieves for it
-    (:func:`lmforge.tasks.rag.rag_records`, as in training); a 400 when the run has no
-    index."""
+    (:func:`lmforge.tasks.rag.rag_records`, as in training; an encrypted index is opened
+    in memory with the server's ``key``); a 400 when the run has no index."""
+    from ..privacy.encrypted_io import using_key
     from ..retrieval.ask import rag_input
     from ..tasks.rag import open_run_index, rag_records
 
@@ -194,7 +199,8 @@ def _rag_sources(served: ServedModel, body: QARequest) -> Callable[[], list[str]
         out = [rag_input(q.question, [q.context]) if q.context is not None else ""
                for q in questions]
         if asked:
-            with open_run_index(pred.index_dir.parent, pred.retrieval) as index:
+            with using_key(key), open_run_index(pred.index_dir.parent,
+                                                pred.retrieval) as index:
                 found = rag_records([{"id": str(i), "question": questions[i].question,
                                       "answers": []} for i in asked], index, pred.retrieval)
             for i, r in zip(asked, found, strict=True):
@@ -212,7 +218,8 @@ async def qa(body: QARequest, request: Request):
     served = _task_model(request, body.model, "qa")
     questions = body.items
     if isinstance(served.predictor, Answerer):
-        answers = await _run(request, served, _written(served, _rag_sources(served, body)))
+        answers = await _run(request, served, _written(served, _rag_sources(
+            served, body, request.app.state.server.key)))
         return _listed(served, [{"index": i, "answer": a, "score": None, "start": None,
                                  "end": None} for i, a in enumerate(answers)])
     missing = next((i for i, q in enumerate(questions) if q.context is None), None)

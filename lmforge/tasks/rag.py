@@ -36,7 +36,9 @@ The collection is the world's pages (``data.world: qa``), the user's documents
 (``retrieval.docs``: JSONL or folders of ``.txt``, :func:`~lmforge.retrieval.docs.read_docs`),
 or else the distinct contexts of the user's SQuAD files. It is indexed once into
 ``<run>/index`` (:func:`open_run_index`), which ``lmforge evaluate`` and
-``lmforge qa ask`` use afterwards.
+``lmforge qa ask`` use afterwards. A run trained with a key has its index encrypted
+(``docs.sqlite`` and the dense files, :mod:`lmforge.retrieval.store`), which these then
+open in memory with the same key.
 """
 
 from __future__ import annotations
