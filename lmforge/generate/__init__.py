@@ -1,13 +1,15 @@
 """Text generation with a KV cache: greedy, temperature, top-k, top-p, repetition
 penalty, stop strings, batching with left padding, streaming, decode-time constraints
-(bad words, forced words, minimum length, no repeated n-gram) and beam search.
+(bad words, forced words, minimum length, no repeated n-gram), JSON that follows a schema
+(structured outputs) and beam search.
 
 Written by hand: generation is part of what lmforge teaches. The math of each rule is
 in :mod:`lmforge.generate.sampling` and ``docs/generation.md``.
 
 Modules: ``config`` (:class:`GenerationConfig`), ``sampling`` (logits to next token),
 ``constraints`` (words as token sequences, the bans they cause, forced words),
-``decode`` (the batched token loop on ids), ``beam`` (beam search, forced words),
+``structured`` (the grammar mask of a JSON schema), ``decode`` (the batched token loop
+on ids), ``beam`` (beam search, forced words),
 ``text`` (prompts, detokenisation, stop strings, streaming).
 """
 
@@ -31,6 +33,7 @@ from .sampling import (
     top_k_filter,
     top_p_filter,
 )
+from .structured import JsonConstraint
 from .text import (
     Completion,
     IncrementalDetokenizer,
@@ -50,6 +53,7 @@ __all__ = [
     "ForcedWords",
     "GenerationConfig",
     "IncrementalDetokenizer",
+    "JsonConstraint",
     "PromptTooLongError",
     "SequenceBatch",
     "Speller",

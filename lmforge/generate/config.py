@@ -77,6 +77,13 @@ class GenerationConfig:
     streaming). ``alpha`` is the GNMT length penalty of :mod:`lmforge.models.beam`,
     ``score = log P / ((5 + |Y|) / 6) ** alpha``, with the translation models' default
     0.6 (0 = raw log-probability, which favours short outputs).
+
+    ``json_schema`` (a JSON schema as a dict; ``{"type": "object"}`` for any JSON object)
+    makes the output a JSON document that the schema accepts, by grammar-constrained
+    decoding (:mod:`lmforge.generate.structured`, the ``serve`` extra): tokens the
+    grammar forbids are masked after the bans and before the temperature, and the row
+    ends at ``eos`` once the document is complete. It samples one token per step (no
+    beam search) and decides where the output ends (no ``min_new_tokens``).
     """
 
     max_new_tokens: int = 64
@@ -98,6 +105,7 @@ class GenerationConfig:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logit_bias: dict[int, float] = field(default_factory=dict)
+    json_schema: dict | None = None
 
     def __post_init__(self) -> None:
         self.stop = _string_list("stop", self.stop)
@@ -159,6 +167,20 @@ class GenerationConfig:
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise ConfigError(f"alpha must be a finite number >= 0, got {self.alpha}")
         self.logit_bias = _logit_bias(self.logit_bias)
+        if self.json_schema is not None:
+            self._check_json_schema()
+
+    def _check_json_schema(self) -> None:
+        """The schema compiles, and no other rule decides the output's shape or end."""
+        from .structured import compile_schema
+
+        compile_schema(self.json_schema)
+        if self.beam_search:
+            raise ConfigError("json_schema samples one token per step: it cannot be "
+                              "combined with num_beams > 1 or force_words")
+        if self.min_new_tokens:
+            raise ConfigError("json_schema decides where the output ends: it cannot be "
+                              "combined with min_new_tokens")
 
     @property
     def greedy(self) -> bool:

@@ -30,6 +30,7 @@ from ..errors import ConfigError, LmforgeError
 from .config import GenerationConfig, autocast_context
 from .constraints import TokenBans
 from .sampling import sample_next
+from .structured import JsonConstraint
 
 
 class PromptTooLongError(LmforgeError, ValueError):
@@ -173,16 +174,23 @@ class BatchDecoder:
     the caller's code between steps runs in its own grad mode.
 
     ``bans`` (default: those of ``config`` that need no tokenizer) are the constraints'
-    bans; each row's token history is kept only when they read it. Beam search
-    (``config.num_beams > 1`` or ``force_words``) is :mod:`lmforge.generate.beam`.
+    bans; each row's token history is kept only when they read it. ``grammars`` (one
+    :class:`~lmforge.generate.structured.JsonConstraint` per prompt, needed with
+    ``config.json_schema``) mask each row's logits and take each token it produces. Beam
+    search (``config.num_beams > 1`` or ``force_words``) is :mod:`lmforge.generate.beam`.
     """
 
     def __init__(self, model: torch.nn.Module, prompts_ids: Sequence[Sequence[int]],
                  config: GenerationConfig, eos_id: int | None = None, pad_id: int = 0,
-                 generator: torch.Generator | None = None, bans: TokenBans | None = None):
+                 generator: torch.Generator | None = None, bans: TokenBans | None = None,
+                 grammars: Sequence[JsonConstraint] | None = None):
         if config.beam_search:
             raise ConfigError("BatchDecoder picks one token per row; beam search "
                               "(num_beams > 1 or force_words) is lmforge.generate.beam")
+        if config.json_schema is not None and grammars is None:
+            raise ConfigError("json_schema needs a tokenizer: use generate, "
+                              "generate_completions or complete_ids")
+        self.grammars = grammars
         self.model, self.config, self.eos_id = model, config, eos_id
         self.prompts = [[int(t) for t in p] for p in prompts_ids]
         check_prompts(self.prompts, config.max_new_tokens, model.config.max_seq_len,
@@ -210,6 +218,9 @@ class BatchDecoder:
                 tokens = self._sample(logits, step)
                 token_list = tokens.tolist()
                 rows = list(self.rows)
+                if self.grammars is not None:
+                    for r, t in zip(rows, token_list, strict=True):
+                        self.grammars[r].advance(t)
                 yield rows, token_list
                 if step == n_new - 1:
                     return
@@ -229,8 +240,10 @@ class BatchDecoder:
     def _sample(self, logits: torch.Tensor, n_new: int) -> torch.Tensor:
         banned = self.bans.banned(self.seqs.histories, n_new, len(logits)) \
             if self.bans.active else None
+        allowed = None if self.grammars is None else torch.stack(
+            [self.grammars[r].allowed() for r in self.rows]).to(logits.device)
         return sample_next(logits, self.config, self.seqs.seen, self.generator, banned,
-                           self.seqs.counts)
+                           self.seqs.counts, allowed)
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -246,8 +259,9 @@ def generate_ids(model: torch.nn.Module, prompts_ids: Sequence[Sequence[int]],
 
     Prompts are batched ``config.batch_size`` at a time (grouped by length), each batch
     left-padded with ``pad_id``. A row stops at ``eos_id`` or after
-    ``config.max_new_tokens``; ``config.stop`` strings, ``bad_words`` and ``force_words``
-    need a tokenizer and are applied by :func:`lmforge.generate.generate`, not here.
+    ``config.max_new_tokens``; ``config.stop`` strings, ``bad_words``, ``force_words``
+    and ``json_schema`` need a tokenizer and are applied by
+    :func:`lmforge.generate.generate`, not here.
     ``num_beams > 1`` runs :func:`lmforge.generate.beam.beam_search_ids` (the best beam).
     """
     config = config or GenerationConfig()

@@ -14,7 +14,10 @@ Face):
    ``logit_bias``: :math:`z_v \leftarrow z_v + b_v`.
 3. Constraints: :math:`z_v \leftarrow -\infty` for every token :math:`v` the row may not
    produce next: a repeated n-gram, the end of a bad word, ``eos`` before
-   ``min_new_tokens`` (:class:`~lmforge.generate.constraints.TokenBans`).
+   ``min_new_tokens`` (:class:`~lmforge.generate.constraints.TokenBans`), and every
+   token outside the row's ``allowed`` set (structured outputs: the tokens a JSON
+   schema's grammar permits, :mod:`lmforge.generate.structured`), which renormalises the
+   distribution over the allowed tokens.
 4. Temperature: :math:`p_v = \mathrm{softmax}(z / \tau)_v`. :math:`\tau \to 0` is
    greedy (``argmax``), :math:`\tau = 1` the model's distribution, :math:`\tau > 1`
    flatter.
@@ -70,10 +73,12 @@ def apply_logit_bias(logits: torch.Tensor, bias: dict[int, float]) -> torch.Tens
 def constrain_logits(logits: torch.Tensor, config: GenerationConfig,
                      seen: torch.Tensor | None = None,
                      banned: Sequence[Sequence[int]] | None = None,
-                     counts: torch.Tensor | None = None) -> torch.Tensor:
+                     counts: torch.Tensor | None = None,
+                     allowed: torch.Tensor | None = None) -> torch.Tensor:
     """Rules 1-3 on fp32 logits (B, V): the repetition penalty (``seen``), the presence
     and frequency penalties (``counts`` of the new tokens) and the logit bias, then the
-    bans (``banned[b]``: the ids row ``b`` may not produce)."""
+    bans (``banned[b]``: the ids row ``b`` may not produce) and the grammar's mask
+    (``allowed`` (B, V) bool: ``-inf`` wherever it is False)."""
     logits = logits.float()
     if seen is not None and config.repetition_penalty != 1.0:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
@@ -84,6 +89,8 @@ def constrain_logits(logits: torch.Tensor, config: GenerationConfig,
         logits = apply_logit_bias(logits, config.logit_bias)
     if banned is not None:
         logits = ban_tokens(logits, banned)
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
     return logits
 
 
@@ -111,9 +118,10 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 def process_logits(logits: torch.Tensor, config: GenerationConfig,
                    seen: torch.Tensor | None = None,
                    banned: Sequence[Sequence[int]] | None = None,
-                   counts: torch.Tensor | None = None) -> torch.Tensor:
+                   counts: torch.Tensor | None = None,
+                   allowed: torch.Tensor | None = None) -> torch.Tensor:
     """Rules 1-6 on fp32 logits (B, V); returns the logits to sample from."""
-    logits = constrain_logits(logits, config, seen, banned, counts)
+    logits = constrain_logits(logits, config, seen, banned, counts, allowed)
     if config.greedy:
         return logits
     if config.temperature != 1.0:
@@ -129,9 +137,10 @@ def sample_next(logits: torch.Tensor, config: GenerationConfig,
                 seen: torch.Tensor | None = None,
                 generator: torch.Generator | None = None,
                 banned: Sequence[Sequence[int]] | None = None,
-                counts: torch.Tensor | None = None) -> torch.Tensor:
+                counts: torch.Tensor | None = None,
+                allowed: torch.Tensor | None = None) -> torch.Tensor:
     """The next token of each row, (B,) int64: argmax when greedy, else a sample."""
-    logits = process_logits(logits, config, seen, banned, counts)
+    logits = process_logits(logits, config, seen, banned, counts, allowed)
     if config.greedy:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits, dim=-1)

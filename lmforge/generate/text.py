@@ -43,6 +43,7 @@ from .decode import (
     make_generator,
     model_device,
 )
+from .structured import JsonConstraint
 
 CONTEXT_TOKENS = 4  # prompt tokens decoded with the first new tokens (leading spaces)
 
@@ -213,8 +214,11 @@ def _run(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[list[int]],
     generator = make_generator(config.seed, model_device(model))
     for batch in length_sorted_batches([len(p) for p in prompt_ids], config.batch_size):
         rows = [TextRow(tokenizer, prompt_ids[i], config.stop) for i in batch]
+        grammars = None if config.json_schema is None else [
+            JsonConstraint(config.json_schema, tokenizer, model.config.vocab_size,
+                           [] if eos is None else [eos]) for _ in batch]
         decoder = BatchDecoder(model, [prompt_ids[i] for i in batch], config, eos, pad,
-                               generator, bans)
+                               generator, bans, grammars)
         for active, tokens in decoder:
             for r, t in zip(active, tokens, strict=True):
                 row = rows[r]

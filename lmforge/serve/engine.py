@@ -33,6 +33,10 @@ goes through the same :class:`~lmforge.generate.text.TextRow` (detokenisation, s
 strings held back until they cannot match). Batching changes nothing: a row's keys and
 positions are its own (the batch's other rows are masked out).
 
+**Structured outputs.** A request whose config has a ``json_schema`` carries its own
+grammar state: its logits are masked to the tokens the grammar allows before its own
+sampling rules run, so a constrained row changes nothing for the rows beside it.
+
 **Log-probabilities** are those of the model's distribution, ``log_softmax`` of the raw
 logits, before penalties and temperature (vLLM's default).
 """
@@ -54,6 +58,7 @@ from ..errors import LmforgeError
 from ..generate.config import GenerationConfig, autocast_context
 from ..generate.decode import check_prompts, make_generator, model_device
 from ..generate.sampling import process_logits
+from ..generate.structured import JsonConstraint
 from ..generate.text import TextRow
 from ..models.gpt import KVCache
 from .prefix import PrefixCache
@@ -103,7 +108,10 @@ class Request:
     """One sequence to generate (module docstring). ``stop_ids`` end the sequence like
     ``eos`` (pass the tokenizer's ``eos`` here, or nothing to ignore it); ``logprobs``
     None asks for none, ``k >= 0`` for the chosen token's and the ``k`` best; ``timeout``
-    (seconds from submission) ends the request with ``finish_reason="timeout"``."""
+    (seconds from submission) ends the request with ``finish_reason="timeout"``.
+    ``grammar`` is set by :meth:`Engine.submit` when ``config.json_schema`` is given: the
+    sequence's own grammar state (:class:`~lmforge.generate.structured.JsonConstraint`,
+    ending at ``stop_ids``)."""
 
     prompt: list[int]
     config: GenerationConfig
@@ -114,6 +122,7 @@ class Request:
     id: int = field(default_factory=lambda: next(_ids))
     cancelled: bool = False
     submitted: float = field(default_factory=time.monotonic)
+    grammar: JsonConstraint | None = field(default=None, repr=False)
 
     def cancel(self) -> None:
         """End the request at the next iteration (the client went away); thread-safe."""
@@ -218,8 +227,12 @@ class Engine:
                                "search, bad words and no_repeat_ngram_size are not served")
 
     def submit(self, req: Request) -> Request:
-        """Queue ``req``; :class:`EngineFull` when ``max_waiting`` requests wait."""
+        """Queue ``req``; :class:`EngineFull` when ``max_waiting`` requests wait. Its
+        grammar, if any, is built here (on the caller's thread, errors raised here)."""
         self.check(req.prompt, req.config)
+        if req.config.json_schema is not None:
+            req.grammar = JsonConstraint(req.config.json_schema, self.tokenizer, self.vocab,
+                                         req.stop_ids)
         with self._cv:
             if self._closing:
                 raise EngineFull("the server is shutting down")
@@ -362,13 +375,18 @@ class Engine:
         cfg = seq.cfg
         stop_ids = seq.req.stop_ids
         banned = [sorted(stop_ids)] if stop_ids and seq.n_new < cfg.min_new_tokens else None
+        grammar = seq.req.grammar
+        allowed = None if grammar is None else grammar.allowed()[None].to(logits.device)
         scores = process_logits(logits, cfg, None if seq.seen is None else seq.seen[None],
-                                banned, None if seq.counts is None else seq.counts[None])
+                                banned, None if seq.counts is None else seq.counts[None],
+                                allowed)
         if cfg.greedy:
             token = int(scores.argmax(dim=-1))
         else:
             probs = torch.softmax(scores, dim=-1)
             token = int(torch.multinomial(probs, 1, generator=seq.generator))
+        if grammar is not None:
+            grammar.advance(token)
         seq.n_new += 1
         seq.last = token
         self.generated_tokens += 1

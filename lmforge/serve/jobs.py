@@ -22,6 +22,13 @@ from .errors import ApiError
 DISCONNECT_POLL_S = 0.5
 
 
+def _param(message: str) -> str | None:
+    """The request field an engine error is about (OpenAI's ``param``), if one is named."""
+    if "max_new_tokens" in message:
+        return "max_tokens"
+    return "response_format" if "json_schema" in message else None
+
+
 class Job:
     """The engine requests of one HTTP request (module docstring)."""
 
@@ -50,8 +57,7 @@ class Job:
             raise ApiError(str(e), 503, headers={"Retry-After": "1"}) from None
         except LmforgeError as e:
             self.cancel()
-            raise ApiError(str(e), param="max_tokens" if "max_new_tokens" in str(e)
-                           else None) from None
+            raise ApiError(str(e), param=_param(str(e))) from None
         self.requests.append(req)
 
     def cancel(self) -> None:

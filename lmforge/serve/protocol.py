@@ -1,6 +1,7 @@
 """The OpenAI API's request bodies, as pydantic models (they also make the OpenAPI schema).
 
-Fields and ranges follow OpenAI's API reference; the extras (``top_k``,
+Fields and ranges follow OpenAI's API reference (``response_format`` included: JSON
+that follows a schema, :mod:`lmforge.generate.structured`); the extras (``top_k``,
 ``repetition_penalty``, ``min_tokens``, ``ignore_eos``, ``stop_token_ids``) are vLLM's.
 Unknown fields are ignored, as OpenAI and vLLM do, so clients that send newer fields keep
 working; a field that would change the output and is not supported (``best_of`` other
@@ -14,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..errors import LmforgeError
+from ..generate.structured import JSON_OBJECT, compile_schema
 from .errors import ApiError
 
 MAX_N = 16  # choices per request
@@ -49,6 +52,11 @@ class SamplingFields(BaseModel):
     logit_bias: dict[str, float] | None = Field(
         None, description="OpenAI's: token id (as a string) -> bias in [-100, 100] added to "
         "its logit before sampling.")
+    response_format: dict[str, Any] | None = Field(
+        None, description="OpenAI's: {\"type\": \"text\"} (the default), {\"type\": "
+        "\"json_object\"} (any JSON object) or {\"type\": \"json_schema\", \"json_schema\": "
+        "{\"name\", \"schema\", \"strict\"}}: the output follows the schema "
+        "(grammar-constrained decoding).")
 
     @model_validator(mode="after")
     def _check(self):
@@ -64,7 +72,21 @@ class SamplingFields(BaseModel):
             if not -100 <= v <= 100:
                 raise ApiError(f"logit_bias values must lie in [-100, 100], got {v} for "
                                f"token {k}", param="logit_bias")
+        if self.json_schema is not None:
+            if self.min_tokens:
+                raise ApiError("min_tokens cannot be combined with a JSON response_format "
+                               "(the grammar decides where the output ends)",
+                               param="min_tokens")
+            try:
+                compile_schema(self.json_schema)
+            except LmforgeError as e:
+                raise ApiError(str(e), param="response_format") from None
         return self
+
+    @property
+    def json_schema(self) -> dict | None:
+        """The schema the output must follow (``json_object``: any object), or None."""
+        return _response_schema(self.response_format)
 
     @property
     def token_bias(self) -> dict[int, float]:
@@ -77,6 +99,34 @@ class SamplingFields(BaseModel):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+
+def _response_schema(fmt: dict[str, Any] | None) -> dict | None:
+    """The JSON schema of OpenAI's ``response_format``, None for text; a 400 naming
+    ``response_format`` for an unknown type or a malformed ``json_schema``."""
+    kind = "text" if fmt is None else fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return JSON_OBJECT
+    if kind != "json_schema":
+        raise ApiError(f"response_format type must be text, json_object or json_schema, "
+                       f"got {kind!r}", param="response_format")
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict):
+        raise ApiError("response_format json_schema must be an object with name and schema",
+                       param="response_format")
+    name, schema, strict = spec.get("name"), spec.get("schema"), spec.get("strict")
+    if not isinstance(name, str) or not name:
+        raise ApiError("response_format json_schema needs a name (a string)",
+                       param="response_format")
+    if not isinstance(schema, dict):
+        raise ApiError("response_format json_schema needs a schema (a JSON schema object)",
+                       param="response_format")
+    if strict is not None and not isinstance(strict, bool):
+        raise ApiError("response_format json_schema strict must be true or false",
+                       param="response_format")
+    return schema
 
 
 class CompletionRequest(SamplingFields):

@@ -71,14 +71,15 @@ def _sampling(body: SamplingFields, max_tokens: int, choice: int) -> GenerationC
             repetition_penalty=body.repetition_penalty,
             presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
             stop=body.stops, seed=None if body.seed is None else body.seed + choice,
-            min_new_tokens=min(body.min_tokens, max_tokens), logit_bias=body.token_bias)
+            min_new_tokens=min(body.min_tokens, max_tokens), logit_bias=body.token_bias,
+            json_schema=body.json_schema)
     except LmforgeError as e:
         raise ApiError(str(e)) from None
 
 
 def _stop_ids(body: SamplingFields, eos: int | None, vocab: int) -> frozenset[int]:
     """The ids that end a sequence; both they and the ``logit_bias`` ids must lie in the
-    vocabulary (400 otherwise)."""
+    vocabulary, and a JSON ``response_format`` needs at least one (400 otherwise)."""
     if any(not 0 <= i < vocab for i in body.token_bias):
         raise ApiError(f"logit_bias token ids must lie in [0, {vocab})", param="logit_bias")
     ids = set(body.stop_token_ids or [])
@@ -86,6 +87,9 @@ def _stop_ids(body: SamplingFields, eos: int | None, vocab: int) -> frozenset[in
         raise ApiError(f"stop_token_ids must lie in [0, {vocab})", param="stop_token_ids")
     if eos is not None and not body.ignore_eos:
         ids.add(eos)
+    if body.json_schema is not None and not ids:
+        raise ApiError("a JSON response_format needs a token that ends the output: do not "
+                       "set ignore_eos, or give stop_token_ids", param="response_format")
     return frozenset(ids)
 
 
