@@ -1,8 +1,10 @@
 """Encrypted results and passage indexes (issue 18 §3: the two gaps docs/privacy.md listed).
 
-With a key, what ``predict`` and ``evaluate`` write with ``--out`` is encrypted, no
-plaintext file appears (beside it or in the temp dir), and ``lmforge decrypt`` gives back
-exactly what the same command writes without a key. ``lmforge qa index`` with a key writes
+With a key, what ``predict``, ``evaluate`` (of a classifier, with its ``confusion.png``; a
+generative QA, chat, control or code run), ``embed-text`` write with ``--out`` and the PNG
+of ``embed plot`` are encrypted, no plaintext file appears (beside it or in the temp dir),
+and ``lmforge decrypt`` gives back exactly, byte for byte, what the same command writes
+without a key. ``lmforge qa index`` with a key writes
 ``docs.sqlite`` (and ``dense.faiss`` / ``dense.json``) encrypted: no passage's words are
 in any file of the folder, ``qa ask`` and ``qa search`` with the key give exactly what
 they give over a plaintext index of the same documents, incremental adds work, and no
@@ -12,16 +14,19 @@ plaintext run does."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 from fakes import assert_user_error, run_cli
+from test_cli_bad_input import bert_folder, vectors  # noqa: F401 (fixtures)
+from test_code import toy_dir  # noqa: F401 (a fixture)
 from test_privacy_encrypted_load import KEY, _snapshot, private_tmp  # noqa: F401 (a fixture)
 
 from lmforge.privacy.crypto import encrypt_tree, is_encrypted
-from lmforge.privacy.encrypted_io import using_key
+from lmforge.privacy.encrypted_io import read_bytes, using_key
 
 DOCS = [{"id": "axolotl", "title": "Axolotl",
          "text": "The axolotl is a salamander that keeps its gills; it lives in lake "
@@ -94,15 +99,100 @@ def runs(tmp_path_factory, keys) -> dict[str, Path]:
     return {**runs, "data": d}
 
 
-@pytest.mark.parametrize(("run", "args", "out"), [
-    ("sent", ["predict", "RUN", "--text", "the food was great", "--text", "饭菜 was 差"],
-     "preds.jsonl"),
-    ("sent", ["evaluate", "RUN", "--data", "DATA/sent.jsonl"], "eval"),
-    ("rag", ["evaluate", "RUN", "--data", "DATA/squad.json"], "eval"),
-], ids=["predict", "evaluate-classifier", "evaluate-generative-qa"])
+def _tiny_run(out: Path, recipe: str, sets: list[str]) -> Path:
+    """The run folder of ``lmforge finetune RECIPE`` with ``sets`` (quiet)."""
+    from lmforge.tasks.config import load_finetune_recipe
+    from lmforge.tasks.runner import finetune_runner
+
+    r = load_finetune_recipe(recipe, [f"run.out_dir={out}", *sets])
+    return finetune_runner(r)(r, show_progress=False, log=lambda m: None).run_dir
+
+
+@pytest.fixture(scope="module")
+def chat_run(tmp_path_factory) -> dict[str, Path]:
+    """A chat run on the world's dialogues (4 steps), a test file of dialogues (scored by
+    factual accuracy, errors written) and one of bare conversations (assistant loss)."""
+    from test_chat_recipe import TINY
+
+    from lmforge.chat import write_chat_jsonl
+    from lmforge.corpora.tasks import render_task_set
+
+    d = tmp_path_factory.mktemp("chat")
+    sizes = {"train": 20, "val": 4, "test": 4, "test_unseen": 0}
+    test = render_task_set("dialogue", seed=0, sizes=sizes, langs=["en"]).splits["test"]
+    write_chat_jsonl(test, d / "dialogues.jsonl")
+    write_chat_jsonl([{"messages": t["messages"]} for t in test], d / "conversations.jsonl")
+    run = _tiny_run(d / "run", "chat-world", [
+        *TINY, f"data.world_sizes={json.dumps(sizes)}", "data.langs=[en]",
+        "data.val_dialogues=2", "train.max_steps=4", "train.eval_every=4",
+        "train.ckpt_every=4"])
+    return {"chat": run, "data": d}
+
+
+@pytest.fixture(scope="module")
+def control_run(tmp_path_factory) -> dict[str, Path]:
+    """A control run (4 steps) of the world's English controlled texts (one language: its
+    judge's grammar takes seconds to build)."""
+    from test_control_recipe import TINY
+
+    d = tmp_path_factory.mktemp("control")
+    sizes = {"train": 60, "val": 8, "test": 1, "test_unseen": 1}
+    run = _tiny_run(d / "run", "control-world", [
+        *TINY, f"data.world_sizes={json.dumps(sizes)}", "data.langs=[en]",
+        "evaluate.max_new_tokens=16",
+        "train.max_steps=4", "train.eval_every=4", "train.ckpt_every=4"])
+    return {"control": run, "data": d}
+
+
+@pytest.fixture(scope="module")
+def code_run(toy_dir) -> dict[str, Path]:  # noqa: F811
+    """A code-completion run (4 steps) on test_code's 16 synthetic files."""
+    run = _tiny_run(toy_dir.parent / "run", "code-stdlib", [
+        f"data.files=[{json.dumps(str(toy_dir))}]", "data.val_fraction=0.15",
+        "data.test_fraction=0.25", "tokenizer.vocab_size=400",
+        "model={arch: gpt, n_layer: 1, n_head: 2, d_model: 32, max_seq_len: 128}",
+        "evaluate.lines=4", "evaluate.bodies=2", "evaluate.line_max_new_tokens=8",
+        "evaluate.body_max_new_tokens=16", "evaluate.ngram_order=3", "train.max_steps=4",
+        "train.batch_size=8", "train.warmup_steps=1", "train.eval_every=4",
+        "train.ckpt_every=4", "train.threads=1", "train.precision=fp32"])
+    return {"code": run, "data": toy_dir}
+
+
+@pytest.fixture
+def embedders(bert_folder, vectors) -> dict[str, Path]:  # noqa: F811
+    """A tiny BERT folder (for ``embed-text``) and a word2vec text file of 3 words."""
+    return {"bert": bert_folder, "vectors": vectors, "data": vectors.parent}
+
+
+TEXTS = ["--text", "你好 hello", "--text", "hello world again"]
+PICTURES = {"evaluate-classifier": ["eval/sent/confusion.png"], "embed-plot": ["words.png"]}
+
+
+@pytest.mark.parametrize(("fixture", "run", "args", "out"), [
+    ("runs", "sent", ["predict", "RUN", "--text", "the food was great", "--text",
+                      "饭菜 was 差"], "preds.jsonl"),
+    ("runs", "sent", ["evaluate", "RUN", "--data", "DATA/sent.jsonl"], "eval"),
+    ("runs", "rag", ["evaluate", "RUN", "--data", "DATA/squad.json"], "eval"),
+    ("chat_run", "chat", ["evaluate", "RUN", "--data", "DATA/dialogues.jsonl", "--data",
+                          "DATA/conversations.jsonl"], "eval"),
+    ("control_run", "control", ["evaluate", "RUN"], "eval"),
+    ("code_run", "code", ["evaluate", "RUN"], "eval"),
+    ("embedders", "bert", ["embed-text", "--model", "RUN", *TEXTS], "e.npy"),
+    ("embedders", "bert", ["embed-text", "--model", "RUN", *TEXTS], "e.jsonl"),
+    ("embedders", "bert", ["embed-text", "--model", "RUN", *TEXTS], "e.tsv"),
+    ("embedders", "vectors", ["embed", "plot", "RUN", "--word", "Paris", "--word", "France",
+                              "--word", "Tokyo"], "words.png"),
+], ids=["predict", "evaluate-classifier", "evaluate-generative-qa", "evaluate-chat",
+        "evaluate-control", "evaluate-code", "embed-text-npy", "embed-text-jsonl",
+        "embed-text-tsv", "embed-plot"])
 def test_out_with_a_key_is_encrypted_and_decrypts_to_the_plain_output(
-        runs, keys, tmp_path, private_tmp, capsys, run, args, out):  # noqa: F811
-    """The generative QA run is read encrypted whole (its index too) with the key."""
+        request, keys, tmp_path, capsys, fixture, run, args, out):
+    """The generative QA run is read encrypted whole (its index too) with the key. The
+    classifier's ``confusion.png`` and the ``embed plot`` PNG decrypt to the keyless
+    picture byte for byte (matplotlib's PNG holds no timestamp)."""
+    runs = request.getfixturevalue(fixture)  # built before tempfile is redirected
+    temp = request.getfixturevalue("private_tmp")
+
     def command(where: Path, run_name: str) -> list[str]:
         subst = {"RUN": str(runs[run_name]), "DATA/": str(runs["data"]) + "/"}
         return [next((a.replace(k, v) for k, v in subst.items() if k in a), a)
@@ -114,13 +204,23 @@ def test_out_with_a_key_is_encrypted_and_decrypts_to_the_plain_output(
     enc_run = f"{run}-enc" if f"{run}-enc" in runs else run
     assert _ok(capsys, *command(enc, enc_run), "--key-file", keys["key"]) \
         == stdout.replace(str(plain), str(enc))
-    # the confusion matrix is not drawn with a key (a PNG would be plain)
-    want = {k: v for k, v in _snapshot(plain).items() if not k.endswith("confusion.png")}
+    want = _snapshot(plain)
+    _assert_pictures(want, PICTURES.get(request.node.callspec.id, []))
     got = _snapshot(enc)
     assert set(got) == set(want) and all(is_encrypted(enc / name) for name in got)
-    assert not _snapshot(private_tmp)
+    assert not _snapshot(temp)
     _ok(capsys, "decrypt", enc / out, "--key-file", keys["key"])  # a file or a folder
     assert _snapshot(enc) == want
+
+
+def _assert_pictures(files: dict[str, bytes], names: list[str]) -> None:
+    """The ``.png`` files among ``files`` are ``names``, each a picture Pillow reads."""
+    from PIL import Image
+
+    assert sorted(n for n in files if n.endswith(".png")) == names
+    for name in names:
+        with Image.open(io.BytesIO(files[name])) as image:
+            assert image.format == "PNG" and min(image.size) > 100, name
 
 
 # ----------------------------------------------------------------------------- qa index
@@ -216,8 +316,9 @@ def test_served_generative_qa_retrieves_from_the_encrypted_index(runs, keys):
 
 def test_a_generative_qa_run_trained_with_a_key_encrypts_its_index(runs, keys, tmp_path,
                                                                    capsys):
-    """The same 20 steps under the key: the run's index is sealed, and ``evaluate`` with
-    the key reads it to the plaintext run's scores."""
+    """The same 20 steps under the key: the run's index and ``loss.png`` are sealed (the
+    picture is the plaintext run's), and ``evaluate`` with the key reads the index to the
+    plaintext run's scores."""
     import serve_fixtures
 
     with pytest.MonkeyPatch.context() as mp, using_key(KEY):
@@ -228,6 +329,11 @@ def test_a_generative_qa_run_trained_with_a_key_encrypts_its_index(runs, keys, t
     assert {p.name for p in (run / "index").iterdir()} == {"docs.sqlite"}
     assert is_encrypted(run / "index" / "docs.sqlite")
     assert b"lives in" not in (run / "index" / "docs.sqlite").read_bytes()
+    assert is_encrypted(run / "loss.png")
+    with using_key(KEY):
+        picture = read_bytes(run / "loss.png")
+    assert picture == (runs["rag"] / "loss.png").read_bytes()
+    _assert_pictures({"loss.png": picture}, ["loss.png"])
     data = str(runs["data"] / "squad.json")
     want = _ok(capsys, "evaluate", runs["rag"], "--data", data)
     assert _ok(capsys, "evaluate", run, "--data", data, "--key-file", keys["key"]) == want

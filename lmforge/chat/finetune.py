@@ -297,9 +297,10 @@ def evaluate_chat_files(run: str | Path, paths: list[str], out: str | None = Non
     """``lmforge evaluate`` on a chat run: each chat JSONL file is scored by factual
     accuracy when its records are the world's dialogues (they carry ``turns`` and
     ``subject``), else by the loss on the assistant's tokens. ``out``: a folder per file
-    with ``metrics.json`` (and ``errors.jsonl``)."""
+    with ``metrics.json`` (and ``errors.jsonl``), encrypted when a key is active."""
     from ..config import load_yaml
     from ..hub import load_pretrained, resolve_model_dir
+    from ..privacy.encrypted_io import write_json, write_text
     from .recipe import build_chat_recipe
     from .template import load_chat_template
 
@@ -329,7 +330,7 @@ def evaluate_chat_files(run: str | Path, paths: list[str], out: str | None = Non
         if out is not None:
             folder = Path(out) / Path(path).stem
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(folder / "metrics.json", ev)
-            atomic_write_text(folder / "errors.jsonl", "".join(
+            write_json(folder / "metrics.json", ev)
+            write_text(folder / "errors.jsonl", "".join(
                 json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return report

@@ -141,11 +141,10 @@ def evaluate_task(run: str, data: list[str], out: str | None, *, attack: str | N
     """``lmforge evaluate`` on a fine-tuned task model: metrics, confusion, errors; with
     ``attack``, the metrics under that attack beside them (and the drop); with ``defend``,
     every input passes the normalisation defences first
-    (:func:`lmforge.eval.attacks.defended`). With a key active the files in ``out`` are
-    encrypted, and the confusion matrix is not drawn (its PNG would be plaintext;
-    ``confusion.json`` holds it)."""
+    (:func:`lmforge.eval.attacks.defended`). With a key active the files in ``out``,
+    ``confusion.png`` included, are encrypted."""
     from ..eval.attacks import defended, evaluate_under_attack
-    from ..privacy.encrypted_io import active_key, write_json
+    from ..privacy.encrypted_io import write_json
     from ..tasks import load_task_model
     from ..tasks.config import TaskDataConfig
     from ..tasks.datasets import read_file
@@ -183,8 +182,7 @@ def evaluate_task(run: str, data: list[str], out: str | None, *, attack: str | N
 
                 mat = np.asarray(ev["confusion"])
                 write_json(folder / "confusion.json", confusion_json(mat, ev["labels"]))
-                if active_key() is None:
-                    plot_confusion(mat, ev["labels"], folder / "confusion.png", title=path)
+                plot_confusion(mat, ev["labels"], folder / "confusion.png", title=path)
             _echo(f"  metrics, confusion matrix{', attack.json' if attack else ''} and "
                   f"errors.jsonl in {folder}")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import LmforgeError
-from ..io import atomic_write_bytes, atomic_write_text
+from ..privacy.encrypted_io import write_bytes, write_text
 
 FORMATS = (".npy", ".jsonl", ".tsv")
 
@@ -31,21 +32,20 @@ def check_embeddings_path(path: str | Path) -> Path:
 
 
 def write_embeddings(path: str | Path, texts: list[str], vectors: np.ndarray) -> None:
-    """Save ``vectors`` (n, d) atomically as .npy, .jsonl ({"text", "embedding"}) or .tsv
-    (the text, a tab, then the d numbers separated by tabs)."""
+    """Save ``vectors`` (n, d) as .npy, .jsonl ({"text", "embedding"}) or .tsv (the text,
+    a tab, then the d numbers separated by tabs): built in memory, written atomically and
+    encrypted when a key is active (:mod:`lmforge.privacy.encrypted_io`)."""
     path = check_embeddings_path(path)
     if path.suffix == ".npy":
-        import io
-
         buf = io.BytesIO()
         np.save(buf, vectors.astype(np.float32))
-        atomic_write_bytes(path, buf.getvalue())
+        write_bytes(path, buf.getvalue())
     elif path.suffix == ".jsonl":
-        atomic_write_text(path, "".join(
+        write_text(path, "".join(
             json.dumps({"text": t, "embedding": [round(float(x), 7) for x in v]},
                        ensure_ascii=False) + "\n" for t, v in zip(texts, vectors, strict=True)))
     else:
-        atomic_write_text(path, "".join(
+        write_text(path, "".join(
             t.replace("\t", " ").replace("\n", " ") + "\t"
             + "\t".join(f"{x:.7g}" for x in v) + "\n"
             for t, v in zip(texts, vectors, strict=True)))

@@ -39,13 +39,10 @@ def project_2d(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> np.nd
 
 def plot_words(kv: KeyedVectors, words: list[str], out: str | Path, method: str = "pca",
                title: str | None = None) -> Path:
-    """Scatter the words' unit vectors in 2-D with their labels (CJK fonts handled)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import atomic_write_bytes
+    """Scatter the words' unit vectors in 2-D with their labels (CJK fonts handled) and
+    write the PNG (120 dpi): atomically, and encrypted when a key is active
+    (:func:`lmforge.train.plots.save_figure`)."""
+    from ..train.plots import new_figure, save_figure
     from ..viz.fonts import readable_labels
 
     missing = [w for w in words if w not in kv]
@@ -53,7 +50,7 @@ def plot_words(kv: KeyedVectors, words: list[str], out: str | Path, method: str 
         raise LmforgeError(f"not in the vocabulary: {', '.join(missing[:5])}")
     xy = project_2d(np.stack([kv.get_vector(w, norm=True) for w in words]), method)
     labels = readable_labels(words)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = new_figure((7, 6))
     ax.scatter(xy[:, 0], xy[:, 1], s=18)
     for (x, y), label in zip(xy, labels.labels, strict=True):
         ax.annotate(label, (x, y), xytext=(4, 3), textcoords="offset points",
@@ -61,12 +58,5 @@ def plot_words(kv: KeyedVectors, words: list[str], out: str | Path, method: str 
     ax.set_title(title or f"{method.upper()} of {len(words)} word vectors")
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    out = Path(out)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    save_figure(fig, out, dpi=120)
+    return Path(out)

@@ -38,7 +38,6 @@ NaN scores (``zero_division=nan``) are left out of the averages.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -284,7 +283,8 @@ def confusion_json(matrix: Any, labels: Sequence[Hashable]) -> dict:
 
 def plot_confusion(matrix: Any, labels: Sequence[Hashable], path: str | Path, *,
                    title: str | None = None, normalize: bool = False) -> Path:
-    """Write the confusion matrix as a PNG heatmap (atomically) and return its path.
+    """Write the confusion matrix as a PNG heatmap and return its path: atomically, and
+    encrypted when a key is active (:func:`lmforge.train.plots.save_figure`).
 
     Rows are true labels, columns predicted. ``normalize=True`` shows each row as
     fractions of its true count (a row with no examples stays 0), i.e. per-label recall
@@ -293,7 +293,7 @@ def plot_confusion(matrix: Any, labels: Sequence[Hashable], path: str | Path, *,
     """
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
-    from ..io import atomic_write_bytes
+    from ..train.plots import save_figure
     from ..viz.fonts import readable_labels
 
     m = _check_matrix(matrix, labels).astype(np.float64)
@@ -322,8 +322,5 @@ def plot_confusion(matrix: Any, labels: Sequence[Hashable], path: str | Path, *,
     ax.set_ylabel("true")
     ax.set_title(heading, fontproperties=fp)
     fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of the row" if normalize else "count")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    save_figure(fig, path)
+    return Path(path)

@@ -442,11 +442,18 @@ def start_run(recipe: Any, resume: bool) -> Path:
 
 
 def write_results(folder: Path, results: dict, samples: Sequence[dict],
-                  name: str = "results.json") -> None:
-    """``results`` as JSON and ``samples`` as ``samples.jsonl`` in ``folder`` (atomic)."""
-    atomic_write_text(folder / "samples.jsonl", "".join(
+                  name: str = "results.json", *, encrypt: bool = False) -> None:
+    """``results`` as JSON and ``samples`` as ``samples.jsonl`` in ``folder`` (atomic).
+    ``encrypt``: through :mod:`lmforge.privacy.encrypted_io`, encrypted when a key is
+    active, as ``evaluate --out`` writes them; a run's own ``results.json`` and
+    ``samples.jsonl`` stay plaintext (docs/privacy.md)."""
+    from ..privacy import encrypted_io
+
+    write_text, write_json = ((encrypted_io.write_text, encrypted_io.write_json) if encrypt
+                              else (atomic_write_text, atomic_write_json))
+    write_text(folder / "samples.jsonl", "".join(
         json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    atomic_write_json(folder / name, results)
+    write_json(folder / name, results)
 
 
 def reevaluate(run: str | Path, overrides: Sequence[str], build_recipe: Callable[[dict], Any],
@@ -456,7 +463,7 @@ def reevaluate(run: str | Path, overrides: Sequence[str], build_recipe: Callable
     """``lmforge evaluate`` on a generation run (or one of its checkpoints): its recipe
     (``config.yaml``) with ``overrides`` of the ``evaluate:`` section (``samples=8``),
     ``measure(model, tokenizer, recipe)`` run again, the table logged; ``out``: a folder
-    for ``metrics.json`` and ``samples.jsonl``."""
+    for ``metrics.json`` and ``samples.jsonl``, encrypted when a key is active."""
     from ..config import apply_overrides, load_yaml
     from ..hub import load_pretrained
     from ..io import ensure_writable_dir
@@ -468,7 +475,8 @@ def reevaluate(run: str | Path, overrides: Sequence[str], build_recipe: Callable
     model, tok = load_pretrained(run, require_tokenizer=True)
     results, samples = measure(model, tok, recipe)
     if out is not None:
-        write_results(ensure_writable_dir(out), results, samples, "metrics.json")
+        write_results(ensure_writable_dir(out), results, samples, "metrics.json",
+                      encrypt=True)
     log(table(results))
     return results
 

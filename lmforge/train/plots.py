@@ -1,4 +1,5 @@
-"""The loss-curve picture of a run (``loss.png``), drawn from ``metrics.jsonl`` records.
+"""The loss-curve picture of a run (``loss.png``), drawn from ``metrics.jsonl`` records,
+and :func:`save_figure`, the writer of every PNG that a command with a key can reach.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no display needed) and writes
 the PNG atomically, so a reader never sees half a picture.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ..io import atomic_write_bytes
+from ..privacy.encrypted_io import write_bytes
 
 
 def new_figure(size: tuple[float, float] = (7, 4.2)):
@@ -22,12 +23,17 @@ def new_figure(size: tuple[float, float] = (7, 4.2)):
     return fig, fig.add_subplot(1, 1, 1)
 
 
-def save_figure(fig, path: str | Path) -> None:
-    """Lay out ``fig`` and write it as a PNG, atomically."""
-    fig.tight_layout()
+def save_figure(fig, path: str | Path, dpi: float | None = None) -> None:
+    """Write ``fig`` as a PNG of ``dpi`` dots per inch (default: the figure's), laid out
+    tight first unless it has a layout engine of its own (``layout="constrained"``). The
+    PNG is rendered into memory and written by
+    :func:`lmforge.privacy.encrypted_io.write_bytes`: atomically, and encrypted when a key
+    is active (``--key-file`` and the like), so no plaintext picture reaches the disk."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    fig.savefig(buf, format="png", dpi="figure" if dpi is None else dpi)
+    write_bytes(path, buf.getvalue())
 
 
 def plot_loss(records: list[dict], path: str | Path, title: str | None = None,
