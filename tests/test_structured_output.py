@@ -210,3 +210,27 @@ def test_options_that_would_break_the_document_are_400(client):
             client.completions.create(model="tiny", prompt="x",
                                       extra_body={"response_format": FORMAT, **extra})
         assert e.value.body["param"] == param
+
+
+def test_generate_command_writes_schema_documents_and_refuses_bad_files(folder, tmp_path,
+                                                                        capsys):
+    from fakes import assert_user_error, run_cli
+
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(SCHEMA))
+    code, out, _ = run_cli(["generate", str(folder), "--prompt", "", "--json-schema",
+                            str(schema), "--temperature", "1", "--seed", "3",
+                            "--max-new-tokens", str(MAX)], capsys)
+    assert code == 0
+    model, tok = load_pretrained(folder, require_tokenizer=True)
+    want = generate_completions(model, tok, [""], max_new_tokens=MAX, temperature=1.0,
+                                seed=3, json_schema=SCHEMA)[0].text
+    assert out.strip() == want.strip()
+    _valid(out)
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "bad.json").write_text('{"type": "integer", "minimum": 5, "maximum": 2}')
+    for bad, fragment in [("missing.json", "not found"), ("list.json", "JSON object"),
+                          ("bad.json", "minimum")]:
+        assert_user_error(["generate", str(folder), "--json-schema", str(tmp_path / bad)],
+                          capsys, "--json-schema" if bad != "bad.json" else "json_schema",
+                          fragment)

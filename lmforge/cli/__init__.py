@@ -217,6 +217,18 @@ def pretrain(
 DEFAULT_NEW_TOKENS = 64
 
 
+def _read_schema(path: Path) -> dict:
+    """The JSON schema in ``path``; a missing file or one that is not a JSON object is a
+    one-line error naming it."""
+    from ..errors import ConfigError
+    from ..io import read_json
+
+    try:
+        return read_json(path, error=ConfigError)
+    except ConfigError as e:
+        raise ConfigError(f"--json-schema: {e}") from None
+
+
 @app.command(epilog="Example: lmforge generate runs/quickstart --prompt 'Alice' "
                     "--prompt '小明' --temperature 0.8")
 @with_key
@@ -249,6 +261,9 @@ def generate(
     force_word: Annotated[list[str] | None, typer.Option(
         help="A word the output must contain (repeatable; 'a|b' = either); runs beam "
              "search.", metavar="WORD")] = None,
+    json_schema: Annotated[Path | None, typer.Option(
+        help="A JSON schema file: the output is JSON that follows it (grammar-constrained "
+             "decoding; needs the serve extra).", metavar="FILE")] = None,
     control: Annotated[str | None, typer.Option(
         help="Control codes of a controlled-generation run, e.g. 'negative, sport, zh' "
              "(sentiment, topic, language; any subset).", metavar="CODES")] = None,
@@ -278,7 +293,8 @@ def generate(
                    repetition_penalty=repetition_penalty, stop=list(stop or []), seed=seed,
                    num_beams=beams, min_new_tokens=min_new_tokens,
                    no_repeat_ngram_size=no_repeat_ngram_size, bad_words=list(bad_word or []),
-                   force_words=[w.split("|") if "|" in w else w for w in force_word or []])
+                   force_words=[w.split("|") if "|" in w else w for w in force_word or []],
+                   json_schema=None if json_schema is None else _read_schema(json_schema))
     # the options are checked before the (slow) model load
     GenerationConfig(max_new_tokens=DEFAULT_NEW_TOKENS if max_new_tokens is None
                      else max_new_tokens, **options)
@@ -289,9 +305,9 @@ def generate(
         if controls is not None:
             raise ConfigError("--control needs a decoder trained with control codes "
                               "(lmforge finetune control-world); this is an encoder-decoder")
-        if bad_word or force_word or min_new_tokens:
-            raise ConfigError("--bad-word, --force-word and --min-new-tokens apply to "
-                              "decoder-only models; this one is an encoder-decoder")
+        if bad_word or force_word or min_new_tokens or json_schema:
+            raise ConfigError("--bad-word, --force-word, --min-new-tokens and --json-schema "
+                              "apply to decoder-only models; this one is an encoder-decoder")
         for target in translate(m, tok, prompts, beams=beams,
                                 max_new_tokens=max_new_tokens or DEFAULT_NEW_TOKENS,
                                 no_repeat_ngram_size=no_repeat_ngram_size):
