@@ -76,6 +76,9 @@ def serve(
              "or a seed); 0 = off.", min=0)] = 0,
     response_cache_ttl: Annotated[float, typer.Option(
         help="Seconds a cached response stays valid.", min=0)] = 300.0,
+    tool_call_parser: Annotated[str, typer.Option(
+        help="The format of function calls (vLLM's --tool-call-parser): hermes, "
+             "llama3_json or mistral.")] = "hermes",
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
     workers: Annotated[int, typer.Option(
         help="Server processes on one port (each loads its own models; rate limits and "
@@ -92,7 +95,9 @@ def serve(
     from ..serve.keys import KeyStore, default_db_path
     from ..serve.models import parse_specs
     from ..serve.registry import registry_specs
+    from ..serve.tool_parsers import tool_parser
 
+    tool_parser(tool_call_parser)  # a bad name fails before the models load
     specs = registry_specs(registry) if registry is not None else []
     if models or not specs:
         specs += parse_specs(list(models or []))
@@ -122,7 +127,8 @@ def serve(
         max_body_bytes=max_body_bytes, request_timeout=request_timeout or None,
         db=db_path if keyed else None, registry=registry,
         response_cache_entries=response_cache,
-        response_cache_ttl=response_cache_ttl, key=key, log_content=log_content.value)
+        response_cache_ttl=response_cache_ttl, key=key, log_content=log_content.value,
+        tool_call_parser=tool_call_parser)
     import uvicorn
 
     # keep-alive longer than clients' pools (httpx and the openai client: 5 s), so a

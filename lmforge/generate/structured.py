@@ -33,6 +33,12 @@ writes tabs and newlines until it runs out of tokens); a schema may still ask fo
 with llguidance's ``"x-guidance": {"whitespace_flexible": true}``.
 
 ``{"type": "json_object"}`` (any JSON object) is the schema :data:`JSON_OBJECT`.
+
+**Text after the document.** A schema with lmforge's keyword :data:`AFTER` (a string)
+makes the output the document followed by exactly that text (llguidance's Lark grammar
+``start: %json{schema} "text"``); the row ends once the text is written. The function
+calls of :mod:`lmforge.serve.tool_parsers` use it to close a call
+(``\n</tool_call>``).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from ..extras import require_extra
 
 JSON_OBJECT: dict[str, Any] = {"type": "object"}  # OpenAI's response_format json_object
 LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+AFTER = "x-lmforge-after"  # literal text the document is followed by (module docstring)
 
 _TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -65,13 +72,27 @@ def _compile(schema_json: str) -> str:
     ``ConfigError`` that says what is wrong with the schema."""
     llg = _llguidance()
     try:
-        grammar = llg.LLMatcher.grammar_from_json_schema(schema_json, defaults=LAYOUT)
+        grammar = _grammar(llg, schema_json)
     except ValueError as e:
         raise ConfigError(f"json_schema: {e}") from None
     is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(grammar)
     if is_error:
-        raise ConfigError(f"json_schema: {messages[0]}")
+        raise ConfigError(f"json_schema: {messages[0].splitlines()[0]}")
     return grammar
+
+
+def _grammar(llg: Any, schema_json: str) -> str:
+    """The schema's grammar: the JSON schema alone, or with :data:`AFTER` the Lark grammar
+    of the document followed by that text."""
+    schema = json.loads(schema_json)
+    after = schema.pop(AFTER, None) if isinstance(schema, dict) else None
+    if after is None:
+        return llg.LLMatcher.grammar_from_json_schema(schema_json, defaults=LAYOUT)
+    if not isinstance(after, str):
+        raise ValueError(f"{AFTER} must be a string, got {after!r}")
+    schema["x-guidance"] = {**LAYOUT, **schema.get("x-guidance", {})}
+    return llg.LLMatcher.grammar_from_lark(
+        f"start: %json{json.dumps(schema)} {json.dumps(after)}")
 
 
 def compile_schema(schema: Any) -> str:

@@ -43,6 +43,7 @@ from .models import ModelSpec, ServedModel, load_model
 from .ratelimit import RateLimiter
 from .response_cache import ResponseCache
 from .routes import router
+from .tool_parsers import tool_parser
 
 log = logging.getLogger("lmforge.serve")
 
@@ -60,7 +61,8 @@ class ServerOptions:
     folders are decrypted in memory (:mod:`lmforge.privacy.encrypted_io`).
     ``log_content``: ``off`` (prompts and outputs are never logged) or ``redacted`` (the
     request log line carries them with personal data masked, :mod:`lmforge.privacy.pii`;
-    the audit table never does)."""
+    the audit table never does). ``tool_call_parser``: the format of function calls
+    (:data:`lmforge.serve.tool_parsers.PARSERS`)."""
 
     engine: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = 4 * 1024 * 1024
@@ -71,6 +73,7 @@ class ServerOptions:
     response_cache_ttl: float = 300.0
     key: dict[str, str | None] | None = None
     log_content: str = "off"
+    tool_call_parser: str = "hermes"
 
 
 ENV_CONFIG = "LMFORGE_SERVE_CONFIG"
@@ -126,6 +129,7 @@ class Server:
         self.request_timeout = options.request_timeout
         self.metrics = ServerMetrics(self._engines)
         self.access = make_access(options.db, options.log_content)
+        self.tool_parser = tool_parser(options.tool_call_parser)
         self.response_cache = (
             ResponseCache(options.response_cache_entries, options.response_cache_ttl)
             if options.response_cache_entries > 0 else None)

@@ -61,8 +61,10 @@ def _server(request: Request) -> Any:
     return request.app.state.server
 
 
-def _sampling(body: SamplingFields, max_tokens: int, choice: int) -> GenerationConfig:
-    """Choice ``choice``'s generation rules."""
+def _sampling(body: SamplingFields, max_tokens: int, choice: int,
+              json_schema: dict | None) -> GenerationConfig:
+    """Choice ``choice``'s generation rules; ``json_schema`` is what the output follows
+    (the ``response_format``'s, or a required tool call's)."""
     try:
         return GenerationConfig(
             max_new_tokens=max_tokens, temperature=body.temperature,
@@ -72,7 +74,7 @@ def _sampling(body: SamplingFields, max_tokens: int, choice: int) -> GenerationC
             presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
             stop=body.stops, seed=None if body.seed is None else body.seed + choice,
             min_new_tokens=min(body.min_tokens, max_tokens), logit_bias=body.token_bias,
-            json_schema=body.json_schema)
+            json_schema=json_schema)
     except LmforgeError as e:
         raise ApiError(str(e)) from None
 
@@ -256,13 +258,15 @@ class _Generation:
         server = _server(request)
         self.request, self.body, self.served, self.prompts = request, body, served, prompts
         self.tools = tools
+        schema = tools.schema if tools is not None and tools.schema is not None else body.json_schema
         self.kind, self.tokenizer = kind, served.tokenizer
         self.id = _new_id(kind)
         self.created = int(time.time())
         self.job = Job(served, server.metrics, server.request_timeout)
         for i, prompt in enumerate(prompts):
             for j in range(body.n):
-                self.job.submit(prompt, _sampling(body, max_tokens[i], j), stop_ids, logprobs)
+                self.job.submit(prompt, _sampling(body, max_tokens[i], j, schema),
+                                stop_ids, logprobs)
         server.metrics.prompt_tokens.labels(served.name, served.version).inc(
             sum(len(p) for p in prompts))
         report_usage(request, served, sum(len(p) for p in prompts), 0)
@@ -506,7 +510,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
                        "tokenizer_config.json's chat_template); use /v1/completions",
                        param="model")
     tok = served.tokenizer
-    tools = check_tools(body.tools, body.tool_choice)
+    tools = check_tools(body.tools, body.tool_choice, _server(request).tool_parser)
+    if tools is not None and tools.schema is not None and body.json_schema is not None:
+        raise ApiError("a JSON response_format cannot be combined with a required tool "
+                       "call (tool_choice required or a named function)",
+                       param="response_format")
     if tools is not None and not template_reads_tools(served.template):
         raise ApiError(f"model {served.name}'s chat template does not render tools, so the "
                        "model cannot see them", param="tools")
@@ -524,6 +532,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     body.stop = config.stop
     eos = end_id if end_id is not None else getattr(tok, "eos_id", None)
     stop_ids = _stop_ids(body, eos, served.engine.vocab)
+    if tools is not None and tools.schema is not None and not stop_ids:
+        raise ApiError("a required tool call needs a token that ends the output: do not "
+                       "set ignore_eos, or give stop_token_ids", param="tool_choice")
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     return await _answer(request, "chat", served, body, lambda: _Generation(
         request, body, served, [ids], [max_tokens], stop_ids, logprobs, "chat", tools))
