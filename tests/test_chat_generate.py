@@ -4,6 +4,8 @@ through the chat template, stopping at its end of turn."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -145,6 +147,33 @@ def test_repl_answers_follow_ups_saves_and_resets(trained, tmp_path):
     assert [m["content"] for m in saved[0]["messages"]] == \
         [questions[0], answers[0], questions[1], answers[1]]
     assert session.messages == [{"role": "system", "content": "Be brief."}]
+
+
+def test_repl_saves_encrypted_with_a_key_and_bad_saves_lose_nothing(trained, tmp_path):
+    from test_privacy_encrypted_load import KEY
+
+    from lmforge.chat.repl import run_repl
+    from lmforge.privacy.crypto import is_encrypted
+    from lmforge.privacy.encrypted_io import read_text, using_key
+
+    _, _, dialogues = trained
+    question = next(m["content"] for d in dialogues for m in d["messages"]
+                    if m["role"] == "user")
+    save, out = tmp_path / "saved.jsonl", []
+    session = _session(trained)
+    with using_key(KEY):
+        run_repl(session, [question, f"/save {save}", f"/save {save}"], out.append)
+    assert is_encrypted(save) and question.encode() not in save.read_bytes()
+    lines = read_text(save, KEY).splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1]
+    assert json.loads(lines[0])["messages"][0]["content"] == question
+    before = save.read_bytes()
+    out.clear()
+    run_repl(session, [f"/save {save}", f"/save {tmp_path}/no/such/dir/x.jsonl",
+                       "/system Be brief."], out.append)  # no key; a missing folder
+    text = "".join(out)
+    assert "is encrypted" in text and "no/such/dir does not exist" in text
+    assert "(system message set)" in text and save.read_bytes() == before
 
 
 def test_repl_drops_the_oldest_turns_and_says_so_once(trained):

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import LmforgeError
 from ..generate.config import GenerationConfig
-from ..io import atomic_write_text
+from ..privacy.encrypted_io import read_text, write_text
 from .generate import chat_stream, fit_history
 from .template import ChatTemplate
 
@@ -69,12 +69,15 @@ class ChatSession:
         self.history.append({"role": "assistant", "content": "".join(pieces)})
 
     def save(self, path: str) -> str:
+        """Append the conversation to the chat JSONL file ``path``, atomically; with a key
+        active (``lmforge chat --key-file``) the file is read decrypted and written
+        encrypted (:mod:`lmforge.privacy.encrypted_io`)."""
         p = Path(path).expanduser()
-        old = p.read_text(encoding="utf-8") if p.is_file() else ""
+        old = read_text(p) if p.is_file() else ""
         if old and not old.endswith("\n"):
             old += "\n"
         line = json.dumps({"messages": self.messages}, ensure_ascii=False)
-        atomic_write_text(p, old + line + "\n")
+        write_text(p, old + line + "\n")
         return f"(saved {len(self.messages)} messages to {p})"
 
     def command(self, line: str) -> str | None:
