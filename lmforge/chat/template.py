@@ -25,6 +25,16 @@ renders the same text here:
   :meth:`ChatTemplate.render` with ``spans=True`` returns its character spans, which
   supervised fine-tuning turns into the mask of the tokens it learns from.
 
+A template from a model folder may also be hostile in cost: the sandbox bounds ``range``
+but not loops nested in loops or macros that call themselves twice. So one render has a
+budget: :data:`RENDER_SECONDS` of wall time and :data:`RENDER_STEPS` steps, a step being
+one pass through a ``{% for %}`` body or one call the template makes (a macro, a
+method, ``caller()``, a loop's recursion); ``*`` may not build a string or list over
+:data:`RENDER_CHARS` items, ``**`` a number over :data:`POWER_BITS` bits, and the output
+may not exceed :data:`RENDER_CHARS` characters. Past any of them the render stops with a
+one-line :class:`~lmforge.errors.DataError`. (A single filter or ``%`` format asked for a
+huge width is bounded only by memory.)
+
 ``continue_final_message=True`` leaves the last message open: the text stops right after
 its content (without the end-of-turn marks the template puts after it), so that the
 model continues that message instead of starting a new one.
@@ -43,7 +53,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -84,6 +96,47 @@ _BRACKETS = re.compile(f"[{_OPEN}{_CLOSE}]")
 _CONTINUE_MARK = "\ue002 "
 
 
+#: One render's budget (module docstring): wall seconds, steps (loop passes and calls),
+#: characters of output or of a repeated string or list, and bits of a power.
+RENDER_SECONDS = 1.0
+RENDER_STEPS = 1_000_000
+RENDER_CHARS = 16 * 1024 * 1024
+POWER_BITS = 65536
+
+
+class _Budget:
+    """The steps and time left to the render running in this context."""
+
+    def __init__(self) -> None:
+        self.steps, self.deadline = RENDER_STEPS, time.monotonic() + RENDER_SECONDS
+
+    def step(self) -> None:
+        self.steps -= 1
+        if self.steps < 0 or time.monotonic() > self.deadline:
+            raise _jinja().exceptions.TemplateRuntimeError(
+                f"it ran past its budget of {RENDER_SECONDS:g} s and {RENDER_STEPS} loop "
+                "steps and calls (a template that loops too long)")
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("lmforge_chat_template_budget",
+                                                 default=None)
+
+
+def _binop_size(operator: str, left: Any, right: Any) -> None:
+    """Refuse a ``*`` over :data:`RENDER_CHARS` items or a ``**`` over :data:`POWER_BITS`
+    bits before Python builds it."""
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(n, int) \
+                    and len(seq) * n > RENDER_CHARS:
+                raise _jinja().exceptions.TemplateRuntimeError(
+                    f"'*' would build {len(seq) * n} items (over {RENDER_CHARS})")
+    elif isinstance(left, int) and isinstance(right, int) and right > 0 \
+            and max(abs(left).bit_length(), 1) * right > POWER_BITS:
+        raise _jinja().exceptions.TemplateRuntimeError(
+            f"'**' would build a number over {POWER_BITS} bits")
+
+
 @dataclass(frozen=True)
 class Rendered:
     """A rendered conversation: ``text`` and, with ``spans=True``, the ``[start, end)``
@@ -119,6 +172,41 @@ def _strftime_now(fmt: str) -> str:
 
 def _template_dict(*args: Any, **kwargs: Any) -> dict:
     return dict(*args, **kwargs)
+
+
+def _budgeted_environment(jinja2):
+    """``ImmutableSandboxedEnvironment`` that charges the render's :class:`_Budget`: each
+    call the template makes is a step, and the code generator adds a call (to
+    ``environment.loop_step``) at the top of every ``{% for %}`` body, so every pass is
+    one too; ``*`` and ``**`` are checked by :func:`_binop_size`."""
+    nodes = jinja2.nodes
+
+    class Generator(jinja2.compiler.CodeGenerator):
+        def visit_For(self, node, frame):
+            step = nodes.ExprStmt(nodes.Call(nodes.EnvironmentAttribute("loop_step"), [], [],
+                                             None, None), lineno=node.lineno)
+            super().visit_For(nodes.For(node.target, node.iter, [step, *node.body],
+                                        node.else_, node.test, node.recursive,
+                                        lineno=node.lineno), frame)
+
+    class Environment(jinja2.sandbox.ImmutableSandboxedEnvironment):
+        code_generator_class = Generator
+        intercepted_binops = frozenset({"*", "**"})
+
+        def loop_step(self) -> None:
+            """Called at each pass of a loop: the call is the step."""
+
+        def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's names
+            budget = _BUDGET.get()
+            if budget is not None:
+                budget.step()
+            return super().call(__context, __obj, *args, **kwargs)
+
+        def call_binop(self, context, operator, left, right):
+            _binop_size(operator, left, right)
+            return super().call_binop(context, operator, left, right)
+
+    return Environment
 
 
 @lru_cache(maxsize=1)
@@ -162,7 +250,7 @@ def _environment():
                 raise jinja2.exceptions.SecurityError(
                     f"a chat template cannot set the namespace attribute {name!r}")
 
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    env = _budgeted_environment(jinja2)(
         trim_blocks=True, lstrip_blocks=True, extensions=[Generation, jinja2.ext.loopcontrols])
     env.filters["tojson"] = _tojson
     env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now,
@@ -269,14 +357,22 @@ class ChatTemplate:
                 if isinstance(part, str) and any(c in part for c in (_OPEN, _CLOSE)):
                     raise DataError("a chat message holds U+E000 or U+E001, private-use "
                                     "characters lmforge reserves while rendering")
+        budget = _BUDGET.set(_Budget())
         try:
-            return self._compiled.render(**context)
+            text = self._compiled.render(**context)
         except jinja2.exceptions.TemplateError as e:
             raise DataError(f"{self.source}: the chat template failed: {e.message or e}"
                             ) from None
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError,
+                ArithmeticError, RecursionError) as e:
             raise DataError(f"{self.source}: the chat template failed: "
                             f"{type(e).__name__}: {e}") from None
+        finally:
+            _BUDGET.reset(budget)
+        if len(text) > RENDER_CHARS:
+            raise DataError(f"{self.source}: the chat template wrote {len(text)} characters "
+                            f"(over the budget of {RENDER_CHARS})")
+        return text
 
     def _cut_after_final(self, text: str, final: str) -> str:
         """The text up to the end of the final message's content (module docstring)."""

@@ -44,6 +44,9 @@ def serve(
     registry: Annotated[Path | None, typer.Option(
         help="A folder of NAME/VERSION/ model folders: serve each NAME at its latest "
              "version; admins load other versions.")] = None,
+    model_root: Annotated[list[Path] | None, typer.Option(
+        help="A folder admins may load model folders from (POST /admin/models with path); "
+             "repeatable. Without it, any folder the server can read.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.", min=0, max=65535)] = 8000,
     max_running: Annotated[int, typer.Option(
@@ -104,6 +107,9 @@ def serve(
     names = [s.name for s in specs]
     if len(set(names)) < len(names):
         raise ConfigError(f"model names must be unique; got {', '.join(names)}")
+    for root in model_root or []:
+        if not root.is_dir():
+            raise ConfigError(f"--model-root {root} is not a folder")
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
     for f in (ssl_certfile, ssl_keyfile):
@@ -125,7 +131,7 @@ def serve(
                 "prefill_chunk": prefill_chunk, "prefix_cache_tokens": prefix_cache_tokens,
                 "dtype": dtype.value},
         max_body_bytes=max_body_bytes, request_timeout=request_timeout or None,
-        db=db_path if keyed else None, registry=registry,
+        db=db_path if keyed else None, registry=registry, model_roots=list(model_root or []),
         response_cache_entries=response_cache,
         response_cache_ttl=response_cache_ttl, key=key, log_content=log_content.value,
         tool_call_parser=tool_call_parser)

@@ -24,9 +24,12 @@ One ASGI middleware, outermost, so it sees every request and its final status:
   personal data masked (``[PHONE]``, ``[PERSON]``, ... by :mod:`lmforge.privacy.pii`).
   The audit table never holds content.
 
-Routes report what they used in ``request.state.usage`` (model, version, prompt and
-completion tokens) and, for the content log, the texts in ``request.state.content``, and admin routes what they changed in ``request.state.detail``; a
-stream reports its usage when it ends, which is when this middleware's call returns.
+The middleware puts the caller's key id in ``request.state.key_id`` (the response cache
+keeps each key's entries apart). Routes report what they used in ``request.state.usage``
+(model, version, prompt and completion tokens) and, for the content log, the texts in
+``request.state.content``, and admin routes what they changed in
+``request.state.detail``; a stream reports its usage when it ends, which is when this
+middleware's call returns.
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ class AccessMiddleware:
         try:
             if not (path == "/" or path.startswith(PUBLIC)):  # "/": the UI's page
                 key = self.access.authenticate(headers.get("authorization"), method, path)
+                if key is not None:  # the routes' request.state.key_id
+                    scope.setdefault("state", {})["key_id"] = key.id
         except ApiError as e:
             await e.response()(scope, receive, send_with_id)
         else:

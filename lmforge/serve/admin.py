@@ -1,9 +1,13 @@
 """Admin routes (the ``admin`` role): models and their versions, API keys and the audit
 log over HTTP.
 
-- ``GET /admin/models`` lists what is served, with the registry's versions;
+- ``GET /admin/models`` lists what is served, with the registry's versions, and
+  ``load_error``: the model that failed to load at startup and why (else null);
   ``POST /admin/models`` loads a model (a registry version, or a folder) and switches
-  its name's traffic to it with no failed request; ``DELETE /admin/models/NAME`` stops
+  its name's traffic to it with no failed request; a folder given by ``path`` must lie,
+  once resolved (``..`` and symbolic links followed), inside one of the server's
+  ``--model-root`` folders or its registry, else 403 (without ``--model-root``, any
+  folder the process can read); ``DELETE /admin/models/NAME`` stops
   serving it (:meth:`lmforge.serve.app.Server.switch`).
 - The key and audit routes do what ``lmforge keys`` and ``lmforge audit`` do.
 
@@ -14,6 +18,7 @@ routes exist only on a server with keys (an open server has no one to authorise 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
@@ -32,7 +37,9 @@ class ModelLoad(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     version: str | None = Field(None, description="A registry version (default: the "
                                                   "latest).")
-    path: str | None = Field(None, description="A model folder instead of the registry.")
+    path: str | None = Field(None, description="A model folder instead of the registry "
+                                               "(inside a --model-root when the server "
+                                               "has them).")
 
 
 class KeyCreate(BaseModel):
@@ -105,6 +112,20 @@ async def audit(request: Request, since: str | None = None,
     return {"object": "list", "data": rows[-limit:]}
 
 
+def _allowed_folder(path: str, options) -> Path:
+    """``path`` resolved (``..`` and symbolic links followed); 403 when the server has
+    model roots and it lies in none of them nor in the registry. The message names the
+    path as given, never where it resolved to."""
+    folder = Path(path).resolve()
+    if not options.model_roots:
+        return folder
+    roots = [*options.model_roots, *([options.registry] if options.registry else [])]
+    if not any(folder.is_relative_to(Path(r).resolve()) for r in roots):
+        raise ApiError(f"{path} is outside the folders this server loads models from "
+                       "(--model-root)", 403, param="path")
+    return folder
+
+
 def _model_json(served, registry) -> dict:
     from .registry import versions
 
@@ -123,13 +144,13 @@ async def list_served(request: Request):
     _access(request)
     server = request.app.state.server
     return {"object": "list", "data": [_model_json(m, server.options.registry)
-                                       for m in server.models.values()]}
+                                       for m in server.models.values()],
+            "load_error": None if server.load_error is None else
+            {"name": server.failed, "error": server.load_error}}
 
 
 @router.post("/models", summary="Load a model version and switch its traffic to it")
 async def load_served(body: ModelLoad, request: Request):
-    from pathlib import Path
-
     from .models import ModelSpec
     from .registry import resolve
 
@@ -138,9 +159,10 @@ async def load_served(body: ModelLoad, request: Request):
     if body.path is not None:
         if body.version is None:
             raise ApiError("give the version of a model loaded by path", param="version")
-        if not Path(body.path).exists():
+        folder = _allowed_folder(body.path, server.options)
+        if not folder.exists():
             raise ApiError(f"{body.path} does not exist", param="path")
-        spec = ModelSpec(body.name, body.path, body.version)
+        spec = ModelSpec(body.name, str(folder), body.version)
     elif server.options.registry is None:
         raise ApiError("this server has no registry (--registry); give a path",
                        param="path")

@@ -3,8 +3,10 @@ and access control (:mod:`lmforge.serve.access`: keys, roles, rate limits, audit
 
 :func:`build_app` returns the app; the models load on a background thread when the app
 starts, so ``GET /health`` answers at once (the process is alive) while ``GET /ready``
-answers 503 until every model is loaded (200 after), like llama.cpp's server. A request
-for a model still loading is a 503 with ``Retry-After``; an unknown model a 404.
+answers 503 until every model is loaded (200 after), like llama.cpp's server. ``/ready``
+is public, so its body names models by their served name and state only; why a model
+failed to load (which can name its folder) is in the log and ``GET /admin/models``. A
+request for a model still loading is a 503 with ``Retry-After``; an unknown model a 404.
 
 Limits: a request body over ``max_body_bytes`` is a 413 (checked on ``Content-Length``
 and while reading a chunked body); past the engine's ``max_waiting`` queued sequences a
@@ -55,6 +57,8 @@ class ServerOptions:
     public ones needs a key (:mod:`lmforge.serve.access`). ``response_cache_entries``
     > 0 turns the response cache on (:mod:`lmforge.serve.response_cache`). ``registry``
     is the folder admins load other versions from (:mod:`lmforge.serve.registry`).
+    ``model_roots``: the folders admins may load a model folder from by ``path`` (with
+    the registry); empty: any folder the process can read (:mod:`lmforge.serve.admin`).
     ``key`` says where the key of encrypted model folders comes from (``key_file``,
     ``key_env`` or ``passphrase_env``, as :func:`lmforge.privacy.keys.resolve_key` takes
     them), never the key itself, so that ``--workers N`` can hand it to each worker; the
@@ -69,6 +73,7 @@ class ServerOptions:
     request_timeout: float | None = 600.0
     db: Path | None = None
     registry: Path | None = None
+    model_roots: list[Path] = field(default_factory=list)
     response_cache_entries: int = 0
     response_cache_ttl: float = 300.0
     key: dict[str, str | None] | None = None
@@ -85,6 +90,7 @@ def config_json(specs: list[ModelSpec], options: ServerOptions) -> str:
     opts = dataclasses.asdict(options)
     for k in ("db", "registry"):
         opts[k] = None if opts[k] is None else str(opts[k])
+    opts["model_roots"] = [str(p) for p in opts["model_roots"]]
     return json.dumps({"specs": [dataclasses.asdict(s) for s in specs], "options": opts})
 
 
@@ -96,6 +102,7 @@ def app_from_env() -> FastAPI:
     opts = cfg["options"]
     for k in ("db", "registry"):
         opts[k] = None if opts[k] is None else Path(opts[k])
+    opts["model_roots"] = [Path(p) for p in opts["model_roots"]]
     return build_app([ModelSpec(**s) for s in cfg["specs"]], ServerOptions(**opts))
 
 
@@ -125,6 +132,7 @@ class Server:
         self.specs, self.options = specs, options
         self.models: dict[str, ServedModel] = {}
         self.load_error: str | None = None
+        self.failed: str | None = None
         self.loaded = threading.Event()
         self.request_timeout = options.request_timeout
         self.metrics = ServerMetrics(self._engines)
@@ -142,15 +150,31 @@ class Server:
                 if m.engine is not None]
 
     def load(self) -> None:
-        """Load every model (on a background thread at startup)."""
+        """Load every model (on a background thread at startup), up to the first that
+        fails: its name is :attr:`failed`, the error (which can name its path) goes to
+        the log and :attr:`load_error`, which only admins see (``GET /admin/models``)."""
+        name = None
         try:
             for spec in self.specs:
-                self.models[spec.name] = self._load(spec)
-        except Exception as e:  # shown by /ready and the log; the process stays up
-            self.load_error = f"{type(e).__name__}: {e}"
-            log.error("loading models failed: %s", self.load_error)
+                name = spec.name
+                self.models[name] = self._load(spec)
+        except Exception as e:  # the process stays up; /ready says which model failed
+            self.failed, self.load_error = name, f"{type(e).__name__}: {e}"
+            log.error("loading model %s failed: %s", self.failed, self.load_error)
         finally:
             self.loaded.set()
+
+    def readiness(self) -> tuple[int, dict]:
+        """``/ready``'s status and body: the served names and their state (ready,
+        loading, failed), never paths or error text (the route is public)."""
+        if self.ready:
+            return 200, {"status": "ready", "models": sorted(self.models)}
+        if self.load_error is not None:
+            return 503, {"status": "failed", "failed": [self.failed],
+                         "error": f"model {self.failed} failed to load; the server log "
+                                  "says why"}
+        loading = [s.name for s in self.specs if s.name not in self.models]
+        return 503, {"status": "loading", "loading": loading}
 
     def _load(self, spec: ModelSpec) -> ServedModel:
         with using_key(self.key):  # the loading thread's own context
@@ -263,6 +287,9 @@ def build_app(specs: list[ModelSpec], options: ServerOptions | None = None) -> F
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        if server.access.keys is not None and not server.options.model_roots:
+            log.warning("admin loads are unrestricted: POST /admin/models may load any "
+                        "folder this process can read (--model-root limits them)")
         threading.Thread(target=server.load, name="lmforge-load", daemon=True).start()
         try:
             yield
@@ -285,11 +312,9 @@ def build_app(specs: list[ModelSpec], options: ServerOptions | None = None) -> F
 
     @app.get("/ready", summary="Every model is loaded (503 until then)")
     async def ready():
-        if server.ready:
-            return {"status": "ready", "models": sorted(server.models)}
-        if server.load_error is not None:
-            return JSONResponse({"status": "failed", "error": server.load_error}, 503)
-        return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
+        status, body = server.readiness()
+        headers = {"Retry-After": "5"} if body["status"] == "loading" else None
+        return JSONResponse(body, status, headers=headers)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics():

@@ -2,9 +2,11 @@
 
 A request is deterministic when it decodes greedily (``temperature`` 0) or fixes its
 ``seed``: the engine then gives the same tokens every time (:mod:`lmforge.serve.engine`).
-Its key is the route, the model's name and version, and the request body in canonical
-JSON without the fields that do not change the output (``stream``, ``stream_options``,
-``user``). A hit returns the stored response with a new ``id`` and ``created`` time and
+Its key is the route, the model's name and version, the id of the caller's API key
+(None on a server without keys) and the request body in canonical JSON without the fields
+that do not change the output (``stream``, ``stream_options``, ``user``): each key sees
+only the responses its own requests stored, so a hit (or its latency) tells a client
+nothing about what other keys asked. A hit returns the stored response with a new ``id`` and ``created`` time and
 the header ``X-Cache: hit``. Streams are cached too: a stream whose every choice
 finished stores the whole response it streamed, and a streamed request that hits gets the
 stored response replayed as a stream (each choice's whole text, log-probabilities and
@@ -33,9 +35,12 @@ def is_deterministic(body: Any) -> bool:
     return body.temperature < GREEDY_BELOW or body.seed is not None
 
 
-def cache_key(route: str, name: str, version: str, body: Any) -> str:
+def cache_key(route: str, name: str, version: str, body: Any,
+              owner: str | None = None) -> str:
+    """The entry of ``body`` (module docstring); ``owner``: the caller's key id."""
     fields = body.model_dump(exclude=set(IGNORED))
-    return json.dumps([route, name, version, fields], sort_keys=True, ensure_ascii=False)
+    return json.dumps([route, name, version, owner, fields], sort_keys=True,
+                      ensure_ascii=False)
 
 
 class ResponseCache:

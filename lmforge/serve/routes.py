@@ -188,7 +188,8 @@ async def _answer(request: Request, kind: str, served: Any, body: SamplingFields
     server = _server(request)
     cache, key = server.response_cache, None
     if cache is not None and is_deterministic(body):
-        key = cache_key(kind, served.name, served.version, body)
+        key = cache_key(kind, served.name, served.version, body,
+                        getattr(request.state, "key_id", None))
         hit = cache.get(key)
         if hit is not None:
             server.metrics.response_cache_hits.labels(served.name, served.version).inc()
