@@ -3,7 +3,7 @@ learns to answer held-out questions whose contexts span several windows, says ""
 the unanswerable ones, the predictor and the CLI answer and score, a resumed run equals
 an uninterrupted one, Chinese characters missing from a backbone's vocabulary get tokens
 of their own, and bad input is one line + exit 2. The slow test runs the English MiniLM
-recipe on the world's questions; the Chinese recipe (17 minutes) is measured by hand
+recipe on the world's questions; the Chinese recipe (16-25 minutes) is measured by hand
 (figures in docs/tasks.md)."""
 
 from __future__ import annotations
