@@ -349,9 +349,31 @@ _EN_HELDOUT2 = (
     ("Please wire the deposit to card ", "BANK_CARD", " and text ", "PHONE", ". "),
     ("", "PERSON", " will present; ", "PERSON", " will take questions. "),
 )
+# Written before the learned name recognizer was developed (on the three sets above), and
+# run once after it: unlabelled phrasings (chat lines, reported speech, lists of names) and
+# surname-initial or capitalised words that are not names inside the templates.
+_ZH_HELDOUT3 = (
+    ("快递员", "PERSON", "明天上午送货，收货电话", "PHONE", "。"),
+    ("周末", "PERSON", "请大家吃饭，费用转到", "BANK_CARD", "。"),
+    ("据", "PERSON", "介绍，项目将于下月上线，详情见", "URL", " 。"),
+    ("", "PERSON", "：我同意。邮箱 ", "EMAIL", "。"),
+    ("感谢", "PERSON", "和", "PERSON", "的帮助，活动圆满结束，大家都很高兴。"),
+    ("值班医生", "PERSON", "出生于", "DATE_OF_BIRTH", "，住在", "ADDRESS", "。"),
+    ("抄送：", "PERSON", "、", "PERSON", "。"),
+)
+_EN_HELDOUT3 = (
+    ("Driver ", "PERSON", " will deliver tomorrow; call ", "PHONE", ". "),
+    ("Weekend plans: ", "PERSON", " is paying, so send money to card ", "BANK_CARD", ". "),
+    ("According to ", "PERSON", ", the launch moves to Friday; details at ", "URL", " . "),
+    ("", "PERSON", ": sounds good, my e-mail is ", "EMAIL", ". "),
+    ("Thanks to ", "PERSON", " and ", "PERSON", ", the Spring Fair was a success. "),
+    ("On-call doctor ", "PERSON", " (born ", "DATE_OF_BIRTH", ") lives at ", "ADDRESS", ". "),
+    ("CC: ", "PERSON", ", ", "PERSON", ". "),
+)
 TEMPLATES = {("zh", "dev"): _ZH, ("en", "dev"): _EN, ("zh", "heldout"): _ZH_HELDOUT,
              ("en", "heldout"): _EN_HELDOUT, ("zh", "heldout2"): _ZH_HELDOUT2,
-             ("en", "heldout2"): _EN_HELDOUT2}
+             ("en", "heldout2"): _EN_HELDOUT2, ("zh", "heldout3"): _ZH_HELDOUT3,
+             ("en", "heldout3"): _EN_HELDOUT3}
 
 
 def _value(kind: str, rng: random.Random, lang: str, name: str) -> str:
@@ -367,9 +389,11 @@ def render_pii_set(lang: str, n: int = 300, seed: int = 0,
     """``n`` documents in ``lang`` (``zh`` or ``en``), each two templates and one or two
     hard negatives in random order, with gold spans. ``templates``: ``dev`` (those the
     recognizers were developed on), ``heldout`` (written afterwards; the recognizers were
-    then revised on its misses) or ``heldout2`` (written after that revision, run once)."""
+    then revised on its misses), ``heldout2`` (written after that revision, run once; the
+    learned name recognizer was then developed on all three) or ``heldout3`` (written
+    before that development, run once after it)."""
     if (lang, templates) not in TEMPLATES:
-        raise ValueError(f"lang must be zh or en and templates dev, heldout or heldout2, got "
+        raise ValueError(f"lang must be zh or en and templates dev, heldout, heldout2 or heldout3, got "
                          f"{lang!r}, {templates!r}")
     rng = random.Random(f"pii-{lang}-{seed}-{templates}")
     templates = TEMPLATES[lang, templates]
