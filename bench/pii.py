@@ -3,7 +3,7 @@
     python bench/pii.py [--docs 300] [--seed 1]
 
 Scores every type on the rendered documents (:mod:`lmforge.privacy.pii.evalset`) in
-Chinese and English, for the three template sets (``dev``, ``heldout``, ``heldout2``), and
+Chinese and English, for the four template sets (``dev``, ``heldout``, ``heldout2``, ``heldout3``), and
 runs Presidio's predefined pattern recognizers (e-mail, phone, credit card, IP, URL,
 date, US passport) on the English documents as the peer. Presidio's person recognizer
 needs a spaCy model, which the package registry does not carry, so the peer has no
@@ -74,7 +74,7 @@ def main() -> None:
     print(machine_line())
     peer = presidio_predict()
     analyze("warm up jieba 你好")
-    for templates in ("dev", "heldout", "heldout2"):
+    for templates in ("dev", "heldout", "heldout2", "heldout3"):
         for lang in ("zh", "en"):
             docs = render_pii_set(lang, args.docs, args.seed, templates)
             ours, speed = timed(docs, analyze)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from ...errors import ConfigError
-from . import addresses, names, patterns, phones
+from . import addresses, name_model, patterns, phones
 from .spans import PII_TYPES, PiiSpan, resolve_overlaps
 
 RECOGNIZERS: dict[str, Callable[[str], list[PiiSpan]]] = {
@@ -23,7 +23,7 @@ RECOGNIZERS: dict[str, Callable[[str], list[PiiSpan]]] = {
     "URL": patterns.url,
     "DATE_OF_BIRTH": patterns.date_of_birth,
     "ADDRESS": addresses.address,
-    "PERSON": names.person,
+    "PERSON": name_model.person,
 }
 assert tuple(RECOGNIZERS) == PII_TYPES
 DEFAULT_THRESHOLD = 0.5

@@ -134,10 +134,10 @@ def _after_label(text: str, start: int, starts: dict[int, str]) -> str | None:
     return run.group()
 
 
-def _zh(text: str) -> list[PiiSpan]:
+def _zh(text: str, words: list[tuple[int, str, str]] | None = None) -> list[PiiSpan]:
     if not re.search(_HAN, text):
         return []
-    words = jieba_words(text)
+    words = jieba_words(text) if words is None else words
     spans = _jieba_names(words)
     spans += [PiiSpan(m.start(), m.end(), "PERSON", 0.85, "name_zh_title")
               for m in _BEFORE_TITLE.finditer(text)]
@@ -264,5 +264,7 @@ def _en(text: str) -> list[PiiSpan]:
     return out
 
 
-def person(text: str) -> list[PiiSpan]:
-    return _zh(text) + _en(text)
+def rule_names(text: str, words: list[tuple[int, str, str]] | None = None) -> list[PiiSpan]:
+    """The rules' names (``words``: jieba's words of ``text`` when the caller has them);
+    :func:`.name_model.person` adds the learned recognizer's."""
+    return _zh(text, words) + _en(text)
