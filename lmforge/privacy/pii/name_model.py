@@ -24,7 +24,8 @@ of the evaluation's sources):
 
 **Features** (:func:`zh_features`, :func:`en_features`) are these ratios, jieba's
 segmentation (is the candidate a word, a ``nr`` word, does a word cross its edges and how
-frequent is it), what stands before and after (punctuation, a function character, a
+frequent is it; how frequent a word its surname and first given character make: 项目将,
+周末请), what stands before and after (punctuation, a function character, a
 label or title, a lower-case word) and, in English, the rule recognizer's name lists,
 wordfreq's Zipf frequencies and cue words. A candidate's score is the probability of a
 one-hidden-layer network over the standardised features (:func:`probabilities`), fitted
@@ -165,7 +166,7 @@ ZH_FEATURES = ("surname", "surname_word_freq", "surname_not_noun", "given1", "gi
                "ends_word", "span_freq", "cross_end_freq", "cross_start_freq", "prev_punct",
                "prev_stop", "prev_label", "next_punct", "next_stop", "next_title",
                "given_stop", "last_char_freq", "next_char_freq", "prev_char_freq",
-               "next_given", "prev_surname")
+               "next_given", "prev_surname", "head_word_freq")
 EN_FEATURES = ("first", "last", "one_word", "three_words", "sentence_start", "labelled",
                "titled", "cue_before", "cue_after", "apposition", "common_phrase",
                "min_zipf", "max_zipf", "shape_mean", "shape_min", "next_lower", "prev_lower",
@@ -223,7 +224,8 @@ def zh_features(text: str, words: list[tuple[int, str, str]], cand: tuple[int, i
             math.log1p(freq.get(nxt, 0)) / 10 if nxt else 0.0,
             math.log1p(freq.get(prev, 0)) / 10 if prev else 0.0,
             given_llr.get(nxt, default_given) if nxt else default_given,
-            float(bool(prev) and prev in ZH_SURNAMES)]
+            float(bool(prev) and prev in ZH_SURNAMES),
+            math.log1p(freq.get(span[:n + 1], 0)) / 10 if g == 2 else 0.0]
 
 
 @functools.lru_cache(maxsize=1)
