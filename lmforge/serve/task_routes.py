@@ -8,8 +8,9 @@ A request's items are predicted as one batch on a worker thread, so the event lo
 serving, and one request at a time per model (a lock per served model): the predictors
 are not made for concurrent calls, and a batch already uses every core. A generative QA
 question without a context is read with the passages the run's own index retrieves for
-it, as in training (the index is opened for each such request: its SQLite connection
-belongs to one thread).
+it, as in training, from the index the served model keeps open
+(:class:`lmforge.serve.task_models.RunIndex`: opened once, reopened when its files
+change).
 
 Errors come in OpenAI's envelope: a 400 naming the field, a 400 naming ``model`` when the
 model serves another route, a 404 for an unknown model. Usage (the access log, the audit,
@@ -47,6 +48,7 @@ from .task_protocol import (
 
 if TYPE_CHECKING:
     from ..privacy.keys import KeySource
+    from .task_models import ReaderModel
 
 router = APIRouter(tags=["tasks"])
 
@@ -179,15 +181,14 @@ async def relations(body: RelationsRequest, request: Request):
                             for i, p in enumerate(preds)])
 
 
-def _rag_sources(served: ServedModel, body: QARequest, key: KeySource | None
+def _rag_sources(served: ReaderModel, body: QARequest, key: KeySource | None
                  ) -> Callable[[], list[str]]:
     """A generative reader's inputs (:func:`lmforge.retrieval.ask.rag_input`): each question
     with its context, else with the passages the run's index retrieves for it
-    (:func:`lmforge.tasks.rag.rag_records`, as in training; an encrypted index is opened
-    in memory with the server's ``key``); a 400 when the run has no index."""
-    from ..privacy.encrypted_io import using_key
+    (:meth:`lmforge.serve.task_models.RunIndex.retrieve`, as in training; an encrypted
+    index is opened in memory with the server's ``key``); a 400 when the run has no
+    index."""
     from ..retrieval.ask import rag_input
-    from ..tasks.rag import open_run_index, rag_records
 
     pred, questions = served.predictor, body.items
     asked = [i for i, q in enumerate(questions) if q.context is None]
@@ -199,10 +200,8 @@ def _rag_sources(served: ServedModel, body: QARequest, key: KeySource | None
         out = [rag_input(q.question, [q.context]) if q.context is not None else ""
                for q in questions]
         if asked:
-            with using_key(key), open_run_index(pred.index_dir.parent,
-                                                pred.retrieval) as index:
-                found = rag_records([{"id": str(i), "question": questions[i].question,
-                                      "answers": []} for i in asked], index, pred.retrieval)
+            found = served.passages.retrieve([{"id": str(i), "question": questions[i].question,
+                                               "answers": []} for i in asked], key)
             for i, r in zip(asked, found, strict=True):
                 out[i] = r["src"]
         return out
