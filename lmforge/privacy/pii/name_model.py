@@ -40,6 +40,7 @@ import math
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -75,30 +76,38 @@ EN_NAME_LOCALES = ("en_US", "en_PK", "en_NG", "en_KE", "en_TH", "de_DE", "fr_FR"
                    "it_IT", "nl_NL", "pl_PL", "sv_SE", "da_DK", "fi_FI", "pt_BR", "tr_TR",
                    "id_ID", "cs_CZ", "ro_RO", "hu_HU")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
+_HAN_WORD = re.compile(r"[\u4e00-\u9fff]+")
 _PUNCT = set("，。、；：:;,.!?！？（）()【】[]「」“”\"'《》<>—-~～/\\|·…\n\t ")
 _TITLED_BEFORE = re.compile(rf"(?:{EN_TITLES})\s*$")
 
 
 # ----------------------------------------------------------------------------- statistics
 
+def dictionary_names() -> Iterator[tuple[str, int, int]]:
+    """``(word, frequency, surname length or 0)`` of every word of jieba's dictionary; the
+    surname length is that of a word tagged ``nr`` that is a surname and one or two Han
+    characters (a person's name), else 0."""
+    import jieba
+
+    with open(Path(jieba.__file__).with_name("dict.txt"), encoding="utf-8") as f:
+        for line in f:
+            word, freq, flag = line.split()
+            n = 2 if word[:2] in ZH_COMPOUND else (1 if word[:1] in ZH_SURNAMES else 0)
+            name = flag == "nr" and 1 <= len(word) - n <= 2 and _HAN_WORD.fullmatch(word)
+            yield word, int(freq), n if n and name else 0
+
+
 @functools.lru_cache(maxsize=1)
 def zh_char_stats() -> tuple[dict[str, float], dict[str, float], dict[str, float], float]:
     """(given-name LLR per character, surname LLR per character or compound, text
     log-probability per character, log-probability of an unseen character)."""
-    import jieba
-
-    dictionary = Path(jieba.__file__).with_name("dict.txt")
     given, surnames, text = Counter(), Counter(), Counter()
-    with open(dictionary, encoding="utf-8") as f:
-        for line in f:
-            word, freq, flag = line.split()
-            for c in word:
-                text[c] += int(freq)
-            n = 2 if word[:2] in ZH_COMPOUND else (1 if word[:1] in ZH_SURNAMES else 0)
-            if (flag == "nr" and n and 1 <= len(word) - n <= 2 and _HAN.fullmatch(word[-1])
-                    and not held_out_name(word)):
-                surnames[word[:n]] += 1
-                given.update(word[n:])
+    for word, freq, n in dictionary_names():
+        for c in word:
+            text[c] += freq
+        if n and not held_out_name(word):
+            surnames[word[:n]] += 1
+            given.update(word[n:])
     total = sum(text.values()) + len(text)
     log_text = {c: math.log((k + 1) / total) for c, k in text.items()}
     unseen = math.log(1 / total)

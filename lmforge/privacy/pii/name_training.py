@@ -37,13 +37,14 @@ from .name_model import (
     EN_NAME_LOCALES,
     MODEL_FILE,
     ZH_FEATURES,
+    dictionary_names,
     en_candidates,
     en_features,
     held_out_name,
     zh_candidates,
     zh_features,
 )
-from .names import ZH_COMPOUND, ZH_SURNAMES, jieba_words
+from .names import ZH_COMPOUND, jieba_words
 
 LAMBDA = 1e-4
 HIDDEN = 16
@@ -51,17 +52,7 @@ STEPS = 1500
 
 
 def zh_training_names() -> list[str]:
-    import jieba
-
-    out = []
-    with open(Path(jieba.__file__).with_name("dict.txt"), encoding="utf-8") as f:
-        for line in f:
-            word, _, flag = line.split()
-            n = 2 if word[:2] in ZH_COMPOUND else (1 if word[:1] in ZH_SURNAMES else 0)
-            if (flag == "nr" and n and 1 <= len(word) - n <= 2 and held_out_name(word)
-                    and re.fullmatch(r"[\u4e00-\u9fff]+", word)):
-                out.append(word)
-    return out
+    return [w for w, _, n in dictionary_names() if n and held_out_name(w)]
 
 
 def zh_name_drawer(rng: random.Random):
