@@ -35,7 +35,10 @@ The output folder::
       cv.json            per-fold metrics, mean and std per split and metric, ceilings
 
 A fold with ``results.json`` is complete and is not run again; with ``resume`` an
-interrupted fold continues from its latest checkpoint.
+interrupted fold continues from its latest checkpoint. Inside
+:func:`lmforge.privacy.encrypted_io.using_key` the folds are encrypted runs and
+``cv.json`` is encrypted too; ``folds.json`` (indices) and the ``data/`` splits stay
+plaintext.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import numpy as np
 from ..config import load_yaml
 from ..errors import ConfigError, LmforgeError
 from ..io import atomic_write_json, ensure_writable_dir, read_json
+from ..privacy.encrypted_io import write_json
 from .config import FinetuneRecipe, build_finetune_recipe
 from .datasets import load_splits
 
@@ -246,7 +250,7 @@ def cross_validate_recipe(recipe: FinetuneRecipe, out: str | Path, folds: int = 
     cv = {"task": pool.task, "metric": metric, "folds": folds, "seed": recipe.run.seed,
           "stratified": stratified, "std": STD, "per_fold": per_fold,
           "summary": summarize(per_fold)}
-    atomic_write_json(out / "cv.json", cv)
+    write_json(out / "cv.json", cv)
     log(cv_table(cv))
     return cv
 

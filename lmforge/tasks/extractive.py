@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_json
+from ..privacy.encrypted_io import write_json
 from .config import FinetuneRecipe
 from .encode import Encoded, TaskBatches, collate
 from .finetune import (
@@ -350,7 +350,7 @@ def finetune_extractive(recipe: FinetuneRecipe, splits: dict[str, list[dict]],
                    parameters=total, strategy=recipe.finetune.strategy,
                    version_2_with_negative=model.config.with_null,
                    null_threshold=model.config.null_threshold)
-    atomic_write_json(run_dir / "results.json", results)
+    write_json(run_dir / "results.json", results)
     log(results_table(results))
     return FinetuneResult(run_dir, predictor, results, train_result, (trainable, total))
 

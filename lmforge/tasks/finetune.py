@@ -13,6 +13,11 @@
       errors.jsonl       the test records the model got wrong
       adapter/           PEFT adapter (strategy lora, BERT-family backbones)
 
+With a key active (``--key-file``: :func:`lmforge.privacy.encrypted_io.using_key`)
+``metrics.jsonl``, the pictures, the checkpoints, ``results.json``, ``confusion.json`` and
+``errors.jsonl`` are written encrypted and read back with the key; ``config.yaml`` and
+``adapter/`` stay plaintext (docs/privacy.md lists what else does).
+
 The stages: the splits (:mod:`.datasets`), the backbone and its tokenizer, the strategy
 (which parameters train), the trainer with the task's objective and a validation
 evaluator that picks the best checkpoint, then the evaluation of the best weights.
@@ -30,7 +35,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, LmforgeError
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_text
+from ..privacy.encrypted_io import write_json, write_text
 from .config import FinetuneRecipe
 from .datasets import label_names, load_splits
 from .encode import (
@@ -372,7 +378,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
                    parameters=total, strategy=recipe.finetune.strategy)
     if trainer.dp is not None:
         results["privacy"] = trainer.dp.report()
-    atomic_write_json(run_dir / "results.json", results)
+    write_json(run_dir / "results.json", results)
     if recipe.finetune.strategy == "lora" and model.config.encoder == "bert":
         from ..hf.peft import save_peft_adapter
         from ..nn.lora import LoraConfig
@@ -421,7 +427,7 @@ def _fit_classical(recipe: FinetuneRecipe, task: str, splits: dict, card: dict |
         f"{len(train)} training records")
     results = evaluate_splits(predictor, splits, card, run_dir, metric)
     results.update(metric=metric, strategy="classical", features=n_feat)
-    atomic_write_json(run_dir / "results.json", results)
+    write_json(run_dir / "results.json", results)
     log(results_table(results))
     return FinetuneResult(run_dir, predictor, results, None, (0, 0))
 
@@ -442,15 +448,10 @@ def start_run(recipe: Any, resume: bool) -> Path:
 
 
 def write_results(folder: Path, results: dict, samples: Sequence[dict],
-                  name: str = "results.json", *, encrypt: bool = False) -> None:
-    """``results`` as JSON and ``samples`` as ``samples.jsonl`` in ``folder`` (atomic).
-    ``encrypt``: through :mod:`lmforge.privacy.encrypted_io`, encrypted when a key is
-    active, as ``evaluate --out`` writes them; a run's own ``results.json`` and
-    ``samples.jsonl`` stay plaintext (docs/privacy.md)."""
-    from ..privacy import encrypted_io
-
-    write_text, write_json = ((encrypted_io.write_text, encrypted_io.write_json) if encrypt
-                              else (atomic_write_text, atomic_write_json))
+                  name: str = "results.json") -> None:
+    """``results`` as JSON and ``samples`` as ``samples.jsonl`` in ``folder`` (atomic),
+    through :mod:`lmforge.privacy.encrypted_io`: encrypted when a key is active, for a
+    run's own files as for those ``evaluate --out`` writes."""
     write_text(folder / "samples.jsonl", "".join(
         json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     write_json(folder / name, results)
@@ -475,8 +476,7 @@ def reevaluate(run: str | Path, overrides: Sequence[str], build_recipe: Callable
     model, tok = load_pretrained(run, require_tokenizer=True)
     results, samples = measure(model, tok, recipe)
     if out is not None:
-        write_results(ensure_writable_dir(out), results, samples, "metrics.json",
-                      encrypt=True)
+        write_results(ensure_writable_dir(out), results, samples, "metrics.json")
     log(table(results))
     return results
 
@@ -506,11 +506,11 @@ def evaluate_splits(predictor: TaskPredictor, splits: dict[str, list[dict]],
         out["splits"][name] = {"n": ev["n"], **ev["metrics"],
                                "ceiling": ceilings.get(name)}
         if name == _report_split(splits):
-            atomic_write_text(run_dir / "errors.jsonl", "".join(
+            write_text(run_dir / "errors.jsonl", "".join(
                 json.dumps(e, ensure_ascii=False) + "\n" for e in ev["errors"]))
             if "confusion" in ev:
                 mat = np.asarray(ev["confusion"])
-                atomic_write_json(run_dir / "confusion.json", confusion_json(mat, ev["labels"]))
+                write_json(run_dir / "confusion.json", confusion_json(mat, ev["labels"]))
                 plot_confusion(mat, ev["labels"], run_dir / "confusion.png",
                                title=f"{run_dir.name}: {name}")
     return out

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_json
+from ..privacy.encrypted_io import write_json
 from .config import HeadConfig
 from .datasets import label_names, load_splits
 from .encode import TaskBatches
@@ -295,7 +295,7 @@ def finetune_multitask(recipe: MultitaskRecipe, *, resume: bool = False,
         results["tasks"][name] = {"task": p.kind, "metric": p.metric, "weight": weights[name],
                                   "p": probs[name], "micro_batches": draws[name],
                                   "train_examples": len(train_src[name].examples), **ev}
-    atomic_write_json(run_dir / "results.json", results)
+    write_json(run_dir / "results.json", results)
     log(multitask_table(results))
     return MultitaskResult(run_dir, predictors, results, train_result, (trainable, total))
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import LmforgeError
-from ..io import atomic_write_json, atomic_write_text, read_json
+from ..io import read_json
+from ..privacy.encrypted_io import write_json, write_text
 from .config import BackboneConfig
 from .multitask import finetune_multitask
 from .multitask_config import MultitaskRecipe, build_multitask_recipe
@@ -83,8 +84,9 @@ def compare_with_single_tasks(recipe: MultitaskRecipe, out: str | Path,
                               steps: StepsRule = "total", *, show_progress: bool = False,
                               log: Callable[[str], None] = print) -> dict:
     """Train ``recipe`` into ``out/multitask`` and each task alone into
-    ``out/single-<task>-<updates>``; write ``out/comparison.json`` and ``out/comparison.md`` and
-    return the comparison (``rows``: task, split, metric, multitask, single, ceiling)."""
+    ``out/single-<task>-<updates>``; write ``out/comparison.json`` and ``out/comparison.md``
+    (encrypted when a key is active) and return the comparison (``rows``: task, split,
+    metric, multitask, single, ceiling)."""
     out = Path(out)
     mt_recipe = recipe.model_copy(update={"run": recipe.run.model_copy(
         update={"out_dir": str(out / "multitask")})})
@@ -114,8 +116,8 @@ def compare_with_single_tasks(recipe: MultitaskRecipe, out: str | Path,
                           **{f"single-{n}": s.get("seconds") for n, s in singles.items()}},
               "backbone": backbone.model_dump(mode="json", exclude_defaults=True),
               "rows": rows}
-    atomic_write_json(out / "comparison.json", result)
-    atomic_write_text(out / "comparison.md", comparison_table(result) + "\n")
+    write_json(out / "comparison.json", result)
+    write_text(out / "comparison.md", comparison_table(result) + "\n")
     return result
 
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..io import atomic_write_json, atomic_write_text
+from ..privacy.encrypted_io import write_json, write_text
 from .datasets import hold_out
 from .finetune import (
     FinetuneResult,
@@ -218,7 +218,7 @@ def finetune_seq2seq(recipe: Seq2SeqRecipe, *, resume: bool = False,
     results = evaluate_pairs(predictor, splits, card, run_dir, metric)
     results.update(best_checkpoint=str(best), metric=metric, parameters=total,
                    decode=recipe.decode.model_dump())
-    atomic_write_json(run_dir / "results.json", results)
+    write_json(run_dir / "results.json", results)
     log(results_table(results))
     return FinetuneResult(run_dir, predictor, results, train_result, (total, total))
 
@@ -237,7 +237,7 @@ def evaluate_pairs(predictor: Seq2SeqPredictor, splits: dict[str, list[dict]],
         out["splits"][name] = {"n": ev["n"], **ev["metrics"],
                                "ceiling": CEILING[metric] if card else None}
         if name == report:
-            atomic_write_text(run_dir / "errors.jsonl", "".join(
+            write_text(run_dir / "errors.jsonl", "".join(
                 json.dumps(e, ensure_ascii=False) + "\n" for e in ev["errors"]))
     return out
 

@@ -9,6 +9,16 @@ before every checkpoint, so the lines up to a checkpoint's step are on disk befo
 checkpoint is. A kill can still leave a torn last line or lines for steps after the last
 checkpoint; :func:`truncate_after` (run on resume) drops both and rewrites the file
 atomically, so the resumed run appends exactly the lines an uninterrupted run would.
+
+**Encrypted at rest.** A log opened while an encryption key is active
+(:func:`lmforge.privacy.encrypted_io.using_key`) is one encrypted file, which cannot be
+appended to: its lines (a resumed run's earlier lines first) are kept in memory and the
+whole file is rewritten, encrypted and atomically, at every sync (each evaluation and
+checkpoint) and at close, so the lines up to a checkpoint's step are still on disk
+before the checkpoint is, and no plaintext line ever is. A kill loses the lines since the
+last sync, which :func:`truncate_after` would drop on resume anyway. The readers here
+decrypt with the active key; an encrypted file without one is the one-line
+:class:`~lmforge.errors.ConfigError` of :func:`~lmforge.privacy.encrypted_io.read_bytes`.
 """
 
 from __future__ import annotations
@@ -19,7 +29,13 @@ import os
 import warnings
 from pathlib import Path
 
-from ..io import atomic_write_text
+from ..privacy.encrypted_io import (
+    active_key,
+    check_key,
+    read_bytes,
+    write_bytes_as,
+    write_text,
+)
 
 
 def _clean(value):
@@ -28,13 +44,10 @@ def _clean(value):
     return value
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """Every complete JSON line of a metrics file (a torn or garbled line is skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
+def _lines(data: bytes) -> list[dict]:
+    """Every complete JSON object line of ``data`` (a torn or garbled line is skipped)."""
     records = []
-    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+    for line in data.decode("utf-8", errors="replace").splitlines():
         line = line.strip()
         if not line:
             continue
@@ -47,42 +60,71 @@ def read_metrics(path: str | Path) -> list[dict]:
     return records
 
 
+def read_metrics(path: str | Path) -> list[dict]:
+    """Every complete JSON line of a metrics file, decrypted in memory when it is
+    encrypted (a torn or garbled line is skipped; no file: no records)."""
+    path = Path(path)
+    return _lines(read_bytes(path)) if path.is_file() else []
+
+
 def truncate_after(path: str | Path, step: int) -> list[dict]:
-    """Keep only the records with ``step <= step`` (and no torn lines); rewrite atomically."""
+    """Keep only the records with ``step <= step`` (and no torn lines); rewrite atomically,
+    encrypted when a key is active."""
     path = Path(path)
     if not path.is_file():
         return []
-    raw_lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
-    records = read_metrics(path)
+    data = read_bytes(path)
+    raw_lines = [ln for ln in data.splitlines() if ln.strip()]
+    records = _lines(data)
     kept = [r for r in records if int(r.get("step", 0)) <= step]
     dropped_torn = len(raw_lines) - len(records)
     if dropped_torn > 1:
         warnings.warn(f"{path}: skipped {dropped_torn} unreadable lines", stacklevel=2)
     if len(kept) != len(raw_lines):
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                        for r in kept))
+        write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     return kept
 
 
 class MetricsLog:
-    """Appends records to ``metrics.jsonl``."""
+    """Appends records to ``metrics.jsonl`` (``fresh``: starts it empty). With a key
+    active at construction the text is held in memory and each :meth:`sync` rewrites the
+    file encrypted (module docstring)."""
 
     def __init__(self, path: str | Path, fresh: bool):
         self.path = Path(path)
-        self._f = open(self.path, "w" if fresh else "a", encoding="utf-8")
+        self._key = active_key()
+        self._closed = False
+        if self._key is None:
+            if not fresh and self.path.is_file():
+                check_key(self.path)  # never append plaintext lines to an encrypted log
+            self._f = open(self.path, "w" if fresh else "a", encoding="utf-8")
+            return
+        old = b"" if fresh or not self.path.is_file() else read_bytes(self.path)
+        self._text = [old.decode("utf-8", errors="replace")]
+        self.sync()
 
     def write(self, record: dict) -> None:
         rec = {k: _clean(v) for k, v in record.items()}
-        self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        line = json.dumps(rec, ensure_ascii=False) + "\n"
+        if self._key is not None:
+            self._text.append(line)
+            return
+        self._f.write(line)
         self._f.flush()
 
     def sync(self) -> None:
+        if self._key is not None:
+            write_bytes_as(self.path, "".join(self._text).encode("utf-8"), self._key)
+            return
         self._f.flush()
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
-        if not self._f.closed:
-            self.sync()
+        if self._closed:
+            return
+        self.sync()
+        self._closed = True
+        if self._key is None:
             self._f.close()
 
 
