@@ -1,9 +1,11 @@
 """Tool-call formats (``lmforge serve --tool-call-parser``): each parser on hand-written
-replies; through the openai client, a required or named ``tool_choice`` makes an
-untrained model write a call in the server's format whose arguments follow the
-function's schema (checked by jsonschema_rs, an independent validator); ``auto`` stays
-unconstrained (a scripted model's reply is parsed as written); a bad parser name is a
-one-line error."""
+replies; each format's constraint on hand-written replies of several calls, one and
+none (``parallel_tool_calls``); through the openai client, a required or named
+``tool_choice`` makes an untrained model write calls in the server's format whose
+arguments follow the function's schema (checked by jsonschema_rs, an independent
+validator), several only when ``required`` and ``parallel_tool_calls`` allow them;
+``auto`` stays unconstrained (a scripted model's reply is parsed as written); a bad
+parser name is a one-line error."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ import pytest
 from fakes import assert_user_error
 from serve_fixtures import make_model_folder, running
 from test_serve_tools import ASK, HERMES, Script
+from test_structured_output import accepts
 
 from lmforge.chat.template import ChatTemplate, save_chat_template
+from lmforge.hub import load_pretrained
 from lmforge.serve.app import ServerOptions, build_app
 from lmforge.serve.models import ModelSpec
 from lmforge.serve.tool_parsers import PARSERS, tool_parser
@@ -34,6 +38,8 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 SCHEMAS = {"get_weather": WEATHER, "get_time": TIME,
            "ping": {"type": "object", "additionalProperties": False}}
 NAMES = frozenset(SCHEMAS)
+FUNCTIONS = [t["function"] for t in TOOLS]
+CALLS = [("get_weather", {"city": "Oslo", "unit": "C"}), ("ping", {})]
 SEEDS = range(4)
 MAX = 120  # enough for any call of TOOLS, byte-level tokens included
 
@@ -85,12 +91,51 @@ def test_mistral_reads_a_list_after_tool_calls():
         assert p.parse(bad, NAMES) == (bad, [])
 
 
+def written(parser: str, calls: list[tuple[str, dict]]) -> str:
+    """The reply in which ``parser``'s format writes ``calls`` (several as the format
+    writes them), opening with the required call's prefill."""
+    p = PARSERS[parser]
+    docs = [json.dumps({"name": n, p.arguments: a}) for n, a in calls]
+    body = {"hermes": "\n</tool_call>\n<tool_call>\n".join(docs) + "\n</tool_call>",
+            "llama3_json": "; ".join(docs), "mistral": "[" + ", ".join(docs) + "]"}[parser]
+    return p.prefill(None) + body
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     folder = make_model_folder(tmp_path_factory.mktemp("parsers") / "tiny", template=False,
                                max_seq_len=1024)
     save_chat_template(folder, ChatTemplate(HERMES, "hermes"))
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(folder):
+    return load_pretrained(folder, require_tokenizer=True)
+
+
+@pytest.mark.parametrize("parser", list(PARSERS))
+def test_required_constraints_allow_parallel_calls_unless_told_not_to(tiny, parser):
+    model, tok = tiny
+    p = PARSERS[parser]
+
+    def ok(named, parallel, text):
+        functions = FUNCTIONS if named is None else FUNCTIONS[:1]
+        prefill = p.prefill(named)
+        assert text.startswith(prefill)
+        return accepts(p.constraint(functions, named, parallel), tok,
+                       model.config.vocab_size, text[len(prefill):])
+
+    two, one = written(parser, CALLS), written(parser, CALLS[:1])
+    bad = written(parser, [CALLS[0], ("get_weather", {"city": "Oslo", "unit": "K"})])
+    assert ok(None, True, two) and ok(None, True, one) and ok(None, False, one)
+    for parallel in (True, False):
+        assert not ok(None, parallel, written(parser, [])), "zero calls"
+        assert not ok(None, parallel, bad), "a second call outside its schema"
+        assert not ok("get_weather", parallel, written(parser, CALLS[:1] * 2))
+        assert ok("get_weather", parallel, one)
+    assert not ok(None, False, two)
+    assert _calls(p.parse(two, NAMES)) == (None, CALLS)
 
 
 @pytest.fixture(scope="module", params=list(PARSERS))
@@ -109,21 +154,41 @@ def test_a_required_call_follows_the_schema(server, choice):
     _, client, _ = server
     named = choice != "required"
     tool_choice = {"type": "function", "function": {"name": choice}} if named else choice
-    free = []
+    free, counts = [], set()
     for seed in SEEDS:
-        def ask(tool_choice, seed=seed):
+        def ask(tool_choice, seed=seed, **extra):
             return client.chat.completions.create(
                 model="tiny", messages=ASK, tools=TOOLS, tool_choice=tool_choice,
-                temperature=1.0, seed=seed, max_tokens=MAX).choices[0]
+                temperature=1.0, seed=seed, max_tokens=MAX * 2, **extra).choices[0]
 
-        out = ask(tool_choice)
-        assert out.finish_reason == "tool_calls", out.message.content
-        assert out.message.content is None  # the whole reply is the call, in the format
-        [call] = out.message.tool_calls
-        assert call.function.name == choice if named else call.function.name in SCHEMAS
-        jsonschema_rs.validate(SCHEMAS[call.function.name], json.loads(call.function.arguments))
+        for parallel in (True, False):
+            out = ask(tool_choice, parallel_tool_calls=parallel)
+            assert out.finish_reason == "tool_calls", out.message.content
+            assert out.message.content is None  # the whole reply is the calls, in the format
+            calls = out.message.tool_calls
+            assert len(calls) == 1 or parallel and not named
+            for call in calls:
+                assert call.function.name == choice if named else call.function.name in SCHEMAS
+                jsonschema_rs.validate(SCHEMAS[call.function.name],
+                                       json.loads(call.function.arguments))
+            counts.add(len(calls))
         free.append(ask("auto").message.tool_calls)
     assert free == [None] * len(SEEDS)  # the check can fail: unconstrained, no calls
+    assert max(counts) > 1 or named  # the check can fail: the model may stop after one
+
+
+def test_required_parallel_calls_come_back_in_order(server):
+    """A scripted model writes two calls: both come back, or only the first with
+    parallel_tool_calls false (the grammar ends the reply there)."""
+    parser, client, script = server
+    script.write(written(parser, CALLS)[len(PARSERS[parser].prefill(None)):])
+    for parallel, want in [(True, CALLS), (False, CALLS[:1])]:
+        out = client.chat.completions.create(
+            model="scripted", messages=ASK, tools=TOOLS, tool_choice="required",
+            parallel_tool_calls=parallel, temperature=0, max_tokens=MAX * 2).choices[0]
+        assert out.finish_reason == "tool_calls" and out.message.content is None
+        assert [(c.function.name, json.loads(c.function.arguments))
+                for c in out.message.tool_calls] == want
 
 
 def test_required_call_errors_are_400s(server):

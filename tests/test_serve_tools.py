@@ -12,6 +12,7 @@ import torch
 from serve_fixtures import make_model_folder, running
 
 from lmforge.chat.template import ChatTemplate, save_chat_template
+from lmforge.generate.structured import REPEAT
 from lmforge.serve.app import ServerOptions, build_app
 from lmforge.serve.errors import ApiError
 from lmforge.serve.models import ModelSpec
@@ -203,6 +204,27 @@ def test_parse_reply_rules():
     assert check_tools(TOOLS, "required").prefill == "<tool_call>\n"
     with pytest.raises(ApiError):
         check_tools([{"type": "function", "function": {"name": "a b"}}], None)
+
+
+def test_parallel_tool_calls_shapes_only_a_required_choice():
+    """Several calls are allowed (REPEAT) under required unless parallel_tool_calls is
+    false; a named function is the same either way, and auto keeps only the first call
+    it reads (tests of the grammars: test_serve_tool_parsers.py)."""
+    assert REPEAT in check_tools(TOOLS, "required").schema
+    assert REPEAT not in check_tools(TOOLS, "required", parallel=False).schema
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    assert check_tools(TOOLS, named) == check_tools(TOOLS, named, parallel=False)
+    auto, single = check_tools(TOOLS, "auto"), check_tools(TOOLS, "auto", parallel=False)
+    assert auto.schema is single.schema is None  # auto is never constrained ...
+    two = ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+           '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n'
+           '</tool_call>')
+    assert [c["function"]["arguments"] for c in parse_reply(two, auto)[1]] == [
+        '{"city": "Paris"}', '{"city": "Rome"}']
+    # ... but with parallel_tool_calls false only the first call comes back
+    content, calls = parse_reply(two, single)
+    assert content is None and [c["function"]["arguments"] for c in calls] == [
+        '{"city": "Paris"}']
 
 
 def test_scripted_forward_is_restored_per_request(server):

@@ -7,6 +7,7 @@ not, a constrained sequence leaves the others of its batch alone, and bad format
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 
@@ -21,6 +22,7 @@ from lmforge.chat.generate import chat
 from lmforge.errors import ConfigError
 from lmforge.generate import GenerationConfig, generate_completions, generate_ids
 from lmforge.generate.sampling import process_logits
+from lmforge.generate.structured import AFTER, REPEAT, JsonConstraint
 from lmforge.generate.text import encode_prompt
 from lmforge.hub import load_pretrained
 from lmforge.serve.app import ServerOptions, build_app
@@ -65,6 +67,27 @@ def _valid(text: str) -> dict:
     doc = json.loads(text)
     jsonschema_rs.validate(SCHEMA, doc)
     return doc
+
+
+def walk(schema: dict, tok, vocab_size: int, text: str) -> list[tuple[str, bool]] | None:
+    """Feed ``text``'s tokens to a :class:`JsonConstraint` of ``schema``: None when one of
+    them is not allowed, else each prefix of the text (empty first) with whether the end
+    id is allowed after it."""
+    c = JsonConstraint(schema, tok, vocab_size, [tok.eos_id])
+    ids = tok.encode(text)
+    steps = [("", bool(c.allowed()[tok.eos_id]))]
+    for i, t in enumerate(ids):
+        if not c.allowed()[t]:
+            return None
+        c.advance(t)
+        steps.append((tok.decode(ids[:i + 1]), bool(c.allowed()[tok.eos_id])))
+    return steps
+
+
+def accepts(schema: dict, tok, vocab_size: int, text: str) -> bool:
+    """Is ``text`` a whole output of ``schema`` (every token allowed, then the end)?"""
+    steps = walk(schema, tok, vocab_size, text)
+    return steps is not None and steps[-1][1]
 
 
 def test_masking_renormalises_over_the_allowed_tokens():
@@ -234,3 +257,32 @@ def test_generate_command_writes_schema_documents_and_refuses_bad_files(folder, 
         assert_user_error(["generate", str(folder), "--json-schema", str(tmp_path / bad)],
                           capsys, "--json-schema" if bad != "bad.json" else "json_schema",
                           fragment)
+
+
+DIGIT = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
+         "required": ["n"], "additionalProperties": False, AFTER: "!", REPEAT: " and "}
+ITEMS = re.compile(r'\{"n": \d\}!( and \{"n": \d\}!)*')  # DIGIT's outputs, by hand
+
+
+def test_repeat_writes_one_or_more_items_and_may_end_after_each(tiny):
+    model, tok = tiny
+    vocab = model.config.vocab_size
+    steps = walk(DIGIT, tok, vocab, '{"n": 1}! and {"n": 2}! and {"n": 3}!')
+    assert [p for p, end in steps if end] == ['{"n": 1}!', '{"n": 1}! and {"n": 2}!',
+                                               '{"n": 1}! and {"n": 2}! and {"n": 3}!']
+    assert all(end == bool(ITEMS.fullmatch(p)) for p, end in steps)
+    for bad in ["", '{"n": 1}! and ', '{"n": 1}! and {"n": 12}!', '{"n": 1}!{"n": 2}!']:
+        assert not accepts(DIGIT, tok, vocab, bad), bad
+    counts = set()
+    for seed in SEEDS:
+        c = generate_completions(model, tok, ["Alice lives in"], max_new_tokens=MAX,
+                                 temperature=1.0, seed=seed, json_schema=DIGIT)[0]
+        assert c.finish_reason == "eos" and ITEMS.fullmatch(c.text), c.text
+        counts.add(c.text.count("!"))
+    assert max(counts) > 1  # the check can fail: an untrained model may stop after one
+
+
+def test_after_and_repeat_must_be_strings():
+    for word in (AFTER, REPEAT):
+        with pytest.raises(ConfigError, match=f"{word} must be a string"):
+            GenerationConfig(json_schema={"type": "object", word: 3})

@@ -39,6 +39,14 @@ makes the output the document followed by exactly that text (llguidance's Lark g
 ``start: %json{schema} "text"``); the row ends once the text is written. The function
 calls of :mod:`lmforge.serve.tool_parsers` use it to close a call
 (``\n</tool_call>``).
+
+**Several documents.** A schema with lmforge's keyword :data:`REPEAT` (a string) makes
+the output one or more items separated by exactly that text, an item being the document
+followed by the :data:`AFTER` text (if any): ``item (REPEAT item)*``, llguidance's Lark
+grammar ``start: item (sep item)*`` with ``item: %json{schema} "after"``. The end ids
+are allowed after each whole item (the grammar is accepting there), so the row ends
+after any of them; it is never stopped, since another item may follow. Parallel
+function calls use it (``; `` between two ``llama3_json`` calls).
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from ..extras import require_extra
 JSON_OBJECT: dict[str, Any] = {"type": "object"}  # OpenAI's response_format json_object
 LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 AFTER = "x-lmforge-after"  # literal text the document is followed by (module docstring)
+REPEAT = "x-lmforge-repeat"  # literal text that starts another document (module docstring)
 
 _TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -82,17 +91,28 @@ def _compile(schema_json: str) -> str:
 
 
 def _grammar(llg: Any, schema_json: str) -> str:
-    """The schema's grammar: the JSON schema alone, or with :data:`AFTER` the Lark grammar
-    of the document followed by that text."""
+    """The schema's grammar: the JSON schema alone, or with :data:`AFTER` or
+    :data:`REPEAT` the Lark grammar of the document followed by the AFTER text, repeated
+    with the REPEAT text between."""
     schema = json.loads(schema_json)
-    after = schema.pop(AFTER, None) if isinstance(schema, dict) else None
-    if after is None:
+    words = ({k: schema.pop(k) for k in (AFTER, REPEAT) if k in schema}
+             if isinstance(schema, dict) else {})
+    if not words:
         return llg.LLMatcher.grammar_from_json_schema(schema_json, defaults=LAYOUT)
-    if not isinstance(after, str):
-        raise ValueError(f"{AFTER} must be a string, got {after!r}")
+    for key, text in words.items():
+        if not isinstance(text, str):
+            raise ValueError(f"{key} must be a string, got {text!r}")
     schema["x-guidance"] = {**LAYOUT, **schema.get("x-guidance", {})}
+    item = f"%json{json.dumps(schema)}{_literal(words.get(AFTER, ''))}"
+    if REPEAT not in words:
+        return llg.LLMatcher.grammar_from_lark(f"start: {item}")
     return llg.LLMatcher.grammar_from_lark(
-        f"start: %json{json.dumps(schema)} {json.dumps(after)}")
+        f"start: item ({_literal(words[REPEAT])} item)*\nitem: {item}")
+
+
+def _literal(text: str) -> str:
+    """``text`` as a Lark string literal after a space; nothing for empty text."""
+    return f" {json.dumps(text)}" if text else ""
 
 
 def compile_schema(schema: Any) -> str:

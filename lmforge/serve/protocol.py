@@ -186,6 +186,11 @@ class ChatCompletionRequest(SamplingFields):
                           "come back as tool_calls (lmforge.serve.tools).")
     tool_choice: Any = Field(None, description="none, auto, required or {\"type\": "
                              "\"function\", \"function\": {\"name\": ...}}")
+    parallel_tool_calls: bool = Field(
+        True, description="OpenAI's: may the reply hold several tool calls. Under "
+        "tool_choice required, true allows one or more calls and false exactly one; a "
+        "named function is always one call; under auto, false returns only the first "
+        "call the model writes.")
 
     @model_validator(mode="after")
     def _check_chat(self):

@@ -511,7 +511,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
                        "tokenizer_config.json's chat_template); use /v1/completions",
                        param="model")
     tok = served.tokenizer
-    tools = check_tools(body.tools, body.tool_choice, _server(request).tool_parser)
+    tools = check_tools(body.tools, body.tool_choice, _server(request).tool_parser,
+                        body.parallel_tool_calls)
     if tools is not None and tools.schema is not None and body.json_schema is not None:
         raise ApiError("a JSON response_format cannot be combined with a required tool "
                        "call (tool_choice required or a named function)",

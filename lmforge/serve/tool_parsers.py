@@ -23,13 +23,18 @@ function) the reply starts with :meth:`ToolParser.prefill` (written into the pro
 the rest is constrained (:mod:`lmforge.generate.structured`) to what the format writes
 next. A call's document is ``{"name": N, A: <N's parameters schema>}`` (``A`` is
 ``arguments``, ``parameters`` for llama3_json) with ``name`` a ``const`` and ``anyOf``
-over the allowed functions (one call; a function without ``parameters`` takes ``{}``):
+over the allowed functions (a function without ``parameters`` takes ``{}``).
+``"required"`` allows one or more calls, each of any of the tools, written as the format
+writes several (OpenAI's parallel calls; exactly one with ``parallel_tool_calls:
+false``); a named function allows exactly one call of it:
 
-* ``hermes``: prefill ``<tool_call>\\n``, then a call and ``\\n</tool_call>``; for a named
-  ``N``, prefill ``<tool_call>\\n{"name": "N", "arguments": ``, then ``N``'s parameters
-  and ``}\\n</tool_call>``;
-* ``llama3_json``: no prefill, a call;
-* ``mistral``: prefill ``[TOOL_CALLS]``, then a list of one call.
+* ``hermes``: prefill ``<tool_call>\\n``, then a call and ``\\n</tool_call>``, each
+  further call in a block of its own after ``\\n`` (``\\n<tool_call>\\n``, a call,
+  ``\\n</tool_call>``); for a named ``N``, prefill ``<tool_call>\\n{"name": "N",
+  "arguments": ``, then ``N``'s parameters and ``}\\n</tool_call>``;
+* ``llama3_json``: no prefill, a call, each further call after ``; ``;
+* ``mistral``: prefill ``[TOOL_CALLS]``, then a list of calls (``minItems`` 1; also
+  ``maxItems`` 1 when one call is required).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import uuid
 from typing import Any
 
 from ..errors import ConfigError
-from ..generate.structured import AFTER
+from ..generate.structured import AFTER, REPEAT
 
 Parsed = tuple[str | None, list[dict[str, Any]]]
 NO_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
@@ -99,11 +104,13 @@ class ToolParser:
         """The text a required reply starts with (``named``: the function it must call)."""
         return ""
 
-    def constraint(self, functions: list[dict[str, Any]], named: str | None
-                   ) -> dict[str, Any]:
-        """The schema (with :data:`~lmforge.generate.structured.AFTER`) the reply after
-        :meth:`prefill` follows when a call of one of ``functions`` is required."""
-        return self.call_schema(functions)
+    def constraint(self, functions: list[dict[str, Any]], named: str | None,
+                   parallel: bool = False) -> dict[str, Any]:
+        """The schema (with :data:`~lmforge.generate.structured.AFTER` and
+        :data:`~lmforge.generate.structured.REPEAT`) the reply after :meth:`prefill`
+        follows when a call of one of ``functions`` is required: one call, or with
+        ``parallel`` (and no ``named`` function) one or more."""
+        raise NotImplementedError
 
     def parse(self, text: str, names: frozenset[str]) -> Parsed:
         """``(content, tool_calls)`` of a reply (``text`` includes the prefill)."""
@@ -119,11 +126,13 @@ class Hermes(ToolParser):
         start = self.OPEN + "\n"
         return start if named is None else start + f'{{"name": {json.dumps(named)}, "arguments": '
 
-    def constraint(self, functions: list[dict[str, Any]], named: str | None
-                   ) -> dict[str, Any]:
-        if named is None:
-            return {**self.call_schema(functions), AFTER: "\n" + self.CLOSE}
-        return {**functions[0].get("parameters", NO_PARAMETERS), AFTER: "}\n" + self.CLOSE}
+    def constraint(self, functions: list[dict[str, Any]], named: str | None,
+                   parallel: bool = False) -> dict[str, Any]:
+        if named is not None:
+            return {**functions[0].get("parameters", NO_PARAMETERS),
+                    AFTER: "}\n" + self.CLOSE}
+        call = {**self.call_schema(functions), AFTER: "\n" + self.CLOSE}
+        return {**call, REPEAT: "\n" + self.prefill(None)} if parallel else call
 
     def parse(self, text: str, names: frozenset[str]) -> Parsed:
         calls, kept, pos = [], [], 0
@@ -146,6 +155,11 @@ class Llama3Json(ToolParser):
     name = "llama3_json"
     arguments = "parameters"
     TAG = "<|python_tag|>"
+
+    def constraint(self, functions: list[dict[str, Any]], named: str | None,
+                   parallel: bool = False) -> dict[str, Any]:
+        call = self.call_schema(functions)
+        return {**call, REPEAT: "; "} if parallel and named is None else call
 
     def parse(self, text: str, names: frozenset[str]) -> Parsed:
         head, tag, rest = text.partition(self.TAG)
@@ -176,10 +190,10 @@ class Mistral(ToolParser):
     def prefill(self, named: str | None) -> str:
         return self.TAG
 
-    def constraint(self, functions: list[dict[str, Any]], named: str | None
-                   ) -> dict[str, Any]:
-        return {"type": "array", "items": self.call_schema(functions),
-                "minItems": 1, "maxItems": 1}
+    def constraint(self, functions: list[dict[str, Any]], named: str | None,
+                   parallel: bool = False) -> dict[str, Any]:
+        one = {} if parallel and named is None else {"maxItems": 1}
+        return {"type": "array", "items": self.call_schema(functions), "minItems": 1, **one}
 
     def parse(self, text: str, names: frozenset[str]) -> Parsed:
         head, tag, rest = text.partition(self.TAG)
