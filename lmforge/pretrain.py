@@ -11,6 +11,10 @@
       checkpoints/      # step_NNNNNNN/ model folders, the last K plus the best
       samples.txt       # text sampled from the best model after training
 
+With a key active (:func:`lmforge.privacy.encrypted_io.using_key`) ``lmforge.json`` and
+``samples.txt`` are written encrypted, as the checkpoints and ``metrics.jsonl`` are;
+``config.yaml``, ``data.json`` and the token shards in ``data/`` stay plaintext.
+
 The stages are library calls (``prepare_data``, ``build_model``, ``Trainer``) so that
 other front ends (the quickstart, tests, notebooks) compose them the same way.
 """
@@ -30,8 +34,9 @@ from . import __version__
 from .config import Recipe, load_yaml
 from .distributed.env import barrier
 from .distributed.launch import join_run, quiet
-from .errors import ConfigError, LmforgeError
+from .errors import ConfigError, DataError, LmforgeError
 from .io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from .privacy.encrypted_io import read_text, write_json, write_text
 
 
 @dataclass
@@ -67,6 +72,45 @@ def _corpus_texts(recipe: Recipe) -> list[str] | None:
     return None
 
 
+def _encrypted_txt_lines(path: Path) -> list[str]:
+    """The documents of an encrypted ``.txt`` file, decrypted in memory with the active
+    key and split as :func:`lmforge.data.readers.iter_documents` splits a plain one in
+    ``"line"`` mode: a leading byte-order mark dropped, lines split at ``"\\n"`` with a
+    trailing ``"\\r"`` removed, blank lines skipped."""
+    if path.suffix.lower() != ".txt":
+        raise ConfigError(f"{path} is encrypted: data.inputs may be encrypted .txt files "
+                          "only; decrypt it with lmforge decrypt")
+    try:
+        text = read_text(path)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not valid UTF-8 once decrypted: {e.reason} at byte "
+                        f"offset {e.start}") from None
+    lines = (line.removesuffix("\r") for line in text.removeprefix("\ufeff").split("\n"))
+    return [line for line in lines if line.strip()]
+
+
+def _inputs_and_texts(recipe: Recipe) -> tuple[list[str] | None, list[str] | None]:
+    """What :func:`~lmforge.data.prepare.prepare_data` reads: ``data.inputs`` and the
+    corpus's texts. When an input file is encrypted (a keyed fine-tuning run's
+    ``backbone_text.txt``), every input is read into memory instead, in order and before
+    the corpus's texts, so that its plaintext never reaches the disk: an encrypted file by
+    :func:`_encrypted_txt_lines`, a plain one by
+    :func:`lmforge.data.readers.iter_documents`. The documents are those the files give."""
+    from .data.readers import iter_documents, resolve_inputs
+    from .privacy.crypto import is_encrypted
+
+    d = recipe.data
+    corpus = _corpus_texts(recipe)
+    files = resolve_inputs(list(d.inputs)) if d.inputs else []
+    if not any(is_encrypted(f) for f in files):
+        return list(d.inputs), corpus
+    texts = []
+    for f in files:
+        texts += _encrypted_txt_lines(f) if is_encrypted(f) else [
+            doc.text for doc in iter_documents([f], field=d.field, column=d.column)]
+    return None, texts + (corpus or [])
+
+
 def prepare_run_data(recipe: Recipe, run_dir: Path, show_progress: bool = True,
                      log: Callable[[str], None] = print) -> Path:
     """The prepared-data folder of a run: ``data.prepared``, or built in ``run/data``."""
@@ -91,10 +135,11 @@ def prepare_run_data(recipe: Recipe, run_dir: Path, show_progress: bool = True,
     tokenizer = Tokenizer.load(recipe.tokenizer.path) if recipe.tokenizer.path else None
     log("data: preparing token shards" + ("" if tokenizer else
                                           f" and training a {recipe.tokenizer.kind} tokenizer"))
-    prepare_data(list(d.inputs), data_dir, tokenizer=tokenizer, tokenizer_spec=recipe.tokenizer,
+    inputs, texts = _inputs_and_texts(recipe)
+    prepare_data(inputs, data_dir, tokenizer=tokenizer, tokenizer_spec=recipe.tokenizer,
                  field=d.field, column=d.column, clean=d.clean, dedup=d.dedup,
                  val_fraction=d.val_fraction, seed=recipe.run.seed,
-                 show_progress=show_progress, texts=_corpus_texts(recipe))
+                 show_progress=show_progress, texts=texts)
     atomic_write_json(stamp, fingerprint)
     return data_dir
 
@@ -161,7 +206,7 @@ def pretrain(recipe: Recipe, *, resume: bool = False, show_progress: bool = True
     barrier()  # every rank has checked the folder before rank 0 writes into it
     if main:
         atomic_write_text(run_dir / "config.yaml", recipe.to_yaml())
-        atomic_write_json(run_dir / "lmforge.json", {
+        write_json(run_dir / "lmforge.json", {
             "lmforge_version": __version__, "torch_version": torch.__version__,
             "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "arch": recipe.arch})
@@ -215,5 +260,5 @@ def _write_samples(recipe: Recipe, model, tokenizer, run_dir: Path) -> None:
     cfg = GenerationConfig(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
                            top_k=s.top_k, top_p=s.top_p, seed=recipe.run.seed)
     outs = generate(model, tokenizer, list(s.prompts), cfg)
-    atomic_write_text(run_dir / "samples.txt",
-                      "".join(f"{p}{o}\n" for p, o in zip(s.prompts, outs, strict=True)))
+    write_text(run_dir / "samples.txt",
+               "".join(f"{p}{o}\n" for p, o in zip(s.prompts, outs, strict=True)))

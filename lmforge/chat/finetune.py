@@ -17,6 +17,9 @@
    training dialogues can teach). Files are scored by the loss on the assistant's
    tokens. The chat template is saved in the run folder, where ``lmforge chat RUN``
    finds it. A LoRA run also saves the merged model in ``<run>/model``.
+
+With a key active (:func:`lmforge.privacy.encrypted_io.using_key`) the run's
+``results.json`` and ``errors.jsonl`` are written encrypted, as its checkpoints are.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_json, atomic_write_text
+from ..privacy.encrypted_io import write_json, write_text
 from ..tasks.finetune import FinetuneResult, fit_and_load_best, scratch_tokenizer, start_run
 from .generate import replies, template_variables
 from .messages import read_chat_jsonl
@@ -240,7 +243,7 @@ def finetune_chat(recipe: ChatRecipe, *, resume: bool = False, show_progress: bo
     if recipe.finetune.strategy == "lora":
         results["merged_model"] = str(save_merged(model, tok, template, run_dir / "model"))
         log(f"LoRA merged into {run_dir / 'model'}: lmforge chat {run_dir / 'model'}")
-    atomic_write_json(run_dir / "results.json", results)
+    write_json(run_dir / "results.json", results)
     log(results_table(results))
     return FinetuneResult(run_dir, None, results, train_result, (trainable, total))
 
@@ -274,7 +277,7 @@ def evaluate_chat(model: Any, tok: Any, template: ChatTemplate, splits: dict[str
         out["splits"][name] = {**ev, "ceiling": card["ceiling"][name],
                                "closed_book_ceiling": card["closed_book_ceiling"][name]}
         if name == "test":
-            atomic_write_text(run_dir / "errors.jsonl", "".join(
+            write_text(run_dir / "errors.jsonl", "".join(
                 json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return out
 
@@ -300,7 +303,6 @@ def evaluate_chat_files(run: str | Path, paths: list[str], out: str | None = Non
     with ``metrics.json`` (and ``errors.jsonl``), encrypted when a key is active."""
     from ..config import load_yaml
     from ..hub import load_pretrained, resolve_model_dir
-    from ..privacy.encrypted_io import write_json, write_text
     from .recipe import build_chat_recipe
     from .template import load_chat_template
 

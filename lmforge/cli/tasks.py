@@ -189,12 +189,14 @@ def evaluate_task(run: str, data: list[str], out: str | None, *, attack: str | N
 
 @lora_app.command("merge", epilog="Example: lmforge lora merge runs/sentiment-lora "
                                   "--out models/sentiment-merged")
+@with_key
 def lora_merge(
     run: Annotated[str, typer.Argument(help="A LoRA fine-tuning run or checkpoint.",
                                        metavar="RUN")],
     out: Annotated[str, typer.Option(help="Folder for the merged model.")],
 ):
-    """Fold the LoRA adapter into the weights: a plain model, same outputs."""
+    """Fold the LoRA adapter into the weights: a plain model, same outputs. With a key
+    option an encrypted run is read in memory and the merged model written encrypted."""
     from ..tasks import merge_task_lora
 
     path = merge_task_lora(run, out)

@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 
 from . import _echo, app
+from .key_options import with_key
 
 
 @app.command(epilog="Example: lmforge tune classify-topic --space space.yaml --trials 20 "
                     "--sampler tpe --study topic --storage sqlite:///runs/tune.db "
                     "--metric val_accuracy")
+@with_key
 def tune(
     recipe: Annotated[str, typer.Argument(help="A pretraining or fine-tuning recipe: a "
                                           "built-in name or a YAML path.", metavar="RECIPE")],
@@ -53,16 +55,29 @@ def tune(
 ):
     """Search hyper-parameters of a recipe with Optuna: each trial is a run folder;
     median pruning from the trainer's evaluations; workers share the storage; a study
-    continues after a crash. Writes the table, the best recipe and plots."""
+    continues after a crash. Writes the table, the best recipe and plots. With a key
+    option each trial's run files are encrypted, and a study that continues needs the
+    same key (one worker per process: run several processes with the key on one
+    storage)."""
+    from ..errors import ConfigError
+    from ..privacy.encrypted_io import active_key, check_key
     from ..tune import TuneSettings, default_direction, load_space, resolve_tune_recipe, run_tune
     from ..tune.study import require_optuna
 
+    if workers > 1 and active_key() is not None:
+        raise ConfigError(f"--workers {workers} with a key: spawned workers do not receive "
+                          "the key; start several `lmforge tune` processes with the key on "
+                          "the same --storage instead")
     require_optuna()
     base = resolve_tune_recipe(recipe, list(set_ or []))
     name = study or base.load().run.name
+    out = out or Path("runs/tune") / name
+    earlier = next(iter(sorted(out.glob("trial_*/metrics.jsonl"))), None)
+    if earlier is not None:  # an encrypted study continues with its key only
+        check_key(earlier)
     settings = TuneSettings(
         recipe=base, space=load_space(space), study=name, storage=storage,
-        out=out or Path("runs/tune") / name, trials=trials, sampler=sampler, metric=metric,
+        out=out, trials=trials, sampler=sampler, metric=metric,
         direction=direction or default_direction(metric), seed=seed, prune=prune,
         prune_after=prune_after, heartbeat=heartbeat, workers=workers)
     run_tune(settings, log=_echo)

@@ -22,6 +22,10 @@ PEFT's task types train the head in full and always save it (``SEQ_CLS``/``TOKEN
 writes it too. GPT-2 stores its layers as ``Conv1D``: the adapter says
 ``fan_in_fan_out: true``; A and B keep their shapes, a saved full weight is transposed.
 
+With a key active (:func:`lmforge.privacy.encrypted_io.using_key`) both files are
+written encrypted, and :func:`load_peft_adapter` decrypts them in memory; without one they
+are PEFT's own plaintext files.
+
 Covered: BERT and RoBERTa (every head), DeBERTa-v2 (heads none and mlm), GPT-2-style
 GPT. Llama-style GPTs are refused: lmforge fuses q/k/v into one layer, PEFT adapts
 ``q_proj``/``v_proj`` separately, and a rank-r update of one is not one of the other.
@@ -38,8 +42,9 @@ import torch
 from safetensors.torch import save
 
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_write_bytes, atomic_write_json, read_json
+from ..io import read_json
 from ..nn.lora import LoraConfig, apply_lora, lora_parameter_names, merge_lora
+from ..privacy.encrypted_io import write_bytes, write_json
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "save_peft_adapter", "load_peft_adapter"]
 
@@ -188,7 +193,8 @@ def save_peft_adapter(model: torch.nn.Module, cfg: LoraConfig | None, folder: st
 
     ``cfg`` is the config given to :func:`~lmforge.nn.lora.apply_lora` (``None``: the
     one it recorded); a config that disagrees with the model raises ``ConfigError``.
-    Each file is written atomically, the weights first. Returns ``folder``.
+    Each file is written atomically, the weights first, encrypted when a key is active
+    (only PEFT's plaintext folder is what ``peft`` loads). Returns ``folder``.
     """
     lcfg = getattr(model, "lora_config", None)
     if not isinstance(lcfg, LoraConfig):
@@ -252,8 +258,8 @@ def save_peft_adapter(model: torch.nn.Module, cfg: LoraConfig | None, folder: st
     }
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / ADAPTER_WEIGHTS, save(tensors, metadata={"format": "pt"}))
-    atomic_write_json(folder / ADAPTER_CONFIG, config)
+    write_bytes(folder / ADAPTER_WEIGHTS, save(tensors, metadata={"format": "pt"}))
+    write_json(folder / ADAPTER_CONFIG, config)
     return folder
 
 
@@ -320,7 +326,9 @@ def load_peft_adapter(model: torch.nn.Module, folder: str | Path) -> LoraConfig:
     :func:`lmforge.hub.load_pretrained` from the base's Hugging Face folder).
 
     The adapted layers and the modules to save are read from the tensor names; every
-    tensor must find its place, with its shape. Returns the :class:`LoraConfig` applied
+    tensor must find its place, with its shape. Encrypted files are decrypted in memory
+    with the active key (without it: a one-line :class:`ConfigError` naming the key
+    options). Returns the :class:`LoraConfig` applied
     (full lmforge module names). A missing file, an unsupported ``peft_type`` or option,
     a task type other than the model's head, or a tensor that does not fit raises
     :class:`CheckpointError`, and leaves ``model`` as it was.

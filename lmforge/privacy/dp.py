@@ -54,7 +54,6 @@ naming it.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections import OrderedDict
@@ -67,9 +66,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..io import atomic_write_json
 from ..train.privacy_config import PrivacyConfig
 from ..train.sources import LMBatchSource
+from .encrypted_io import read_json, write_json
 
 RUN_FILE = "lmforge.json"
 
@@ -389,11 +388,12 @@ class DPTraining:
                 "sampling": "poisson"}
 
     def write_report(self, run_dir: Path) -> None:
-        """Merge the report into ``run_dir/lmforge.json`` as ``privacy``."""
+        """Merge the report into ``run_dir/lmforge.json`` as ``privacy`` (read with the
+        active key and written encrypted when one is active, as the run's other files)."""
         path = Path(run_dir) / RUN_FILE
-        info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        info = read_json(path) if path.is_file() else {}
         info["privacy"] = self.report()
-        atomic_write_json(path, info)
+        write_json(path, info)
 
 
 

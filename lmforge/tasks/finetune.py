@@ -14,9 +14,9 @@
       adapter/           PEFT adapter (strategy lora, BERT-family backbones)
 
 With a key active (``--key-file``: :func:`lmforge.privacy.encrypted_io.using_key`)
-``metrics.jsonl``, the pictures, the checkpoints, ``results.json``, ``confusion.json`` and
-``errors.jsonl`` are written encrypted and read back with the key; ``config.yaml`` and
-``adapter/`` stay plaintext (docs/privacy.md lists what else does).
+``metrics.jsonl``, the pictures, the checkpoints, ``results.json``, ``confusion.json``,
+``errors.jsonl``, ``adapter/`` and ``backbone_text.txt`` are written encrypted and read
+back with the key; ``config.yaml`` stays plaintext (docs/privacy.md lists what else does).
 
 The stages: the splits (:mod:`.datasets`), the backbone and its tokenizer, the strategy
 (which parameters train), the trainer with the task's objective and a validation
@@ -77,7 +77,9 @@ def _texts(task: str, records: list[dict], typed: bool) -> list[str]:
 
 def pretrain_backbone(recipe: FinetuneRecipe, texts: list[str], run_dir: Path,
                        resume: bool, show_progress: bool, log: Callable) -> Path:
-    """Run ``backbone.pretrain`` into ``<run>/backbone`` (or reuse a finished one)."""
+    """Run ``backbone.pretrain`` into ``<run>/backbone`` (or reuse a finished one). The
+    task's texts go to ``<run>/backbone_text.txt``, one a line, encrypted when a key is
+    active (the pretraining run then reads it in memory)."""
     from ..config import load_recipe, resolve_recipe_path
     from ..pretrain import pretrain
     from ..train import best_checkpoint, latest_checkpoint
@@ -89,7 +91,7 @@ def pretrain_backbone(recipe: FinetuneRecipe, texts: list[str], run_dir: Path,
         sets.append(f"train.distributed={recipe.train.distributed}")
     if b.pretrain_on_task_text:
         text_file = run_dir / "backbone_text.txt"
-        atomic_write_text(text_file, "\n".join(t.replace("\n", " ") for t in texts) + "\n")
+        write_text(text_file, "\n".join(t.replace("\n", " ") for t in texts) + "\n")
         sets.append(f"data.inputs=[{json.dumps(str(text_file))}]")
     pre = load_recipe(resolve_recipe_path(b.pretrain), sets)
     done = latest_checkpoint(out)
