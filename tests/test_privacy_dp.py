@@ -254,20 +254,25 @@ def test_target_epsilon_is_spent_by_max_steps(tmp_path, sentiment):
     assert 1.9 < p["epsilon"] <= 2.0 and p["steps"] == 15
 
 
-def test_pretraining_with_privacy_writes_epsilon_to_the_run(tmp_path):
-    corpus = tmp_path / "corpus.txt"
+def tiny_dp_pretraining(folder) -> dict:
+    """``--set`` values of a 3-step DP-SGD ``lmforge pretrain quickstart`` of a 1-layer
+    char GPT (σ = 1, δ = 1e-4) on 200 distinct random lines written to ``folder``."""
+    corpus = folder / "corpus.txt"
     rng = np.random.default_rng(0)  # distinct lines: prepare drops duplicates
     words = TEXT.split()
     corpus.write_text("\n".join(" ".join(rng.choice(words, 12)) for _ in range(200)),
                       encoding="utf-8")
-    sets = {"train.max_steps": 3, "data.corpus": "null", "data.inputs": f"[{corpus}]",
+    return {"train.max_steps": 3, "data.corpus": "null", "data.inputs": f"[{corpus}]",
             "tokenizer.kind": "char", "tokenizer.vocab_size": 60, "model.n_layer": 1,
             "model.d_model": 16, "model.n_head": 2, "model.max_seq_len": 16,
             "train.batch_size": 4, "train.block_size": 16, "train.eval_every": 3,
             "train.ckpt_every": 3, "train.eval_batches": 1, "train.threads": 1,
             "train.optimizer": "adamw", "train.privacy.noise_multiplier": 1.0,
-            "train.privacy.delta": 1e-4,
-            "run.out_dir": tmp_path / "run"}
+            "train.privacy.delta": 1e-4}
+
+
+def test_pretraining_with_privacy_writes_epsilon_to_the_run(tmp_path):
+    sets = {**tiny_dp_pretraining(tmp_path), "run.out_dir": tmp_path / "run"}
     threads = torch.get_num_threads()
     code, _, _ = run_cli(["pretrain", "quickstart", "--no-progress",
                           *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakes import TEXT, assert_user_error, one_line_error, run_cli
+from fakes import assert_user_error, one_line_error, run_cli
 from test_finetune import _recipe, sentiment_files, tiny_bert  # noqa: F401 (fixtures)
 from test_privacy_encrypted_load import KEY, _snapshot
 from test_privacy_encrypted_outputs import keys  # noqa: F401 (a fixture)
@@ -191,19 +191,10 @@ def dp_pretraining(tmp_path_factory, keys) -> dict[str, Path]:  # noqa: F811
     prompts, plain and with ``--key-file``: the run's ``lmforge.json`` is written at the
     start, the privacy report merged into it at the checkpoint."""
     pytest.importorskip("opacus")
-    import numpy as np
+    from test_privacy_dp import tiny_dp_pretraining
 
     d = tmp_path_factory.mktemp("dp")
-    rng = np.random.default_rng(0)
-    (d / "corpus.txt").write_text("\n".join(" ".join(rng.choice(TEXT.split(), 12))
-                                            for _ in range(200)), encoding="utf-8")
-    sets = {"train.max_steps": 3, "data.corpus": "null", "data.inputs": f"[{d / 'corpus.txt'}]",
-            "tokenizer.kind": "char", "tokenizer.vocab_size": 60, "model.n_layer": 1,
-            "model.d_model": 16, "model.n_head": 2, "model.max_seq_len": 16,
-            "train.batch_size": 4, "train.block_size": 16, "train.eval_every": 3,
-            "train.ckpt_every": 3, "train.eval_batches": 1, "train.threads": 1,
-            "train.optimizer": "adamw", "train.privacy.noise_multiplier": 1.0,
-            "train.privacy.delta": 1e-4, "sample.prompts": '["the ", "a "]',
+    sets = {**tiny_dp_pretraining(d), "sample.prompts": '["the ", "a "]',
             "sample.max_new_tokens": 8}
     threads = torch.get_num_threads()
     runs = {}
