@@ -12,8 +12,10 @@
       samples.txt       # text sampled from the best model after training
 
 With a key active (:func:`lmforge.privacy.encrypted_io.using_key`) ``lmforge.json`` and
-``samples.txt`` are written encrypted, as the checkpoints and ``metrics.jsonl`` are;
-``config.yaml``, ``data.json`` and the token shards in ``data/`` stay plaintext.
+``samples.txt`` are written encrypted, as the checkpoints and ``metrics.jsonl`` are, and
+encrypted inputs (a keyed fine-tuning run's ``backbone_text.txt``) are read in memory
+(:func:`lmforge.data.readers.iter_lines`); ``config.yaml``, ``data.json`` and the token
+shards in ``data/`` stay plaintext.
 
 The stages are library calls (``prepare_data``, ``build_model``, ``Trainer``) so that
 other front ends (the quickstart, tests, notebooks) compose them the same way.
@@ -34,9 +36,9 @@ from . import __version__
 from .config import Recipe, load_yaml
 from .distributed.env import barrier
 from .distributed.launch import join_run, quiet
-from .errors import ConfigError, DataError, LmforgeError
+from .errors import ConfigError, LmforgeError
 from .io import atomic_write_json, atomic_write_text, ensure_writable_dir
-from .privacy.encrypted_io import read_text, write_json, write_text
+from .privacy.encrypted_io import write_json, write_text
 
 
 @dataclass
@@ -72,45 +74,6 @@ def _corpus_texts(recipe: Recipe) -> list[str] | None:
     return None
 
 
-def _encrypted_txt_lines(path: Path) -> list[str]:
-    """The documents of an encrypted ``.txt`` file, decrypted in memory with the active
-    key and split as :func:`lmforge.data.readers.iter_documents` splits a plain one in
-    ``"line"`` mode: a leading byte-order mark dropped, lines split at ``"\\n"`` with a
-    trailing ``"\\r"`` removed, blank lines skipped."""
-    if path.suffix.lower() != ".txt":
-        raise ConfigError(f"{path} is encrypted: data.inputs may be encrypted .txt files "
-                          "only; decrypt it with lmforge decrypt")
-    try:
-        text = read_text(path)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not valid UTF-8 once decrypted: {e.reason} at byte "
-                        f"offset {e.start}") from None
-    lines = (line.removesuffix("\r") for line in text.removeprefix("\ufeff").split("\n"))
-    return [line for line in lines if line.strip()]
-
-
-def _inputs_and_texts(recipe: Recipe) -> tuple[list[str] | None, list[str] | None]:
-    """What :func:`~lmforge.data.prepare.prepare_data` reads: ``data.inputs`` and the
-    corpus's texts. When an input file is encrypted (a keyed fine-tuning run's
-    ``backbone_text.txt``), every input is read into memory instead, in order and before
-    the corpus's texts, so that its plaintext never reaches the disk: an encrypted file by
-    :func:`_encrypted_txt_lines`, a plain one by
-    :func:`lmforge.data.readers.iter_documents`. The documents are those the files give."""
-    from .data.readers import iter_documents, resolve_inputs
-    from .privacy.crypto import is_encrypted
-
-    d = recipe.data
-    corpus = _corpus_texts(recipe)
-    files = resolve_inputs(list(d.inputs)) if d.inputs else []
-    if not any(is_encrypted(f) for f in files):
-        return list(d.inputs), corpus
-    texts = []
-    for f in files:
-        texts += _encrypted_txt_lines(f) if is_encrypted(f) else [
-            doc.text for doc in iter_documents([f], field=d.field, column=d.column)]
-    return None, texts + (corpus or [])
-
-
 def prepare_run_data(recipe: Recipe, run_dir: Path, show_progress: bool = True,
                      log: Callable[[str], None] = print) -> Path:
     """The prepared-data folder of a run: ``data.prepared``, or built in ``run/data``."""
@@ -135,11 +98,10 @@ def prepare_run_data(recipe: Recipe, run_dir: Path, show_progress: bool = True,
     tokenizer = Tokenizer.load(recipe.tokenizer.path) if recipe.tokenizer.path else None
     log("data: preparing token shards" + ("" if tokenizer else
                                           f" and training a {recipe.tokenizer.kind} tokenizer"))
-    inputs, texts = _inputs_and_texts(recipe)
-    prepare_data(inputs, data_dir, tokenizer=tokenizer, tokenizer_spec=recipe.tokenizer,
+    prepare_data(list(d.inputs), data_dir, tokenizer=tokenizer, tokenizer_spec=recipe.tokenizer,
                  field=d.field, column=d.column, clean=d.clean, dedup=d.dedup,
                  val_fraction=d.val_fraction, seed=recipe.run.seed,
-                 show_progress=show_progress, texts=texts)
+                 show_progress=show_progress, texts=_corpus_texts(recipe))
     atomic_write_json(stamp, fingerprint)
     return data_dir
 

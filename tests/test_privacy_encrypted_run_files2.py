@@ -263,40 +263,28 @@ def test_a_keyed_backbone_pretrains_on_its_sealed_task_text(backbone_runs):
     assert _without_run_dirs(got) == _without_run_dirs(want)
 
 
-def test_encrypted_text_inputs_give_the_documents_of_the_plain_files(tmp_path):
-    """An encrypted ``.txt`` input is split as the reader splits the plain file (a
-    byte-order mark, CRLF, blank and whitespace lines, no final newline), and a mix of
-    inputs keeps its order, the corpus's texts last."""
-    from lmforge.config import load_recipe, resolve_recipe_path
+def test_encrypted_inputs_give_the_documents_of_the_plain_files(tmp_path):
+    """The data readers read an encrypted input (txt, jsonl, csv) as the plain file: the
+    same documents, split the same way (a byte-order mark, CRLF, blank and whitespace
+    lines, no final newline), with the key, in memory; without it, the one-line error."""
     from lmforge.data.readers import iter_documents
-    from lmforge.pretrain import _inputs_and_texts
     from lmforge.privacy.encrypted_io import write_bytes
 
-    raw = "\ufeffone 一\r\n\n  \ntwo\r\n\t\nthree\rfour\n\nfive".encode()
-    (tmp_path / "plain.txt").write_bytes(raw)
-    write_bytes(tmp_path / "enc.txt", raw, KEY)
-    (tmp_path / "rows.jsonl").write_text('{"text": "a row"}\n{"text": "b row"}\n')
-    write_bytes(tmp_path / "enc.jsonl", b'{"text": "c"}\n', KEY)
+    files = {"t.txt": "\ufeffone 一\r\n\n  \ntwo\r\n\t\nthree\rfour\n\nfive",
+             "r.jsonl": '{"text": "a row"}\n\n{"text": "b 行"}\n',
+             "c.csv": 'text,label\n"x, y",1\nz,0\n'}
+    for name, text in files.items():
+        (tmp_path / f"plain_{name}").write_bytes(text.encode())
+        write_bytes(tmp_path / f"enc_{name}", text.encode(), KEY)
 
-    def docs(*names: str) -> list[str]:
-        return [d.text for d in iter_documents([tmp_path / n for n in names])]
+    def docs(prefix: str) -> list[str]:
+        return [d.text for d in iter_documents([tmp_path / f"{prefix}_{n}" for n in files])]
 
-    def recipe(*names: str, corpus: str = "null"):
-        inputs = json.dumps([str(tmp_path / n) for n in names])
-        return load_recipe(resolve_recipe_path("quickstart"), [
-            f"data.corpus={corpus}", f"data.inputs={inputs}",
-            "data.world_train_sentences=5"])
-
-    assert _inputs_and_texts(recipe("plain.txt")) == ([str(tmp_path / "plain.txt")], None)
+    want = docs("plain")
+    assert want == ["one 一", "two", "three\rfour", "five", "a row", "b 行", "x, y", "z"]
     with using_key(KEY):
-        inputs, texts = _inputs_and_texts(recipe("rows.jsonl", "enc.txt", corpus="world"))
-        assert inputs is None
-        assert texts[:-5] == docs("rows.jsonl", "plain.txt") == ["a row", "b row", "one 一",
-                                                                 "two", "three\rfour", "five"]
-        assert len(texts) == 11  # and the 5 world sentences
-        assert "encrypted .txt files only" in one_line_error(
-            ConfigError, _inputs_and_texts, recipe("enc.jsonl"))
-    assert NO_KEY in one_line_error(ConfigError, _inputs_and_texts, recipe("enc.txt"))
+        assert docs("enc") == want
+    assert NO_KEY in one_line_error(ConfigError, docs, "enc")
 
 
 # ---------------------------------------------------------------- lmforge cv and tune

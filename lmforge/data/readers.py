@@ -29,12 +29,14 @@ import codecs
 import csv
 import errno
 import glob
+import io
 import json
 import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import ConfigError, DataError
 
@@ -169,7 +171,9 @@ def iter_lines(path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES) -> Itera
     bounded by the longest line. ``"\\r\\n"`` endings are kept as they are; only ``"\\n"``
     splits lines (never ``"\\u2028"`` or form feeds). A UTF-8 byte-order mark at the start is
     dropped. Invalid UTF-8 raises :class:`DataError` with the byte offset of the first bad
-    byte, after the complete lines before it have been yielded.
+    byte, after the complete lines before it have been yielded. An encrypted file (``lmforge
+    encrypt``; a keyed run's ``backbone_text.txt``) is read the same way from its plaintext,
+    decrypted in memory with the active key (:func:`_open_bytes`).
     """
     path = Path(path)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
@@ -177,7 +181,7 @@ def iter_lines(path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES) -> Itera
     carry: list[str] = []  # the pieces of the line not yet ended
     first = True
     try:
-        f = open(path, "rb")
+        f = _open_bytes(path)
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}") from None
     with f:
@@ -217,6 +221,19 @@ def iter_lines(path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES) -> Itera
                 break
     if carry and (rest := "".join(carry)):
         yield rest
+
+
+def _open_bytes(path: Path) -> BinaryIO:
+    """``path`` opened for reading bytes; an encrypted file's plaintext, decrypted in
+    memory with the active key (:func:`lmforge.privacy.encrypted_io.read_bytes`: without
+    one, its one-line error naming the key options), so no plaintext reaches the disk."""
+    from ..privacy.crypto import is_encrypted
+
+    if is_encrypted(path):
+        from ..privacy.encrypted_io import read_bytes
+
+        return io.BytesIO(read_bytes(path))
+    return open(path, "rb")
 
 
 def _strip_eol(line: str) -> str:
