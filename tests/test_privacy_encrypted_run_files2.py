@@ -264,24 +264,33 @@ def test_a_keyed_backbone_pretrains_on_its_sealed_task_text(backbone_runs):
 
 
 def test_encrypted_inputs_give_the_documents_of_the_plain_files(tmp_path):
-    """The data readers read an encrypted input (txt, jsonl, csv) as the plain file: the
-    same documents, split the same way (a byte-order mark, CRLF, blank and whitespace
-    lines, no final newline), with the key, in memory; without it, the one-line error."""
+    """The data readers read an encrypted input (txt, jsonl, csv, parquet) as the plain
+    file: the same documents, split the same way (a byte-order mark, CRLF, blank and
+    whitespace lines, no final newline), with the key, in memory; without it, the one-line
+    error."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from lmforge.data.readers import iter_documents
     from lmforge.privacy.encrypted_io import write_bytes
 
-    files = {"t.txt": "\ufeffone 一\r\n\n  \ntwo\r\n\t\nthree\rfour\n\nfive",
-             "r.jsonl": '{"text": "a row"}\n\n{"text": "b 行"}\n',
-             "c.csv": 'text,label\n"x, y",1\nz,0\n'}
-    for name, text in files.items():
-        (tmp_path / f"plain_{name}").write_bytes(text.encode())
-        write_bytes(tmp_path / f"enc_{name}", text.encode(), KEY)
+    table = io.BytesIO()
+    pq.write_table(pa.table({"text": ["p 一", None, "  ", "q"]}), table)
+    files = {"t.txt": "\ufeffone 一\r\n\n  \ntwo\r\n\t\nthree\rfour\n\nfive".encode(),
+             "r.jsonl": '{"text": "a row"}\n\n{"text": "b 行"}\n'.encode(),
+             "c.csv": b'text,label\n"x, y",1\nz,0\n', "t.parquet": table.getvalue()}
+    for name, data in files.items():
+        (tmp_path / f"plain_{name}").write_bytes(data)
+        write_bytes(tmp_path / f"enc_{name}", data, KEY)
 
     def docs(prefix: str) -> list[str]:
         return [d.text for d in iter_documents([tmp_path / f"{prefix}_{n}" for n in files])]
 
     want = docs("plain")
-    assert want == ["one 一", "two", "three\rfour", "five", "a row", "b 行", "x, y", "z"]
+    assert want == ["one 一", "two", "three\rfour", "five", "a row", "b 行", "x, y", "z",
+                    "p 一", "q"]
     with using_key(KEY):
         assert docs("enc") == want
     assert NO_KEY in one_line_error(ConfigError, docs, "enc")
@@ -364,3 +373,8 @@ def test_tune_takes_the_key_options(tmp_path, keys, capsys):  # noqa: F811
     assert_user_error([*again, "--workers", "2", "--key-file", keys["key"]], capsys,
                       "--workers 2 with a key")
     assert _snapshot(where["enc"]) == before
+    # a plaintext study does not continue encrypted (it would end up half and half)
+    before = _snapshot(where["plain"])
+    assert_user_error([*study("plain"), "--trials", "2", "--out", str(where["plain"]),
+                       "--key-file", keys["key"]], capsys, "plaintext", "without the key")
+    assert _snapshot(where["plain"]) == before

@@ -60,6 +60,7 @@ def tune(
     same key (one worker per process: run several processes with the key on one
     storage)."""
     from ..errors import ConfigError
+    from ..privacy.crypto import is_encrypted
     from ..privacy.encrypted_io import active_key, check_key
     from ..tune import TuneSettings, default_direction, load_space, resolve_tune_recipe, run_tune
     from ..tune.study import require_optuna
@@ -73,8 +74,12 @@ def tune(
     name = study or base.load().run.name
     out = out or Path("runs/tune") / name
     earlier = next(iter(sorted(out.glob("trial_*/metrics.jsonl"))), None)
-    if earlier is not None:  # an encrypted study continues with its key only
+    if earlier is not None:  # a study continues as it began: encrypted with its key only
         check_key(earlier)
+        if active_key() is not None and not is_encrypted(earlier):
+            raise ConfigError(f"{out} holds a study run without a key ({earlier} is "
+                              "plaintext): continue it without the key options, or give "
+                              "a new --out and --study for an encrypted one")
     settings = TuneSettings(
         recipe=base, space=load_space(space), study=name, storage=storage,
         out=out, trials=trials, sampler=sampler, metric=metric,

@@ -223,17 +223,23 @@ def iter_lines(path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES) -> Itera
         yield rest
 
 
-def _open_bytes(path: Path) -> BinaryIO:
-    """``path`` opened for reading bytes; an encrypted file's plaintext, decrypted in
-    memory with the active key (:func:`lmforge.privacy.encrypted_io.read_bytes`: without
-    one, its one-line error naming the key options), so no plaintext reaches the disk."""
+def _decrypted(path: Path) -> BinaryIO | None:
+    """An encrypted file's plaintext (``lmforge encrypt``), decrypted in memory with the
+    active key (:func:`lmforge.privacy.encrypted_io.read_bytes`: without one, its one-line
+    error naming the key options), so no plaintext reaches the disk; None for a plain
+    file."""
     from ..privacy.crypto import is_encrypted
 
-    if is_encrypted(path):
-        from ..privacy.encrypted_io import read_bytes
+    if not is_encrypted(path):
+        return None
+    from ..privacy.encrypted_io import read_bytes
 
-        return io.BytesIO(read_bytes(path))
-    return open(path, "rb")
+    return io.BytesIO(read_bytes(path))
+
+
+def _open_bytes(path: Path) -> BinaryIO:
+    """``path`` opened for reading bytes, or its plaintext when it is encrypted."""
+    return _decrypted(path) or open(path, "rb")
 
 
 def _strip_eol(line: str) -> str:
@@ -400,8 +406,9 @@ def _read_parquet(path: Path, column: str) -> Iterator[Document]:
     except ImportError:
         raise DataError(f"reading {path} needs pyarrow: pip install 'lmforge[parquet]'"
                         ) from None
+    source = _decrypted(path) or path
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(source)
     except Exception as e:  # pyarrow raises ArrowInvalid/OSError for non-parquet files
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"{path} is not a readable Parquet file: {msg}") from None
