@@ -139,6 +139,33 @@ def test_a_keyed_lora_run_merges_with_the_key_as_the_plain_run(lora_runs, tmp_pa
                       capsys, NO_KEY)
 
 
+# ------------------------------------------------------------------- TF-IDF baseline
+
+
+def test_a_keyed_tfidf_baseline_seals_its_model_folder(tmp_path, sentiment_files):  # noqa: F811
+    """A TF-IDF + logistic regression run with a key writes its ``classical/`` model
+    encrypted; loaded with the key it predicts as the plain run; without, one line."""
+    pytest.importorskip("sklearn")
+    from lmforge.tasks.predictor import load_task_model
+
+    def build(name: str) -> Path:
+        raw = {"run": {"out_dir": str(tmp_path / name), "seed": 0},
+               "data": {"train": sentiment_files[0], "val": sentiment_files[1],
+                        "test": [sentiment_files[2]]},
+               "backbone": {"classical": "tfidf-logreg"}}
+        return finetune(build_finetune_recipe(raw), **QUIET).run_dir
+
+    runs = _plain_and_keyed(build)
+    model = sorted(p.name for p in (runs["plain"] / "classical").iterdir())
+    assert model and sorted(p.name for p in (runs["enc"] / "classical").iterdir()) == model
+    _assert_sealed_copy(runs["plain"] / "classical", runs["enc"] / "classical", tuple(model))
+    texts = ["the film was great today", "the hotel was awful today"]
+    want = load_task_model(runs["plain"]).predict(texts)
+    with using_key(KEY):
+        assert load_task_model(runs["enc"]).predict(texts) == want
+    assert NO_KEY in one_line_error(ConfigError, load_task_model, runs["enc"])
+
+
 # ------------------------------------------------------------------------------- chat
 
 

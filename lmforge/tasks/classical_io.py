@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_dir, atomic_write_bytes, atomic_write_json, read_json
+from ..io import atomic_dir, read_json
 from .classical_linear import LinearHead
 
 META = "classical.json"
@@ -40,23 +40,25 @@ def write_folder(folder: str | Path, meta: dict[str, Any],
                  arrays: Mapping[str, Mapping[str, np.ndarray]],
                  json_files: Mapping[str, Any]) -> Path:
     """Stage ``arrays`` (file -> {name: array}) as safetensors, ``json_files`` as JSON and
-    ``meta`` (plus checksums) as ``classical.json``; rename the folder into place."""
+    ``meta`` (plus checksums of the plaintext arrays) as ``classical.json``, each
+    encrypted when a key is active (:mod:`lmforge.privacy.encrypted_io`; the readers
+    decrypt in memory); rename the folder into place."""
     from safetensors.numpy import save
 
     from .. import __version__
+    from ..privacy.encrypted_io import write_bytes, write_json
 
     folder = Path(folder)
     sums = {}
     with atomic_dir(folder) as tmp:
         for name, tensors in arrays.items():
             data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
-            atomic_write_bytes(tmp / name, data)
+            write_bytes(tmp / name, data)
             sums[name] = hashlib.sha256(data).hexdigest()
         for name, obj in json_files.items():
-            atomic_write_json(tmp / name, obj)
-        atomic_write_json(tmp / META, {"task": "classify", **meta, "format_version":
-                                       FORMAT_VERSION, "lmforge_version": __version__,
-                                       "sha256": sums})
+            write_json(tmp / name, obj)
+        write_json(tmp / META, {"task": "classify", **meta, "format_version": FORMAT_VERSION,
+                                "lmforge_version": __version__, "sha256": sums})
     return folder
 
 
