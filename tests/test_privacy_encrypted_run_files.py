@@ -154,7 +154,8 @@ def test_a_keyed_metrics_log_is_the_plain_log_encrypted(tmp_path):
 
 
 def test_cv_rereads_its_encrypted_folds(tmp_path, runs):
-    """A keyed cv: every fold's files and ``cv.json`` encrypted; a re-run skips the
+    """A keyed cv: every fold's files, its data splits, ``folds.json`` and ``cv.json``
+    encrypted; a re-run skips the
     complete folds, reading their encrypted ``results.json``, to the same summary; without
     the key it is the one-line error."""
     pytest.importorskip("sklearn")
@@ -169,6 +170,10 @@ def test_cv_rereads_its_encrypted_folds(tmp_path, runs):
         cv = cross_validate_recipe(recipe, out, folds=2, **QUIET)
         assert all(is_encrypted(out / f"fold_{k}" / name) for k in (1, 2) for name in RESULTS)
         assert is_encrypted(out / "cv.json") and read_json(out / "cv.json") == cv
+        # no plaintext copy of the data: the folds' and the fixed splits are encrypted
+        data = [*out.glob("data/*.jsonl"), *out.glob("fold_*/data/*.jsonl")]
+        assert len(data) >= 5 and all(is_encrypted(p) for p in data), data
+        assert is_encrypted(out / "folds.json")
         assert cross_validate_recipe(recipe, out, folds=2, **QUIET) == cv
     msg = one_line_error(ConfigError, cross_validate_recipe, recipe, out, folds=2, **QUIET)
-    assert "results.json is encrypted" in msg
+    assert "folds.json is encrypted; give its key" in msg

@@ -364,13 +364,14 @@ def test_cv_takes_the_key_options(tmp_path, keys, capsys):  # noqa: F811
     recipe = _topic_recipe(tmp_path / "topic.yaml")
     args = ["cv", str(recipe), "--folds", "2", "--no-progress", *SHORT]
     cv = _cli_twice(capsys, keys, lambda _name: args, tmp_path)
-    for name in ("cv.json", "fold_1/results.json", "fold_2/metrics.jsonl"):
+    for name in ("cv.json", "folds.json", "fold_1/results.json", "fold_2/metrics.jsonl",
+                 "fold_1/data/train.jsonl"):
         assert is_encrypted(cv["enc"] / name) and not is_encrypted(cv["plain"] / name), name
     with using_key(KEY):
         got = read_json(cv["enc"] / "cv.json")
     assert _without_run_dirs(got) == _without_run_dirs(read_json(cv["plain"] / "cv.json"))
     before = _snapshot(cv["enc"])
-    assert_user_error([*args, "--out", str(cv["enc"])], capsys, NO_KEY, "results.json")
+    assert_user_error([*args, "--out", str(cv["enc"])], capsys, NO_KEY, "folds.json")
     assert _snapshot(cv["enc"]) == before
 
 

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text
+from ..privacy.encrypted_io import write_text
 from .readers import _strip_eol, iter_lines
 from .tags import (
     convert_tags,
@@ -276,7 +276,7 @@ def write_conll(records: Iterable[dict], path: str | os.PathLike, scheme: str = 
         rows = zip(tokens, columns, tags, strict=True)
         parts.extend(" ".join([t, *c, g]) + "\n" for t, c, g in rows)
         parts.append("\n")
-    atomic_write_text(p, "".join(parts))
+    write_text(p, "".join(parts))
 
 
 def convert_conll(src: str | os.PathLike, dst: str | os.PathLike, *, to_scheme: str,

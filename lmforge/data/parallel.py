@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text
+from ..privacy.encrypted_io import write_text
 from .conll import numbered_lines
 from .readers import _SURROGATE, _json_type, _strip_eol
 from .task_readers import LINE, _empty, _json_objects, _missing, _text, _write_jsonl
@@ -193,4 +193,4 @@ def write_parallel(records: Iterable[dict], path: str | os.PathLike) -> None:
     if fmt == "jsonl":
         _write_jsonl(recs, p)
     else:
-        atomic_write_text(p, "".join(f"{r['src']}\t{r['tgt']}\n" for r in recs))
+        write_text(p, "".join(f"{r['src']}\t{r['tgt']}\n" for r in recs))

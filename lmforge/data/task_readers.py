@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text
+from ..privacy.encrypted_io import write_text
 from .conll import (
     CJK_RANGES,
     char_spans,
@@ -132,7 +132,7 @@ def _is_int(x: object) -> bool:
 def _write_jsonl(records: Iterable[dict], path: str | os.PathLike) -> None:
     lines = (json.dumps({k: v for k, v in r.items() if k != LINE}, ensure_ascii=False)
              for r in records)
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    write_text(path, "".join(line + "\n" for line in lines))
 
 
 # ----------------------------------------------------------------------------- classification
@@ -241,11 +241,11 @@ def write_classification(records: Iterable[dict], path: str | os.PathLike, *,
             if any(("\t" in v or "\n" in v or "\r" in v) for v in row):
                 raise DataError(f"cannot write {p}: record {i} has a tab or line break in "
                                 "a field, which TSV cannot hold (write .csv or .jsonl)")
-        atomic_write_text(p, "".join("\t".join(row) + "\n" for row in rows))
+        write_text(p, "".join("\t".join(row) + "\n" for row in rows))
         return
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
-    atomic_write_text(p, buf.getvalue())
+    write_text(p, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------- NER JSONL

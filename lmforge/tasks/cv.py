@@ -37,8 +37,9 @@ The output folder::
 A fold with ``results.json`` is complete and is not run again; with ``resume`` an
 interrupted fold continues from its latest checkpoint. Inside
 :func:`lmforge.privacy.encrypted_io.using_key` the folds are encrypted runs and
-``cv.json`` is encrypted too; ``folds.json`` (indices) and the ``data/`` splits stay
-plaintext.
+``cv.json``, ``folds.json`` and every ``data/`` split (written by the task writers of
+:mod:`lmforge.data.task_readers`, read back through :mod:`lmforge.data.readers`) are
+encrypted too.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ import numpy as np
 
 from ..config import load_yaml
 from ..errors import ConfigError, LmforgeError
-from ..io import atomic_write_json, ensure_writable_dir, read_json
+from ..io import ensure_writable_dir, read_json
 from ..privacy.encrypted_io import write_json
 from .config import FinetuneRecipe, build_finetune_recipe
 from .datasets import load_splits
@@ -213,7 +214,7 @@ def cross_validate_recipe(recipe: FinetuneRecipe, out: str | Path, folds: int = 
                                "seed, fold count, stratification or data); cross-validate "
                                "into another --out")
     else:
-        atomic_write_json(out / "folds.json", assignment)
+        write_json(out / "folds.json", assignment)
     fixed = []
     for name, records in pool.fixed.items():
         fixed.append(out / "data" / f"{name}.jsonl")
