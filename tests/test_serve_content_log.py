@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import httpx
 import openai
@@ -29,6 +30,16 @@ def _lines(caplog) -> list[dict]:
             if r.name == "lmforge.serve.access"]
 
 
+def _wait_for_line(caplog, route: str, timeout: float = 30.0) -> dict:
+    """The access line of ``route``: a stream's line is written once the stream has been
+    sent (its content redacted on a worker thread), so it may follow the client's end."""
+    deadline = time.monotonic() + timeout
+    while not (found := [x for x in _lines(caplog) if x["route"] == route]):
+        assert time.monotonic() < deadline, f"no access line for {route}"
+        time.sleep(0.05)
+    return found[0]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_redacted_content_log(folder, caplog, stream):
     app = build_app([ModelSpec("tiny", str(folder))], ServerOptions(log_content="redacted"))
@@ -38,7 +49,7 @@ def test_redacted_content_log(folder, caplog, stream):
                                       stream=stream)
         text = "".join(c.choices[0].text for c in r) if stream else r.choices[0].text
         httpx.get(url + "/health")
-    line = next(x for x in _lines(caplog) if x["route"] == "/v1/completions")
+        line = _wait_for_line(caplog, "/v1/completions")
     content = line["content"]
     assert content["prompts"] == ["联系人：[PERSON]，电话[PHONE]，邮箱 [EMAIL]"]
     assert len(content["outputs"]) == 1 and isinstance(content["outputs"][0], str)

@@ -117,6 +117,9 @@ def make_access(db: Path | None, log_content: str = "off") -> Access:
         from ..privacy.pii.redact_files import make_redactor
 
         redact = make_redactor()
+        # load the recognizers' tables now (jieba, the name network's statistics: seconds
+        # on a cold start), not while the first logged request waits for its line
+        redact("warm-up: 张三 John Smith 13800138000")
     if db is None or not Path(db).is_file():
         return Access(redact=redact)
     keys = KeyStore(db)
