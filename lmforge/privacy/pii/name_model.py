@@ -206,10 +206,10 @@ def zh_features(text: str, words: list[tuple[int, str, str]], cand: tuple[int, i
         w = next((w for s, w, _ in words if s < pos < s + len(w)), None)
         return math.log1p(freq.get(w, 0)) if w else 0.0
 
-    default_given = min(given_llr.values())
+    default_given, default_surname = _floors()
     prev, nxt = text[i - 1:i], text[end:end + 1]
     word = starts.get(i)
-    return [surname_llr.get(span[:n], min(surname_llr.values())),
+    return [surname_llr.get(span[:n], default_surname),
             math.log1p(freq.get(span[:n], 0)) / 10,
             float(word is not None and word[0] == span[:n] and not word[1].startswith("n")),
             given_llr.get(span[n], default_given),
@@ -235,6 +235,13 @@ def zh_features(text: str, words: list[tuple[int, str, str]], cand: tuple[int, i
             given_llr.get(nxt, default_given) if nxt else default_given,
             float(bool(prev) and prev in ZH_SURNAMES),
             math.log1p(freq.get(span[:n + 1], 0)) / 10 if g == 2 else 0.0]
+
+
+@functools.lru_cache(maxsize=1)
+def _floors() -> tuple[float, float]:
+    """The lowest given-name and surname ratios: those of a character never seen there."""
+    given_llr, surname_llr, _, _ = zh_char_stats()
+    return min(given_llr.values()), min(surname_llr.values())
 
 
 @functools.lru_cache(maxsize=1)
