@@ -254,7 +254,9 @@ def test_killed_worker_study_continues_with_two_workers(files, capsys):
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
     assert len(retried) == 1 and retried[0].params == lost.params
     assert retried[0].state.name in ("COMPLETE", "PRUNED")
-    workers = {t.user_attrs["worker"] for t in trials[1:]}
+    # a surplus trial (both workers saw room for the last one) fails before it runs
+    workers = {t.user_attrs["worker"] for t in trials[1:]
+               if t.state.name in ("COMPLETE", "PRUNED")}
     assert len(workers) == 2, workers
     assert len({t.number for t in trials}) == len(trials)
 

@@ -298,7 +298,8 @@ def trial_line(t: Any, metric: str) -> str:
                        for k, v in t.params.items())
     state = t.state.name.lower()
     if state == "fail":
-        return f"trial {t.number} failed: {t.user_attrs.get('error', 'see above')} ({params})"
+        shown = f" ({params})" if params else ""
+        return f"trial {t.number} failed: {t.user_attrs.get('error', 'see above')}{shown}"
     value = "" if t.value is None else f" {metric} {t.value:.4g}"
     at = f" at step {t.user_attrs['steps']}" if state == "pruned" and "steps" in \
         t.user_attrs else ""
