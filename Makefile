@@ -18,12 +18,17 @@ quickstart: $(STAMP)
 
 # The default suite on two processes (pytest-xdist), each test file on one of them so
 # that module fixtures are built once; each process gets an equal share of the cores
-# (tests/conftest.py). The slow quality runs stay in one process, with all the cores.
+# (tests/conftest.py).
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
+# The slow quality runs on two processes too, each taking the next test when it is free
+# (worksteal): two one-thread trainings do a third more work than one two-thread
+# training, and several of these runs are one-thread by design. Then the `alone` tests,
+# which need the whole machine (timing, servers, several processes), one at a time.
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow --durations=15
+	$(PY) -m pytest -q -m "slow and not alone" -n 2 --dist worksteal --durations=15
+	$(PY) -m pytest -q -m "slow and alone" --durations=10
 
 # The speed benchmarks at quick sizes: under 10 minutes in all on 2 cores, also on CPUs
 # where bf16 is emulated (AVX2 only), whose bf16 rows are then skipped with the reason.

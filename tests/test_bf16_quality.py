@@ -21,6 +21,7 @@ SMALL = ["data.world_train_sentences=20000", "data.world_eval_sentences=200",
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_bf16_training_reaches_the_fp32_val_loss_within_2_percent(tmp_path):
     torch.set_num_threads(2)
     losses = {}

@@ -127,6 +127,8 @@ def test_ddp_equals_one_process_with_the_same_global_batch(data, ddp_run):
     assert (run / "loss.png").is_file()
 
 
+@pytest.mark.slow  # under 20 s, but the default suite's budget is spent
+@pytest.mark.alone
 def test_fsdp_equals_one_process_with_grad_accum(data):
     ref, run = data["root"] / "ref_accum", data["root"] / "fsdp_accum"
     accum = data["prepared"] + ["train.grad_accum=2"]
@@ -146,6 +148,8 @@ def test_resume_reshards_two_processes_to_one(data, ddp_run):
     _assert_same(data["ref"], run)
 
 
+@pytest.mark.slow  # under 20 s, but the default suite's budget is spent
+@pytest.mark.alone
 def test_resume_reshards_one_process_to_two(data):
     run = data["root"] / "one_to_fsdp"
     shutil.copytree(data["ref"], run)
@@ -157,6 +161,7 @@ def test_resume_reshards_one_process_to_two(data):
 
 
 @pytest.mark.slow  # under 20 s, but the default suite's budget is spent
+@pytest.mark.alone
 def test_tensor_parallel_equals_one_process_and_resumes_on_one(data):
     """tp: every rank reads the whole batch; the checkpoint keeps the one-process layout
     (fused qkv rows in their order), so one process continues it exactly."""
@@ -171,6 +176,7 @@ def test_tensor_parallel_equals_one_process_and_resumes_on_one(data):
 
 
 @pytest.mark.slow  # under 20 s, but the default suite's budget is spent
+@pytest.mark.alone
 def test_pipeline_parallel_equals_one_process_and_reshards_both_ways(data):
     """pp: two stages of one block each; GPipe from scratch, 1F1B resumed from one
     process's checkpoint; one process resumes the pipeline's."""
@@ -193,6 +199,7 @@ def test_pipeline_parallel_equals_one_process_and_reshards_both_ways(data):
 
 
 @pytest.mark.slow  # under 20 s, but the default suite's budget is spent
+@pytest.mark.alone
 def test_two_nodes_on_loopback_equal_one(data):
     """Two torchrun invocations (--nnodes 2 --node-rank 0/1), one process each."""
     run, port = data["root"] / "two_nodes", _free_port()
@@ -237,6 +244,7 @@ def test_distributed_settings_without_their_launch_are_one_line(data, tmp_path, 
 
 
 @pytest.mark.slow  # under 20 s, but the default suite's budget is spent
+@pytest.mark.alone
 def test_finetune_under_ddp_equals_one_process(data, tmp_path):
     """``torchrun -m lmforge finetune``: a BERT topic classifier (pretrained backbone, no
     dropout) on 2 processes x 8 equals 1 process x 16; rank 0 evaluates and reports."""
@@ -305,6 +313,7 @@ def _kill_one_rank(run: Path, after: str, proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_a_killed_rank_ends_the_job_and_max_restarts_resumes_it_exactly(data):
     long = data["prepared"] + ["train.batch_size=4", "train.distributed=ddp",
                                "train.max_steps=200", "train.ckpt_every=20",

@@ -239,6 +239,7 @@ _CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 10 s of corpus writing and two prepares: the default suite's budget is spent
 def test_memory_does_not_grow_with_corpus_size(tmp_path):
     peaks = {}
     for mb in (2, 7):

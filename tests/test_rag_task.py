@@ -81,6 +81,7 @@ def _recipe(out, files, steps=400, **extra) -> dict:
     return raw
 
 
+@pytest.mark.slow  # a full recipe, about 25 s: the default suite's budget is spent
 def test_reads_the_retrieved_page_for_unseen_people(tmp_path, squad_files, capsys):
     res = finetune_seq2seq(build_seq2seq_recipe(_recipe(tmp_path / "run", squad_files)),
                            **QUIET)

@@ -65,6 +65,7 @@ def _recipe(out, train_file, *, steps=600, model=None, **extra) -> dict:
     return raw
 
 
+@pytest.mark.slow  # 13 s of training: the default suite's budget is spent
 def test_learns_held_out_pairs_and_scores_equal_sacrebleu(tmp_path, lexicon_files, capsys):
     raw = _recipe(tmp_path / "run", lexicon_files / "train.tsv",
                   data={"test": [str(lexicon_files / "test.jsonl")]})
@@ -210,6 +211,7 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
                       "not a summarisation run")
 
 
+@pytest.mark.slow  # 17 s of training: the default suite's budget is spent
 def test_summarization_recipe_scores_rouge_by_language_beside_its_ceiling(tmp_path, capsys):
     from lmforge.eval.summarization import rouge_scores
 

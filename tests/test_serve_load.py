@@ -17,7 +17,7 @@ import httpx
 import pytest
 from serve_fixtures import free_port, make_model_folder
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 PROMPTS = ["Alice lives in", "今天天气", "Bob asked: where", "The match", "小明住在北京",
            "The weather is", "我们去公园", "She works for"]

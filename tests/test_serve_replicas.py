@@ -31,7 +31,7 @@ import httpx
 import pytest
 from serve_fixtures import free_port, make_model_folder
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 CONF = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "lmforge.conf"
 PROMPTS = ["Alice lives in", "今天天气", "Bob asked: where", "The match"]

@@ -197,6 +197,7 @@ RECORD_LENGTHS = """() => {
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_chat_streams_a_chinese_reply_token_by_token(page, server, tmp_path):
     page.goto(server.url)
     expect(page.locator("#status")).to_contain_text("401")  # public page, keyed API
@@ -282,6 +283,7 @@ READ_IN_PIECES = """async ([bytes, n]) => {
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_the_stream_reader_joins_events_cut_anywhere(page, server):
     page.goto(server.url)
     request = {"model": "chat", "temperature": 0, "max_tokens": MAX_TOKENS,
@@ -322,6 +324,7 @@ def _run(page, task: str, texts: list[str]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_classify_ner_and_translate_show_what_the_api_answers(page, server, tmp_path):
     open_ui(page, server)
 
@@ -366,6 +369,7 @@ HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_model_output_with_markup_is_shown_as_text(page, server):
     """Outputs holding markup (faked by intercepting the API calls) appear as text."""
     open_ui(page, server)

@@ -228,6 +228,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
 
 
 @pytest.mark.slow  # 15 s: the default suite's budget is spent
+@pytest.mark.alone
 def test_killed_worker_study_continues_with_two_workers(files, capsys):
     """A worker killed mid-trial leaves its trial RUNNING; a new `lmforge tune --workers
     2` fails it once its heartbeats stop, runs its parameters again and finishes the
@@ -347,6 +348,7 @@ def _postgres_server():
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_two_workers_share_a_postgresql_study(files, capsys):
     with _postgres_server() as url:
         args = _args(files, "pg", "--trials", "4", "--workers", "2", "--seed", "0")

@@ -64,6 +64,7 @@ from .sources import BatchSource
 
 METRICS = "metrics.jsonl"
 LOSS_PNG = "loss.png"
+PLOT_EVERY_S = 30.0  # loss.png is redrawn after an evaluation at most this often (and at the end)
 
 # Train-config fields that may change on resume without changing what the run computes.
 _RESUME_SAFE = {"max_steps", "log_every", "eval_every", "eval_batches", "ckpt_every",
@@ -773,6 +774,9 @@ class Trainer:
         self._stop_reason = reason if reason.startswith("callback") else f"callback:{reason}"
 
     def _refresh_plot(self) -> None:
+        """Redraw ``loss.png`` from ``metrics.jsonl`` (0.15 s a picture, 0.6 s the first in
+        a process: after every evaluation of a short run, it took most of its time)."""
+        self._plotted_at = time.perf_counter()
         if not self.par.is_main:
             return
         try:
@@ -801,7 +805,7 @@ class Trainer:
 
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._t_session = time.perf_counter()
+        self._t_session = self._plotted_at = time.perf_counter()
         self._train_time = 0.0
         self._session_tokens = 0
         self._tokens_dev = None
@@ -914,7 +918,8 @@ class Trainer:
                         bar.write(f"step {s}: " + ", ".join(
                             f"{k} {v:.4g}" for k, v in ev.items()), file=sys.stderr)
                     self.callbacks("on_eval", s, ev)
-                    self._refresh_plot()
+                    if time.perf_counter() - self._plotted_at >= PLOT_EVERY_S:
+                        self._refresh_plot()
                 if want_ckpt or self._stop_reason is not None:
                     self._flush_tokens()
                     self.save_checkpoint(s, val_here, score_here)
