@@ -24,7 +24,7 @@ _share_the_cores()
 
 @pytest.fixture(scope="session")
 def tiny_lm_run(tmp_path_factory):
-    """A 2-layer GPT trained 150 steps on the world corpus, shared by the quantisation and
+    """A 2-layer GPT trained 60 steps on the world corpus, shared by the quantisation and
     compression tests (seconds; see compress_fixtures)."""
     from compress_fixtures import tiny_lm_run as train
 

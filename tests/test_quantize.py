@@ -20,7 +20,7 @@ from lmforge.errors import ConfigError
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_lm_run):
-    """A small GPT trained for 150 steps on the world corpus (the session's, conftest)."""
+    """A small GPT trained for 60 steps on the world corpus (the session's, conftest)."""
     return tiny_lm_run
 
 
