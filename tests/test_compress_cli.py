@@ -177,6 +177,20 @@ def test_bad_input_is_one_line_and_exit_2(lm_run, clf_run, tmp_path, capsys):
                        "--rank", "65"], capsys, "rank 65", "64")
     assert_user_error(["compress", str(lm_run), "--out", out, "--method", "lowrank",
                        "--ranks", "qkv"], capsys, "PATTERN=RANK")
+    # options that need no model fail before the parent is loaded and scored (minutes on
+    # a large model): here the parent does not even exist
+    nope = str(tmp_path / "nope")
+    for method, flags, message in [
+            ("prune", ["--sparsity", "1.5"], "--sparsity must be in [0, 1)"),
+            ("prune", ["--schedule", "slow"], "--schedule must be oneshot or gradual"),
+            ("prune-structured", ["--heads", "1"], "--heads must be in [0, 1)"),
+            ("int4", ["--group-size", "48"], "group_size must be one of"),
+            ("int4", ["--embeddings", "int4"], "--embeddings must be fp32 or int8"),
+            ("lowrank", ["--rank", "4", "--energy", "0.5"], "give one of --rank"),
+            ("lowrank", ["--energy", "1.5"], "--energy must be in (0, 1]"),
+            ("distill", ["--alpha", "2"], "alpha must be in [0, 1]")]:
+        assert_user_error(["compress", nope, "--out", out, "--method", method, *flags],
+                          capsys, message)
 
 
 @pytest.fixture(scope="module")

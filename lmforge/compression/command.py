@@ -156,8 +156,9 @@ def compress(source: str | Path, options: CompressOptions, out: str | Path, *,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Compress the model of run or folder ``source`` into the model folder ``out``;
     returns the report (also written as ``out/report.json``)."""
-    from .methods import METHOD_FUNCTIONS
+    from .methods import METHOD_FUNCTIONS, check_options
 
+    check_options(options)
     out = Path(out)
     _check_out(out, resume)
     parent = load_parent(source)

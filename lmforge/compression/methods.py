@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .command import Job
+from .command import CompressOptions, Job
 
 
 def default_finetune_steps(job: Job) -> int:
@@ -106,13 +106,10 @@ def distill(job: Job) -> tuple[nn.Module, dict]:
 def int4(job: Job) -> tuple[nn.Module, dict]:
     """Weight-only int4 for every linear layer (a tied head gets its own copy); with
     ``--embeddings int8`` the embedding tables become int8 too."""
-    from ..compress.int4 import Int4Linear, check_group_size, quantize_int4
+    from ..compress.int4 import Int4Linear, quantize_int4
     from ..compress.quantize import quantize_embeddings_int8
 
     o = job.options
-    check_group_size(o.group_size)
-    if o.embeddings not in ("fp32", "int8"):
-        raise ConfigError(f"--embeddings must be fp32 or int8, got {o.embeddings!r}")
     details = _sensitivity(job, lambda lin: Int4Linear.from_linear(lin, o.group_size))
     model = quantize_int4(job.parent.fresh_model(), o.group_size)
     if o.embeddings == "int8":
@@ -143,11 +140,8 @@ def lowrank(job: Job) -> tuple[nn.Module, dict]:
     model = parent.fresh_model()
     if job.resume:
         return job.finetune(model, steps), {"finetune_steps": steps}
-    given = [x for x in (o.rank, o.ranks, o.energy) if x is not None]
-    if len(given) > 1:
-        raise ConfigError("give one of --rank, --ranks or --energy")
     rank = parse_ranks(o.ranks) if o.ranks is not None else o.rank
-    energy = o.energy if given else 0.9
+    energy = 0.9 if o.energy is None else o.energy
     report = factorize(model, rank=rank, energy=None if rank is not None else energy)
     job.log(report.table())
     model = job.finetune(model, steps)
@@ -164,18 +158,12 @@ def prune(job: Job) -> tuple[nn.Module, dict]:
     from ..compress.prune import (
         PruningCallback,
         SparsitySchedule,
-        check_sparsity,
         prune_magnitude,
         sparsity_report,
     )
     from ..compress.sparse_format import dense_bytes, save_sparse, sparse_bytes
 
     o = job.options
-    check_sparsity(o.sparsity)
-    if o.scope not in ("layer", "global"):
-        raise ConfigError(f"--scope must be layer or global, got {o.scope!r}")
-    if o.schedule not in ("oneshot", "gradual"):
-        raise ConfigError(f"--schedule must be oneshot or gradual, got {o.schedule!r}")
     steps = default_finetune_steps(job)
     if o.schedule == "gradual" and steps < 2:
         raise ConfigError("--schedule gradual prunes while fine-tuning: give --steps >= 2")
@@ -217,6 +205,42 @@ def prune_structured(job: Job) -> tuple[nn.Module, dict]:
             f"{report.d_ff[0]} FFN neurons per layer")
     model = job.finetune(model, steps)
     return model, {"structure": report.to_dict(), "finetune_steps": steps}
+
+
+def check_options(o: CompressOptions) -> None:
+    """The checks of the options that need no model, made before the parent is loaded and
+    scored (which takes minutes on a large model), so a mistyped option fails at once."""
+    from ..compress.distill import check_distill_settings
+    from ..compress.int4 import check_group_size
+    from ..compress.prune import check_sparsity
+
+    if o.method == "prune":
+        check_sparsity(o.sparsity, "--sparsity")
+        if o.scope not in ("layer", "global"):
+            raise ConfigError(f"--scope must be layer or global, got {o.scope!r}")
+        if o.schedule not in ("oneshot", "gradual"):
+            raise ConfigError(f"--schedule must be oneshot or gradual, got {o.schedule!r}")
+    elif o.method == "prune-structured":
+        check_sparsity(o.heads, "--heads")
+        check_sparsity(o.ffn, "--ffn")
+    elif o.method == "int4":
+        check_group_size(o.group_size)
+        if o.embeddings not in ("fp32", "int8"):
+            raise ConfigError(f"--embeddings must be fp32 or int8, got {o.embeddings!r}")
+    elif o.method == "lowrank":
+        if sum(x is not None for x in (o.rank, o.ranks, o.energy)) > 1:
+            raise ConfigError("give one of --rank, --ranks or --energy")
+        if o.ranks is not None:
+            parse_ranks(o.ranks)
+        if o.rank is not None and o.rank < 1:
+            raise ConfigError(f"--rank must be >= 1, got {o.rank}")
+        if o.energy is not None and not 0.0 < o.energy <= 1.0:
+            raise ConfigError(f"--energy must be in (0, 1], got {o.energy}")
+    elif o.method == "distill":
+        check_distill_settings(1.0 if o.temperature is None else o.temperature,
+                               0.5 if o.alpha is None else o.alpha)
+        if o.hidden_weight < 0:
+            raise ConfigError(f"--hidden-weight must be >= 0, got {o.hidden_weight}")
 
 
 METHOD_FUNCTIONS: dict[str, Callable[[Job], tuple[nn.Module, dict[str, Any]]]] = {
