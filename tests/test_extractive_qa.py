@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakes import one_line_error
+from fakes import one_line_error, run_cli
 
 from lmforge.errors import ConfigError, DataError
 from lmforge.eval.qa import qa_scores
@@ -128,7 +128,7 @@ def test_unanswerable_questions_get_the_empty_answer_above_the_threshold(qa_run,
             assert o["answer"] == c.text and 0 < o["score"] <= 1
 
 
-def test_predictor_and_cli_answer_and_evaluate(qa_run, qa_files, tmp_path):
+def test_predictor_and_cli_answer_and_evaluate(qa_run, qa_files, tmp_path, capsys):
     from lmforge.data.squad import read_squad
 
     pred = load_task_model(qa_run.run_dir)
@@ -142,14 +142,15 @@ def test_predictor_and_cli_answer_and_evaluate(qa_run, qa_files, tmp_path):
                for q, o in zip(asked, out, strict=True) if o["answer"])
     inputs = tmp_path / "q.jsonl"
     inputs.write_text("".join(json.dumps(q) + "\n" for q in asked), encoding="utf-8")
-    r = subprocess.run([*CLI, "predict", str(qa_run.run_dir), "--input", str(inputs)],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert [json.loads(x)["answer"] for x in r.stdout.splitlines()] == \
+    capsys.readouterr()
+    code, stdout, err = run_cli(["predict", str(qa_run.run_dir), "--input", str(inputs)],
+                                capsys)
+    assert code == 0, err
+    assert [json.loads(x)["answer"] for x in stdout.splitlines()] == \
         [o["answer"] for o in out]
-    r = subprocess.run([*CLI, "evaluate", str(qa_run.run_dir), "--data", qa_files[2], "--out",
-                        str(tmp_path / "ev")], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli(["evaluate", str(qa_run.run_dir), "--data", qa_files[2], "--out",
+                            str(tmp_path / "ev")], capsys)
+    assert code == 0, err
     metrics = json.loads((tmp_path / "ev/test/metrics.json").read_text())
     assert metrics["f1"] == pytest.approx(qa_run.results["splits"]["test"]["f1"])
     with pytest.raises(DataError, match="'question' and 'context'"):
