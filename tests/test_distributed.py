@@ -236,11 +236,12 @@ def test_a_multi_process_launch_of_a_single_process_recipe_is_refused(data, tmp_
     (["train.distributed=mpi"], "error: config error: train.distributed"),
 ])
 def test_distributed_settings_without_their_launch_are_one_line(data, tmp_path, extra,
-                                                                 message):
-    res = _pretrain(tmp_path / "r", data["prepared"] + extra, check=False)
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), res.stderr
+                                                                 message, capsys):
+    from fakes import assert_user_error
+
+    _, line = assert_user_error(["pretrain", "quickstart", "--out", str(tmp_path / "r"),
+                                 "--no-progress", *_sets(data["prepared"] + extra)], capsys)
+    assert line.startswith(message), line
 
 
 @pytest.mark.slow  # under 20 s, but the default suite's budget is spent
