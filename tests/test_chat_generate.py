@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from fakes import assert_user_error
 
 from lmforge.chat import ChatTemplate
 from lmforge.chat.generate import chat, chat_stream, end_of_turn, fit_history, prompt_ids
@@ -37,7 +38,9 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, d_model=64,
                           max_seq_len=160))
-    cfg = TrainConfig(max_steps=200, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=20,
+    # 150 steps: with seeds 0, 1 and 2 (torch and the trainer) all 22 replies are right,
+    # as at 200 steps (120 steps: 21 or 22; 100 steps: 20 or 21, at the 0.9 bar)
+    cfg = TrainConfig(max_steps=150, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=20,
                       eval_every=300, ckpt_every=300, keep_last=1, threads=1)
     Trainer(model, cfg, ChatBatches(examples, 8, tok.pad_id), ChatBatches(examples, 8,
             tok.pad_id), tmp_path_factory.mktemp("sft"), seed=0, show_progress=False).fit()
@@ -188,7 +191,7 @@ def test_repl_drops_the_oldest_turns_and_says_so_once(trained):
     assert session.history[0]["role"] == "user" and len(session.history) < 12
 
 
-def test_cli_chat_reads_stdin_and_refuses_bad_options(trained, tmp_path):
+def test_cli_chat_reads_stdin_and_refuses_bad_options(trained, tmp_path, capsys):
     import subprocess
     import sys
 
@@ -207,7 +210,6 @@ def test_cli_chat_reads_stdin_and_refuses_bad_options(trained, tmp_path):
                        input=f"{first}\n/exit\n", capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == answer
-    r = subprocess.run([*cli, "--template", str(tmp_path / "none.jinja")], input="",
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
-    assert "none.jinja does not exist" in r.stderr
+    # the bad option in-process (the real entry point read stdin above)
+    assert_user_error(["chat", str(folder), "--template", str(tmp_path / "none.jinja")],
+                      capsys, "none.jinja does not exist")

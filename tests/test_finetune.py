@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fakes import assert_user_error
+from fakes import assert_user_error, run_cli
 
 from lmforge.convert import convert
 from lmforge.errors import CheckpointError, ConfigError, LmforgeError
@@ -135,9 +135,9 @@ def test_classification_learns_held_out_data_and_cli_predicts(tmp_path, sentimen
     latin.write_bytes("café\n".encode("latin-1"))
     assert_user_error(["predict", str(run), "--input", str(latin)], capsys,
                       f"{latin}:line 1: not valid UTF-8")
-    r = subprocess.run([*cli, "evaluate", str(run), "--data", sentiment_files[2], "--out",
-                        str(tmp_path / "ev")], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli(["evaluate", str(run), "--data", sentiment_files[2], "--out",
+                            str(tmp_path / "ev")], capsys)
+    assert code == 0, err
     assert json.loads((tmp_path / "ev/test/metrics.json").read_text())["accuracy"] >= 0.97
 
 
@@ -192,6 +192,8 @@ def test_relations_direction_matters(tmp_path):
 
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_resume_continues_exactly(tmp_path, sentiment_files, grad_accum, monkeypatch):
+    # no loss.png (0.2 s a run): the weights are compared, not the picture
+    monkeypatch.setattr("lmforge.train.trainer.plot_loss", lambda *a, **k: True)
     common = {"schedule": "constant", "warmup_steps": 0, "grad_accum": grad_accum}
     a = _recipe(tmp_path / "a", *sentiment_files, steps=40, train=common)
     finetune(build_finetune_recipe(a), show_progress=False, log=lambda m: None)
@@ -263,18 +265,15 @@ def test_recipe_errors_name_the_field():
                                "backbone": {"encoder": "textcnn", "path": "x"}})
 
 
-def test_cli_bad_input_exits_2(tmp_path, sentiment_files):
+def test_cli_bad_input_exits_2(tmp_path, sentiment_files, capsys):
     bad = tmp_path / "one.jsonl"
     rows = _sentiment(20, 0)
     rows.append({"text": "odd one", "label": "mixed"})  # a label with one example
     _write_jsonl(bad, rows)
-    cli = [sys.executable, "-m", "lmforge.cli", "finetune", "classify-topic", "--out",
-           str(tmp_path / "r"), "--set", "data.world=null", "--set", f"data.train={bad}"]
-    r = subprocess.run(cli, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "mixed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = subprocess.run([sys.executable, "-m", "lmforge.cli", "predict", str(tmp_path)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and r.stderr.startswith("error:")
+    # in-process (the real entry point runs as a subprocess in the classification test)
+    assert_user_error(["finetune", "classify-topic", "--out", str(tmp_path / "r"), "--set",
+                       "data.world=null", "--set", f"data.train={bad}"], capsys, "mixed")
+    assert_user_error(["predict", str(tmp_path)], capsys)
     with pytest.raises(LmforgeError):
         load_task_model(tmp_path)
 
@@ -320,7 +319,8 @@ def tiny_bert(tmp_path_factory, sentiment_files) -> str:
     return str(folder)
 
 
-def test_lora_strategy_trains_adapters_only_and_merges(tmp_path, sentiment_files, tiny_bert):
+def test_lora_strategy_trains_adapters_only_and_merges(tmp_path, sentiment_files, tiny_bert,
+                                                      capsys):
     raw = _recipe(tmp_path, *sentiment_files, steps=80,
                   backbone={"encoder": None, "encoder_config": {}, "path": tiny_bert},
                   head={"pooling": "cls"},
@@ -338,10 +338,8 @@ def test_lora_strategy_trains_adapters_only_and_merges(tmp_path, sentiment_files
     texts = ["the film was great today", "the hotel was awful today"]
     before = load_task_model(res.run_dir).predict(texts)
     merged = tmp_path / "merged"
-    r = subprocess.run([sys.executable, "-m", "lmforge.cli", "lora", "merge",
-                        str(res.run_dir), "--out", str(merged)],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli(["lora", "merge", str(res.run_dir), "--out", str(merged)], capsys)
+    assert code == 0, err
     plain = load_task_model(merged)
     assert plain.model.config.lora is None
     assert not any("lora_" in n for n, _ in plain.model.named_parameters())

@@ -100,6 +100,14 @@ class InterruptAt:
             raise Interrupted
 
 
+@pytest.fixture(autouse=True)
+def _no_loss_png(monkeypatch):
+    """No loss.png: these runs compare what training leaves (weights, optimizer, RNG and
+    trainer state, metrics.jsonl, samples), never the picture drawn from metrics.jsonl,
+    and drawing it after each of the ~40 short runs took 40% of this file's time."""
+    monkeypatch.setattr("lmforge.train.trainer.plot_loss", lambda *a, **k: True)
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """Prepared data by fingerprint, so that each tokenizer is trained once."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import serve_fixtures
 from serve_fixtures import (
     CITIES,
     QUIET,
@@ -70,6 +71,17 @@ def runs(tmp_path_factory) -> dict[str, Path]:
              "summary": f"{p} lives in {c}."} for p, c in people()]
     docs += [{"document": f"{p}住在{c}。今天下雨了。", "summary": f"{p}住在{c}。"}
              for p, c in people()]
+    # 200 seq2seq steps, not serve_fixtures' 300: with run seeds 0, 1 and 2 the reader
+    # still answers both questions and the translator and summarizer write 3 different
+    # texts for the 3 inputs (at 100 steps one seed's summarizer wrote one text for all).
+    # No loss.png (0.2 s a run): the server never reads it.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(serve_fixtures, "SEQ2SEQ_STEPS", 200)
+        mp.setattr("lmforge.train.trainer.plot_loss", lambda *a, **k: True)
+        return _train_runs(d, pairs, docs)
+
+
+def _train_runs(d: Path, pairs: list[dict], docs: list[dict]) -> dict[str, Path]:
     return {
         "sent": sentiment_run(d),  # writes d/sent.jsonl, which the baseline reads too
         "pairs": task_run(d / "pairs", write_jsonl(d / "pairs.jsonl", pairs),
