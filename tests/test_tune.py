@@ -207,7 +207,12 @@ def test_tiny_study_runs_prunes_and_reports(files, capsys):
                                             for i in range(3)]
     assert [r[1] for r in rows_printed] == [r["state"] for r in rows]
     assert "trial 1 pruned at step 10" in out
+    complete = _states(study)["COMPLETE"]
     for name in PLOTS:
+        if name == "param_importances" and complete < 2:  # no variance to share out
+            assert not (files["out"] / "plots" / f"{name}.png").exists()
+            assert f"plots: {name} left out (it needs 2 completed trials" in out
+            continue
         png = (files["out"] / "plots" / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
@@ -362,3 +367,22 @@ def test_two_workers_share_a_postgresql_study(files, capsys):
         assert _states(study).get("COMPLETE", 0) + _states(study).get("PRUNED", 0) == 4
         assert len({t.user_attrs["worker"] for t in trials}) == 2
         assert (files["out"] / "best.yaml").is_file()
+
+
+@pytest.mark.parametrize("n_complete", [1, 4])
+def test_importances_are_drawn_once_two_trials_completed(tmp_path, n_complete):
+    """fANOVA shares out the variance between completed trials: with one there is none,
+    and the plot is left out with a line saying why; with several it is drawn."""
+    from lmforge.tune.report import write_plots
+
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) + 2 * t.suggest_float("b", 0, 1),
+                   n_trials=n_complete)
+    lines: list[str] = []
+    written = write_plots(study, tmp_path, lines.append)
+    drawn = n_complete >= 2
+    assert ("param_importances" in written) == drawn
+    assert (tmp_path / "param_importances.png").exists() == drawn
+    assert any("param_importances left out (it needs 2 completed trials, the study has 1)"
+               in ln for ln in lines) == (not drawn)
+    assert "optimization_history" in written

@@ -89,7 +89,14 @@ def write_plots(study: Any, folder: Any, log: Callable[[str], None]) -> list[str
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    complete = sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
     for name, fn in PLOTS.items():
+        if name == "param_importances" and complete < 2:
+            # an importance is a share of the variance between trials (fANOVA): one
+            # trial has none, and drawing the meaningless bars took a second
+            log(f"plots: {name} left out (it needs 2 completed trials, the study has "
+                f"{complete})")
+            continue
         # optuna sets its ggplot style globally: rc_context puts matplotlib's back after
         with matplotlib.rc_context(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
