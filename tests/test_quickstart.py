@@ -80,7 +80,7 @@ def test_quickstart_plan_fits_the_budget_and_replays(tmp_path, capsys):
     """Without a fixed length the run measures itself and prints its plan; the plan is
     in config.yaml and quickstart.json; --steps N replays it bit for bit."""
     out = tmp_path / "planned"
-    code, stdout, err = run_cli(_planned_args(out, "--budget", "5"), capsys)
+    code, stdout, err = run_cli(_planned_args(out, "--budget", "3"), capsys)
     assert code == 0, err
     m = re.search(r"plan: (\d+) steps.*replay it with: lmforge quickstart --steps (\d+)",
                   stdout)
