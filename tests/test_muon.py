@@ -115,3 +115,29 @@ def test_build_optimizer_muon_state_round_trip():
     adamw_only = build_optimizer(model, TrainConfig())
     with pytest.raises(ValueError, match="Muon"):
         again.load_state_dict(adamw_only.state_dict())
+
+
+def test_ns_steps_option_sets_the_iterations_of_each_update():
+    """``train.muon_ns_steps: 3``: a first step (momentum ``(1 - mu) g``, Nesterov) moves
+    a hidden matrix by ``lr * 0.2 sqrt(max(m, n)) * NS_3(M)``, not ``NS_5``."""
+    from lmforge.models.gpt import GPT, GPTConfig
+
+    def first_update(steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=64, n_layer=1, n_head=2, d_model=32, max_seq_len=16))
+        opt = build_optimizer(model, TrainConfig(optimizer="muon", lr=1e-2, weight_decay=0.0,
+                                                 muon_ns_steps=steps))
+        weight = muon_params(model)[0][0]
+        before = weight.detach().clone()
+        model(torch.randint(0, 64, (2, 16))).float().logsumexp(-1).mean().backward()
+        grad = weight.grad.clone()
+        opt.step()
+        return weight.detach() - before, grad, before
+
+    mu = TrainConfig().muon_momentum
+    for steps in (3, 5):
+        moved, grad, w = first_update(steps)
+        nesterov = (1 - mu) * grad * (1 + mu)  # g.lerp(buf, mu) with buf = (1 - mu) g
+        want = -1e-2 * 0.2 * max(w.shape) ** 0.5 * newton_schulz(nesterov, steps)
+        torch.testing.assert_close(moved, want, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(first_update(3)[0], first_update(5)[0], atol=1e-5)

@@ -33,6 +33,8 @@ class TrainConfig(Section):
     optimizer: Literal["adamw", "muon"] = Field(
         "adamw", description="muon: Muon for hidden matrices, AdamW for the rest")
     muon_momentum: float = Field(0.95, ge=0, lt=1, description="muon: momentum (Nesterov)")
+    muon_ns_steps: int = Field(5, ge=1, le=10, description="muon: Newton-Schulz iterations "
+                               "per update (each costs three matrix products per matrix)")
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
     eps: float = Field(1e-8, gt=0)

@@ -86,7 +86,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig,
                               f"layers in stacked blocks) and {type(model).__name__} has "
                               "none; allowed: adamw, muon")
         muon = Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                    momentum=cfg.muon_momentum, ns_dtype=ns_dtype)
+                    momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
+                    ns_dtype=ns_dtype)
         rest_ids = {id(p) for p in rest}
         groups = [{**g, "params": [p for p in g["params"] if id(p) in rest_ids]}
                   for g in param_groups(model, cfg.weight_decay)]
