@@ -35,6 +35,7 @@ import torch.multiprocessing as mp
 # A rank stuck in a collective (its peer died) fails after this long instead of hanging.
 COLLECTIVE_TIMEOUT = timedelta(seconds=120)
 PRELOAD = ["torch", "torch.distributed.tensor", "torch.distributed.pipelining"]
+PORT_TRIES = 3
 
 
 def free_port() -> int:
@@ -63,17 +64,27 @@ def _rank_main(rank: int, fn, world_size: int, port: int, out_dir: str, args: tu
 
 def run_ranks(fn, world_size: int, *args) -> list:
     """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo processes; return the
-    results in rank order."""
+    results in rank order.
+
+    The port is chosen free but only bound when rank 0 starts the rendezvous store, so
+    another process (an xdist worker's test) can take it in between: a start that fails
+    with ``EADDRINUSE`` is tried again on a new port, up to ``PORT_TRIES`` times."""
     multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-    with tempfile.TemporaryDirectory(prefix="lmforge-ranks-") as out_dir:
-        try:
-            mp.start_processes(_rank_main, args=(fn, world_size, free_port(), out_dir, args),
-                               nprocs=world_size, join=True, start_method="forkserver")
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
-            errors = sorted(Path(out_dir).glob("rank*.err"), key=lambda f: f.stat().st_mtime_ns)
-            if not errors:  # killed by a signal, or failed outside fn
-                raise RuntimeError(f"a rank of {fn.__name__} died: {err}") from None
-            raise RuntimeError(f"{errors[0].stem} of {fn.__name__} failed first:\n"
-                               f"{errors[0].read_text()}") from None
-        return [torch.load(Path(out_dir) / f"rank{rank}.pt", weights_only=False)
-                for rank in range(world_size)]
+    for attempt in range(1, PORT_TRIES + 1):
+        with tempfile.TemporaryDirectory(prefix="lmforge-ranks-") as out_dir:
+            try:
+                mp.start_processes(_rank_main,
+                                   args=(fn, world_size, free_port(), out_dir, args),
+                                   nprocs=world_size, join=True, start_method="forkserver")
+            except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
+                errors = sorted(Path(out_dir).glob("rank*.err"),
+                                key=lambda f: f.stat().st_mtime_ns)
+                if not errors and "EADDRINUSE" in str(err) and attempt < PORT_TRIES:
+                    continue  # the port was taken before the store bound it
+                if not errors:  # killed by a signal, or failed outside fn
+                    raise RuntimeError(f"a rank of {fn.__name__} died: {err}") from None
+                raise RuntimeError(f"{errors[0].stem} of {fn.__name__} failed first:\n"
+                                   f"{errors[0].read_text()}") from None
+            return [torch.load(Path(out_dir) / f"rank{rank}.pt", weights_only=False)
+                    for rank in range(world_size)]
+    raise AssertionError("unreachable: the last try returns or raises")
