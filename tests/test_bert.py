@@ -104,6 +104,33 @@ def test_padding_does_not_change_real_tokens(flavor):
     torch.testing.assert_close(m(padded, am)[:, :6], alone, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("flavor", ["bert", "roberta"])
+def test_unpadded_encoding_equals_the_padded_one_at_real_tokens(flavor):
+    ids, am, tt = batch(pad_id=1 if flavor == "roberta" else 0)
+    tt = tt if flavor == "bert" else None  # RoBERTa has one token type
+    real = am.bool()
+    padded, unpadded = tiny(flavor=flavor, seed=3).train(), tiny(flavor=flavor, seed=3).train()
+    h0 = padded.encode(ids, am, tt)
+    h1 = unpadded.encode(ids, am, tt, unpad=True)
+    torch.testing.assert_close(h1[real], h0[real], atol=1e-5, rtol=1e-5)
+    assert h1[~real].abs().max() == 0  # padding is skipped, left at zero
+    # the same gradients, for a loss that reads the real tokens only
+    g = torch.randn(h0.shape, generator=torch.Generator().manual_seed(2)) * am[..., None]
+    (h0 * g).sum().backward()
+    (h1 * g).sum().backward()
+    for (name, p0), p1 in zip(padded.named_parameters(), unpadded.parameters(), strict=True):
+        if p0.grad is not None:
+            torch.testing.assert_close(p1.grad, p0.grad, atol=1e-5, rtol=1e-4, msg=name)
+    # [CLS] only: the last layer runs on the grid for the one query
+    torch.testing.assert_close(unpadded.encode(ids, am, tt, cls_only=True, unpad=True),
+                               h0[:, :1], atol=1e-5, rtol=1e-5)
+    # nothing to skip, or attention maps asked: the padded path
+    full = torch.ones_like(am)
+    assert torch.equal(unpadded.encode(ids, full, unpad=True), unpadded.encode(ids, full))
+    _, maps = unpadded.encode(ids, am, tt, output_attentions=True, unpad=True)
+    assert len(maps) == 2
+
+
 def test_roberta_positions_skip_padding():
     m = tiny(flavor="roberta")
     pad = m.config.pad_id

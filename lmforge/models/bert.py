@@ -209,9 +209,18 @@ class EncoderLayer(nn.Module):
         q = x if n_queries is None else x[:, :n_queries]
         y, weights = self.attn(q, kv=x, key_mask=key_mask, need_weights=need_weights,
                                average_weights=False)  # (B, T, d), (B, h, T, T)
-        a = self.norm1(q + self.drop(y))
-        x = self.norm2(a + self.drop(self.ff_out(self.act(self.ff_in(a)))))
-        return x, weights
+        return self._add_and_feed_forward(q, y), weights
+
+    def forward_unpadded(self, rows: Tensor, index: Tensor, key_mask: Tensor) -> Tensor:
+        """The same layer on the real tokens only: ``rows`` (N, d) are the cells
+        ``index`` of the flattened (B·T) grid whose ``key_mask`` (B, T) is True
+        (:meth:`MultiHeadAttention.forward_unpadded`). Returns (N, d)."""
+        return self._add_and_feed_forward(rows, self.attn.forward_unpadded(rows, index,
+                                                                           key_mask))
+
+    def _add_and_feed_forward(self, x: Tensor, y: Tensor) -> Tensor:
+        a = self.norm1(x + self.drop(y))
+        return self.norm2(a + self.drop(self.ff_out(self.act(self.ff_in(a)))))
 
 
 # ------------------------------------------------------------------------------ heads
@@ -348,12 +357,18 @@ class BertModel(PretrainedMixin, nn.Module):
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                token_type_ids: Tensor | None = None, output_attentions: bool = False,
-               cls_only: bool = False):
+               cls_only: bool = False, unpad: bool = False):
         """Final hidden states (B, T, d), plus the per-layer weights when asked.
 
         ``cls_only=True`` gives only the [CLS] state (B, 1, d), which is all a sequence
         classifier reads: the last layer then runs for that one query (its keys and values
-        still cover every position), the same numbers for less work."""
+        still cover every position), the same numbers for less work.
+
+        ``unpad=True`` (a batch with padding, without ``output_attentions``): every layer
+        but the attention scores runs on the N real tokens instead of the B·T cells, the
+        same numbers at the real tokens; the padding positions of the result are zeros,
+        for a caller that never reads them (the task heads). A fine-tuning batch of
+        reviews is about a fifth padding."""
         B, T = check_ids(input_ids)
         check_mask(attention_mask, (B, T))
         if token_type_ids is not None:
@@ -371,6 +386,9 @@ class BertModel(PretrainedMixin, nn.Module):
             if not torch.compiler.is_exporting() and bool(key_mask.all()):
                 key_mask = None
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, d)
+        if unpad and key_mask is not None and not output_attentions \
+                and not torch.compiler.is_exporting():
+            return self._encode_unpadded(x, key_mask, cls_only)
         attentions = []
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -378,6 +396,19 @@ class BertModel(PretrainedMixin, nn.Module):
             if output_attentions:
                 attentions.append(w)
         return (x, attentions) if output_attentions else x
+
+    def _encode_unpadded(self, x: Tensor, key_mask: Tensor, cls_only: bool) -> Tensor:
+        """:meth:`encode` on the real tokens' rows, scattered back onto the (B, T) grid
+        (zeros at padding); with ``cls_only`` the last layer runs on the grid for [CLS]."""
+        B, T, d = x.shape
+        index = key_mask.reshape(-1).nonzero().squeeze(1)  # (N,) real cells, row-major
+        rows = x.reshape(B * T, d).index_select(0, index)
+        for layer in self.layers[:-1] if cls_only else self.layers:
+            rows = layer.forward_unpadded(rows, index, key_mask)
+        x = rows.new_zeros(B * T, d).index_copy(0, index, rows).view(B, T, d)
+        if cls_only:
+            x, _ = self.layers[-1](x, key_mask, False, 1)
+        return x
 
     def pool(self, hidden: Tensor) -> Tensor:
         """``tanh(W_p h[:, 0] + b_p)``: (B, T, d) -> (B, d)."""

@@ -115,12 +115,17 @@ def build_encoder(name: str, cfg: dict) -> tuple[nn.Module, int]:
 
 def encoder_states(encoder: nn.Module, batch: dict, scratch: bool, cls_only: bool) -> Tensor:
     """The encoder's hidden states ``H`` (B, T, d) of a batch; ``cls_only`` (a head that
-    reads [CLS] only): the last layer computes the [CLS] state alone, (B, 1, d)."""
+    reads [CLS] only): the last layer computes the [CLS] state alone, (B, 1, d). No head
+    reads the states at padding, so a BERT skips it (``BertModel.encode(unpad=True)``:
+    zeros there, the same numbers elsewhere)."""
+    from ..models.bert import BertModel
+
     ids, mask = batch["input_ids"], batch["attention_mask"]
     if scratch:
         return encoder(ids, mask)
-    if cls_only:
-        return encoder.encode(ids, mask, batch.get("token_type_ids"), cls_only=True)
+    if isinstance(encoder, BertModel):
+        return encoder.encode(ids, mask, batch.get("token_type_ids"), cls_only=cls_only,
+                              unpad=True)
     return encoder.encode(ids, mask, batch.get("token_type_ids"))
 
 
