@@ -367,8 +367,8 @@ class BertModel(PretrainedMixin, nn.Module):
         ``unpad=True`` (a batch with padding, without ``output_attentions``): every layer
         but the attention scores runs on the N real tokens instead of the B·T cells, the
         same numbers at the real tokens; the padding positions of the result are zeros,
-        for a caller that never reads them (the task heads). A fine-tuning batch of
-        reviews is about a fifth padding."""
+        for a caller that never reads them (the task heads). A random batch of 32 world
+        reviews is 38% padding."""
         B, T = check_ids(input_ids)
         check_mask(attention_mask, (B, T))
         if token_type_ids is not None:
