@@ -351,6 +351,31 @@ def test_lora_strategy_trains_adapters_only_and_merges(tmp_path, sentiment_files
         convert(merged, tmp_path / "hf", to="hf")
 
 
+@pytest.mark.parametrize("private", [False, True])
+def test_a_bert_skips_padding_while_it_trains_unless_dp(tmp_path, sentiment_files, tiny_bert,
+                                                        monkeypatch, private):
+    """Training runs the unpadded encoder; DP-SGD (Opacus' per-example hooks) and the
+    model it returns afterwards (predict, ONNX export) keep the padded one."""
+    pytest.importorskip("opacus") if private else None
+    from lmforge.models.bert import BertModel
+
+    calls = []
+    unpadded = BertModel._encode_unpadded
+    monkeypatch.setattr(BertModel, "_encode_unpadded",
+                        lambda self, *a: calls.append(1) or unpadded(self, *a))
+    train = {"threads": 1, "eval_every": 10, "ckpt_every": 10}
+    if private:
+        train["privacy"] = {"noise_multiplier": 1.0, "delta": 1e-3}
+    raw = _recipe(tmp_path, *sentiment_files, steps=10, train=train, head={"pooling": "mean"},
+                  backbone={"encoder": None, "encoder_config": {}, "path": tiny_bert})
+    res = finetune(build_finetune_recipe(raw), show_progress=False, log=lambda m: None)
+    assert (len(calls) == 0) == private
+    assert res.predictor.model.skip_padding is False
+    n = len(calls)
+    res.predictor.predict(["the film was great today", "bad"])
+    assert len(calls) == n
+
+
 def test_decoder_classifies_with_last_token_pooling(tmp_path, sentiment_files):
     from lmforge.models.gpt import GPT, GPTConfig
     from lmforge.tokenize import train_tokenizer

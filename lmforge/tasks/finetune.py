@@ -393,11 +393,17 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, show_progress: boo
 def fit_and_load_best(trainer: Any, model: torch.nn.Module, run_dir: Path
                       ) -> tuple[Any, Path]:
     """Train, then load the best checkpoint (else the last) into ``model`` in eval mode;
-    returns the trainer's result and that checkpoint."""
+    returns the trainer's result and that checkpoint. While it trains, a BERT encoder
+    skips the padding (:attr:`TaskModel.skip_padding`), unless the trainer runs DP-SGD:
+    Opacus reads each example's gradient off batch-first activations."""
     from ..models.base import load_state_checked
     from ..train.checkpoint import best_checkpoint, latest_checkpoint
 
-    result = trainer.fit()
+    model.skip_padding = trainer.cfg.privacy is None
+    try:
+        result = trainer.fit()
+    finally:
+        model.skip_padding = False
     best = best_checkpoint(run_dir) or latest_checkpoint(run_dir)
     load_state_checked(model, best)
     model.eval()

@@ -113,11 +113,12 @@ def build_encoder(name: str, cfg: dict) -> tuple[nn.Module, int]:
     return build_model(config), config.d_model
 
 
-def encoder_states(encoder: nn.Module, batch: dict, scratch: bool, cls_only: bool) -> Tensor:
+def encoder_states(encoder: nn.Module, batch: dict, scratch: bool, cls_only: bool,
+                   skip_padding: bool = False) -> Tensor:
     """The encoder's hidden states ``H`` (B, T, d) of a batch; ``cls_only`` (a head that
-    reads [CLS] only): the last layer computes the [CLS] state alone, (B, 1, d). No head
-    reads the states at padding, so a BERT skips it (``BertModel.encode(unpad=True)``:
-    zeros there, the same numbers elsewhere)."""
+    reads [CLS] only): the last layer computes the [CLS] state alone, (B, 1, d).
+    ``skip_padding``: a BERT runs on the real tokens only (``BertModel.encode(unpad=True)``:
+    zeros at padding, which no head reads, the same numbers elsewhere)."""
     from ..models.bert import BertModel
 
     ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -125,7 +126,7 @@ def encoder_states(encoder: nn.Module, batch: dict, scratch: bool, cls_only: boo
         return encoder(ids, mask)
     if isinstance(encoder, BertModel):
         return encoder.encode(ids, mask, batch.get("token_type_ids"), cls_only=cls_only,
-                              unpad=True)
+                              unpad=skip_padding)
     return encoder.encode(ids, mask, batch.get("token_type_ids"))
 
 
@@ -213,10 +214,17 @@ class TaskModel(HeadLayers, PretrainedMixin, nn.Module):
     """``forward(batch)`` -> logits: (B, C) for classify/relate, (B, W, K) emissions for tag,
     (B, T, 2) start and end logits for extract.
 
+    ``skip_padding`` (False; :func:`lmforge.tasks.finetune.fit_and_load_best` sets it while
+    it trains): a BERT encoder runs on the real tokens only, its states at padding zeros.
+    Off, the states at padding are what the model computes there, as an exported graph
+    gives them, and every layer sees batch-first activations, as Opacus needs.
+
     ``batch`` holds ``input_ids``, ``attention_mask`` (B, T), optionally
     ``token_type_ids``; tag batches ``word_index`` (B, W) (the first sub-token of each
     word) and ``word_mask``; relate batches ``head_pos``/``tail_pos`` (B,).
     """
+
+    skip_padding = False
 
     def __init__(self, config: TaskModelConfig):
         super().__init__()
@@ -230,7 +238,8 @@ class TaskModel(HeadLayers, PretrainedMixin, nn.Module):
             apply_lora(self.encoder, LoraConfig(**cfg.lora))
 
     def hidden(self, batch: dict) -> Tensor:
-        return encoder_states(self.encoder, batch, self.scratch, self.cls_only)
+        return encoder_states(self.encoder, batch, self.scratch, self.cls_only,
+                              self.skip_padding)
 
     def pool(self, h: Tensor, mask: Tensor) -> Tensor:
         return self.pool_states(h, mask, self.encoder)
