@@ -356,8 +356,8 @@ def test_a_bert_skips_padding_while_it_trains_unless_dp(tmp_path, sentiment_file
                                                         monkeypatch, private):
     """Training runs the unpadded encoder; DP-SGD (Opacus' per-example hooks) and the
     model it returns afterwards (predict, ONNX export) keep the padded one."""
-    pytest.importorskip("opacus") if private else None
     from lmforge.models.bert import BertModel
+
 
     calls = []
     unpadded = BertModel._encode_unpadded
@@ -365,6 +365,7 @@ def test_a_bert_skips_padding_while_it_trains_unless_dp(tmp_path, sentiment_file
                         lambda self, *a: calls.append(1) or unpadded(self, *a))
     train = {"threads": 1, "eval_every": 10, "ckpt_every": 10}
     if private:
+        pytest.importorskip("opacus")
         train["privacy"] = {"noise_multiplier": 1.0, "delta": 1e-3}
     raw = _recipe(tmp_path, *sentiment_files, steps=10, train=train, head={"pooling": "mean"},
                   backbone={"encoder": None, "encoder_config": {}, "path": tiny_bert})
