@@ -358,7 +358,6 @@ def test_a_bert_skips_padding_while_it_trains_unless_dp(tmp_path, sentiment_file
     model it returns afterwards (predict, ONNX export) keep the padded one."""
     from lmforge.models.bert import BertModel
 
-
     calls = []
     unpadded = BertModel._encode_unpadded
     monkeypatch.setattr(BertModel, "_encode_unpadded",

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from ..models import model_config_class, register_model
 from ..models.base import PretrainedMixin
+from ..models.bert import BertModel
 from ..nn.crf import CRF, viterbi
 from .encoders import AttentionPool, BiLSTM, BiLSTMConfig, TextCNN, TextCNNConfig
 
@@ -119,8 +120,6 @@ def encoder_states(encoder: nn.Module, batch: dict, scratch: bool, cls_only: boo
     reads [CLS] only): the last layer computes the [CLS] state alone, (B, 1, d).
     ``skip_padding``: a BERT runs on the real tokens only (``BertModel.encode(unpad=True)``:
     zeros at padding, which no head reads, the same numbers elsewhere)."""
-    from ..models.bert import BertModel
-
     ids, mask = batch["input_ids"], batch["attention_mask"]
     if scratch:
         return encoder(ids, mask)
