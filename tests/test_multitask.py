@@ -271,6 +271,27 @@ def test_resumed_run_equals_an_uninterrupted_one(tiny_run, tiny_bert, tmp_path):
     assert any(k.startswith("heads.relations.") for k in a)
 
 
+def test_the_shared_bert_skips_padding_while_it_trains(tiny_bert, tmp_path, monkeypatch):
+    """Every task's training batch runs the unpadded encoder; the model it returns
+    (prediction, export) runs the padded one again."""
+    from lmforge.models.bert import BertModel
+
+    calls = []
+    unpadded = BertModel._encode_unpadded
+    monkeypatch.setattr(BertModel, "_encode_unpadded",
+                        lambda self, *a: calls.append(1) or unpadded(self, *a))
+    raw = _raw(tmp_path / "run", tiny_bert, 6)
+    raw["train"].update(eval_every=6, ckpt_every=6)
+    res = finetune_multitask(build_multitask_recipe(raw), show_progress=False,
+                             log=lambda m: None)
+    assert len(calls) >= 6  # each training step, and the validation during training
+    shared = res.predictors["topic"].model.model
+    assert isinstance(shared, MultiTaskModel) and shared.skip_padding is False
+    n = len(calls)
+    res.predictors["topic"].predict(["Anna plays football in Berlin."])
+    assert len(calls) == n
+
+
 def test_cli_predicts_one_task_of_a_multitask_run(tiny_run, capsys):
     code, out, err = run_cli(["predict", str(tiny_run), "--task", "ner", "--text",
                               "Anna met Tom in Paris."], capsys)

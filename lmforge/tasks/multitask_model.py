@@ -102,7 +102,10 @@ class TaskView:
 
 class MultiTaskModel(PretrainedMixin, nn.Module):
     """``forward(batch, task=None)`` -> the logits of ``task`` (default:
-    ``batch["task"]``), shaped as :class:`~lmforge.tasks.model.TaskModel`'s."""
+    ``batch["task"]``), shaped as :class:`~lmforge.tasks.model.TaskModel`'s.
+    ``skip_padding`` is :class:`~lmforge.tasks.model.TaskModel`'s (on while it trains)."""
+
+    skip_padding = False
 
     def __init__(self, config: MultiTaskModelConfig):
         super().__init__()
@@ -120,7 +123,8 @@ class MultiTaskModel(PretrainedMixin, nn.Module):
     def forward(self, batch: dict, task: str | None = None) -> Tensor:
         name = task if task is not None else batch["task"]
         head = self.heads[name]
-        h = encoder_states(self.encoder, batch, self.scratch, head.cls_only)  # (B, T, d)
+        h = encoder_states(self.encoder, batch, self.scratch, head.cls_only,
+                           self.skip_padding)  # (B, T, d)
         return head.head_logits(h, batch, self.encoder)
 
     def view(self, name: str) -> TaskView:
