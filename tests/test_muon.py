@@ -117,6 +117,36 @@ def test_build_optimizer_muon_state_round_trip():
         again.load_state_dict(adamw_only.state_dict())
 
 
+def test_muon_alone_when_only_hidden_matrices_train():
+    """LoRA freezes everything but adapters that are all hidden matrices: no AdamW side,
+    until something else (an objective's own parameters) asks for one."""
+    from lmforge.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=64, n_layer=1, n_head=2, d_model=32, max_seq_len=16))
+    hidden, _ = muon_params(model)
+    for p in model.parameters():
+        p.requires_grad_(any(p is h for h in hidden))
+    cfg = TrainConfig(optimizer="muon", lr=1e-2)
+    opt = build_optimizer(model, cfg)
+    assert opt.adamw is None
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(hidden)
+    before = [h.detach().clone() for h in hidden]
+    model(torch.randint(0, 64, (2, 16))).float().logsumexp(-1).mean().backward()
+    opt.step()
+    opt.zero_grad()
+    assert all(not torch.equal(b, h) for b, h in zip(before, hidden, strict=True))
+    again = build_optimizer(model, cfg)
+    again.load_state_dict(opt.state_dict())
+    with pytest.raises(ValueError, match="Muon"):
+        build_optimizer(GPT(model.config), cfg).load_state_dict(opt.state_dict())
+    extra = torch.nn.Parameter(torch.zeros(3))
+    opt.add_adamw_groups([{"params": [extra], "weight_decay": 0.0, "name": "extra"}], cfg)
+    extra.grad = torch.ones(3)
+    opt.step()
+    assert opt.param_groups[-1]["name"] == "extra" and extra.detach().lt(0).all()
+
+
 def test_ns_steps_option_sets_the_iterations_of_each_update():
     """``train.muon_ns_steps: 3``: a first step (momentum ``(1 - mu) g``, Nesterov) moves
     a hidden matrix by ``lr * 0.2 sqrt(max(m, n)) * NS_3(M)``, not ``NS_5``."""

@@ -142,30 +142,47 @@ def muon_params(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
 
 class MuonAdamW:
     """One optimizer object for the trainer: :class:`Muon` over the hidden matrices and
-    AdamW over the rest (``adamw``, built by the caller with its decay groups).
+    AdamW over the rest (``adamw``, built by the caller with its decay groups; None when
+    nothing else trains, as under LoRA, whose adapters are all hidden matrices).
     ``param_groups`` lists both, so setting each group's ``lr`` schedules both alike."""
 
-    def __init__(self, muon: Muon, adamw: torch.optim.Optimizer):
+    def __init__(self, muon: Muon, adamw: torch.optim.Optimizer | None):
         self.muon, self.adamw = muon, adamw
+        self._parts = [muon] if adamw is None else [muon, adamw]
 
     @property
     def param_groups(self) -> list[dict]:
-        return self.muon.param_groups + self.adamw.param_groups
+        return [g for part in self._parts for g in part.param_groups]
+
+    def add_adamw_groups(self, groups: list[dict], cfg) -> None:
+        """More parameters for the AdamW side (built from ``cfg`` if there was none)."""
+        if self.adamw is None:
+            from .optim import adamw_over
+
+            self.adamw = adamw_over(groups, cfg)
+            self._parts.append(self.adamw)
+            return
+        for group in groups:
+            self.adamw.add_param_group(group)
 
     def step(self) -> None:
-        self.muon.step()
-        self.adamw.step()
+        for part in self._parts:
+            part.step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        self.muon.zero_grad(set_to_none=set_to_none)
-        self.adamw.zero_grad(set_to_none=set_to_none)
+        for part in self._parts:
+            part.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict:
-        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+        return {"muon": self.muon.state_dict(),
+                "adamw": None if self.adamw is None else self.adamw.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if not isinstance(state, dict) or set(state) != {"muon", "adamw"}:
-            raise ValueError("the saved optimizer state is not a Muon + AdamW state (was "
-                             "the run trained with another train.optimizer?)")
+        if not isinstance(state, dict) or set(state) != {"muon", "adamw"} \
+                or (state["adamw"] is None) != (self.adamw is None):
+            raise ValueError("the saved optimizer state is not a Muon + AdamW state of these "
+                             "parameters (was the run trained with another "
+                             "train.optimizer or finetune.strategy?)")
         self.muon.load_state_dict(state["muon"])
-        self.adamw.load_state_dict(state["adamw"])
+        if self.adamw is not None:
+            self.adamw.load_state_dict(state["adamw"])

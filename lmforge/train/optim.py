@@ -61,7 +61,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def _adamw(groups: list[dict], cfg: TrainConfig) -> torch.optim.AdamW:
+def adamw_over(groups: list[dict], cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW over ``groups``: the fused kernel where the device has one, else foreach."""
     kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     try:
@@ -91,11 +91,12 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig,
         rest_ids = {id(p) for p in rest}
         groups = [{**g, "params": [p for p in g["params"] if id(p) in rest_ids]}
                   for g in param_groups(model, cfg.weight_decay)]
-        return MuonAdamW(muon, _adamw([g for g in groups if g["params"]], cfg))
+        groups = [g for g in groups if g["params"]]
+        return MuonAdamW(muon, adamw_over(groups, cfg) if groups else None)
     groups = param_groups(model, cfg.weight_decay)
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    return _adamw(groups, cfg)
+    return adamw_over(groups, cfg)
 
 
 @dataclass(frozen=True)

@@ -255,10 +255,13 @@ class Trainer:
         if not params:
             return
         self.params += params
-        adamw = self.optimizer.adamw if isinstance(self.optimizer, MuonAdamW) \
-            else self.optimizer
-        for group in param_groups(nn.ParameterList(params), self.cfg.weight_decay):
-            adamw.add_param_group({**group, "name": f"objective_{group['name']}"})
+        groups = [{**group, "name": f"objective_{group['name']}"}
+                  for group in param_groups(nn.ParameterList(params), self.cfg.weight_decay)]
+        if isinstance(self.optimizer, MuonAdamW):
+            self.optimizer.add_adamw_groups(groups, self.cfg)
+            return
+        for group in groups:
+            self.optimizer.add_param_group(group)
 
     def _restore(self) -> None:
         path = ck.latest_checkpoint(self.run_dir)
