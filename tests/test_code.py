@@ -17,6 +17,8 @@ from fakes import assert_user_error, run_cli, tiny_gpt_folder
 from lmforge.code import metrics
 from lmforge.code.batches import CodeBatches
 from lmforge.code.complete import (
+    block_indent,
+    complete_block,
     complete_line,
     left_prompt,
     middle_prompt,
@@ -333,8 +335,30 @@ def test_body_parse_counts_dedent_eos_and_max_tokens(tok, monkeypatch):
     assert [r["exact"] for r in recs] == [True, False, False, True]
     assert [r["hit_max_new_tokens"] for r in recs] == [False, True, False, False]
     assert fig == {"n": 4, "parse": 0.75, "exact": 0.5, "hit_max_new_tokens": 1,
-                   "parse_when_ended": 1.0, "ceiling": 1.0}
+                   "parse_when_ended": 1.0, "lines_mean": 1.25, "true_lines_mean": 2.75,
+                   "one_line": 0.75, "true_one_line": 0.25, "decoding": "greedy",
+                   "ceiling": 1.0}
     assert recs[2]["model"] == "        return 1\n\n"
+    # an empty body does not count, though a docstring alone would parse
+    stub = _Stub([("\n\n\nclass K:\n", "length")])
+    monkeypatch.setattr(metrics, "_greedy", stub)
+    fig, recs = metrics.body_parse(_Model, tok, asked[:1], 32, 8)
+    assert not recs[0]["model"].strip() and fig["parse"] == 0.0
+
+
+def test_body_end_rule_ends_at_the_first_dedented_line(tok):
+    end = metrics.BodyEnd(tok, 4)  # a method: the def at column 4, the body deeper
+
+    def verdict(text):
+        return end(tok.encode(text))
+
+    assert verdict('"""') is False  # still on the prompt's last line
+    assert verdict('\n        x = 1') is False
+    assert verdict('\n        x = 1\n\n   ') is False  # no character of the line yet
+    assert verdict('\n        x = 1\n\n    def') is True
+    assert verdict('\n        x = (1,\n  2)') is True  # indentation is all it reads
+    assert verdict('\n\n    def') is None  # a body needs a line
+    assert metrics.BodyEnd(tok, 0)(tok.encode('\n    return 1\nclass')) is True
 
 
 @pytest.mark.parametrize("vocab", [12, 8])  # 12: ids 8..11 never seen; 8: every id seen
@@ -404,8 +428,10 @@ def toy_run(toy_dir, tmp_path_factory) -> Path:
             "model.n_head": 2, "model.d_model": 64, "model.max_seq_len": 128,
             "evaluate.lines": 20, "evaluate.bodies": 10, "evaluate.line_max_new_tokens": 24,
             "evaluate.body_max_new_tokens": 48, "evaluate.ngram_order": 3,
+            "evaluate.body_beams": 2,
             "train.max_steps": 100, "train.batch_size": 16, "train.lr": 3e-3,
             "train.warmup_steps": 20, "train.eval_every": 50, "train.ckpt_every": 50,
+            "train.optimizer": "adamw",  # the lr above is for AdamW (the recipe: Muon)
             "train.threads": 1, "train.precision": "fp32"}
     args = ["finetune", "code-stdlib", "--no-progress", "--out", str(out)]
     for k, v in sets.items():
@@ -425,12 +451,15 @@ def test_end_to_end_run_on_synthetic_files(toy_run, toy_dir):
     # its bodies parse, and it predicts far better than a 3-gram model
     assert res["next_line"]["n"] == 20 and res["next_line"]["exact_match"] >= 0.5
     assert res["bodies"]["n"] == 10 and res["bodies"]["parse"] >= 0.8
+    assert res["bodies"]["decoding"] == "beam search (2)"
+    greedy = res["bodies_greedy"]
+    assert greedy["decoding"] == "greedy" and greedy["n"] == 10 and greedy["parse"] >= 0.8
     ppl = res["perplexity"]
     assert ppl["model"]["tokens"] == ppl["ngram"]["tokens"]
     assert ppl["model"]["perplexity"] < ppl["ngram"]["perplexity"]
     samples = [json.loads(x) for x in (toy_run / "samples.jsonl").read_text().splitlines()]
     test_names = {f.name for f in splits["test"]}
-    assert len(samples) == 30 and {s["file"] for s in samples} <= test_names
+    assert len(samples) == 40 and {s["file"] for s in samples} <= test_names
 
 
 def test_complete_command(toy_run, toy_dir, capsys):
@@ -448,6 +477,21 @@ def test_complete_command(toy_run, toy_dir, capsys):
     model, tok = load_pretrained(toy_run, require_tokenizer=True)
     want = complete_line(model, tok, path.read_text(), n, fim=True, max_new_tokens=12)
     assert out == want + "\n"
+    # --block: the whole body after the docstring, to where it dedents
+    n = lines.index('    """Return a plus b."""\n') + 2
+    code, out, _ = run_cli(["complete", str(toy_run), "--file", str(path), "--line", str(n),
+                            "--block"], capsys)
+    assert code == 0 and out == "    total = a + b\n    return total\n"
+    assert complete_block(model, tok, path.read_text(), n, beams=1, max_new_tokens=48) == \
+        "    total = a + b\n    return total\n\n\n"  # greedy, blank lines kept
+
+
+def test_block_indent_is_the_header_or_one_less_than_the_last_line():
+    assert block_indent("") == -1 and block_indent("\n\n") == -1
+    assert block_indent("def f():\n") == 0
+    assert block_indent("class A:\n    def f(self):  \n\n") == 4
+    assert block_indent('class A:\n    def f(self):\n        """Doc."""\n') == 7
+    assert block_indent("x = 1\n") == -1
 
 
 def test_complete_bad_input(tmp_path, capsys):
@@ -466,6 +510,8 @@ def test_complete_bad_input(tmp_path, capsys):
     assert_user_error(["complete", str(model), "--file", str(src), "--line", "3", "--fim",
                        "--max-new-tokens", "8"], capsys,
                       "trained without fill-in-the-middle")
+    assert_user_error(["complete", str(model), "--file", str(src), "--line", "3", "--fim",
+                       "--block"], capsys, "--block decodes by beam search")
     code, out, _ = run_cli(["complete", str(model), "--file", str(src), "--line", "3",
                             "--max-new-tokens", "8"], capsys)
     assert code == 0 and "\n" not in out.rstrip("\n")

@@ -246,10 +246,11 @@ def _eos_tokenizer() -> Tokenizer:
     return Tokenizer(hf, "char", {"eos": "<|eos|>"})
 
 
-def _brute_force_best(model, tok, prompt: list[int], L: int, force, alpha: float):
-    """(score, tokens) of the best output by enumeration: ``n < L`` tokens then eos, or
-    ``L`` tokens without eos, whose text (before eos) meets every constraint;
-    score = log P / lp(length)."""
+def _brute_force_best(model, tok, prompt: list[int], L: int, force, alpha: float,
+                      may_end=lambda seq: True):
+    """(score, tokens) of the best output by enumeration: ``n < L`` tokens then eos
+    (where ``may_end`` accepts those tokens), or ``L`` tokens without eos, whose text
+    (before eos) meets every constraint; score = log P / lp(length)."""
     seqs = torch.tensor(list(itertools.product(range(4), repeat=L)))
     with torch.no_grad():
         logits = model(torch.cat([torch.tensor(prompt).expand(len(seqs), -1), seqs], 1))
@@ -260,8 +261,9 @@ def _brute_force_best(model, tok, prompt: list[int], L: int, force, alpha: float
         for n in range(L + 1):
             if all(_met(tok.decode(seq[:n]), e) for e in force):
                 if n < L:
-                    score = (total + logp[row][n][0]) / length_penalty(n + 1, alpha)
-                    best = max(best, (score, (*seq[:n], 0)))
+                    if may_end(seq[:n]):
+                        score = (total + logp[row][n][0]) / length_penalty(n + 1, alpha)
+                        best = max(best, (score, (*seq[:n], 0)))
                 else:
                     best = max(best, (total / length_penalty(L, alpha), tuple(seq)))
             if n == L or seq[n] == 0:
@@ -285,6 +287,35 @@ def test_wide_constrained_beam_search_is_the_exact_optimum(force, alpha):
     narrow = GenerationConfig(max_new_tokens=L, num_beams=2, alpha=alpha, force_words=force)
     text = tok.decode(beam_search_ids(model, [prompt], narrow, eos_id=0, forced=forced)[0].tokens)
     assert all(_met(text, e) for e in force)  # a narrow beam meets them too
+
+
+@pytest.mark.parametrize("K", [330, 3])
+def test_an_end_rule_ends_hypotheses_as_eos_does(K):
+    # eos given as a rule instead of an id: the same search, token for token
+    tok, L, prompt = _eos_tokenizer(), 5, [1, 3]
+    model = tiny_gpt(4, seed=4, max_seq_len=8)
+    cfg = GenerationConfig(max_new_tokens=L, num_beams=K)
+    by_id = beam_search_ids(model, [prompt], cfg, eos_id=0)[0]
+    by_rule = beam_search_ids(model, [prompt], cfg, ends=[lambda t: t[-1] == 0])[0]
+    assert (by_rule.tokens, by_rule.finished) == (by_id.tokens, by_id.finished)
+    assert by_rule.score == pytest.approx(by_id.score, abs=1e-6)
+
+
+def test_an_end_rule_drops_the_extensions_it_answers_none():
+    # ending before any "a" (id 1) is not allowed: the wide search is the optimum of
+    # the outputs that obey it, and the optimum of all outputs does not
+    tok, L, prompt = _eos_tokenizer(), 5, [1, 3]
+    model = tiny_gpt(4, seed=4, max_seq_len=8)
+    free = _brute_force_best(model, tok, prompt, L, [], 0.6)
+    assert 1 not in free[1]  # the unconstrained optimum ends without an "a"
+
+    def rule(t):
+        return t[-1] == 0 if 1 in t[:-1] or t[-1] != 0 else None
+
+    score, best = _brute_force_best(model, tok, prompt, L, [], 0.6, lambda seq: 1 in seq)
+    hyp = beam_search_ids(model, [prompt], GenerationConfig(max_new_tokens=L, num_beams=330),
+                          ends=[rule])[0]
+    assert tuple(hyp.tokens) == best and hyp.score == pytest.approx(score, abs=1e-5)
 
 
 def _gpt_beam_callbacks(model, prompt: list[int], K: int, max_len: int):

@@ -7,8 +7,8 @@
    from the training files, rearranged for FIM on the fly (:mod:`.batches`); the best
    checkpoint has the lowest validation loss (plain windows of the val files).
 4. **Evaluation** of that checkpoint on the test files (:mod:`.metrics`): next-line
-   exact match (and as FIM middles), the share of generated function bodies that parse,
-   and the perplexity per token beside a Kneser-Ney n-gram baseline, in the training
+   exact match (and as FIM middles), the share of generated function bodies that parse
+   (by beam search with ``evaluate.body_beams > 1``, greedy beside it), and the perplexity per token beside a Kneser-Ney n-gram baseline, in the training
    precision (:mod:`.metrics`). The run folder
    gets ``results.json``, ``samples.jsonl`` (every line and body asked, with the true
    and the model's text) and the printed table.
@@ -74,9 +74,13 @@ def evaluate_code(model: Any, tok: Any, recipe: CodeRecipe, test: list[CodeFile]
         t0 = time.perf_counter()
         cases = body_cases(test, ev.bodies, ev.docstring, ev.max_body_lines, ev.seed)
         results["bodies"], recs = body_parse(model, tok, cases, ev.body_max_new_tokens, bs,
-                                             **options)
+                                             ev.body_beams, **options)
         results["bodies"]["docstring_given"] = ev.docstring
         samples += [{"kind": "body", **r} for r in recs]
+        if ev.body_beams > 1:
+            results["bodies_greedy"], recs = body_parse(model, tok, cases,
+                                                        ev.body_max_new_tokens, bs, **options)
+            samples += [{"kind": "body_greedy", **r} for r in recs]
         log(f"function bodies: {len(cases)} generated ({time.perf_counter() - t0:.0f} s)")
     texts = [f.text for f in test]
     results["perplexity"] = {"model": perplexity(model, tok, texts, bs, autocast)}
@@ -102,12 +106,14 @@ def results_table(results: dict) -> str:
         if "fim_exact_match" in line:
             rows.append(row("next-line exact match, FIM middle", line["n"],
                             line["fim_exact_match"]))
-    b = results.get("bodies")
-    if b is not None:
-        rows.append(row("function bodies that parse", b["n"], b["parse"],
-                        f"ceiling {b['ceiling']:.1f}; exact {b['exact']:.4f}; hit "
-                        f"max_new_tokens {b['hit_max_new_tokens']}; the others "
-                        f"{b['parse_when_ended']:.4f}"))
+    for key in ("bodies", "bodies_greedy"):
+        b = results.get(key)
+        if b is not None:
+            rows.append(row(f"function bodies that parse, {b['decoding']}", b["n"],
+                            b["parse"], f"ceiling {b['ceiling']:.1f}; exact {b['exact']:.4f}; "
+                            f"hit max_new_tokens {b['hit_max_new_tokens']}; the others "
+                            f"{b['parse_when_ended']:.4f}; lines {b['lines_mean']:.2f} "
+                            f"(true {b['true_lines_mean']:.2f})"))
     ppl = results["perplexity"]
     rows.append(row("perplexity per token, GPT", ppl["model"]["tokens"],
                     ppl["model"]["perplexity"]))

@@ -1,4 +1,4 @@
-r"""Code-completion metrics on held-out files (the ``test`` split), decoded greedily.
+r"""Code-completion metrics on held-out files (the ``test`` split).
 
 **Next-line exact match** (:func:`next_line_match`). ``lines`` lines are drawn (with
 ``random.Random(seed)``) from the non-blank lines of the test files that the model can
@@ -21,8 +21,11 @@ no deeper than the ``def`` (:func:`cut_body`), or up to ``<eos>``, or as far as
 ``ast.parse`` accepts the ``def`` line(s) (and docstring) followed by it, dedented with
 ``textwrap.dedent``. A candidate is kept only when its true body passes the same
 procedure (the cut finds exactly it and it parses), so the ceiling is 1.0; ``bodies``
-candidates are drawn with ``random.Random(seed)``. ``exact`` is the share of bodies
-equal to the true one (trailing whitespace aside).
+candidates are drawn with ``random.Random(seed)``. An empty body does not parse (a
+docstring alone would). ``exact`` is the share of bodies equal to the true one
+(trailing whitespace aside). Bodies are decoded greedily, or (``beams > 1``) by beam
+search in which beginning the dedented line ends a beam as ``eos`` does
+(:class:`~lmforge.code.complete.BodyEnd`), a dedent before any line not allowed.
 
 **Perplexity per token** (:func:`perplexity`) of each test file as ``[bos] tokens
 [eos]`` (:func:`lmforge.eval.lm.perplexity_of_texts`, sliding windows of the model's
@@ -32,8 +35,8 @@ of the same tokenizer and scored on the same targets, so the two are comparable.
 
 The model runs in the training precision (bf16 autocast where ``train.precision``
 resolves to it, as ``auto`` does on a CPU whose bf16 is measurably faster; else fp32).
-Decoding is greedy; ``no_repeat_ngram_size`` (recipe: ``evaluate``) may ban repeated
-n-grams, against the loops small models fall into.
+Lines are decoded greedily; ``no_repeat_ngram_size`` (recipe: ``evaluate``) may ban
+repeated n-grams, against the loops small models fall into.
 """
 
 from __future__ import annotations
@@ -48,19 +51,24 @@ from typing import Any
 
 import torch
 
-from .complete import left_prompt, middle_prompt, model_lines, room_for, source_lines
+from .complete import (
+    BodyEnd,
+    cut_body,
+    left_prompt,
+    middle_prompt,
+    model_lines,
+    room_for,
+    source_lines,
+)
 from .data import CodeFile
 from .fim import FimIds
 
 
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip())
-
-
 def _greedy(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int,
             batch_size: int, **options: Any) -> list[Any]:
-    """Greedy completions; ``options`` are further :class:`~lmforge.generate.
-    GenerationConfig` fields (``autocast``, ``no_repeat_ngram_size``)."""
+    """Greedy completions (beam search with ``num_beams``); ``options`` are further
+    :class:`~lmforge.generate.GenerationConfig` fields (``autocast``,
+    ``no_repeat_ngram_size``) and ``ends`` of :func:`~lmforge.generate.complete_ids`."""
     from ..generate import complete_ids
 
     return complete_ids(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
@@ -143,15 +151,6 @@ class BodyCase:
     indent: int
 
 
-def cut_body(lines: Sequence[str], indent: int) -> tuple[str, bool]:
-    """The lines before the first non-blank line indented at most ``indent`` columns,
-    joined, and whether there was such a line (a dedent)."""
-    for k, line in enumerate(lines):
-        if line.strip() and _indent(line) <= indent:
-            return "".join(lines[:k]), True
-    return "".join(lines), False
-
-
 def parses(header: str, body: str) -> bool:
     """Whether ``ast.parse`` accepts ``header + body`` dedented."""
     try:
@@ -202,18 +201,28 @@ def body_cases(files: Sequence[CodeFile], n: int, docstring: bool, max_body_line
                   key=lambda c: (c.file, c.line))
 
 
+def _nonblank_lines(body: str) -> int:
+    return sum(bool(line.strip()) for line in body.splitlines())
+
+
 def body_parse(model: Any, tokenizer: Any, cases: Sequence[BodyCase], max_new_tokens: int,
-               batch_size: int, **options: Any) -> tuple[dict, list[dict]]:
+               batch_size: int, beams: int = 1, **options: Any) -> tuple[dict, list[dict]]:
     """The share of generated bodies that parse (of all, and of those that ended by a
-    dedent or ``<eos>``), and one record per case. ``options``: see :func:`_greedy`."""
+    dedent or ``<eos>``), and one record per case. ``beams > 1``: beam search in which
+    :class:`BodyEnd` ends a hypothesis; else greedy. ``options``: see :func:`_greedy`."""
     room = room_for(model, max_new_tokens)
-    out = _greedy(model, tokenizer, [left_prompt(tokenizer, c.before, room) for c in cases],
-                  max_new_tokens, batch_size, **options)
+    prompts = [left_prompt(tokenizer, c.before, room) for c in cases]
+    if beams > 1:
+        out = _greedy(model, tokenizer, prompts, max_new_tokens, batch_size, num_beams=beams,
+                      ends=[BodyEnd(tokenizer, c.indent) for c in cases], **options)
+    else:
+        out = _greedy(model, tokenizer, prompts, max_new_tokens, batch_size, **options)
     records = []
     for c, o in zip(cases, out, strict=True):
         body, dedent = cut_body(model_lines(c.before, o.text), c.indent)
         records.append({"file": c.file, "function": c.name, "line": c.line,
-                        "true": c.body, "model": body, "parses": parses(c.header, body),
+                        "true": c.body, "model": body,
+                        "parses": bool(body.strip()) and parses(c.header, body),
                         "exact": body.rstrip() == c.body.rstrip(),
                         "hit_max_new_tokens": not dedent and o.finish_reason == "length"})
     n = max(1, len(records))
@@ -223,6 +232,11 @@ def body_parse(model: Any, tokenizer: Any, cases: Sequence[BodyCase], max_new_to
             "exact": round(sum(r["exact"] for r in records) / n, 4),
             "hit_max_new_tokens": len(records) - len(ended),
             "parse_when_ended": round(sum(ended) / max(1, len(ended)), 4),
+            "lines_mean": round(sum(_nonblank_lines(r["model"]) for r in records) / n, 2),
+            "true_lines_mean": round(sum(_nonblank_lines(r["true"]) for r in records) / n, 2),
+            "one_line": round(sum(_nonblank_lines(r["model"]) == 1 for r in records) / n, 4),
+            "true_one_line": round(sum(_nonblank_lines(r["true"]) == 1 for r in records) / n, 4),
+            "decoding": f"beam search ({beams})" if beams > 1 else "greedy",
             "ceiling": 1.0}, records
 
 

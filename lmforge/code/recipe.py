@@ -51,6 +51,9 @@ class CodeEvaluateConfig(Section):
     docstring: bool = Field(True, description="give the docstring and generate the rest of "
                             "the body (false: the model writes the docstring too)")
     body_max_new_tokens: int = Field(160, ge=2)
+    body_beams: int = Field(1, ge=1, description="beam search with this many beams for the "
+                            "bodies, a beam ending where the body does (1: greedy only; "
+                            "above 1 the greedy figures are reported beside)")
     no_repeat_ngram_size: int = Field(0, ge=0, description="greedy decoding never repeats "
                                       "an n-gram of this many tokens, prompt included "
                                       "(0: off; against the loops of small models)")

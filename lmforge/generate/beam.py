@@ -22,6 +22,13 @@ beam scores, so every hypothesis obeys them. Without forced words this is exactl
 ``K = 1`` is greedy search. Beam search is deterministic: ``temperature``, ``top_k``,
 ``top_p`` and ``seed`` do not apply.
 
+**Ends other than eos.** ``ends`` gives each prompt a rule over a hypothesis's new
+tokens (the candidate extension included): ``True`` ends the hypothesis there as ``eos``
+would (the token stays in it; :class:`lmforge.code.metrics.BodyEnd` ends a function body at
+the first line indented no deeper than its ``def``, as a stop sequence ends HumanEval
+samples), ``None`` drops the extension, ``False`` keeps it live. Only the ``2K``
+ranked extensions are asked.
+
 **Forced words** (constrained beam search with dynamic beam allocation, Post & Vilar
 2018; what Hugging Face's ``ConstrainedBeamSearchScorer`` did). Each hypothesis carries a
 :class:`~lmforge.generate.constraints.ForceState`: the constraints it has met and its
@@ -64,7 +71,7 @@ progress inside the word sequences it is partway through.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -76,6 +83,8 @@ from .decode import SequenceBatch, check_prompts, length_sorted_batches
 from .sampling import constrain_logits
 
 NEG_INF = float("-inf")
+
+BeamEnd = Callable[[list[int]], "bool | None"]  # new tokens -> ends / dropped (None) / live
 
 
 @dataclass
@@ -107,8 +116,8 @@ class _Search:
 
     def __init__(self, model: torch.nn.Module, prompts: list[list[int]],
                  config: GenerationConfig, eos_id: int | None, pad_id: int,
-                 bans: TokenBans, forced: ForcedWords):
-        self.config, self.eos_id, self.pad_id = config, eos_id, pad_id
+                 bans: TokenBans, forced: ForcedWords, ends: Sequence[BeamEnd] | None = None):
+        self.config, self.eos_id, self.pad_id, self.ends = config, eos_id, pad_id, ends
         self.bans, self.forced, self.K = bans, forced, config.num_beams
         self.seqs = SequenceBatch(model, prompts, config, pad_id,
                                   histories=bans.needs_history)
@@ -190,7 +199,13 @@ class _Search:
                        for _, row, tok in ranked}
                 ranked = deal_by_bank(ranked, [self.forced.bank(nxt[row, tok])
                                                for _, row, tok in ranked])
-            ended, live = split_candidates(ranked, K, self.eos_id)
+            ending: set[tuple[int, int]] = set()
+            if self.ends is not None:
+                verdict = {(row, tok): self.ends[b](self.tokens[row] + [tok])
+                           for _, row, tok in ranked}
+                ranked = [c for c in ranked if verdict[c[1], c[2]] is not None]
+                ending = {key for key, v in verdict.items() if v}
+            ended, live = split_candidates(ranked, K, self.eos_id, ending)
             self.ended[b] += [self._hypothesis(self.tokens[row] + [tok], s,
                                                self.states[row], True)
                               for s, row, tok in ended]
@@ -233,13 +248,14 @@ class _Search:
 def beam_search_ids(model: torch.nn.Module, prompts_ids: Sequence[Sequence[int]],
                     config: GenerationConfig, eos_id: int | None = None, pad_id: int = 0,
                     *, bans: TokenBans | None = None,
-                    forced: ForcedWords | None = None) -> list[BeamHypothesis]:
+                    forced: ForcedWords | None = None,
+                    ends: Sequence[BeamEnd] | None = None) -> list[BeamHypothesis]:
     """The best hypothesis for each prompt (rules in the module docstring).
 
     ``config.num_beams`` beams per prompt, ``config.batch_size`` prompts per forward
     pass (grouped by length). ``bans`` and ``forced`` default to those of ``config``
     that need no tokenizer (:func:`~lmforge.generate.constraints.build_constraints`
-    spells ``bad_words`` and ``force_words``).
+    spells ``bad_words`` and ``force_words``). ``ends``: one end rule per prompt.
     """
     prompts = [[int(t) for t in p] for p in prompts_ids]
     check_prompts(prompts, config.max_new_tokens, model.config.max_seq_len,
@@ -254,7 +270,7 @@ def beam_search_ids(model: torch.nn.Module, prompts_ids: Sequence[Sequence[int]]
     try:
         for batch in length_sorted_batches([len(p) for p in prompts], config.batch_size):
             search = _Search(model, [prompts[i] for i in batch], config, eos_id, pad_id,
-                             bans, forced)
+                             bans, forced, None if ends is None else [ends[i] for i in batch])
             for i, hyp in zip(batch, search.run(), strict=True):
                 out[i] = hyp
     finally:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 
 from ..errors import ConfigError, LmforgeError
-from .beam import BeamHypothesis, beam_search_ids
+from .beam import BeamEnd, BeamHypothesis, beam_search_ids
 from .config import GenerationConfig, resolve_config
 from .constraints import TokenBans, build_constraints
 from .decode import (
@@ -246,13 +246,17 @@ def _beam_completion(tokenizer: Any, prompt_ids: list[int], hyp: BeamHypothesis,
 
 
 def _completions(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[list[int]],
-                 config: GenerationConfig, eos: int | None = None) -> list[Completion]:
+                 config: GenerationConfig, eos: int | None = None,
+                 ends: Sequence[BeamEnd] | None = None) -> list[Completion]:
     """Every prompt's :class:`Completion`, by beam search when ``config.beam_search``,
     else token by token. A row ends at ``eos`` (default: the tokenizer's)."""
     eos, pad = _specials(tokenizer, eos)
     bans, forced = build_constraints(config, tokenizer, eos)
+    if ends is not None and not config.beam_search:
+        raise ConfigError("end rules (ends=) need beam search: set num_beams > 1")
     if config.beam_search:
-        hyps = beam_search_ids(model, prompt_ids, config, eos, pad, bans=bans, forced=forced)
+        hyps = beam_search_ids(model, prompt_ids, config, eos, pad, bans=bans, forced=forced,
+                               ends=ends)
         return [_beam_completion(tokenizer, ids, hyp, config.stop)
                 for ids, hyp in zip(prompt_ids, hyps, strict=True)]
     results: list[Completion] = [Completion() for _ in prompt_ids]
@@ -313,14 +317,17 @@ def stream(model: torch.nn.Module, tokenizer: Any, prompt: str,
 
 def complete_ids(model: torch.nn.Module, tokenizer: Any,
                  prompts_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None,
-                 *, eos_id: int | None = None, **overrides: Any) -> list[Completion]:
+                 *, eos_id: int | None = None, ends: Sequence[BeamEnd] | None = None,
+                 **overrides: Any) -> list[Completion]:
     """:func:`generate_completions` for prompts given as token ids, batched, each row
-    ending at ``eos_id`` (default: the tokenizer's ``eos``)."""
+    ending at ``eos_id`` (default: the tokenizer's ``eos``), or, in beam search, where
+    its rule in ``ends`` says (:mod:`lmforge.generate.beam`; the ending token is left
+    out of the text, as ``eos`` is)."""
     config = resolve_config(config, overrides)
     ids = [list(p) for p in prompts_ids]
     check_prompts(ids, config.max_new_tokens, model.config.max_seq_len,
                   model.config.vocab_size)
-    return _completions(model, tokenizer, ids, config, eos_id)
+    return _completions(model, tokenizer, ids, config, eos_id, ends)
 
 
 def stream_ids(model: torch.nn.Module, tokenizer: Any, prompt_ids: Sequence[int],

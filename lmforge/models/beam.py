@@ -36,7 +36,7 @@ beams are returned unfinished (no ``eos``). With ``K = 1`` this is exactly greed
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -88,18 +88,20 @@ def ban_repeated_ngrams(logits: Tensor, histories: Sequence[Sequence[int]], n: i
 Candidate = tuple[float, int, int]  # (log P of the extended beam, row, token)
 
 
-def split_candidates(ranked: Sequence[Candidate], beam_size: int,
-                     eos_id: int) -> tuple[list[Candidate], list[Candidate]]:
+def split_candidates(ranked: Sequence[Candidate], beam_size: int, eos_id: int | None,
+                     ends: Container[tuple[int, int]] = ()
+                     ) -> tuple[list[Candidate], list[Candidate]]:
     """One source's extensions, ranked best first, split by the rule of the module
     docstring: ``(ended, live)``, the ``eos`` extensions among the first ``beam_size``
     (they end hypotheses) and every other finite extension in order (the first
-    ``beam_size`` of them become the live beams)."""
+    ``beam_size`` of them become the live beams). ``ends`` holds further ``(row, token)``
+    extensions that end a hypothesis as ``eos`` does (the token stays in it)."""
     ended: list[Candidate] = []
     live: list[Candidate] = []
     for rank, cand in enumerate(ranked):
         if cand[0] == float("-inf"):
             break
-        if cand[2] != eos_id:
+        if cand[2] != eos_id and (cand[1], cand[2]) not in ends:
             live.append(cand)
         elif rank < beam_size:
             ended.append(cand)
