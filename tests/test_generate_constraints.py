@@ -292,7 +292,7 @@ def test_wide_constrained_beam_search_is_the_exact_optimum(force, alpha):
 @pytest.mark.parametrize("K", [330, 3])
 def test_an_end_rule_ends_hypotheses_as_eos_does(K):
     # eos given as a rule instead of an id: the same search, token for token
-    tok, L, prompt = _eos_tokenizer(), 5, [1, 3]
+    L, prompt = 5, [1, 3]
     model = tiny_gpt(4, seed=4, max_seq_len=8)
     cfg = GenerationConfig(max_new_tokens=L, num_beams=K)
     by_id = beam_search_ids(model, [prompt], cfg, eos_id=0)[0]
