@@ -311,7 +311,7 @@ def test_next_line_exact_match_is_whitespace_exact(tok, monkeypatch):
                   ("", "eos"),                                    # nothing
                   ("    c = a + b\nmore", "eos"),                 # FIM middles ...
                   ("c = a + b", "eos"), ("    c = a + b", "eos"), ("\n", "eos")])
-    monkeypatch.setattr(metrics, "_greedy", stub)
+    monkeypatch.setattr(metrics, "_decode", stub)
     fig, recs = metrics.next_line_match(_Model, tok, cases, 16, 8, FimIds.of(tok))
     assert fig == {"n": 4, "exact_match": 0.25, "fim_exact_match": 0.5}
     assert [r["model"] for r in recs] == ["    c = a + b", "    c = a + b ", "  c = a + b", ""]
@@ -329,7 +329,7 @@ def test_body_parse_counts_dedent_eos_and_max_tokens(tok, monkeypatch):
                   ("\n        return [1,\n", "length"),           # cut off: no dedent
                   ("\n        return 1\n\n    def n(self):", "length"),
                   ("\n    pass\n", "eos")])                       # end of file
-    monkeypatch.setattr(metrics, "_greedy", stub)
+    monkeypatch.setattr(metrics, "_decode", stub)
     fig, recs = metrics.body_parse(_Model, tok, asked, 32, 8)
     assert [r["parses"] for r in recs] == [True, False, True, True]
     assert [r["exact"] for r in recs] == [True, False, False, True]
@@ -341,7 +341,7 @@ def test_body_parse_counts_dedent_eos_and_max_tokens(tok, monkeypatch):
     assert recs[2]["model"] == "        return 1\n\n"
     # an empty body does not count, though a docstring alone would parse
     stub = _Stub([("\n\n\nclass K:\n", "length")])
-    monkeypatch.setattr(metrics, "_greedy", stub)
+    monkeypatch.setattr(metrics, "_decode", stub)
     fig, recs = metrics.body_parse(_Model, tok, asked[:1], 32, 8)
     assert not recs[0]["model"].strip() and fig["parse"] == 0.0
 

@@ -8,7 +8,8 @@
    checkpoint has the lowest validation loss (plain windows of the val files).
 4. **Evaluation** of that checkpoint on the test files (:mod:`.metrics`): next-line
    exact match (and as FIM middles), the share of generated function bodies that parse
-   (by beam search with ``evaluate.body_beams > 1``, greedy beside it), and the perplexity per token beside a Kneser-Ney n-gram baseline, in the training
+   (by beam search with ``evaluate.body_beams > 1``, greedy beside it), and the
+   perplexity per token beside a Kneser-Ney n-gram baseline, in the training
    precision (:mod:`.metrics`). The run folder
    gets ``results.json``, ``samples.jsonl`` (every line and body asked, with the true
    and the model's text) and the printed table.

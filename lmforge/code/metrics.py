@@ -64,9 +64,9 @@ from .data import CodeFile
 from .fim import FimIds
 
 
-def _greedy(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int,
+def _decode(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int,
             batch_size: int, **options: Any) -> list[Any]:
-    """Greedy completions (beam search with ``num_beams``); ``options`` are further
+    """Greedy completions, or beam search with ``num_beams``; ``options`` are further
     :class:`~lmforge.generate.GenerationConfig` fields (``autocast``,
     ``no_repeat_ngram_size``) and ``ends`` of :func:`~lmforge.generate.complete_ids`."""
     from ..generate import complete_ids
@@ -114,9 +114,9 @@ def next_line_match(model: Any, tokenizer: Any, cases: Sequence[LineCase],
                     max_new_tokens: int, batch_size: int, fim: FimIds | None = None,
                     **options: Any) -> tuple[dict, list[dict]]:
     """Exact match of the model's line N (and of its FIM middle when ``fim`` is given);
-    returns the figures and one record per case. ``options``: see :func:`_greedy`."""
+    returns the figures and one record per case. ``options``: see :func:`_decode`."""
     room = room_for(model, max_new_tokens)
-    out = _greedy(model, tokenizer, [left_prompt(tokenizer, c.before, room) for c in cases],
+    out = _decode(model, tokenizer, [left_prompt(tokenizer, c.before, room) for c in cases],
                   max_new_tokens, batch_size, **options)
     got = [(model_lines(c.before, o.text) or [""])[0].rstrip("\n")
            for c, o in zip(cases, out, strict=True)]
@@ -127,7 +127,7 @@ def next_line_match(model: Any, tokenizer: Any, cases: Sequence[LineCase],
                "exact_match": round(sum(r["true"] == r["model"] for r in records) / n, 4)}
     if fim is not None:
         prompts = [middle_prompt(tokenizer, fim, c.before, c.after, room) for c in cases]
-        out = _greedy(model, tokenizer, prompts, max_new_tokens, batch_size, **options)
+        out = _decode(model, tokenizer, prompts, max_new_tokens, batch_size, **options)
         for r, o in zip(records, out, strict=True):
             r["fim"] = o.text.split("\n", 1)[0]
         figures["fim_exact_match"] = round(
@@ -209,14 +209,14 @@ def body_parse(model: Any, tokenizer: Any, cases: Sequence[BodyCase], max_new_to
                batch_size: int, beams: int = 1, **options: Any) -> tuple[dict, list[dict]]:
     """The share of generated bodies that parse (of all, and of those that ended by a
     dedent or ``<eos>``), and one record per case. ``beams > 1``: beam search in which
-    :class:`BodyEnd` ends a hypothesis; else greedy. ``options``: see :func:`_greedy`."""
+    :class:`BodyEnd` ends a hypothesis; else greedy. ``options``: see :func:`_decode`."""
     room = room_for(model, max_new_tokens)
     prompts = [left_prompt(tokenizer, c.before, room) for c in cases]
     if beams > 1:
-        out = _greedy(model, tokenizer, prompts, max_new_tokens, batch_size, num_beams=beams,
+        out = _decode(model, tokenizer, prompts, max_new_tokens, batch_size, num_beams=beams,
                       ends=[BodyEnd(tokenizer, c.indent) for c in cases], **options)
     else:
-        out = _greedy(model, tokenizer, prompts, max_new_tokens, batch_size, **options)
+        out = _decode(model, tokenizer, prompts, max_new_tokens, batch_size, **options)
     records = []
     for c, o in zip(cases, out, strict=True):
         body, dedent = cut_body(model_lines(c.before, o.text), c.indent)

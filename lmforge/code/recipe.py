@@ -54,8 +54,9 @@ class CodeEvaluateConfig(Section):
     body_beams: int = Field(1, ge=1, description="beam search with this many beams for the "
                             "bodies, a beam ending where the body does (1: greedy only; "
                             "above 1 the greedy figures are reported beside)")
-    no_repeat_ngram_size: int = Field(0, ge=0, description="greedy decoding never repeats "
-                                      "an n-gram of this many tokens, prompt included "
+    no_repeat_ngram_size: int = Field(0, ge=0, description="decoding (greedy and beams) "
+                                      "never repeats an n-gram of this many tokens, prompt "
+                                      "included "
                                       "(0: off; against the loops of small models)")
     ngram_order: int = Field(4, ge=0, description="order of the Kneser-Ney baseline "
                              "(0: skip it)")
