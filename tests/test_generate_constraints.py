@@ -301,6 +301,13 @@ def test_an_end_rule_ends_hypotheses_as_eos_does(K):
     assert by_rule.score == pytest.approx(by_id.score, abs=1e-6)
 
 
+def test_end_rules_without_beam_search_are_a_config_error(bpe):
+    model = tiny_gpt(bpe.vocab_size, seed=2)
+    with pytest.raises(ConfigError, match="need beam search"):
+        complete_ids(model, bpe, [[bpe.bos_id]], max_new_tokens=4, temperature=0,
+                     ends=[lambda t: False])
+
+
 def test_an_end_rule_drops_the_extensions_it_answers_none():
     # ending before any "a" (id 1) is not allowed: the wide search is the optimum of
     # the outputs that obey it, and the optimum of all outputs does not
